@@ -1,0 +1,121 @@
+//! Map names, keys and values shared by the eBPF programs and the agent.
+//!
+//! Every type is `repr(C)` with explicit padding so both sides see the same
+//! bytes; the agent reads the per-CPU values and sums them.
+
+/// Packets arriving at this node.
+pub const DIR_RX: u8 = 0;
+/// Packets leaving this node.
+pub const DIR_TX: u8 = 1;
+
+/// Per remote VTEP and direction: outer (encapsulated) traffic on the uplink.
+pub const MAP_PEERS: &str = "PEERS";
+/// Per VTEP MAC and direction: inner frames on the overlay device.
+pub const MAP_INNER: &str = "INNER";
+/// One [`Config`] at index 0, written by the agent before it attaches.
+pub const MAP_CONFIG: &str = "CONFIG";
+/// Per-CPU `u64` counters indexed by the `STAT_*` constants.
+pub const MAP_STATS: &str = "STATS";
+/// Per drop reason, direction and peer: the kernel's drops of VXLAN traffic.
+pub const MAP_DROPS: &str = "DROPS";
+
+/// Default capacity of the per-peer and per-MAC maps; the agent may change it.
+pub const DEFAULT_MAX_PEERS: u32 = 4096;
+
+/// A new peer did not fit into `PEERS`.
+pub const STAT_PEER_OVERFLOW: u32 = 0;
+/// A new MAC did not fit into `INNER`.
+pub const STAT_MAC_OVERFLOW: u32 = 1;
+/// A new drop key did not fit into `DROPS`.
+pub const STAT_DROP_OVERFLOW: u32 = 2;
+/// Number of slots in `STATS`.
+pub const NUM_STATS: u32 = 4;
+
+/// `Config::flags`: `vni` is known, so VXLAN for another VNI is counted as such.
+pub const CONFIG_VNI_KNOWN: u16 = 1;
+
+/// Settings the agent gives the datapath.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// VXLAN UDP destination port, host byte order. 0 matches nothing.
+    pub vxlan_port: u16,
+    /// `CONFIG_*` bits.
+    pub flags: u16,
+    /// The VNI the overlay device serves.
+    pub vni: u32,
+}
+
+/// Key of `PEERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey {
+    /// The remote VTEP's underlay IPv4 address, network byte order.
+    pub addr: [u8; 4],
+    /// [`DIR_RX`] or [`DIR_TX`].
+    pub dir: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `PEERS`: one CPU's share.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounters {
+    /// Wire packets: a GSO/GRO super-packet counts as its segments.
+    pub packets: u64,
+    /// Wire bytes including the outer Ethernet header.
+    pub bytes: u64,
+    /// VXLAN headers that are truncated, lack the I flag or set reserved bits.
+    pub malformed: u64,
+    /// Well-formed VXLAN for a VNI other than the configured one.
+    pub other_vni: u64,
+    /// ICMP port-unreachable quoting our VXLAN to this peer (rx only).
+    pub icmp_port_unreachable: u64,
+    /// The last VNI seen that was not the configured one.
+    pub last_other_vni: u32,
+    pub _pad: u32,
+}
+
+/// Key of `INNER`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacKey {
+    /// Source MAC of decapsulated frames (rx), destination MAC of frames to
+    /// encapsulate (tx): the remote VTEP's MAC in Flannel's setup.
+    pub mac: [u8; 6],
+    /// [`DIR_RX`] or [`DIR_TX`].
+    pub dir: u8,
+    pub _pad: u8,
+}
+
+/// Value of `INNER`: one CPU's share.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InnerCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Key of `DROPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropKey {
+    /// The kernel's `enum skb_drop_reason` value.
+    pub reason: u32,
+    /// The peer named by the outer header, or zeros.
+    pub peer: [u8; 4],
+    /// [`DIR_RX`] or [`DIR_TX`].
+    pub dir: u8,
+    pub _pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C), Copy, with explicit padding and no pointers.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::PeerCounters {}
+    unsafe impl aya::Pod for super::MacKey {}
+    unsafe impl aya::Pod for super::InnerCounters {}
+    unsafe impl aya::Pod for super::DropKey {}
+}

@@ -1,0 +1,170 @@
+//! Crafted frames for tests: real byte layouts with valid checksums, so the
+//! same frames serve the host parser tests, `BPF_PROG_TEST_RUN` and raw
+//! sockets in the lab.
+use alloc::vec::Vec;
+
+/// An IPv4 packet inside an Ethernet frame.
+#[derive(Clone, Debug)]
+pub struct Ipv4Frame {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// One 802.1Q tag with this VLAN id.
+    pub vlan: Option<u16>,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// IPv4 option bytes (padded to a multiple of 4 with zeros).
+    pub options: Vec<u8>,
+    /// Fragment offset in 8-byte units.
+    pub frag_offset: u16,
+    pub more_fragments: bool,
+    pub proto: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Ipv4Frame {
+    pub fn new(src: [u8; 4], dst: [u8; 4], proto: u8, payload: Vec<u8>) -> Self {
+        Self {
+            src_mac: [0x02, 0, 0, 0, 0, 0x01],
+            dst_mac: [0x02, 0, 0, 0, 0, 0x02],
+            vlan: None,
+            src,
+            dst,
+            options: Vec::new(),
+            frag_offset: 0,
+            more_fragments: false,
+            proto,
+            payload,
+        }
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        if let Some(vid) = self.vlan {
+            f.extend_from_slice(&0x8100u16.to_be_bytes());
+            f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+        }
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        f.extend_from_slice(&self.ip_packet());
+        f
+    }
+
+    /// The IPv4 packet alone (what an ICMP error quotes).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let mut opts = self.options.clone();
+        while opts.len() % 4 != 0 {
+            opts.push(0);
+        }
+        let ihl = 20 + opts.len();
+        let total = ihl + self.payload.len();
+        let mut h = Vec::with_capacity(total);
+        h.push(0x40 | (ihl / 4) as u8);
+        h.push(0);
+        h.extend_from_slice(&(total as u16).to_be_bytes());
+        h.extend_from_slice(&0x1234u16.to_be_bytes());
+        let mut frag = self.frag_offset & 0x1fff;
+        if self.more_fragments {
+            frag |= 0x2000;
+        }
+        h.extend_from_slice(&frag.to_be_bytes());
+        h.push(64);
+        h.push(self.proto);
+        h.extend_from_slice(&[0, 0]);
+        h.extend_from_slice(&self.src);
+        h.extend_from_slice(&self.dst);
+        h.extend_from_slice(&opts);
+        let csum = checksum(&h[..ihl]);
+        h[10..12].copy_from_slice(&csum.to_be_bytes());
+        h.extend_from_slice(&self.payload);
+        h
+    }
+}
+
+/// Internet checksum.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += u32::from(word);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A UDP datagram (checksum 0, which IPv4 allows and VXLAN senders use).
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+/// A VXLAN header with the given flags byte and VNI.
+pub fn vxlan_header(flags: u8, vni: u32) -> [u8; 8] {
+    let v = vni.to_be_bytes();
+    [flags, 0, 0, 0, v[1], v[2], v[3], 0]
+}
+
+/// An ICMP echo request of `data_len` payload bytes.
+pub fn icmp_echo(id: u16, seq: u16, data_len: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(8 + data_len);
+    m.extend_from_slice(&[8, 0, 0, 0]);
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend((0..data_len).map(|i| i as u8));
+    let c = checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A TCP header (no options beyond `doff_words`) followed by `data_len` bytes.
+pub fn tcp(sport: u16, dport: u16, doff_words: u8, data_len: usize) -> Vec<u8> {
+    let hlen = usize::from(doff_words) * 4;
+    let mut t = alloc::vec![0u8; hlen + data_len];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = doff_words << 4;
+    t[13] = 0x10;
+    t
+}
+
+/// A pod-to-pod ICMP echo as Flannel puts it on the overlay: inner Ethernet
+/// from one VTEP MAC to another.
+pub fn inner_echo(src_vtep: [u8; 6], dst_vtep: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut f = Ipv4Frame::new(src, dst, 1, icmp_echo(7, 1, 56));
+    f.src_mac = src_vtep;
+    f.dst_mac = dst_vtep;
+    f.build()
+}
+
+/// An outer VXLAN frame from `src` to `dst` carrying `inner`.
+pub fn vxlan_frame(src: [u8; 4], dst: [u8; 4], port: u16, vni: u32, inner: &[u8]) -> Ipv4Frame {
+    let mut payload = Vec::with_capacity(8 + inner.len());
+    payload.extend_from_slice(&vxlan_header(0x08, vni));
+    payload.extend_from_slice(inner);
+    Ipv4Frame::new(src, dst, 17, udp(40000, port, &payload))
+}
+
+/// The ICMP port unreachable that `from` sends to the sender of `original`
+/// (an IPv4 packet), quoting its header and first 8 payload bytes.
+pub fn icmp_port_unreachable(from: [u8; 4], original: &[u8]) -> Ipv4Frame {
+    let ihl = usize::from(original[0] & 0x0f) * 4;
+    let quoted = &original[..(ihl + 8).min(original.len())];
+    let mut m = Vec::with_capacity(8 + quoted.len());
+    m.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+    m.extend_from_slice(quoted);
+    let c = checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let to = [original[12], original[13], original[14], original[15]];
+    Ipv4Frame::new(from, to, 1, m)
+}

@@ -1,0 +1,19 @@
+//! What the eBPF programs and the agent must agree on: the layout of every
+//! map key and value, and the packet parser both sides run.
+//!
+//! The parser is written once over [`parse::Load`], implemented for the
+//! kernel's `TcContext` (on `target_arch = "bpf"`) and for `&[u8]`, so the
+//! host unit tests exercise exactly the code the kernel runs.
+#![no_std]
+
+#[cfg(any(test, feature = "frames"))]
+extern crate alloc;
+
+pub mod abi;
+pub mod parse;
+
+#[cfg(any(test, feature = "frames"))]
+pub mod frames;
+
+#[cfg(target_arch = "bpf")]
+mod bpf;

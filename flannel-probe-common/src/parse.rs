@@ -1,0 +1,237 @@
+//! Packet parsing shared by the kernel and the host.
+//!
+//! Everything reads through [`Load`], so the same functions run on a
+//! `TcContext` in the kernel and on a `&[u8]` in unit tests. No function
+//! loops and every read is bounds-checked by its `Load`, which keeps the
+//! verifier content.
+
+/// Ethernet header length without VLAN tags.
+pub const ETH_HLEN: usize = 14;
+/// VXLAN header length.
+pub const VXLAN_HLEN: usize = 8;
+/// Outer Ethernet + IPv4 (no options) + UDP + VXLAN: what encapsulation adds.
+pub const VXLAN_OVERHEAD: usize = 50;
+/// The kernel's default VXLAN port, also Flannel's.
+pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_PORT_UNREACH: u8 = 3;
+/// VXLAN flags byte with only the I (valid VNI) bit set.
+const VXLAN_FLAGS_I: u8 = 0x08;
+
+/// Reads packet bytes at an offset; `None` when they are not all there.
+pub trait Load {
+    fn load_bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+    /// Length of the whole packet, as the kernel counts it (`skb->len`).
+    fn packet_len(&self) -> usize;
+
+    #[inline(always)]
+    fn u8_at(&self, offset: usize) -> Option<u8> {
+        self.load_bytes::<1>(offset).map(|b| b[0])
+    }
+
+    #[inline(always)]
+    fn be16_at(&self, offset: usize) -> Option<u16> {
+        self.load_bytes::<2>(offset).map(u16::from_be_bytes)
+    }
+}
+
+impl Load for &[u8] {
+    #[inline(always)]
+    fn load_bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let end = offset.checked_add(N)?;
+        let bytes = self.get(offset..end)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Some(out)
+    }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Why a VXLAN header is not one the kernel would accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// Fewer than 8 bytes of UDP payload.
+    Truncated,
+    /// The I flag is not set: the kernel drops it (`VXLAN_INVALID_HDR`).
+    NoVniFlag,
+    /// Other flag or reserved bits set; Flannel uses no VXLAN extensions,
+    /// so the kernel drops these too.
+    ReservedBits,
+}
+
+/// An outer VXLAN packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vxlan {
+    /// Outer IPv4 source and destination, network byte order.
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// The VNI (0 when the header is truncated).
+    pub vni: u32,
+    /// `None` for a header the kernel would accept.
+    pub malformed: Option<Malformed>,
+    /// Offset of the inner Ethernet header.
+    pub inner_offset: usize,
+}
+
+/// What the uplink programs care about in one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outer {
+    /// UDP to the VXLAN port (a first fragment counts; later ones cannot be told).
+    Vxlan(Vxlan),
+    /// ICMP destination/port unreachable quoting UDP to the VXLAN port: the
+    /// VTEP `vtep` has no VXLAN socket. `from` sent the ICMP.
+    PortUnreachable { from: [u8; 4], vtep: [u8; 4] },
+    /// Anything else.
+    Other,
+}
+
+/// Offset and EtherType of the L3 header, after at most one VLAN tag.
+#[inline(always)]
+pub fn l3<L: Load>(pkt: &L, eth_offset: usize) -> Option<(usize, u16)> {
+    let ethertype = pkt.be16_at(eth_offset + 12)?;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        Some((eth_offset + ETH_HLEN + 4, pkt.be16_at(eth_offset + 16)?))
+    } else {
+        Some((eth_offset + ETH_HLEN, ethertype))
+    }
+}
+
+/// An IPv4 header: (offset of L4, protocol, source, destination). `None` for
+/// non-IPv4, bad header lengths and non-first fragments.
+#[inline(always)]
+fn ipv4<L: Load>(pkt: &L, off: usize) -> Option<(usize, u8, [u8; 4], [u8; 4])> {
+    let vihl = pkt.u8_at(off)?;
+    if vihl >> 4 != 4 {
+        return None;
+    }
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return None;
+    }
+    // Fragment offset != 0: no L4 header here.
+    if pkt.be16_at(off + 6)? & 0x1fff != 0 {
+        return None;
+    }
+    let proto = pkt.u8_at(off + 9)?;
+    let addrs = pkt.load_bytes::<8>(off + 12)?;
+    let src = [addrs[0], addrs[1], addrs[2], addrs[3]];
+    let dst = [addrs[4], addrs[5], addrs[6], addrs[7]];
+    Some((off + ihl, proto, src, dst))
+}
+
+/// Classifies an outer frame seen on the uplink; `port` is the VXLAN port.
+#[inline(always)]
+pub fn parse_outer<L: Load>(pkt: &L, port: u16) -> Outer {
+    parse_outer_inner(pkt, port).unwrap_or(Outer::Other)
+}
+
+#[inline(always)]
+fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
+    let (l3_off, ethertype) = l3(pkt, 0)?;
+    if ethertype != ETH_P_IP {
+        return None;
+    }
+    let (l4, proto, src, dst) = ipv4(pkt, l3_off)?;
+    match proto {
+        IPPROTO_UDP => {
+            if pkt.be16_at(l4 + 2)? != port {
+                return None;
+            }
+            let vx = l4 + 8;
+            let (vni, malformed) = match pkt.load_bytes::<VXLAN_HLEN>(vx) {
+                None => (0, Some(Malformed::Truncated)),
+                Some(h) => {
+                    let vni = u32::from_be_bytes([0, h[4], h[5], h[6]]);
+                    let malformed = if h[0] & VXLAN_FLAGS_I == 0 {
+                        Some(Malformed::NoVniFlag)
+                    } else if h[0] != VXLAN_FLAGS_I || h[1] | h[2] | h[3] | h[7] != 0 {
+                        Some(Malformed::ReservedBits)
+                    } else {
+                        None
+                    };
+                    (vni, malformed)
+                }
+            };
+            Some(Outer::Vxlan(Vxlan {
+                src,
+                dst,
+                vni,
+                malformed,
+                inner_offset: vx + VXLAN_HLEN,
+            }))
+        }
+        IPPROTO_ICMP => {
+            let tc = pkt.load_bytes::<2>(l4)?;
+            if tc[0] != ICMP_DEST_UNREACH || tc[1] != ICMP_PORT_UNREACH {
+                return None;
+            }
+            // The quoted datagram: its IPv4 header, then at least 8 bytes of UDP.
+            let (ql4, qproto, _qsrc, qdst) = ipv4(pkt, l4 + 8)?;
+            if qproto != IPPROTO_UDP || pkt.be16_at(ql4 + 2)? != port {
+                return None;
+            }
+            Some(Outer::PortUnreachable {
+                from: src,
+                vtep: qdst,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Offset of the first payload byte after the Ethernet, IPv4 and TCP/UDP
+/// headers of a frame starting at `eth_offset`: the bytes every segment of a
+/// GSO/GRO super-packet repeats on the wire. Falls back to the end of the
+/// Ethernet header for anything it does not know.
+#[inline(always)]
+pub fn headers_len<L: Load>(pkt: &L, eth_offset: usize) -> usize {
+    let fallback = eth_offset + ETH_HLEN;
+    let Some((l3_off, ethertype)) = l3(pkt, eth_offset) else {
+        return fallback;
+    };
+    if ethertype != ETH_P_IP {
+        return l3_off;
+    }
+    let Some((l4, proto, _, _)) = ipv4(pkt, l3_off) else {
+        return l3_off;
+    };
+    match proto {
+        IPPROTO_TCP => match pkt.u8_at(l4 + 12) {
+            Some(doff) => l4 + ((doff >> 4) as usize) * 4,
+            None => l4,
+        },
+        IPPROTO_UDP => l4 + 8,
+        _ => l4,
+    }
+}
+
+/// Wire bytes of a (possibly GSO/GRO) packet: each segment beyond the
+/// first repeats `headers` bytes of headers.
+#[inline(always)]
+pub fn wire_bytes(len: usize, segs: u32, headers: usize) -> u64 {
+    let extra = segs.saturating_sub(1) as u64;
+    len as u64 + extra * headers as u64
+}
+
+/// Source and destination MAC of an Ethernet frame at offset 0.
+#[inline(always)]
+pub fn macs<L: Load>(pkt: &L) -> Option<([u8; 6], [u8; 6])> {
+    let h = pkt.load_bytes::<12>(0)?;
+    let dst = [h[0], h[1], h[2], h[3], h[4], h[5]];
+    let src = [h[6], h[7], h[8], h[9], h[10], h[11]];
+    Some((src, dst))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! Host tests of the shared parser on crafted frames.
+use alloc::vec::Vec;
+
+use super::*;
+use crate::frames::{
+    Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header,
+};
+
+const A: [u8; 4] = [192, 0, 2, 11];
+const B: [u8; 4] = [192, 0, 2, 13];
+const MAC_A: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x0a];
+const MAC_B: [u8; 6] = [0x0a, 0, 0, 0, 0, 0x0b];
+
+fn inner() -> Vec<u8> {
+    inner_echo(MAC_A, MAC_B, [10, 42, 1, 54], [10, 42, 0, 54])
+}
+
+fn vx(frame: &[u8], port: u16) -> Vxlan {
+    match parse_outer(&frame, port) {
+        Outer::Vxlan(v) => v,
+        other => panic!("expected VXLAN, got {other:?}"),
+    }
+}
+
+#[test]
+fn vxlan_to_the_configured_port() {
+    let f = vxlan_frame(A, B, 8472, 1, &inner()).build();
+    let v = vx(&f, 8472);
+    assert_eq!(v.src, A);
+    assert_eq!(v.dst, B);
+    assert_eq!(v.vni, 1);
+    assert_eq!(v.malformed, None);
+    assert_eq!(v.inner_offset, VXLAN_OVERHEAD);
+    assert_eq!(macs(&&f[v.inner_offset..]), Some((MAC_A, MAC_B)));
+}
+
+#[test]
+fn vxlan_to_another_port_is_only_seen_with_that_port() {
+    let f = vxlan_frame(A, B, 4789, 7, &inner()).build();
+    assert_eq!(parse_outer(&f.as_slice(), 8472), Outer::Other);
+    let v = vx(&f, 4789);
+    assert_eq!(v.vni, 7);
+}
+
+#[test]
+fn large_vni_is_read_whole() {
+    let f = vxlan_frame(A, B, 8472, 0x00ab_cdef, &inner()).build();
+    assert_eq!(vx(&f, 8472).vni, 0x00ab_cdef);
+}
+
+#[test]
+fn one_vlan_tag_is_skipped() {
+    let mut f = vxlan_frame(A, B, 8472, 1, &inner());
+    f.vlan = Some(100);
+    let bytes = f.build();
+    let v = vx(&bytes, 8472);
+    assert_eq!(v.inner_offset, VXLAN_OVERHEAD + 4);
+    assert_eq!(v.src, A);
+}
+
+#[test]
+fn ipv4_options_move_the_udp_header() {
+    let mut f = vxlan_frame(A, B, 8472, 1, &inner());
+    f.options = alloc::vec![0x94, 0x04, 0, 0, 1, 1, 1, 0]; // router alert + NOPs, 8 bytes
+    let bytes = f.build();
+    let v = vx(&bytes, 8472);
+    assert_eq!(v.inner_offset, VXLAN_OVERHEAD + 8);
+    assert_eq!(v.vni, 1);
+}
+
+#[test]
+fn truncated_at_every_byte() {
+    let full = vxlan_frame(A, B, 8472, 1, &inner()).build();
+    // UDP destination port ends at 14 + 20 + 4; the VXLAN header at 50.
+    for cut in 0..=full.len() {
+        let f = &full[..cut];
+        let got = parse_outer(&f, 8472);
+        if cut < 38 {
+            assert_eq!(got, Outer::Other, "cut at {cut}");
+        } else if cut < VXLAN_OVERHEAD {
+            let v = vx(f, 8472);
+            assert_eq!(v.malformed, Some(Malformed::Truncated), "cut at {cut}");
+            assert_eq!(v.src, A);
+        } else {
+            let v = vx(f, 8472);
+            assert_eq!(v.malformed, None, "cut at {cut}");
+            assert_eq!(v.vni, 1);
+        }
+    }
+}
+
+#[test]
+fn non_vxlan_traffic_is_other() {
+    let dns = Ipv4Frame::new(A, B, 17, udp(5353, 53, b"hello")).build();
+    assert_eq!(parse_outer(&dns.as_slice(), 8472), Outer::Other);
+    let web = Ipv4Frame::new(A, B, 6, tcp(40000, 8472, 5, 10)).build();
+    assert_eq!(
+        parse_outer(&web.as_slice(), 8472),
+        Outer::Other,
+        "TCP to 8472 is not VXLAN"
+    );
+    let mut v6 = vxlan_frame(A, B, 8472, 1, &inner()).build();
+    v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    assert_eq!(parse_outer(&v6.as_slice(), 8472), Outer::Other);
+}
+
+#[test]
+fn bad_ip_headers_are_other() {
+    let mut short_ihl = vxlan_frame(A, B, 8472, 1, &inner()).build();
+    short_ihl[14] = 0x44;
+    assert_eq!(parse_outer(&short_ihl.as_slice(), 8472), Outer::Other);
+    let mut not_v4 = vxlan_frame(A, B, 8472, 1, &inner()).build();
+    not_v4[14] = 0x65;
+    assert_eq!(parse_outer(&not_v4.as_slice(), 8472), Outer::Other);
+}
+
+#[test]
+fn fragments() {
+    // A first fragment still carries the UDP and VXLAN headers.
+    let mut first = vxlan_frame(A, B, 8472, 1, &inner());
+    first.more_fragments = true;
+    let bytes = first.build();
+    assert_eq!(vx(&bytes, 8472).malformed, None);
+    // A later fragment has no UDP header, whatever its bytes look like.
+    let mut later = vxlan_frame(A, B, 8472, 1, &inner());
+    later.frag_offset = 185;
+    assert_eq!(parse_outer(&later.build().as_slice(), 8472), Outer::Other);
+}
+
+#[test]
+fn malformed_vxlan_headers() {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&vxlan_header(0x00, 1));
+    payload.extend_from_slice(&inner());
+    let no_i = Ipv4Frame::new(A, B, 17, udp(1, 8472, &payload)).build();
+    assert_eq!(vx(&no_i, 8472).malformed, Some(Malformed::NoVniFlag));
+
+    let mut gbp = Vec::new();
+    gbp.extend_from_slice(&vxlan_header(0x88, 1));
+    let f = Ipv4Frame::new(A, B, 17, udp(1, 8472, &gbp)).build();
+    assert_eq!(vx(&f, 8472).malformed, Some(Malformed::ReservedBits));
+
+    let mut reserved = vxlan_header(0x08, 1);
+    reserved[7] = 1;
+    let f = Ipv4Frame::new(A, B, 17, udp(1, 8472, &reserved)).build();
+    assert_eq!(vx(&f, 8472).malformed, Some(Malformed::ReservedBits));
+
+    let f = Ipv4Frame::new(A, B, 17, udp(1, 8472, &[0x08, 0, 0])).build();
+    assert_eq!(vx(&f, 8472).malformed, Some(Malformed::Truncated));
+}
+
+#[test]
+fn icmp_port_unreachable_quoting_vxlan() {
+    let sent = vxlan_frame(A, B, 8472, 1, &inner());
+    let icmp = icmp_port_unreachable(B, &sent.ip_packet()).build();
+    assert_eq!(
+        parse_outer(&icmp.as_slice(), 8472),
+        Outer::PortUnreachable { from: B, vtep: B }
+    );
+    // Quoting a datagram to another port, or another ICMP code: not ours.
+    let dns = Ipv4Frame::new(A, B, 17, udp(1, 53, b"q"));
+    let icmp = icmp_port_unreachable(B, &dns.ip_packet()).build();
+    assert_eq!(parse_outer(&icmp.as_slice(), 8472), Outer::Other);
+    let mut host_unreach = icmp_port_unreachable(B, &sent.ip_packet());
+    host_unreach.payload[1] = 1;
+    assert_eq!(
+        parse_outer(&host_unreach.build().as_slice(), 8472),
+        Outer::Other
+    );
+    // A quote cut before the UDP port cannot be attributed.
+    let full = icmp_port_unreachable(B, &sent.ip_packet()).build();
+    let cut = &full[..14 + 20 + 8 + 20 + 2];
+    assert_eq!(parse_outer(&cut, 8472), Outer::Other);
+}
+
+#[test]
+fn headers_len_of_inner_frames() {
+    let echo = inner();
+    assert_eq!(headers_len(&echo.as_slice(), 0), 14 + 20);
+    let t = Ipv4Frame::new(A, B, 6, tcp(1, 2, 8, 100)).build();
+    assert_eq!(headers_len(&t.as_slice(), 0), 14 + 20 + 32);
+    let u = Ipv4Frame::new(A, B, 17, udp(1, 2, &[0; 10])).build();
+    assert_eq!(headers_len(&u.as_slice(), 0), 14 + 20 + 8);
+    // Inside VXLAN: counted from the outer frame's start.
+    let outer = vxlan_frame(A, B, 8472, 1, &t).build();
+    assert_eq!(
+        headers_len(&outer.as_slice(), VXLAN_OVERHEAD),
+        VXLAN_OVERHEAD + 14 + 20 + 32
+    );
+    let arp: &[u8] = &[0xff; 14];
+    assert_eq!(headers_len(&arp, 0), 14);
+}
+
+#[test]
+fn wire_bytes_counts_repeated_headers() {
+    assert_eq!(wire_bytes(1500, 0, 116), 1500);
+    assert_eq!(wire_bytes(1500, 1, 116), 1500);
+    assert_eq!(wire_bytes(64_000, 44, 116), 64_000 + 43 * 116);
+}

@@ -1,0 +1,38 @@
+//! The overlay hooks: inner frames per VTEP MAC. Ingress frames came out of
+//! decapsulation (source MAC = the sending VTEP's), egress frames are about
+//! to be encapsulated (destination MAC = the receiving VTEP's).
+use aya_ebpf::programs::TcContext;
+use flannel_probe_common::{
+    abi::{DIR_RX, MacKey, STAT_MAC_OVERFLOW},
+    parse::{headers_len, macs, wire_bytes},
+};
+
+use crate::{
+    counters::{entry, segments},
+    programs::INNER,
+};
+
+#[inline(always)]
+pub fn observe(ctx: &TcContext, dir: u8) {
+    let Some((src, dst)) = macs(ctx) else { return };
+    let key = MacKey {
+        mac: if dir == DIR_RX { src } else { dst },
+        dir,
+        _pad: 0,
+    };
+    let mut is_new = false;
+    let Some(c) = entry(&INNER, &key, STAT_MAC_OVERFLOW, &mut is_new) else {
+        return;
+    };
+    let segs = segments(ctx);
+    let bytes = if segs > 1 {
+        wire_bytes(ctx.len() as usize, segs, headers_len(ctx, 0))
+    } else {
+        u64::from(ctx.len())
+    };
+    // SAFETY: this CPU's slot of a live map entry.
+    unsafe {
+        (*c).packets += u64::from(segs);
+        (*c).bytes += bytes;
+    }
+}

@@ -1,0 +1,77 @@
+//! The uplink hooks: outer VXLAN per remote VTEP, and ICMP port-unreachable
+//! that says a peer has no VXLAN socket.
+use aya_ebpf::programs::TcContext;
+use aya_log_ebpf::info;
+use flannel_probe_common::{
+    abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerKey, STAT_PEER_OVERFLOW},
+    parse::{Outer, headers_len, parse_outer, wire_bytes},
+};
+
+use crate::{
+    counters::{entry, segments},
+    programs::{CONFIG, PEERS},
+};
+
+/// skb->pkt_type for frames addressed to this host's MAC.
+const PACKET_HOST: u32 = 0;
+
+#[inline(always)]
+pub fn observe(ctx: &TcContext, dir: u8) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.vxlan_port == 0 {
+        return;
+    }
+    // On ingress only what the switch delivered to us counts: a flooded
+    // frame for another host is not VXLAN for this node.
+    // SAFETY: the kernel's __sk_buff.
+    if dir == DIR_RX && unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
+        return;
+    }
+    match parse_outer(ctx, cfg.vxlan_port) {
+        Outer::Vxlan(vx) => {
+            let peer = if dir == DIR_RX { vx.src } else { vx.dst };
+            let key = PeerKey {
+                addr: peer,
+                dir,
+                _pad: [0; 3],
+            };
+            let mut is_new = false;
+            let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) else {
+                return;
+            };
+            let segs = segments(ctx);
+            let bytes = if segs > 1 {
+                wire_bytes(ctx.len() as usize, segs, headers_len(ctx, vx.inner_offset))
+            } else {
+                u64::from(ctx.len())
+            };
+            // SAFETY: this CPU's slot of a live map entry.
+            unsafe {
+                (*c).packets += u64::from(segs);
+                (*c).bytes += bytes;
+                if vx.malformed.is_some() {
+                    (*c).malformed += u64::from(segs);
+                } else if cfg.flags & CONFIG_VNI_KNOWN != 0 && vx.vni != cfg.vni {
+                    (*c).other_vni += u64::from(segs);
+                    (*c).last_other_vni = vx.vni;
+                }
+            }
+            if is_new {
+                info!(ctx, "new VXLAN peer {:i} (dir {}, vni {})", peer, dir, vx.vni);
+            }
+        }
+        Outer::PortUnreachable { vtep, .. } if dir == DIR_RX => {
+            let key = PeerKey {
+                addr: vtep,
+                dir: DIR_RX,
+                _pad: [0; 3],
+            };
+            let mut is_new = false;
+            if let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) {
+                // SAFETY: as above.
+                unsafe { (*c).icmp_port_unreachable += 1 };
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,139 @@
+//! Attaching the classifiers: tcx links where the kernel has them (6.6+),
+//! clsact filters otherwise.
+//!
+//! Ordering: on ingress we go first, so we see every packet that arrives
+//! even if a CNI program later drops or redirects it; on egress we go last,
+//! so we count what really leaves. We return TC_ACT_PIPE either way, so the
+//! programs already there keep their relative order and verdicts.
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf,
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
+    },
+};
+
+/// One of the four classifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    UplinkIngress,
+    UplinkEgress,
+    OverlayIngress,
+    OverlayEgress,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 4] = [
+        Hook::UplinkIngress,
+        Hook::UplinkEgress,
+        Hook::OverlayIngress,
+        Hook::OverlayEgress,
+    ];
+
+    /// The program's name in the eBPF object.
+    pub fn program(self) -> &'static str {
+        match self {
+            Hook::UplinkIngress => "uplink_ingress",
+            Hook::UplinkEgress => "uplink_egress",
+            Hook::OverlayIngress => "overlay_ingress",
+            Hook::OverlayEgress => "overlay_egress",
+        }
+    }
+
+    fn tc_type(self) -> TcAttachType {
+        match self {
+            Hook::UplinkIngress | Hook::OverlayIngress => TcAttachType::Ingress,
+            Hook::UplinkEgress | Hook::OverlayEgress => TcAttachType::Egress,
+        }
+    }
+
+    fn order(self) -> LinkOrder {
+        match self.tc_type() {
+            TcAttachType::Ingress => LinkOrder::first(),
+            _ => LinkOrder::last(),
+        }
+    }
+}
+
+/// How programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// tcx if the kernel has it, else clsact.
+    Auto,
+    /// tcx links (Linux 6.6+): removed by the kernel when the probe exits.
+    Tcx,
+    /// Filters on a clsact qdisc, at a priority of our own.
+    Clsact,
+}
+
+/// Our clsact filter priority: high enough to stay out of the way of the
+/// small priorities CNIs use.
+pub const CLSACT_PRIORITY: u16 = 0xf1a0;
+
+pub(super) struct Attached {
+    pub iface: String,
+    pub mode: AttachMode,
+    link: SchedClassifierLinkId,
+}
+
+pub(super) fn classifier(ebpf: &mut Ebpf, hook: Hook) -> Result<&mut SchedClassifier> {
+    let name = hook.program();
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no program {name}: rebuild flannel-probe"))?;
+    Ok(prog.try_into()?)
+}
+
+pub(super) fn attach(ebpf: &mut Ebpf, hook: Hook, iface: &str, mode: AttachMode) -> Result<Attached> {
+    let prog = classifier(ebpf, hook)?;
+    let try_tcx = matches!(mode, AttachMode::Auto | AttachMode::Tcx);
+    if try_tcx {
+        match prog.attach_with_options(iface, hook.tc_type(), TcAttachOptions::TcxOrder(hook.order())) {
+            Ok(link) => {
+                return Ok(Attached {
+                    iface: iface.to_string(),
+                    mode: AttachMode::Tcx,
+                    link,
+                });
+            }
+            Err(e) if mode == AttachMode::Tcx => {
+                return Err(e).with_context(|| {
+                    format!("attaching {} to {iface} with tcx failed: try --attach clsact", hook.program())
+                });
+            }
+            Err(e) => tracing::debug!("tcx attach of {} to {iface} failed ({e}); using clsact", hook.program()),
+        }
+    }
+    match tc::qdisc_add_clsact(iface) {
+        Ok(()) => tracing::debug!(iface, "added a clsact qdisc"),
+        // Someone (a CNI, an earlier run) has one already: use it, never remove it.
+        Err(tc::TcError::AlreadyAttached) => {}
+        Err(tc::TcError::NetlinkError(e)) if e.to_string().contains("exists") => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("adding a clsact qdisc to {iface} failed"));
+        }
+    }
+    let opts = NlOptions {
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    let link = prog
+        .attach_with_options(iface, hook.tc_type(), TcAttachOptions::Netlink(opts))
+        .with_context(|| format!("attaching {} to {iface} with clsact failed", hook.program()))?;
+    Ok(Attached {
+        iface: iface.to_string(),
+        mode: AttachMode::Clsact,
+        link,
+    })
+}
+
+pub(super) fn detach(ebpf: &mut Ebpf, hook: Hook, a: Attached) {
+    let Ok(prog) = classifier(ebpf, hook) else {
+        return;
+    };
+    if let Err(e) = prog.detach(a.link) {
+        // The device is gone, and our filter or link with it.
+        tracing::debug!("detaching {} from {}: {e}", hook.program(), a.iface);
+    }
+}

@@ -1,0 +1,268 @@
+//! Reading the per-CPU maps into a [`Snapshot`]: plain data, summed over
+//! CPUs. Two snapshots make a window ([`Snapshot::since`]).
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, Pod,
+    maps::{MapData, PerCpuArray, PerCpuHashMap},
+};
+use flannel_probe_common::abi::{
+    DIR_RX, DropKey, InnerCounters, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacKey, NUM_STATS,
+    PeerCounters, PeerKey, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW, STAT_PEER_OVERFLOW,
+};
+use serde::Serialize;
+
+/// Outer counters of one peer, both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerTotals {
+    pub rx: PeerCounters,
+    pub tx: PeerCounters,
+}
+
+/// Inner counters of one VTEP MAC, both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InnerTotals {
+    pub rx: InnerCounters,
+    pub tx: InnerCounters,
+}
+
+/// Every counter at one instant (or, after [`Snapshot::since`], over a window).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub peers: BTreeMap<Ipv4Addr, PeerTotals>,
+    pub inner: BTreeMap<[u8; 6], InnerTotals>,
+    /// (reason number, direction, peer) -> packets.
+    pub drops: BTreeMap<(u32, u8, Option<Ipv4Addr>), u64>,
+    pub overflow: Overflow,
+}
+
+/// Keys that did not fit into their maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Overflow {
+    pub peers: u64,
+    pub macs: u64,
+    pub drops: u64,
+}
+
+fn add_peer(a: &mut PeerCounters, b: &PeerCounters) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+    a.malformed += b.malformed;
+    a.other_vni += b.other_vni;
+    a.icmp_port_unreachable += b.icmp_port_unreachable;
+    if b.last_other_vni != 0 {
+        a.last_other_vni = b.last_other_vni;
+    }
+}
+
+fn sub_peer(now: &PeerCounters, then: &PeerCounters) -> PeerCounters {
+    PeerCounters {
+        packets: now.packets.saturating_sub(then.packets),
+        bytes: now.bytes.saturating_sub(then.bytes),
+        malformed: now.malformed.saturating_sub(then.malformed),
+        other_vni: now.other_vni.saturating_sub(then.other_vni),
+        icmp_port_unreachable: now
+            .icmp_port_unreachable
+            .saturating_sub(then.icmp_port_unreachable),
+        last_other_vni: now.last_other_vni,
+        _pad: 0,
+    }
+}
+
+fn sub_inner(now: &InnerCounters, then: &InnerCounters) -> InnerCounters {
+    InnerCounters {
+        packets: now.packets.saturating_sub(then.packets),
+        bytes: now.bytes.saturating_sub(then.bytes),
+    }
+}
+
+impl Snapshot {
+    /// Adds one CPU's value of a `PEERS` entry.
+    pub fn add_peer(&mut self, key: &PeerKey, v: &PeerCounters) {
+        let t = self.peers.entry(Ipv4Addr::from(key.addr)).or_default();
+        add_peer(if key.dir == DIR_RX { &mut t.rx } else { &mut t.tx }, v);
+    }
+
+    /// Adds one CPU's value of an `INNER` entry.
+    pub fn add_inner(&mut self, key: &MacKey, v: &InnerCounters) {
+        let t = self.inner.entry(key.mac).or_default();
+        let side = if key.dir == DIR_RX { &mut t.rx } else { &mut t.tx };
+        side.packets += v.packets;
+        side.bytes += v.bytes;
+    }
+
+    /// Adds one CPU's value of a `DROPS` entry.
+    pub fn add_drop(&mut self, key: &DropKey, packets: u64) {
+        let peer = (key.peer != [0; 4]).then(|| Ipv4Addr::from(key.peer));
+        *self.drops.entry((key.reason, key.dir, peer)).or_default() += packets;
+    }
+
+    /// What happened between `earlier` and `self`. Keys that only appear
+    /// now count from zero; counters never go backwards (maps are never
+    /// cleared while the probe runs), saturating guards the impossible.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let peers = self
+            .peers
+            .iter()
+            .map(|(ip, now)| {
+                let then = earlier.peers.get(ip).copied().unwrap_or_default();
+                let d = PeerTotals {
+                    rx: sub_peer(&now.rx, &then.rx),
+                    tx: sub_peer(&now.tx, &then.tx),
+                };
+                (*ip, d)
+            })
+            .collect();
+        let inner = self
+            .inner
+            .iter()
+            .map(|(mac, now)| {
+                let then = earlier.inner.get(mac).copied().unwrap_or_default();
+                let d = InnerTotals {
+                    rx: sub_inner(&now.rx, &then.rx),
+                    tx: sub_inner(&now.tx, &then.tx),
+                };
+                (*mac, d)
+            })
+            .collect();
+        let drops = self
+            .drops
+            .iter()
+            .map(|(k, now)| (*k, now.saturating_sub(earlier.drops.get(k).copied().unwrap_or(0))))
+            .collect();
+        Snapshot {
+            peers,
+            inner,
+            drops,
+            overflow: Overflow {
+                peers: self.overflow.peers.saturating_sub(earlier.overflow.peers),
+                macs: self.overflow.macs.saturating_sub(earlier.overflow.macs),
+                drops: self.overflow.drops.saturating_sub(earlier.overflow.drops),
+            },
+        }
+    }
+}
+
+fn per_cpu_hash<'a, K: Pod, V: Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuHashMap<&'a MapData, K, V>> {
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
+    PerCpuHashMap::try_from(map).with_context(|| format!("opening the {name} map failed"))
+}
+
+/// Reads and sums every map.
+pub(super) fn read(ebpf: &Ebpf) -> Result<Snapshot> {
+    let mut snap = Snapshot::default();
+    let peers = per_cpu_hash::<PeerKey, PeerCounters>(ebpf, MAP_PEERS)?;
+    for item in peers.iter() {
+        let (key, values) = item.context("reading the PEERS map failed")?;
+        for v in values.iter() {
+            snap.add_peer(&key, v);
+        }
+    }
+    let inner = per_cpu_hash::<MacKey, InnerCounters>(ebpf, MAP_INNER)?;
+    for item in inner.iter() {
+        let (key, values) = item.context("reading the INNER map failed")?;
+        for v in values.iter() {
+            snap.add_inner(&key, v);
+        }
+    }
+    // The drop map belongs to an optional program: absent in older objects.
+    if ebpf.map(MAP_DROPS).is_some() {
+        let drops = per_cpu_hash::<DropKey, u64>(ebpf, MAP_DROPS)?;
+        for item in drops.iter() {
+            let (key, values) = item.context("reading the DROPS map failed")?;
+            for v in values.iter() {
+                snap.add_drop(&key, *v);
+            }
+        }
+    }
+    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+        ebpf.map(MAP_STATS)
+            .ok_or_else(|| anyhow!("the eBPF object has no {MAP_STATS} map"))?,
+    )?;
+    let sum = |i: u32| -> Result<u64> {
+        Ok(stats
+            .get(&i, 0)
+            .with_context(|| format!("reading STATS[{i}] failed"))?
+            .iter()
+            .sum())
+    };
+    debug_assert!(STAT_DROP_OVERFLOW < NUM_STATS);
+    snap.overflow = Overflow {
+        peers: sum(STAT_PEER_OVERFLOW)?,
+        macs: sum(STAT_MAC_OVERFLOW)?,
+        drops: sum(STAT_DROP_OVERFLOW)?,
+    };
+    Ok(snap)
+}
+
+#[cfg(test)]
+mod tests {
+    use flannel_probe_common::abi::DIR_TX;
+
+    use super::*;
+
+    fn key(addr: [u8; 4], dir: u8) -> PeerKey {
+        PeerKey {
+            addr,
+            dir,
+            _pad: [0; 3],
+        }
+    }
+
+    #[test]
+    fn per_cpu_values_are_summed_per_peer_and_direction() {
+        let mut s = Snapshot::default();
+        let one = PeerCounters {
+            packets: 2,
+            bytes: 200,
+            ..Default::default()
+        };
+        s.add_peer(&key([192, 0, 2, 11], DIR_RX), &one);
+        s.add_peer(&key([192, 0, 2, 11], DIR_RX), &one);
+        s.add_peer(&key([192, 0, 2, 11], DIR_TX), &one);
+        let t = s.peers[&Ipv4Addr::new(192, 0, 2, 11)];
+        assert_eq!(t.rx.packets, 4);
+        assert_eq!(t.rx.bytes, 400);
+        assert_eq!(t.tx.packets, 2);
+    }
+
+    #[test]
+    fn a_window_is_the_difference_of_two_snapshots() {
+        let mut then = Snapshot::default();
+        let mut now = Snapshot::default();
+        let base = PeerCounters {
+            packets: 10,
+            bytes: 1000,
+            ..Default::default()
+        };
+        let later = PeerCounters {
+            packets: 15,
+            bytes: 1600,
+            icmp_port_unreachable: 1,
+            ..Default::default()
+        };
+        then.add_peer(&key([192, 0, 2, 12], DIR_TX), &base);
+        now.add_peer(&key([192, 0, 2, 12], DIR_TX), &later);
+        now.add_peer(&key([192, 0, 2, 13], DIR_RX), &base);
+        now.add_inner(
+            &MacKey {
+                mac: [1; 6],
+                dir: DIR_RX,
+                _pad: 0,
+            },
+            &InnerCounters {
+                packets: 3,
+                bytes: 300,
+            },
+        );
+        let w = now.since(&then);
+        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.packets, 5);
+        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.bytes, 600);
+        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.icmp_port_unreachable, 1);
+        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 13)].rx.packets, 10);
+        assert_eq!(w.inner[&[1; 6]].rx.packets, 3);
+    }
+}

@@ -1,0 +1,161 @@
+//! The kernel side seen from userspace: load the eBPF object, attach its
+//! programs to the uplink and the overlay device, read the maps.
+//!
+//! Everything attached here is owned by [`Datapath`]; dropping it detaches
+//! all of it (tcx links are file descriptors, so even SIGKILL removes them).
+mod attach;
+mod collect;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData},
+};
+use flannel_probe_common::abi::{
+    CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, MAP_CONFIG, MAP_INNER, MAP_PEERS,
+};
+
+pub use attach::{AttachMode, Hook};
+pub use collect::{InnerTotals, PeerTotals, Snapshot};
+
+/// The eBPF object built by build.rs.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flannel-probe"));
+
+/// How to load the datapath.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Capacity of the per-peer and per-MAC maps.
+    pub max_peers: u32,
+    pub attach_mode: AttachMode,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_peers: DEFAULT_MAX_PEERS,
+            attach_mode: AttachMode::Auto,
+        }
+    }
+}
+
+/// What the datapath must match: the VXLAN port and VNI of this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matching {
+    pub vxlan_port: u16,
+    pub vni: Option<u32>,
+}
+
+/// The loaded eBPF object and whatever of it is attached.
+pub struct Datapath {
+    ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    attached: BTreeMap<Hook, attach::Attached>,
+    mode: AttachMode,
+}
+
+impl Datapath {
+    /// Loads the object and every program into the kernel (running the
+    /// verifier), without attaching anything.
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_PEERS, opts.max_peers)
+            .map_max_entries(MAP_INNER, opts.max_peers)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object failed: the kernel needs BTF and eBPF support, and the probe CAP_BPF")?;
+        // Rare events only (a new peer): a missing log map is not fatal.
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::debug!("eBPF log records unavailable: {e}");
+                None
+            }
+        };
+        for hook in Hook::ALL {
+            let prog = attach::classifier(&mut ebpf, hook)?;
+            prog.load().with_context(|| {
+                format!(
+                    "the kernel's verifier rejected {}: this kernel is not supported",
+                    hook.program()
+                )
+            })?;
+        }
+        Ok(Self {
+            ebpf,
+            logger,
+            attached: BTreeMap::new(),
+            mode: opts.attach_mode,
+        })
+    }
+
+    /// Sets the port and VNI the programs match.
+    pub fn configure(&mut self, m: Matching) -> Result<()> {
+        let mut config: Array<&mut MapData, Config> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_CONFIG)
+                .ok_or_else(|| anyhow!("the eBPF object has no {MAP_CONFIG} map"))?,
+        )?;
+        let value = Config {
+            vxlan_port: m.vxlan_port,
+            flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
+            vni: m.vni.unwrap_or(0),
+        };
+        config
+            .set(0, value, 0)
+            .context("writing the datapath configuration failed")?;
+        Ok(())
+    }
+
+    /// Attaches `hook` to `iface` (replacing an earlier attachment of it).
+    pub fn attach(&mut self, hook: Hook, iface: &str) -> Result<()> {
+        self.detach(hook);
+        let a = attach::attach(&mut self.ebpf, hook, iface, self.mode)?;
+        tracing::debug!(hook = hook.program(), iface, mode = ?a.mode, "attached");
+        self.attached.insert(hook, a);
+        Ok(())
+    }
+
+    /// Detaches `hook` if it is attached. A device that disappeared took the
+    /// attachment with it, which is fine.
+    pub fn detach(&mut self, hook: Hook) {
+        if let Some(a) = self.attached.remove(&hook) {
+            attach::detach(&mut self.ebpf, hook, a);
+        }
+    }
+
+    /// Detaches everything.
+    pub fn detach_all(&mut self) {
+        for hook in Hook::ALL {
+            self.detach(hook);
+        }
+    }
+
+    /// Where each attached hook is, for logs and tests.
+    pub fn attachments(&self) -> Vec<(Hook, String, AttachMode)> {
+        self.attached
+            .iter()
+            .map(|(h, a)| (*h, a.iface.clone(), a.mode))
+            .collect()
+    }
+
+    /// Reads and sums every map now.
+    pub fn snapshot(&mut self) -> Result<Snapshot> {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+        collect::read(&self.ebpf)
+    }
+
+    /// The underlying object, for `BPF_PROG_TEST_RUN` tests and statistics.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}

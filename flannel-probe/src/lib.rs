@@ -1,0 +1,2 @@
+//! flannel-probe: finds why Flannel VXLAN traffic dies on a node.
+pub mod datapath;

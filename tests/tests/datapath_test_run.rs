@@ -1,0 +1,197 @@
+//! Each classifier run by the kernel on crafted frames (BPF_PROG_TEST_RUN),
+//! asserting the exact map contents afterwards.
+use std::net::Ipv4Addr;
+
+use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+use flannel_probe::datapath::{Datapath, Hook, LoadOptions, Matching, Snapshot};
+use flannel_probe_common::{
+    frames::{Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header},
+    parse::VXLAN_OVERHEAD,
+};
+use flannel_probe_tests::require_root;
+
+const TC_ACT_PIPE: u32 = 3;
+const ME: [u8; 4] = [192, 0, 2, 13];
+const PEER: [u8; 4] = [192, 0, 2, 11];
+const OTHER: [u8; 4] = [192, 0, 2, 12];
+const MAC_PEER: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x11];
+const MAC_ME: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x13];
+
+/// `struct __sk_buff` is UAPI: 192 bytes, gso_segs at 164, gso_size at 176.
+const SKB_SIZE: usize = 192;
+const SKB_GSO_SEGS: usize = 164;
+const SKB_GSO_SIZE: usize = 176;
+
+fn datapath() -> Datapath {
+    let mut dp = Datapath::load(&LoadOptions::default()).expect("load the eBPF object");
+    dp.configure(Matching {
+        vxlan_port: 8472,
+        vni: Some(1),
+    })
+    .expect("configure");
+    dp
+}
+
+/// Runs `hook` on `frame` `times` times, optionally as a GSO packet of
+/// `segs` segments, and checks it let the packet pass untouched.
+fn run(dp: &mut Datapath, hook: Hook, frame: &[u8], segs: Option<(u32, u32)>, times: u32) {
+    let prog: &mut SchedClassifier = dp
+        .ebpf_mut()
+        .program_mut(hook.program())
+        .expect("program")
+        .try_into()
+        .expect("classifier");
+    let mut ctx = [0u8; SKB_SIZE];
+    if let Some((n, size)) = segs {
+        ctx[SKB_GSO_SEGS..SKB_GSO_SEGS + 4].copy_from_slice(&n.to_ne_bytes());
+        ctx[SKB_GSO_SIZE..SKB_GSO_SIZE + 4].copy_from_slice(&size.to_ne_bytes());
+    }
+    let mut out = vec![0u8; frame.len() + 256];
+    for _ in 0..times {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        };
+        let res = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        assert_eq!(res.return_value, TC_ACT_PIPE, "{} must return TC_ACT_PIPE", hook.program());
+        assert_eq!(&out[..frame.len()], frame, "{} must not alter the packet", hook.program());
+    }
+}
+
+fn snap(dp: &mut Datapath) -> Snapshot {
+    dp.snapshot().expect("read maps")
+}
+
+/// A frame as the uplink sees it arriving: addressed to the device's MAC
+/// (test runs use loopback, whose MAC is all zeros), so it is PACKET_HOST.
+fn to_host(mut f: Ipv4Frame) -> Vec<u8> {
+    f.dst_mac = [0; 6];
+    f.build()
+}
+
+fn inner_frame() -> Vec<u8> {
+    inner_echo(MAC_PEER, MAC_ME, [10, 42, 1, 54], [10, 42, 0, 54])
+}
+
+#[test]
+fn uplink_ingress_counts_vxlan_per_peer() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    let f = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
+    run(&mut dp, Hook::UplinkIngress, &f, None, 7);
+    let other = to_host(vxlan_frame(OTHER, ME, 8472, 1, &inner_frame()));
+    run(&mut dp, Hook::UplinkIngress, &other, None, 2);
+    let s = snap(&mut dp);
+    let p = s.peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.packets, 7);
+    assert_eq!(p.rx.bytes, 7 * f.len() as u64);
+    assert_eq!((p.rx.malformed, p.rx.other_vni, p.tx.packets), (0, 0, 0));
+    assert_eq!(s.peers[&Ipv4Addr::from(OTHER)].rx.packets, 2);
+    assert_eq!(s.peers.len(), 2);
+}
+
+#[test]
+fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    // A flooded frame for another MAC: PACKET_OTHERHOST.
+    let mut flooded = vxlan_frame(PEER, OTHER, 8472, 1, &inner_frame());
+    flooded.dst_mac = [0x02, 9, 9, 9, 9, 9];
+    run(&mut dp, Hook::UplinkIngress, &flooded.build(), None, 3);
+    // Not VXLAN: DNS, TCP to 8472, VXLAN to 4789, a non-first fragment.
+    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 53, b"x"))), None, 1);
+    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 6, tcp(1, 8472, 5, 0))), None, 1);
+    run(&mut dp, Hook::UplinkIngress, &to_host(vxlan_frame(PEER, ME, 4789, 1, &inner_frame())), None, 1);
+    let mut frag = vxlan_frame(PEER, ME, 8472, 1, &inner_frame());
+    frag.frag_offset = 100;
+    run(&mut dp, Hook::UplinkIngress, &to_host(frag), None, 1);
+    let s = snap(&mut dp);
+    assert!(s.peers.is_empty(), "nothing should be counted, got {:?}", s.peers);
+}
+
+#[test]
+fn uplink_egress_counts_gso_segments_and_wire_bytes() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    // A TCP super-packet of 10 segments of 300 bytes inside VXLAN (test
+    // runs take at most about a page of data).
+    let mut inner = Ipv4Frame::new([10, 42, 0, 54], [10, 42, 1, 54], 6, tcp(5201, 40000, 8, 3000));
+    inner.src_mac = MAC_ME;
+    inner.dst_mac = MAC_PEER;
+    let f = vxlan_frame(ME, PEER, 8472, 1, &inner.build()).build();
+    run(&mut dp, Hook::UplinkEgress, &f, Some((10, 300)), 1);
+    let one = vxlan_frame(ME, PEER, 8472, 1, &inner_frame()).build();
+    run(&mut dp, Hook::UplinkEgress, &one, None, 1);
+    let s = snap(&mut dp);
+    let p = s.peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.tx.packets, 11);
+    // Each extra segment repeats outer (50) + inner Ethernet, IPv4 and TCP (14 + 20 + 32).
+    let headers = (VXLAN_OVERHEAD + 14 + 20 + 32) as u64;
+    assert_eq!(p.tx.bytes, f.len() as u64 + 9 * headers + one.len() as u64);
+    assert_eq!(p.rx.packets, 0);
+}
+
+#[test]
+fn uplink_counts_malformed_and_foreign_vni_headers() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    let mut no_i = vxlan_header(0x00, 1).to_vec();
+    no_i.extend_from_slice(&inner_frame());
+    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 8472, &no_i))), None, 2);
+    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 8472, &[8, 0]))), None, 1);
+    run(&mut dp, Hook::UplinkIngress, &to_host(vxlan_frame(PEER, ME, 8472, 42, &inner_frame())), None, 4);
+    let mut tagged = vxlan_frame(PEER, ME, 8472, 1, &inner_frame());
+    tagged.vlan = Some(7);
+    tagged.options = vec![1, 1, 1, 1];
+    run(&mut dp, Hook::UplinkIngress, &to_host(tagged), None, 1);
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.packets, 8);
+    assert_eq!(p.rx.malformed, 3);
+    assert_eq!(p.rx.other_vni, 4);
+    assert_eq!(p.rx.last_other_vni, 42);
+}
+
+#[test]
+fn uplink_ingress_counts_icmp_port_unreachable_per_vtep() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    let sent = vxlan_frame(ME, PEER, 8472, 1, &inner_frame());
+    let icmp = to_host(icmp_port_unreachable(PEER, &sent.ip_packet()));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 3);
+    // The same ICMP leaving (we are the one without a socket) is not counted.
+    run(&mut dp, Hook::UplinkEgress, &icmp, None, 1);
+    let s = snap(&mut dp);
+    let p = s.peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.icmp_port_unreachable, 3);
+    assert_eq!((p.rx.packets, p.tx.packets, p.tx.icmp_port_unreachable), (0, 0, 0));
+}
+
+#[test]
+fn overlay_counts_inner_frames_per_vtep_mac() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    let inbound = inner_frame();
+    run(&mut dp, Hook::OverlayIngress, &inbound, None, 5);
+    let outbound = inner_echo(MAC_ME, MAC_PEER, [10, 42, 0, 54], [10, 42, 1, 54]);
+    run(&mut dp, Hook::OverlayEgress, &outbound, None, 4);
+    let s = snap(&mut dp);
+    let m = s.inner[&MAC_PEER];
+    assert_eq!(m.rx.packets, 5);
+    assert_eq!(m.rx.bytes, 5 * inbound.len() as u64);
+    assert_eq!(m.tx.packets, 4);
+    assert_eq!(s.inner.len(), 1, "keyed by the remote VTEP's MAC only");
+}
