@@ -53,7 +53,7 @@ impl Ipv4Frame {
     /// The IPv4 packet alone (what an ICMP error quotes).
     pub fn ip_packet(&self) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let ihl = 20 + opts.len();

@@ -18,7 +18,10 @@ pub fn entry<K, V: Default>(
     }
     // Another CPU may insert the same key at the same time: NOEXIST makes one
     // of us fail, and the lookup below then finds the winner's entry.
-    if map.insert(key, &V::default(), u64::from(BPF_NOEXIST)).is_ok() {
+    if map
+        .insert(key, &V::default(), u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
         *is_new = true;
     }
     match map.get_ptr_mut(key) {

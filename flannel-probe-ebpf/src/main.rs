@@ -19,8 +19,8 @@ mod programs {
         programs::TcContext,
     };
     use flannel_probe_common::abi::{
-        Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, InnerCounters, MacKey, NUM_STATS,
-        PeerCounters, PeerKey,
+        Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, InnerCounters, MacKey, NUM_STATS, PeerCounters,
+        PeerKey,
     };
 
     #[map(name = "PEERS")]

@@ -57,7 +57,10 @@ pub fn observe(ctx: &TcContext, dir: u8) {
                 }
             }
             if is_new {
-                info!(ctx, "new VXLAN peer {:i} (dir {}, vni {})", peer, dir, vx.vni);
+                info!(
+                    ctx,
+                    "new VXLAN peer {:i} (dir {}, vni {})", peer, dir, vx.vni
+                );
             }
         }
         Outer::PortUnreachable { vtep, .. } if dir == DIR_RX => {

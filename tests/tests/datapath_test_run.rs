@@ -55,8 +55,18 @@ fn run(dp: &mut Datapath, hook: Hook, frame: &[u8], segs: Option<(u32, u32)>, ti
             ..TestRunOptions::default()
         };
         let res = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        assert_eq!(res.return_value, TC_ACT_PIPE, "{} must return TC_ACT_PIPE", hook.program());
-        assert_eq!(&out[..frame.len()], frame, "{} must not alter the packet", hook.program());
+        assert_eq!(
+            res.return_value,
+            TC_ACT_PIPE,
+            "{} must return TC_ACT_PIPE",
+            hook.program()
+        );
+        assert_eq!(
+            &out[..frame.len()],
+            frame,
+            "{} must not alter the packet",
+            hook.program()
+        );
     }
 }
 
@@ -105,14 +115,36 @@ fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
     flooded.dst_mac = [0x02, 9, 9, 9, 9, 9];
     run(&mut dp, Hook::UplinkIngress, &flooded.build(), None, 3);
     // Not VXLAN: DNS, TCP to 8472, VXLAN to 4789, a non-first fragment.
-    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 53, b"x"))), None, 1);
-    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 6, tcp(1, 8472, 5, 0))), None, 1);
-    run(&mut dp, Hook::UplinkIngress, &to_host(vxlan_frame(PEER, ME, 4789, 1, &inner_frame())), None, 1);
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 53, b"x"))),
+        None,
+        1,
+    );
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(Ipv4Frame::new(PEER, ME, 6, tcp(1, 8472, 5, 0))),
+        None,
+        1,
+    );
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(PEER, ME, 4789, 1, &inner_frame())),
+        None,
+        1,
+    );
     let mut frag = vxlan_frame(PEER, ME, 8472, 1, &inner_frame());
     frag.frag_offset = 100;
     run(&mut dp, Hook::UplinkIngress, &to_host(frag), None, 1);
     let s = snap(&mut dp);
-    assert!(s.peers.is_empty(), "nothing should be counted, got {:?}", s.peers);
+    assert!(
+        s.peers.is_empty(),
+        "nothing should be counted, got {:?}",
+        s.peers
+    );
 }
 
 #[test]
@@ -123,7 +155,12 @@ fn uplink_egress_counts_gso_segments_and_wire_bytes() {
     let mut dp = datapath();
     // A TCP super-packet of 10 segments of 300 bytes inside VXLAN (test
     // runs take at most about a page of data).
-    let mut inner = Ipv4Frame::new([10, 42, 0, 54], [10, 42, 1, 54], 6, tcp(5201, 40000, 8, 3000));
+    let mut inner = Ipv4Frame::new(
+        [10, 42, 0, 54],
+        [10, 42, 1, 54],
+        6,
+        tcp(5201, 40000, 8, 3000),
+    );
     inner.src_mac = MAC_ME;
     inner.dst_mac = MAC_PEER;
     let f = vxlan_frame(ME, PEER, 8472, 1, &inner.build()).build();
@@ -147,9 +184,27 @@ fn uplink_counts_malformed_and_foreign_vni_headers() {
     let mut dp = datapath();
     let mut no_i = vxlan_header(0x00, 1).to_vec();
     no_i.extend_from_slice(&inner_frame());
-    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 8472, &no_i))), None, 2);
-    run(&mut dp, Hook::UplinkIngress, &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 8472, &[8, 0]))), None, 1);
-    run(&mut dp, Hook::UplinkIngress, &to_host(vxlan_frame(PEER, ME, 8472, 42, &inner_frame())), None, 4);
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 8472, &no_i))),
+        None,
+        2,
+    );
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(Ipv4Frame::new(PEER, ME, 17, udp(1, 8472, &[8, 0]))),
+        None,
+        1,
+    );
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(PEER, ME, 8472, 42, &inner_frame())),
+        None,
+        4,
+    );
     let mut tagged = vxlan_frame(PEER, ME, 8472, 1, &inner_frame());
     tagged.vlan = Some(7);
     tagged.options = vec![1, 1, 1, 1];
@@ -175,7 +230,10 @@ fn uplink_ingress_counts_icmp_port_unreachable_per_vtep() {
     let s = snap(&mut dp);
     let p = s.peers[&Ipv4Addr::from(PEER)];
     assert_eq!(p.rx.icmp_port_unreachable, 3);
-    assert_eq!((p.rx.packets, p.tx.packets, p.tx.icmp_port_unreachable), (0, 0, 0));
+    assert_eq!(
+        (p.rx.packets, p.tx.packets, p.tx.icmp_port_unreachable),
+        (0, 0, 0)
+    );
 }
 
 #[test]

@@ -85,11 +85,20 @@ pub(super) fn classifier(ebpf: &mut Ebpf, hook: Hook) -> Result<&mut SchedClassi
     Ok(prog.try_into()?)
 }
 
-pub(super) fn attach(ebpf: &mut Ebpf, hook: Hook, iface: &str, mode: AttachMode) -> Result<Attached> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    iface: &str,
+    mode: AttachMode,
+) -> Result<Attached> {
     let prog = classifier(ebpf, hook)?;
     let try_tcx = matches!(mode, AttachMode::Auto | AttachMode::Tcx);
     if try_tcx {
-        match prog.attach_with_options(iface, hook.tc_type(), TcAttachOptions::TcxOrder(hook.order())) {
+        match prog.attach_with_options(
+            iface,
+            hook.tc_type(),
+            TcAttachOptions::TcxOrder(hook.order()),
+        ) {
             Ok(link) => {
                 return Ok(Attached {
                     iface: iface.to_string(),
@@ -99,10 +108,16 @@ pub(super) fn attach(ebpf: &mut Ebpf, hook: Hook, iface: &str, mode: AttachMode)
             }
             Err(e) if mode == AttachMode::Tcx => {
                 return Err(e).with_context(|| {
-                    format!("attaching {} to {iface} with tcx failed: try --attach clsact", hook.program())
+                    format!(
+                        "attaching {} to {iface} with tcx failed: try --attach clsact",
+                        hook.program()
+                    )
                 });
             }
-            Err(e) => tracing::debug!("tcx attach of {} to {iface} failed ({e}); using clsact", hook.program()),
+            Err(e) => tracing::debug!(
+                "tcx attach of {} to {iface} failed ({e}); using clsact",
+                hook.program()
+            ),
         }
     }
     match tc::qdisc_add_clsact(iface) {

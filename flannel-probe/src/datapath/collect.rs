@@ -81,13 +81,24 @@ impl Snapshot {
     /// Adds one CPU's value of a `PEERS` entry.
     pub fn add_peer(&mut self, key: &PeerKey, v: &PeerCounters) {
         let t = self.peers.entry(Ipv4Addr::from(key.addr)).or_default();
-        add_peer(if key.dir == DIR_RX { &mut t.rx } else { &mut t.tx }, v);
+        add_peer(
+            if key.dir == DIR_RX {
+                &mut t.rx
+            } else {
+                &mut t.tx
+            },
+            v,
+        );
     }
 
     /// Adds one CPU's value of an `INNER` entry.
     pub fn add_inner(&mut self, key: &MacKey, v: &InnerCounters) {
         let t = self.inner.entry(key.mac).or_default();
-        let side = if key.dir == DIR_RX { &mut t.rx } else { &mut t.tx };
+        let side = if key.dir == DIR_RX {
+            &mut t.rx
+        } else {
+            &mut t.tx
+        };
         side.packets += v.packets;
         side.bytes += v.bytes;
     }
@@ -129,7 +140,12 @@ impl Snapshot {
         let drops = self
             .drops
             .iter()
-            .map(|(k, now)| (*k, now.saturating_sub(earlier.drops.get(k).copied().unwrap_or(0))))
+            .map(|(k, now)| {
+                (
+                    *k,
+                    now.saturating_sub(earlier.drops.get(k).copied().unwrap_or(0)),
+                )
+            })
             .collect();
         Snapshot {
             peers,
@@ -144,7 +160,10 @@ impl Snapshot {
     }
 }
 
-fn per_cpu_hash<'a, K: Pod, V: Pod>(ebpf: &'a Ebpf, name: &str) -> Result<PerCpuHashMap<&'a MapData, K, V>> {
+fn per_cpu_hash<'a, K: Pod, V: Pod>(
+    ebpf: &'a Ebpf,
+    name: &str,
+) -> Result<PerCpuHashMap<&'a MapData, K, V>> {
     let map = ebpf
         .map(name)
         .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
@@ -189,7 +208,7 @@ pub(super) fn read(ebpf: &Ebpf) -> Result<Snapshot> {
             .iter()
             .sum())
     };
-    debug_assert!(STAT_DROP_OVERFLOW < NUM_STATS);
+    const { assert!(STAT_DROP_OVERFLOW < NUM_STATS) };
     snap.overflow = Overflow {
         peers: sum(STAT_PEER_OVERFLOW)?,
         macs: sum(STAT_MAC_OVERFLOW)?,
@@ -261,7 +280,12 @@ mod tests {
         let w = now.since(&then);
         assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.packets, 5);
         assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.bytes, 600);
-        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.icmp_port_unreachable, 1);
+        assert_eq!(
+            w.peers[&Ipv4Addr::new(192, 0, 2, 12)]
+                .tx
+                .icmp_port_unreachable,
+            1
+        );
         assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 13)].rx.packets, 10);
         assert_eq!(w.inner[&[1; 6]].rx.packets, 3);
     }

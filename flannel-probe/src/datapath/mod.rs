@@ -18,7 +18,7 @@ use flannel_probe_common::abi::{
 };
 
 pub use attach::{AttachMode, Hook};
-pub use collect::{InnerTotals, PeerTotals, Snapshot};
+pub use collect::{InnerTotals, Overflow, PeerTotals, Snapshot};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =

@@ -1,0 +1,215 @@
+//! The command line: one file per subcommand, shared options here.
+pub mod report;
+pub mod watch;
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    datapath::AttachMode,
+    node::{DiscoverOptions, PortChoice, UplinkChoice},
+    render::Format,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flannel-probe",
+    version,
+    about = "Finds why Flannel VXLAN traffic dies on this node",
+    long_about = "Counts VXLAN per remote VTEP with eBPF on the uplink and the overlay device, \
+                  checks the node's VXLAN state over netlink, and says what is wrong.\n\
+                  Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Clone, Debug, Args)]
+pub struct Common {
+    /// The VXLAN device to watch; missing or down is a finding, not an error.
+    #[arg(long, global = true, default_value = "flannel.1", value_parser = iface_name)]
+    pub overlay: String,
+    /// The underlay NIC: `auto` takes the VXLAN device's own `dev`, else the
+    /// interface of the default route.
+    #[arg(long, global = true, default_value = "auto", value_parser = uplink_choice)]
+    pub uplink: UplinkArg,
+    /// VXLAN UDP port: `auto` reads it from the device, else 8472.
+    #[arg(long, global = true, default_value = "auto", value_parser = port_choice)]
+    pub port: PortArg,
+    /// Output format of `report` and `watch --plain`.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// How to attach the eBPF programs.
+    #[arg(long, global = true, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+    /// Slots per eBPF map (peers, VTEP MACs); extra peers are counted as overflow.
+    #[arg(long, global = true, default_value_t = flannel_probe_common::abi::DEFAULT_MAX_PEERS,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub max_peers: u32,
+}
+
+/// Wrappers so clap can hold the parsed choices.
+#[derive(Clone, Debug)]
+pub struct UplinkArg(pub UplinkChoice);
+#[derive(Clone, Debug)]
+pub struct PortArg(pub PortChoice);
+
+impl Common {
+    pub fn discover_options(&self) -> DiscoverOptions {
+        DiscoverOptions {
+            overlay: self.overlay.clone(),
+            uplink: self.uplink.0.clone(),
+            port: self.port.0.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Live per-peer traffic table, refreshed every interval, until q or Ctrl-C.
+    Watch(watch::WatchArgs),
+    /// Observe for a while, print one fault report, exit 0 (healthy), 1
+    /// (a critical or warning finding) or 2 (could not observe).
+    Report(report::ReportArgs),
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', ':' or whitespace.
+fn iface_name(s: &str) -> Result<String> {
+    if s.is_empty() || s.len() > 15 || s.contains(['/', ':']) || s.contains(char::is_whitespace) {
+        bail!("'{s}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+    }
+    Ok(s.to_string())
+}
+
+fn uplink_choice(s: &str) -> Result<UplinkArg> {
+    Ok(UplinkArg(if s == "auto" {
+        UplinkChoice::Auto
+    } else {
+        UplinkChoice::Name(iface_name(s)?)
+    }))
+}
+
+fn port_choice(s: &str) -> Result<PortArg> {
+    if s == "auto" {
+        return Ok(PortArg(PortChoice::Auto));
+    }
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(PortArg(PortChoice::Fixed(p))),
+        _ => bail!("'{s}' is not a UDP port: give 1-65535 or auto"),
+    }
+}
+
+/// `5s`, `500ms`, `2m`; a bare number is seconds.
+pub fn duration(s: &str) -> Result<Duration> {
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => bail!("'{s}' is not a positive duration"),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| anyhow::anyhow!("'{s}' is not a duration ({e}): try 5s, 500ms or 1m"))?,
+    };
+    if d.is_zero() {
+        bail!("'{s}' is not a positive duration");
+    }
+    Ok(d)
+}
+
+/// The three capabilities eBPF observation needs; all missing ones named.
+pub fn check_privileges() -> Result<()> {
+    use caps::{CapSet, Capability};
+    let have = caps::read(None, CapSet::Effective)
+        .map_err(|e| anyhow::anyhow!("reading this process's capabilities failed: {e}"))?;
+    let missing: Vec<&str> = [
+        (Capability::CAP_BPF, "CAP_BPF"),
+        (Capability::CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (Capability::CAP_PERFMON, "CAP_PERFMON"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !have.contains(c))
+    .map(|(_, n)| n)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing capabilities {}: run flannel-probe as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the parsed command; the result is the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Report(args) => report::run(&cli.common, &args).await,
+        Command::Watch(args) => watch::run(&cli.common, &args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("5s").ok(), Some(Duration::from_secs(5)));
+        assert_eq!(duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(duration("1m").ok(), Some(Duration::from_secs(60)));
+        assert_eq!(duration("2.5").ok(), Some(Duration::from_millis(2500)));
+        for bad in ["", "0", "-1", "soon", "5 parsecs", "0s", "NaN"] {
+            assert!(duration(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn ports_and_names() {
+        assert!(matches!(port_choice("auto"), Ok(PortArg(PortChoice::Auto))));
+        assert!(matches!(
+            port_choice("4789"),
+            Ok(PortArg(PortChoice::Fixed(4789)))
+        ));
+        for bad in ["0", "65536", "-1", "http"] {
+            assert!(port_choice(bad).is_err(), "{bad} must be rejected");
+        }
+        assert!(iface_name("flannel.1").is_ok());
+        for bad in ["", "a-name-that-is-too-long", "eth0/1", "a b"] {
+            assert!(iface_name(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn cli_parses_the_contract_flags() {
+        let cli = Cli::try_parse_from([
+            "flannel-probe",
+            "report",
+            "--duration",
+            "2s",
+            "--format",
+            "json",
+            "--overlay",
+            "flannel.4096",
+            "--uplink",
+            "eth1",
+            "--port",
+            "4789",
+        ])
+        .expect("parse");
+        assert_eq!(cli.common.overlay, "flannel.4096");
+        assert_eq!(cli.common.format, Format::Json);
+        assert!(matches!(cli.common.uplink.0, UplinkChoice::Name(ref n) if n == "eth1"));
+        let Command::Report(r) = cli.command else {
+            panic!("report expected")
+        };
+        assert_eq!(r.duration, Duration::from_secs(2));
+        // Bad input is a usage error, which clap turns into exit code 2.
+        let err = Cli::try_parse_from(["flannel-probe", "report", "--port", "99999"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err =
+            Cli::try_parse_from(["flannel-probe", "report", "--duration", "soon"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

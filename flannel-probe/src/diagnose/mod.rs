@@ -1,0 +1,143 @@
+//! From what was counted and what the node looks like to a [`Report`]: one
+//! pure function, so every rule is unit-tested with hand-built inputs.
+mod rules;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use flannel_probe_common::abi::DIR_RX;
+
+use crate::{
+    datapath::Snapshot,
+    node::NodeState,
+    report::{DropReport, NodeInfo, PeerReport, Report, SCHEMA, UnattributedInner, mac_string},
+};
+
+/// Everything one diagnosis looks at.
+pub struct Inputs<'a> {
+    /// Counters over the window (a [`Snapshot::since`] difference).
+    pub window: &'a Snapshot,
+    pub window_secs: f64,
+    /// The node as discovered at the end of the window.
+    pub node: &'a NodeState,
+    /// Names a kernel drop reason number.
+    pub drop_reason: &'a dyn Fn(u32) -> String,
+    /// Device -> attach mode, for the report header.
+    pub attached: BTreeMap<String, String>,
+}
+
+/// Builds the report: per-peer figures, drops, findings (worst first).
+pub fn diagnose(inp: &Inputs<'_>) -> Report {
+    let node = inp.node;
+    let mac_to_peer: BTreeMap<[u8; 6], Ipv4Addr> = node
+        .fdb
+        .iter()
+        .filter(|e| e.mac != [0; 6])
+        .filter_map(|e| e.dst.map(|d| (e.mac, d)))
+        .collect();
+    let local = node.local_vtep;
+
+    let mut ips: BTreeSet<Ipv4Addr> = inp.window.peers.keys().copied().collect();
+    ips.extend(mac_to_peer.values().copied());
+    if let Some(me) = local {
+        ips.remove(&me);
+    }
+
+    let mut peers: Vec<PeerReport> = ips
+        .into_iter()
+        .map(|ip| {
+            let outer = inp.window.peers.get(&ip).copied().unwrap_or_default();
+            let mut p = PeerReport {
+                peer: ip.to_string(),
+                tx_encap_packets: outer.tx.packets,
+                tx_encap_bytes: outer.tx.bytes,
+                rx_encap_packets: outer.rx.packets,
+                rx_encap_bytes: outer.rx.bytes,
+                icmp_port_unreachable: outer.rx.icmp_port_unreachable,
+                rx_malformed: outer.rx.malformed,
+                rx_other_vni: outer.rx.other_vni,
+                rx_last_other_vni: (outer.rx.other_vni > 0).then_some(outer.rx.last_other_vni),
+                ..Default::default()
+            };
+            for (mac, _) in mac_to_peer.iter().filter(|(_, d)| **d == ip) {
+                p.in_fdb = true;
+                p.vtep_mac.get_or_insert_with(|| mac_string(mac));
+                if let Some(i) = inp.window.inner.get(mac) {
+                    p.rx_decap_packets += i.rx.packets;
+                    p.rx_decap_bytes += i.rx.bytes;
+                    p.tx_inner_packets += i.tx.packets;
+                    p.tx_inner_bytes += i.tx.bytes;
+                }
+            }
+            for ((reason, _dir, peer), n) in &inp.window.drops {
+                if *peer == Some(ip) && *n > 0 {
+                    *p.drops.entry((inp.drop_reason)(*reason)).or_default() += n;
+                }
+            }
+            p
+        })
+        .collect();
+    peers.sort_by_key(|p| p.peer.parse::<Ipv4Addr>().ok());
+
+    let mut drops: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for ((reason, dir, _), n) in &inp.window.drops {
+        if *n > 0 {
+            let d = if *dir == DIR_RX { "rx" } else { "tx" };
+            *drops.entry(((inp.drop_reason)(*reason), d)).or_default() += n;
+        }
+    }
+    let mut drops: Vec<DropReport> = drops
+        .into_iter()
+        .map(|((reason, direction), packets)| DropReport {
+            reason,
+            direction,
+            packets,
+        })
+        .collect();
+    drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+
+    let unattributed_inner = inp
+        .window
+        .inner
+        .iter()
+        .filter(|(mac, t)| {
+            !mac_to_peer.contains_key(*mac) && (t.rx.packets > 0 || t.tx.packets > 0)
+        })
+        .map(|(mac, t)| UnattributedInner {
+            mac: mac_string(mac),
+            rx_packets: t.rx.packets,
+            tx_packets: t.tx.packets,
+        })
+        .collect();
+
+    let mut report = Report {
+        schema: SCHEMA,
+        node: NodeInfo {
+            hostname: node.hostname.clone(),
+            overlay: node.overlay_name.clone(),
+            overlay_state: node.overlay_state(),
+            uplink: node.uplink.as_ref().map(|u| u.name.clone()),
+            local_vtep: local.map(|a| a.to_string()),
+            vxlan_port: node.vxlan_port,
+            vni: node.vni,
+            port_bound: node.port_bound,
+            kernel: node.kernel.clone(),
+            attached: inp.attached.clone(),
+        },
+        window_secs: inp.window_secs,
+        peers,
+        drops,
+        findings: Vec::new(),
+        unattributed_inner,
+        overflow: inp.window.overflow,
+    };
+    let mut findings = rules::all(&report);
+    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(b.code)));
+    report.findings = findings;
+    report
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+//! Every rule on hand-built inputs: raised when its condition holds, and
+//! silent on a healthy node.
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use flannel_probe_common::abi::{InnerCounters, PeerCounters};
+
+use super::{Inputs, diagnose};
+use crate::{
+    datapath::{InnerTotals, PeerTotals, Snapshot},
+    node::{FdbEntry, NodeState, Overlay},
+    report::{Report, Severity},
+};
+
+const GLADIUS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const MOMONOKE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+const EQ14: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
+const MAC_G: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x11];
+const MAC_M: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x12];
+
+fn overlay(up: bool) -> Overlay {
+    Overlay {
+        name: "flannel.1".into(),
+        ifindex: 4,
+        kind: "vxlan".into(),
+        admin_up: up,
+        oper_up: up,
+        mac: Some([0x0e, 0, 0, 0, 0, 0x13]),
+        mtu: Some(1450),
+        vni: Some(1),
+        port: Some(8472),
+        local: Some(EQ14),
+        link: Some(2),
+        learning: Some(false),
+    }
+}
+
+/// eq14-001 as Flannel leaves it: device up, both peers programmed.
+fn healthy_node() -> NodeState {
+    NodeState {
+        hostname: "eq14-001".into(),
+        kernel: "6.18.44".into(),
+        overlay_name: "flannel.1".into(),
+        overlay: Some(overlay(true)),
+        uplink: None,
+        vxlan_port: 8472,
+        vni: Some(1),
+        local_vtep: Some(EQ14),
+        port_bound: true,
+        fdb: vec![
+            FdbEntry {
+                mac: MAC_G,
+                dst: Some(GLADIUS),
+                permanent: true,
+            },
+            FdbEntry {
+                mac: MAC_M,
+                dst: Some(MOMONOKE),
+                permanent: true,
+            },
+        ],
+        neighbours: vec![],
+        routes: vec![],
+        forwarding: Some(true),
+    }
+}
+
+fn outer(rx: u64, tx: u64) -> PeerTotals {
+    PeerTotals {
+        rx: PeerCounters {
+            packets: rx,
+            bytes: rx * 148,
+            ..Default::default()
+        },
+        tx: PeerCounters {
+            packets: tx,
+            bytes: tx * 148,
+            ..Default::default()
+        },
+    }
+}
+
+fn inner(rx: u64, tx: u64) -> InnerTotals {
+    InnerTotals {
+        rx: InnerCounters {
+            packets: rx,
+            bytes: rx * 98,
+        },
+        tx: InnerCounters {
+            packets: tx,
+            bytes: tx * 98,
+        },
+    }
+}
+
+fn run(window: &Snapshot, node: &NodeState) -> Report {
+    diagnose(&Inputs {
+        window,
+        window_secs: 5.0,
+        node,
+        drop_reason: &|n| format!("REASON_{n}"),
+        attached: BTreeMap::new(),
+    })
+}
+
+fn codes(r: &Report) -> Vec<&'static str> {
+    r.findings.iter().map(|f| f.code).collect()
+}
+
+fn healthy_window() -> Snapshot {
+    let mut w = Snapshot::default();
+    w.peers.insert(GLADIUS, outer(10, 10));
+    w.peers.insert(MOMONOKE, outer(5, 5));
+    w.inner.insert(MAC_G, inner(10, 10));
+    w.inner.insert(MAC_M, inner(5, 5));
+    w
+}
+
+#[test]
+fn healthy_node_with_traffic_has_no_findings() {
+    let r = run(&healthy_window(), &healthy_node());
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.exit_code(), 0);
+    assert_eq!(r.peers.len(), 2);
+    let g = &r.peers[0];
+    assert_eq!(g.peer, "192.0.2.11");
+    assert_eq!(g.vtep_mac.as_deref(), Some("0e:00:00:00:00:11"));
+    assert_eq!(
+        (g.rx_encap_packets, g.rx_decap_packets, g.tx_inner_packets),
+        (10, 10, 10)
+    );
+    assert_eq!(g.rx_encap_bytes, 1480);
+}
+
+#[test]
+fn the_incident_on_the_broken_node() {
+    let mut node = healthy_node();
+    node.overlay = None;
+    node.vni = None;
+    node.port_bound = false;
+    node.fdb.clear();
+    let mut w = Snapshot::default();
+    w.peers.insert(GLADIUS, outer(120, 0));
+    w.peers.insert(MOMONOKE, outer(120, 0));
+    let r = run(&w, &node);
+    assert_eq!(
+        codes(&r),
+        vec![
+            "OVERLAY_DEVICE_MISSING",
+            "VXLAN_NOT_DECAPSULATED",
+            "VXLAN_PORT_NOT_BOUND"
+        ]
+    );
+    assert_eq!(r.exit_code(), 1);
+    let f = &r.findings[1];
+    assert_eq!(f.summary, "inbound VXLAN from 2 peers, none decapsulated");
+    assert!(
+        f.evidence
+            .contains(&"rx_encap_packets=240 rx_decap_packets=0".to_string())
+    );
+    assert!(f.evidence.iter().any(|e| e == "flannel.1 missing"));
+    assert!(f.remediation.contains("systemctl restart k3s"));
+    assert!(r.findings.iter().all(|f| f.peer.is_none()));
+}
+
+#[test]
+fn the_incident_seen_from_a_sender() {
+    let mut w = healthy_window();
+    let mut eq = outer(0, 30);
+    eq.rx.icmp_port_unreachable = 6;
+    w.peers.insert(EQ14, eq);
+    let mut node = healthy_node();
+    node.local_vtep = Some(GLADIUS);
+    node.fdb[0] = FdbEntry {
+        mac: [0x0e, 0, 0, 0, 0, 0x13],
+        dst: Some(EQ14),
+        permanent: true,
+    };
+    w.peers.remove(&GLADIUS);
+    let r = run(&w, &node);
+    assert_eq!(codes(&r), vec!["PEER_PORT_UNREACHABLE"]);
+    let f = &r.findings[0];
+    assert_eq!(f.peer.as_deref(), Some("192.0.2.13"));
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(f.evidence[0].contains("icmp_port_unreachable=6"));
+}
+
+#[test]
+fn overlay_down_is_its_own_finding() {
+    let mut node = healthy_node();
+    node.overlay = Some(overlay(false));
+    node.port_bound = false;
+    let mut w = healthy_window();
+    w.inner.clear();
+    let r = run(&w, &node);
+    assert_eq!(
+        codes(&r),
+        vec![
+            "OVERLAY_DEVICE_DOWN",
+            "VXLAN_NOT_DECAPSULATED",
+            "VXLAN_PORT_NOT_BOUND"
+        ]
+    );
+    assert!(r.findings[1].evidence.iter().any(|e| e == "flannel.1 down"));
+}
+
+#[test]
+fn decapsulation_of_some_traffic_is_not_the_incident() {
+    let mut w = healthy_window();
+    w.inner.insert(MAC_M, inner(0, 5));
+    let r = run(&w, &healthy_node());
+    assert!(!codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"));
+}
+
+#[test]
+fn malformed_or_foreign_vni_traffic_alone_is_not_the_incident() {
+    let mut w = Snapshot::default();
+    let mut g = outer(8, 0);
+    g.rx.malformed = 3;
+    g.rx.other_vni = 5;
+    g.rx.last_other_vni = 2;
+    w.peers.insert(GLADIUS, g);
+    let r = run(&w, &healthy_node());
+    assert!(
+        !codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"),
+        "{:?}",
+        codes(&r)
+    );
+    assert_eq!(r.peers[0].rx_last_other_vni, Some(2));
+}
+
+#[test]
+fn no_traffic_is_only_information() {
+    let r = run(&Snapshot::default(), &healthy_node());
+    assert_eq!(codes(&r), vec!["NO_VXLAN_TRAFFIC"]);
+    assert_eq!(r.exit_code(), 0);
+    assert_eq!(r.peers.len(), 2, "FDB peers are listed even when silent");
+}
+
+#[test]
+fn inner_traffic_of_unknown_macs_is_reported_and_counts_as_decapsulated() {
+    let mut w = Snapshot::default();
+    w.peers.insert(GLADIUS, outer(4, 0));
+    w.inner.insert([0x0e, 9, 9, 9, 9, 9], inner(4, 0));
+    let mut node = healthy_node();
+    node.fdb.clear();
+    let r = run(&w, &node);
+    assert!(!codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"));
+    assert_eq!(r.unattributed_inner.len(), 1);
+    assert_eq!(r.unattributed_inner[0].mac, "0e:09:09:09:09:09");
+}
+
+#[test]
+fn drops_are_named_and_attributed() {
+    let mut w = healthy_window();
+    w.drops.insert((2, 0, Some(GLADIUS)), 7);
+    w.drops.insert((2, 0, None), 1);
+    let r = run(&w, &healthy_node());
+    assert_eq!(r.drops.len(), 1);
+    assert_eq!(
+        (
+            r.drops[0].reason.as_str(),
+            r.drops[0].direction,
+            r.drops[0].packets
+        ),
+        ("REASON_2", "rx", 8)
+    );
+    assert_eq!(r.peers[0].drops.get("REASON_2"), Some(&7));
+}
+
+#[test]
+fn overflow_is_information() {
+    let mut w = healthy_window();
+    w.overflow.peers = 3;
+    let r = run(&w, &healthy_node());
+    assert_eq!(codes(&r), vec!["MAP_OVERFLOW"]);
+    assert_eq!(r.exit_code(), 0);
+}

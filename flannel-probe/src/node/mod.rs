@@ -1,0 +1,738 @@
+//! Node discovery: what the kernel of this node says about the Flannel VXLAN
+//! overlay (the `flannel.1` device, its underlay NIC, FDB, neighbours,
+//! routes) and whether anything is bound to the VXLAN UDP port.
+//!
+//! Everything is read over netlink (rtnetlink for links, addresses, routes,
+//! neighbours and the bridge FDB; `NETLINK_SOCK_DIAG` for UDP sockets) plus
+//! one `/proc/sys` file. Both the netlink sockets and `/proc/sys/net` follow
+//! the network namespace of the *calling thread*: call [`discover`] on the
+//! thread whose namespace you want to inspect (do not move the sock_diag part
+//! to `spawn_blocking`, whose threads may sit in another namespace).
+
+mod fdb;
+mod links;
+mod routes;
+mod sockdiag;
+#[cfg(test)]
+mod testns;
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, anyhow};
+
+pub use fdb::{NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE};
+pub use links::ifindex_by_name;
+pub use sockdiag::{udp_local_addrs_on_port, udp_port_bound};
+
+/// The port Flannel and the Linux kernel use for VXLAN when none is given.
+pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+
+/// The state of the overlay device as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayState {
+    /// Administratively up and operationally up (or "unknown", which is what
+    /// a working VXLAN device reports).
+    Up,
+    /// Present but administratively or operationally down.
+    Down,
+    /// No device of that name.
+    Missing,
+}
+
+impl OverlayState {
+    /// `"up"`, `"down"` or `"missing"`, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverlayState::Up => "up",
+            OverlayState::Down => "down",
+            OverlayState::Missing => "missing",
+        }
+    }
+}
+
+impl std::fmt::Display for OverlayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The VXLAN device (e.g. `flannel.1`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Overlay {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Link kind (`IFLA_INFO_KIND`), `"vxlan"` expected. Empty when the kernel
+    /// reports no kind (a physical NIC).
+    pub kind: String,
+    /// `IFF_UP`.
+    pub admin_up: bool,
+    /// `IFF_RUNNING`, or operstate up/unknown while admin up.
+    pub oper_up: bool,
+    /// Hardware address, if it is a 6-byte Ethernet address.
+    pub mac: Option<[u8; 6]>,
+    /// `IFLA_MTU`.
+    pub mtu: Option<u32>,
+    /// `IFLA_VXLAN_ID`.
+    pub vni: Option<u32>,
+    /// `IFLA_VXLAN_PORT`, in host byte order.
+    pub port: Option<u16>,
+    /// `IFLA_VXLAN_LOCAL`.
+    pub local: Option<Ipv4Addr>,
+    /// `IFLA_VXLAN_LINK`: the underlay ifindex (`dev eth0`); `None` if unset.
+    pub link: Option<u32>,
+    /// `IFLA_VXLAN_LEARNING`.
+    pub learning: Option<bool>,
+}
+
+/// The underlay NIC that carries the VXLAN packets.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Uplink {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Usable: administratively up (`IFF_UP`) and operationally up
+    /// (`IFF_RUNNING`, i.e. carrier and operstate up or unknown).
+    pub up: bool,
+    /// `IFLA_MTU`.
+    pub mtu: Option<u32>,
+    /// Hardware address, if it is a 6-byte Ethernet address.
+    pub mac: Option<[u8; 6]>,
+    /// IPv4 addresses, in kernel order (primary first).
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// One VXLAN FDB entry (`bridge fdb show dev flannel.1`). The all-zero MAC
+/// default entries are kept: callers filter.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FdbEntry {
+    /// Inner destination MAC.
+    pub mac: [u8; 6],
+    /// Remote VTEP (`NDA_DST`); `None` if absent or IPv6.
+    pub dst: Option<Ipv4Addr>,
+    /// `NUD_PERMANENT` is set.
+    pub permanent: bool,
+}
+
+/// One IPv4 neighbour (ARP) entry on the overlay device.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NeighEntry {
+    /// Neighbour IPv4 address.
+    pub ip: Ipv4Addr,
+    /// Its link-layer address, if known.
+    pub mac: Option<[u8; 6]>,
+    /// `NUD_*` bits (see [`NUD_PERMANENT`] and friends).
+    pub state: u16,
+}
+
+/// One IPv4 route of the main table (all route types).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RouteEntry {
+    /// Destination network (`0.0.0.0` for the default route).
+    pub dst: Ipv4Addr,
+    /// Destination prefix length.
+    pub prefix_len: u8,
+    /// IPv4 gateway (first next hop for multipath routes).
+    pub gateway: Option<Ipv4Addr>,
+    /// Output interface (first next hop for multipath routes).
+    pub oif: Option<u32>,
+    /// `RTNH_F_ONLINK`.
+    pub onlink: bool,
+}
+
+/// How to pick the underlay NIC.
+#[derive(Clone, Debug)]
+pub enum UplinkChoice {
+    /// The VXLAN device's `dev`, else the interface of the IPv4 default route.
+    Auto,
+    /// This interface; an error if it does not exist.
+    Name(String),
+}
+
+/// Which UDP port VXLAN uses.
+#[derive(Clone, Debug)]
+pub enum PortChoice {
+    /// The VXLAN device's `dstport`, else [`DEFAULT_VXLAN_PORT`].
+    Auto,
+    /// This port.
+    Fixed(u16),
+}
+
+/// What to look for.
+#[derive(Clone, Debug)]
+pub struct DiscoverOptions {
+    /// Name of the VXLAN device, normally `flannel.1`.
+    pub overlay: String,
+    /// How to pick the underlay NIC.
+    pub uplink: UplinkChoice,
+    /// Which UDP port VXLAN uses.
+    pub port: PortChoice,
+}
+
+impl Default for DiscoverOptions {
+    fn default() -> Self {
+        Self {
+            overlay: "flannel.1".to_owned(),
+            uplink: UplinkChoice::Auto,
+            port: PortChoice::Auto,
+        }
+    }
+}
+
+/// Everything discovered about the node.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeState {
+    /// `gethostname(2)`.
+    pub hostname: String,
+    /// `uname(2)` release, e.g. `6.18.44`.
+    pub kernel: String,
+    /// The overlay name that was looked for.
+    pub overlay_name: String,
+    /// The overlay device; `None` if missing.
+    pub overlay: Option<Overlay>,
+    /// The underlay NIC; `None` if none could be chosen automatically.
+    pub uplink: Option<Uplink>,
+    /// [`PortChoice::Fixed`], else the device's port, else 8472.
+    pub vxlan_port: u16,
+    /// The device's VNI.
+    pub vni: Option<u32>,
+    /// The device's `local`, else the uplink's first IPv4 address.
+    pub local_vtep: Option<Ipv4Addr>,
+    /// Some UDP socket (IPv4 or IPv6, kernel sockets included) is bound to
+    /// `vxlan_port`.
+    pub port_bound: bool,
+    /// FDB entries of the overlay device.
+    pub fdb: Vec<FdbEntry>,
+    /// IPv4 neighbours on the overlay device.
+    pub neighbours: Vec<NeighEntry>,
+    /// IPv4 routes of the main table (all devices).
+    pub routes: Vec<RouteEntry>,
+    /// `/proc/sys/net/ipv4/conf/<overlay>/forwarding` is `1`; `None` if the
+    /// file is missing or unreadable.
+    pub forwarding: Option<bool>,
+}
+
+impl NodeState {
+    /// `Missing` if there is no overlay device, `Up` if it is admin and
+    /// operationally up, else `Down`.
+    pub fn overlay_state(&self) -> OverlayState {
+        match &self.overlay {
+            None => OverlayState::Missing,
+            Some(o) if o.admin_up && o.oper_up => OverlayState::Up,
+            Some(_) => OverlayState::Down,
+        }
+    }
+}
+
+/// Reads the node's overlay state over `handle` (which must belong to the
+/// network namespace to inspect, as must the calling thread: the sock_diag
+/// socket and `/proc/sys` are opened from it).
+///
+/// A missing overlay device is not an error; a missing explicitly named
+/// uplink is.
+pub async fn discover(
+    handle: &rtnetlink::Handle,
+    opts: &DiscoverOptions,
+) -> anyhow::Result<NodeState> {
+    let hostname = hostname().context("gethostname(2) failed")?;
+    let kernel = kernel_release().context("uname(2) failed")?;
+
+    let all_links = links::dump_links(handle).await?;
+    let overlay = all_links
+        .iter()
+        .find(|l| l.name == opts.overlay)
+        .map(links::LinkSummary::to_overlay);
+    match &overlay {
+        None => tracing::debug!(overlay = %opts.overlay, "overlay device missing"),
+        Some(o) if o.kind != "vxlan" => tracing::warn!(
+            overlay = %o.name,
+            kind = %o.kind,
+            "overlay device exists but is not a vxlan device"
+        ),
+        Some(o) => tracing::debug!(?o, "overlay device found"),
+    }
+
+    let addrs = links::dump_ipv4_addrs(handle).await?;
+    let parsed_routes = routes::dump_main_ipv4(handle).await?;
+
+    let uplink_link = match &opts.uplink {
+        UplinkChoice::Name(name) => {
+            let link = all_links.iter().find(|l| &l.name == name).ok_or_else(|| {
+                anyhow!(
+                    "uplink interface {name} does not exist: pass an existing NIC with --uplink \
+                     (or leave it out to use the VXLAN device's dev or the default route)"
+                )
+            })?;
+            Some(link)
+        }
+        UplinkChoice::Auto => {
+            let from_vxlan = overlay.as_ref().and_then(|o| o.link).and_then(|idx| {
+                let found = all_links.iter().find(|l| l.index == idx);
+                if found.is_none() {
+                    tracing::warn!(ifindex = idx, "VXLAN device's underlay ifindex not found");
+                }
+                found
+            });
+            from_vxlan.or_else(|| {
+                let idx = routes::default_route_oif(&parsed_routes)?;
+                let found = all_links.iter().find(|l| l.index == idx);
+                if found.is_none() {
+                    tracing::warn!(ifindex = idx, "default route's interface not found");
+                }
+                found
+            })
+        }
+    };
+    let uplink = uplink_link.map(|l| l.to_uplink(&addrs));
+
+    let (fdb, neighbours) = match &overlay {
+        Some(o) => (
+            fdb::dump_fdb(handle, o.ifindex).await?,
+            fdb::dump_neighbours(handle, o.ifindex).await?,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+
+    let vxlan_port = match opts.port {
+        PortChoice::Fixed(p) => p,
+        PortChoice::Auto => overlay
+            .as_ref()
+            .and_then(|o| o.port)
+            .unwrap_or(DEFAULT_VXLAN_PORT),
+    };
+    let port_bound = udp_port_bound(vxlan_port).with_context(|| {
+        format!(
+            "sock_diag dump of UDP sockets failed while checking port {vxlan_port}: \
+             the kernel needs CONFIG_INET_UDP_DIAG (modprobe udp_diag) and the probe needs root"
+        )
+    })?;
+
+    let vni = overlay.as_ref().and_then(|o| o.vni);
+    let local_vtep = overlay
+        .as_ref()
+        .and_then(|o| o.local)
+        .or_else(|| uplink.as_ref().and_then(|u| u.addrs.first().copied()));
+    let forwarding = overlay.as_ref().and_then(|o| ipv4_forwarding(&o.name));
+
+    Ok(NodeState {
+        hostname,
+        kernel,
+        overlay_name: opts.overlay.clone(),
+        overlay,
+        uplink,
+        vxlan_port,
+        vni,
+        local_vtep,
+        port_bound,
+        fdb,
+        neighbours,
+        routes: parsed_routes.into_iter().map(|r| r.entry).collect(),
+        forwarding,
+    })
+}
+
+/// `/proc/sys/net/ipv4/conf/<ifname>/forwarding` == `1`, for the calling
+/// thread's network namespace. `None` if the file is missing or unreadable
+/// (or the name could not be an interface name).
+pub fn ipv4_forwarding(ifname: &str) -> Option<bool> {
+    if ifname.is_empty() || ifname == "." || ifname == ".." || ifname.contains('/') {
+        return None;
+    }
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s.trim() == "1"),
+        Err(e) => {
+            tracing::debug!(%path, error = %e, "cannot read forwarding sysctl");
+            None
+        }
+    }
+}
+
+/// The host name, from `gethostname(2)`.
+pub fn hostname() -> std::io::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// The kernel release, from `uname(2)` (e.g. `6.18.44`).
+pub fn kernel_release() -> std::io::Result<String> {
+    // SAFETY: utsname is plain old data; all-zero is a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Converts a link-layer address to an Ethernet MAC if it has 6 bytes.
+fn mac6(bytes: &[u8]) -> Option<[u8; 6]> {
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testns::{TestNs, discover_in, discover_in_strict};
+    use super::*;
+
+    fn opts() -> DiscoverOptions {
+        DiscoverOptions::default()
+    }
+
+    /// eth0 with 192.0.2.13/24 and a default route via 192.0.2.1.
+    fn underlay(ns: &TestNs) {
+        ns.add_nic("eth0");
+        ns.ip("addr add 192.0.2.13/24 dev eth0");
+        ns.ip("route add default via 192.0.2.1 dev eth0");
+    }
+
+    /// flannel.1 as Flannel sets it up, with one remote node (10.42.1.0/24
+    /// behind VTEP 192.0.2.11).
+    fn flannel(ns: &TestNs, dstport: u16) {
+        ns.ip(&format!(
+            "link add flannel.1 type vxlan id 1 local 192.0.2.13 dev eth0 dstport {dstport} nolearning"
+        ));
+        ns.ip("link set flannel.1 mtu 1450");
+        ns.ip("link set flannel.1 up");
+        ns.ip("addr add 10.42.0.0/32 dev flannel.1");
+        ns.ip("route add 10.42.1.0/24 via 10.42.1.0 dev flannel.1 onlink");
+        ns.ip("neigh add 10.42.1.0 lladdr 0e:00:00:00:00:01 dev flannel.1 nud permanent");
+        ns.bridge("fdb append 0e:00:00:00:00:01 dev flannel.1 dst 192.0.2.11 self permanent");
+    }
+
+    const REMOTE_MAC: [u8; 6] = [0x0e, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn full_flannel_node() {
+        let Some(ns) = TestNs::new() else { return };
+        underlay(&ns);
+        flannel(&ns, 8472);
+        ns.write_sysctl("net/ipv4/conf/flannel.1/forwarding", "1");
+        let eth0 = ns.ifindex("eth0");
+        let fl = ns.ifindex("flannel.1");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert_eq!(st.overlay_state(), OverlayState::Up);
+        assert_eq!(st.overlay_name, "flannel.1");
+        assert!(!st.hostname.is_empty());
+        assert!(
+            st.kernel.chars().next().is_some_and(|c| c.is_ascii_digit()),
+            "{}",
+            st.kernel
+        );
+
+        let o = st.overlay.as_ref().expect("overlay");
+        assert_eq!(o.name, "flannel.1");
+        assert_eq!(o.ifindex, fl);
+        assert_eq!(o.kind, "vxlan");
+        assert!(o.admin_up && o.oper_up);
+        assert!(o.mac.is_some_and(|m| m != [0; 6]));
+        assert_eq!(o.mtu, Some(1450));
+        assert_eq!(o.vni, Some(1));
+        assert_eq!(o.port, Some(8472));
+        assert_eq!(o.local, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert_eq!(o.link, Some(eth0));
+        assert_eq!(o.learning, Some(false));
+
+        let u = st.uplink.as_ref().expect("uplink");
+        assert_eq!(u.name, "eth0");
+        assert_eq!(u.ifindex, eth0);
+        assert!(u.up);
+        assert_eq!(u.mtu, Some(1500));
+        assert!(u.mac.is_some());
+        assert_eq!(u.addrs, vec![Ipv4Addr::new(192, 0, 2, 13)]);
+
+        assert_eq!(st.vxlan_port, 8472);
+        assert_eq!(st.vni, Some(1));
+        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert!(st.port_bound, "kernel VXLAN socket on 8472 not seen");
+        assert_eq!(st.forwarding, Some(true));
+
+        let remote = FdbEntry {
+            mac: REMOTE_MAC,
+            dst: Some(Ipv4Addr::new(192, 0, 2, 11)),
+            permanent: true,
+        };
+        assert!(st.fdb.contains(&remote), "{:?}", st.fdb);
+        assert_eq!(
+            st.neighbours,
+            vec![NeighEntry {
+                ip: Ipv4Addr::new(10, 42, 1, 0),
+                mac: Some(REMOTE_MAC),
+                state: NUD_PERMANENT,
+            }]
+        );
+        let r = RouteEntry {
+            dst: Ipv4Addr::new(10, 42, 1, 0),
+            prefix_len: 24,
+            gateway: Some(Ipv4Addr::new(10, 42, 1, 0)),
+            oif: Some(fl),
+            onlink: true,
+        };
+        assert!(st.routes.contains(&r), "{:?}", st.routes);
+        let default = RouteEntry {
+            dst: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+            gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            oif: Some(eth0),
+            onlink: false,
+        };
+        assert!(st.routes.contains(&default), "{:?}", st.routes);
+        // The connected route of eth0 is there too; local-table routes are not.
+        assert!(
+            st.routes
+                .iter()
+                .any(|r| r.dst == Ipv4Addr::new(192, 0, 2, 0)
+                    && r.prefix_len == 24
+                    && r.gateway.is_none()
+                    && r.oif == Some(eth0))
+        );
+        assert!(!st.routes.iter().any(|r| r.prefix_len == 32));
+
+        // The same through a NETLINK_GET_STRICT_CHK connection, whose kernel
+        // side rejects dump requests with unexpected header fields.
+        let strict = discover_in_strict(&ns, opts()).expect("discover (strict)");
+        assert_eq!(strict.fdb, st.fdb);
+        assert_eq!(strict.neighbours, st.neighbours);
+        assert_eq!(strict.routes, st.routes);
+        assert_eq!(
+            strict.uplink.map(|u| u.addrs),
+            Some(vec![Ipv4Addr::new(192, 0, 2, 13)])
+        );
+        assert_eq!(strict.overlay.and_then(|o| o.vni), Some(1));
+    }
+
+    #[test]
+    fn overlay_deleted_is_missing_not_an_error() {
+        let Some(ns) = TestNs::new() else { return };
+        underlay(&ns);
+        flannel(&ns, 8472);
+        ns.ip("link del flannel.1");
+        let eth0 = ns.ifindex("eth0");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert!(st.overlay.is_none());
+        assert_eq!(st.overlay_state(), OverlayState::Missing);
+        let u = st.uplink.as_ref().expect("uplink from default route");
+        assert_eq!((u.name.as_str(), u.ifindex), ("eth0", eth0));
+        assert_eq!(st.vxlan_port, DEFAULT_VXLAN_PORT);
+        assert!(!st.port_bound);
+        assert_eq!(st.vni, None);
+        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert!(st.fdb.is_empty() && st.neighbours.is_empty());
+        assert_eq!(st.forwarding, None);
+        assert!(
+            !st.routes
+                .iter()
+                .any(|r| r.dst == Ipv4Addr::new(10, 42, 1, 0))
+        );
+    }
+
+    #[test]
+    fn overlay_down() {
+        let Some(ns) = TestNs::new() else { return };
+        underlay(&ns);
+        flannel(&ns, 8472);
+        ns.ip("link set flannel.1 down");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert_eq!(st.overlay_state(), OverlayState::Down);
+        let o = st.overlay.as_ref().expect("overlay");
+        assert!(!o.admin_up && !o.oper_up);
+        assert_eq!(st.vxlan_port, 8472);
+        assert!(!st.port_bound, "a down VXLAN device has no socket");
+        // The FDB survives a down/up; the neighbour and route go with the link.
+        assert!(st.fdb.iter().any(|f| f.mac == REMOTE_MAC));
+    }
+
+    #[test]
+    fn iana_port_4789() {
+        let Some(ns) = TestNs::new() else { return };
+        underlay(&ns);
+        flannel(&ns, 4789);
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert_eq!(st.overlay_state(), OverlayState::Up);
+        assert_eq!(st.overlay.as_ref().and_then(|o| o.port), Some(4789));
+        assert_eq!(st.vxlan_port, 4789);
+        assert!(st.port_bound);
+
+        // A fixed port overrides the device's, and nobody is on 8472 here.
+        let fixed = DiscoverOptions {
+            port: PortChoice::Fixed(8472),
+            ..opts()
+        };
+        let st = discover_in(&ns, fixed).expect("discover");
+        assert_eq!(st.vxlan_port, 8472);
+        assert!(!st.port_bound);
+    }
+
+    #[test]
+    fn explicit_unknown_uplink_is_an_error() {
+        let Some(ns) = TestNs::new() else { return };
+        underlay(&ns);
+        flannel(&ns, 8472);
+        let o = DiscoverOptions {
+            uplink: UplinkChoice::Name("eth9".to_owned()),
+            ..opts()
+        };
+        let err = discover_in(&ns, o).expect_err("eth9 does not exist");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("uplink interface eth9 does not exist"),
+            "{msg}"
+        );
+        assert!(msg.contains("--uplink"), "{msg}");
+    }
+
+    #[test]
+    fn explicit_uplink_and_no_default_route() {
+        let Some(ns) = TestNs::new() else { return };
+        ns.add_nic("eth0");
+        ns.add_nic("eth1");
+        ns.ip("addr add 198.51.100.7/24 dev eth1");
+        ns.ip("addr add 198.51.100.8/24 dev eth1");
+        // VXLAN without `dev` and without `local`: nothing to pick from.
+        ns.ip("link add flannel.1 type vxlan id 7 dstport 8472");
+        ns.ip("link set flannel.1 up");
+        ns.write_sysctl("net/ipv4/conf/flannel.1/forwarding", "0");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        let o = st.overlay.as_ref().expect("overlay");
+        assert_eq!((o.link, o.local, o.learning), (None, None, Some(true)));
+        assert!(
+            st.uplink.is_none(),
+            "no dev, no default route: {:?}",
+            st.uplink
+        );
+        assert_eq!(st.local_vtep, None);
+        assert!(st.port_bound);
+        assert_eq!(st.forwarding, Some(false));
+
+        let o = DiscoverOptions {
+            uplink: UplinkChoice::Name("eth1".to_owned()),
+            ..opts()
+        };
+        let st = discover_in(&ns, o).expect("discover");
+        let u = st.uplink.as_ref().expect("uplink");
+        assert_eq!(u.name, "eth1");
+        assert_eq!(
+            u.addrs,
+            vec![
+                Ipv4Addr::new(198, 51, 100, 7),
+                Ipv4Addr::new(198, 51, 100, 8)
+            ]
+        );
+        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(198, 51, 100, 7)));
+        assert_eq!(st.vni, Some(7));
+    }
+
+    #[test]
+    fn overlay_that_is_not_vxlan() {
+        let Some(ns) = TestNs::new() else { return };
+        underlay(&ns);
+        ns.ip("link add flannel.1 type veth peer name flannel.1p");
+        ns.ip("link set flannel.1 up");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        let o = st.overlay.as_ref().expect("overlay");
+        assert_eq!(o.kind, "veth");
+        assert_eq!((o.vni, o.port, o.local, o.link), (None, None, None, None));
+        // Its peer is down: admin up but no carrier.
+        assert!(o.admin_up && !o.oper_up);
+        assert_eq!(st.overlay_state(), OverlayState::Down);
+        assert_eq!(st.uplink.as_ref().map(|u| u.name.as_str()), Some("eth0"));
+        assert_eq!(st.vxlan_port, DEFAULT_VXLAN_PORT);
+    }
+
+    #[test]
+    fn ifindex_by_name_in_namespace() {
+        let Some(ns) = TestNs::new() else { return };
+        ns.add_nic("eth0");
+        let want = ns.ifindex("eth0");
+        let (found, missing) = ns
+            .with_handle(|h| async move {
+                let found = ifindex_by_name(&h, "eth0").await?;
+                let missing = ifindex_by_name(&h, "eth9").await?;
+                anyhow::Ok((found, missing))
+            })
+            .expect("lookups");
+        assert_eq!(found, Some(want));
+        assert_eq!(missing, None);
+    }
+
+    /// `discover` must be usable from `tokio::spawn`ed tasks.
+    #[allow(dead_code)]
+    fn discover_future_is_send(h: &rtnetlink::Handle, o: &DiscoverOptions) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&discover(h, o));
+    }
+
+    #[test]
+    fn overlay_state_rules() {
+        let mut st = NodeState {
+            hostname: String::new(),
+            kernel: String::new(),
+            overlay_name: "flannel.1".into(),
+            overlay: None,
+            uplink: None,
+            vxlan_port: 8472,
+            vni: None,
+            local_vtep: None,
+            port_bound: false,
+            fdb: vec![],
+            neighbours: vec![],
+            routes: vec![],
+            forwarding: None,
+        };
+        assert_eq!(st.overlay_state(), OverlayState::Missing);
+        let o = Overlay {
+            name: "flannel.1".into(),
+            ifindex: 3,
+            kind: "vxlan".into(),
+            admin_up: true,
+            oper_up: false,
+            mac: None,
+            mtu: None,
+            vni: None,
+            port: None,
+            local: None,
+            link: None,
+            learning: None,
+        };
+        st.overlay = Some(o.clone());
+        assert_eq!(st.overlay_state(), OverlayState::Down);
+        st.overlay = Some(Overlay { oper_up: true, ..o });
+        assert_eq!(st.overlay_state(), OverlayState::Up);
+        assert_eq!(
+            [OverlayState::Up, OverlayState::Down, OverlayState::Missing].map(OverlayState::as_str),
+            ["up", "down", "missing"]
+        );
+        assert_eq!(OverlayState::Missing.to_string(), "missing");
+    }
+
+    #[test]
+    fn host_facts_and_forwarding_path() {
+        assert!(!hostname().expect("hostname").is_empty());
+        assert!(!kernel_release().expect("uname").is_empty());
+        assert_eq!(ipv4_forwarding("../../../../etc"), None);
+        assert_eq!(ipv4_forwarding("no-such-if-xyz"), None);
+        assert_eq!(mac6(&[1, 2, 3, 4, 5, 6]), Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(mac6(&[1, 2, 3]), None);
+    }
+}

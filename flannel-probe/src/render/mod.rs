@@ -1,0 +1,42 @@
+//! Faces render a [`crate::report::Report`]; none of them decides anything.
+pub mod json;
+pub mod text;
+
+/// Output format of `report` and `watch --plain`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `1.2 k`, `3.4 M`: compact figures for tables.
+pub fn si(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.1}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::si;
+
+    #[test]
+    fn si_prefixes() {
+        assert_eq!(si(0.0), "0");
+        assert_eq!(si(42.0), "42");
+        assert_eq!(si(2.5), "2.5");
+        assert_eq!(si(12_345.0), "12.3k");
+        assert_eq!(si(9_876_543.0), "9.9M");
+        assert_eq!(si(2.0e9), "2.0G");
+    }
+}

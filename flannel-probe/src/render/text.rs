@@ -1,0 +1,138 @@
+//! The human report: verdict first, then findings by severity with evidence
+//! and remediation, then the node, the per-peer table and the drops.
+use std::fmt::Write as _;
+
+use super::si;
+use crate::report::{Report, Severity};
+
+pub fn report(r: &Report) -> String {
+    let mut s = String::new();
+    let crit = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Critical)
+        .count();
+    let warn = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    let verdict = match (crit, warn) {
+        (0, 0) => "HEALTHY".to_string(),
+        (0, w) => format!("WARNING: {w} warning{}", plural(w)),
+        (c, w) => format!("CRITICAL: {c} critical, {w} warning{}", plural(w)),
+    };
+    let _ = writeln!(
+        s,
+        "flannel-probe on {}: {verdict} ({:.1}s window)",
+        r.node.hostname, r.window_secs
+    );
+    for f in &r.findings {
+        let _ = writeln!(s);
+        let peer = f
+            .peer
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:<8} {}{peer}: {}",
+            f.severity.as_str().to_uppercase(),
+            f.code,
+            f.summary
+        );
+        for (i, e) in f.evidence.iter().enumerate() {
+            let label = if i == 0 { "evidence:" } else { "" };
+            let _ = writeln!(s, "         {label:<9} {e}");
+        }
+        let _ = writeln!(s, "         {:<9} {}", "fix:", f.remediation);
+    }
+    let _ = writeln!(s);
+    s.push_str(&node_line(r));
+    let _ = writeln!(s);
+    s.push_str(&peer_table(r, None));
+    let _ = writeln!(s);
+    if r.drops.is_empty() {
+        let _ = writeln!(s, "Drops: none of VXLAN traffic in the window");
+    } else {
+        let _ = writeln!(s, "Drops of VXLAN traffic:");
+        let _ = writeln!(s, "  {:<32} {:<4} {:>10}", "REASON", "DIR", "PACKETS");
+        for d in &r.drops {
+            let _ = writeln!(s, "  {:<32} {:<4} {:>10}", d.reason, d.direction, d.packets);
+        }
+    }
+    for u in &r.unattributed_inner {
+        let _ = writeln!(
+            s,
+            "Inner traffic of {} (no FDB entry): rx {} tx {}",
+            u.mac, u.rx_packets, u.tx_packets
+        );
+    }
+    s
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// One line about the node: device, state, port, VNI, uplink.
+pub fn node_line(r: &Report) -> String {
+    let n = &r.node;
+    format!(
+        "Node {}: overlay {} {}, VNI {}, UDP {} {}, uplink {}, local VTEP {}, kernel {}\n",
+        n.hostname,
+        n.overlay,
+        n.overlay_state.as_str(),
+        n.vni.map_or("-".into(), |v| v.to_string()),
+        n.vxlan_port,
+        if n.port_bound { "bound" } else { "NOT bound" },
+        n.uplink.as_deref().unwrap_or("-"),
+        n.local_vtep.as_deref().unwrap_or("-"),
+        n.kernel,
+    )
+}
+
+/// The per-peer table. With `per_sec`, packet figures become rates.
+pub fn peer_table(r: &Report, per_sec: Option<f64>) -> String {
+    let mut s = String::new();
+    let unit = if per_sec.is_some() { "/s" } else { "" };
+    let _ = writeln!(
+        s,
+        "{:<15} {:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6}",
+        "PEER",
+        "VTEP MAC",
+        format!("TX PKT{unit}"),
+        format!("TX B{unit}"),
+        format!("RX PKT{unit}"),
+        format!("RX B{unit}"),
+        format!("DECAP{unit}"),
+        format!("INNER TX"),
+        "UNREACH",
+        "DROPS"
+    );
+    let scale = |v: u64| match per_sec {
+        Some(secs) if secs > 0.0 => si(v as f64 / secs),
+        _ => si(v as f64),
+    };
+    if r.peers.is_empty() {
+        let _ = writeln!(s, "(no peers: no VXLAN seen and no FDB entries)");
+    }
+    for p in &r.peers {
+        let drops: u64 = p.drops.values().sum();
+        let _ = writeln!(
+            s,
+            "{:<15} {:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6}",
+            p.peer,
+            p.vtep_mac.as_deref().unwrap_or("-"),
+            scale(p.tx_encap_packets),
+            scale(p.tx_encap_bytes),
+            scale(p.rx_encap_packets),
+            scale(p.rx_encap_bytes),
+            scale(p.rx_decap_packets),
+            scale(p.tx_inner_packets),
+            p.icmp_port_unreachable,
+            drops
+        );
+    }
+    s
+}

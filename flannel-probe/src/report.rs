@@ -1,0 +1,140 @@
+//! The fault report: what `report` prints, `serve` exposes and `mesh`
+//! compares. Field names are the JSON contract (schema 1): add, never rename.
+use std::{collections::BTreeMap, fmt};
+
+use serde::Serialize;
+
+use crate::{datapath::Overflow, node::OverlayState};
+
+/// The JSON schema version of [`Report`].
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One diagnosis: what is wrong, the numbers behind it, what to do.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    /// The remote VTEP this is about; `None` for the whole node.
+    pub peer: Option<String>,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub remediation: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeInfo {
+    pub hostname: String,
+    pub overlay: String,
+    pub overlay_state: OverlayState,
+    pub uplink: Option<String>,
+    pub local_vtep: Option<String>,
+    pub vxlan_port: u16,
+    pub vni: Option<u32>,
+    pub port_bound: bool,
+    pub kernel: String,
+    /// How the datapath is attached (`tcx` or `clsact`) per device.
+    pub attached: BTreeMap<String, String>,
+}
+
+/// Per remote VTEP, over the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PeerReport {
+    pub peer: String,
+    pub vtep_mac: Option<String>,
+    pub tx_encap_packets: u64,
+    pub tx_encap_bytes: u64,
+    pub rx_encap_packets: u64,
+    pub rx_encap_bytes: u64,
+    pub rx_decap_packets: u64,
+    pub tx_inner_packets: u64,
+    pub icmp_port_unreachable: u64,
+    pub drops: BTreeMap<String, u64>,
+    // Beyond the contract's minimum:
+    pub rx_decap_bytes: u64,
+    pub tx_inner_bytes: u64,
+    /// Inbound VXLAN headers the kernel would reject.
+    pub rx_malformed: u64,
+    /// Inbound VXLAN for another VNI than ours, and the last such VNI.
+    pub rx_other_vni: u64,
+    pub rx_last_other_vni: Option<u32>,
+    /// The peer has an FDB entry on the overlay device.
+    pub in_fdb: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DropReport {
+    pub reason: String,
+    pub direction: &'static str,
+    pub packets: u64,
+}
+
+/// Inner traffic of a MAC no FDB entry names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnattributedInner {
+    pub mac: String,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub schema: u32,
+    pub node: NodeInfo,
+    pub window_secs: f64,
+    pub peers: Vec<PeerReport>,
+    pub drops: Vec<DropReport>,
+    pub findings: Vec<Finding>,
+    pub unattributed_inner: Vec<UnattributedInner>,
+    /// New keys that did not fit the maps in the window.
+    pub overflow: Overflow,
+}
+
+impl Report {
+    /// node-problem-detector's convention: 1 when anything needs attention.
+    pub fn exit_code(&self) -> i32 {
+        if self
+            .findings
+            .iter()
+            .any(|f| f.severity <= Severity::Warning)
+        {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The worst severity present, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).min()
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    let [a, b, c, d, e, f] = *mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}

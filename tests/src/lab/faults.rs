@@ -1,0 +1,399 @@
+//! The faults the lab can inject (LAB.md, "Faults the lab can inject").
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use super::Lab;
+use super::netns::{self, ip, nft};
+use super::topology::{node_index, node_ip, node_name, random_mac};
+
+/// One fault on one node of the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The incident: `ip link del flannel.1`.
+    DeleteOverlay { node: String },
+    /// `ip link set flannel.1 down`.
+    OverlayDown { node: String },
+    /// `flannel.1` recreated with another VNI (same MAC, address, routes);
+    /// peers keep sending the old VNI.
+    OtherVni { node: String, vni: u32 },
+    /// `flannel.1` recreated with a new random MAC and peers reprogrammed,
+    /// as a CNI restart does.
+    RecreateOverlay { node: String },
+    /// nftables in the node drops inbound UDP to the VXLAN port.
+    FirewallVxlan { node: String },
+    /// The node's FDB entry for the peer's VTEP MAC is missing.
+    MissingFdb { node: String, peer: String },
+    /// The node's neighbour entry for the peer's VTEP address is missing.
+    MissingNeigh { node: String, peer: String },
+    /// The node's FDB entry for the peer's VTEP MAC points at `wrong_ip`.
+    StaleFdb {
+        node: String,
+        peer: String,
+        wrong_ip: Ipv4Addr,
+    },
+    /// IPv4 forwarding switched off on the node's `flannel.1`.
+    ForwardingOff { node: String },
+    /// `flannel.1`'s MTU equals the uplink's, so full-size encapsulated
+    /// frames (+50) no longer fit the uplink. The kernel will not raise a
+    /// VXLAN MTU past its lower device's, so the node's `eth0` is lowered
+    /// to the overlay MTU instead: full-size pod packets to and from the
+    /// node are lost, small ones still pass.
+    MtuTooLarge { node: String },
+    /// The switch drops `percent`% of the VXLAN packets going to the node.
+    UnderlayLoss { node: String, percent: u32 },
+    /// `flannel.1` recreated with another destination port (same MAC, VNI).
+    OtherPort { node: String, port: u16 },
+}
+
+/// The names `Fault::parse` accepts (aliases included), for help texts.
+pub const FAULT_NAMES: &[&str] = &[
+    "incident",
+    "delete-overlay",
+    "overlay-down",
+    "other-vni",
+    "recreate-overlay",
+    "firewall",
+    "missing-fdb",
+    "missing-neigh",
+    "stale-fdb",
+    "forwarding-off",
+    "mtu",
+    "underlay-loss",
+    "other-port",
+];
+
+const DEFAULT_OTHER_VNI: u32 = 2;
+const DEFAULT_LOSS_PERCENT: u32 = 30;
+const DEFAULT_OTHER_PORT: u16 = 4789;
+
+impl Fault {
+    /// Parses a fault by name for `node`. A few faults take a value after
+    /// `=`: `other-vni=VNI` (default 2), `underlay-loss=PERCENT` (30),
+    /// `other-port=PORT` (4789) and `stale-fdb=IP` (default: the IP of the
+    /// first node that is neither `node` nor the peer). `peer` defaults to
+    /// the first node other than `node`. Node names follow the lab's naming
+    /// (gladius, momonoke, eq14-001, node4, ...); whether the node exists
+    /// in a given lab is checked when the fault is injected.
+    pub fn parse(name: &str, node: &str, peer: Option<&str>) -> Result<Fault> {
+        let (name, value) = match name.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (name, None),
+        };
+        let node_idx = node_index(node).with_context(|| format!("unknown node {node:?}"))?;
+        let peer_idx = match peer {
+            Some(peer) => {
+                let index = node_index(peer).with_context(|| format!("unknown peer {peer:?}"))?;
+                ensure!(
+                    index != node_idx,
+                    "the peer must be another node than {node}"
+                );
+                index
+            }
+            None => usize::from(node_idx == 0),
+        };
+        let node = node.to_owned();
+        let peer = node_name(peer_idx);
+        let takes_value = matches!(
+            name,
+            "other-vni" | "underlay-loss" | "other-port" | "stale-fdb"
+        );
+        if let (Some(value), false) = (value, takes_value) {
+            bail!("fault {name} takes no value (got {value:?})");
+        }
+        let fault = match name {
+            "incident" | "delete-overlay" => Fault::DeleteOverlay { node },
+            "overlay-down" => Fault::OverlayDown { node },
+            "other-vni" => {
+                let vni = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad VNI {v:?}"))?,
+                    None => DEFAULT_OTHER_VNI,
+                };
+                ensure!((1..=0xff_ffff).contains(&vni), "VNI {vni} is out of range");
+                Fault::OtherVni { node, vni }
+            }
+            "recreate-overlay" => Fault::RecreateOverlay { node },
+            "firewall" => Fault::FirewallVxlan { node },
+            "missing-fdb" => Fault::MissingFdb { node, peer },
+            "missing-neigh" => Fault::MissingNeigh { node, peer },
+            "stale-fdb" => {
+                let wrong_ip = match value {
+                    Some(v) => v
+                        .parse()
+                        .with_context(|| format!("bad IPv4 address {v:?}"))?,
+                    None => {
+                        let third = (0..)
+                            .find(|i| *i != node_idx && *i != peer_idx)
+                            .unwrap_or_default();
+                        node_ip(third)
+                    }
+                };
+                Fault::StaleFdb {
+                    node,
+                    peer,
+                    wrong_ip,
+                }
+            }
+            "forwarding-off" => Fault::ForwardingOff { node },
+            "mtu" => Fault::MtuTooLarge { node },
+            "underlay-loss" => {
+                let percent = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad percentage {v:?}"))?,
+                    None => DEFAULT_LOSS_PERCENT,
+                };
+                ensure!(percent <= 100, "loss of {percent}% is more than 100%");
+                Fault::UnderlayLoss { node, percent }
+            }
+            "other-port" => {
+                let port = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad port {v:?}"))?,
+                    None => DEFAULT_OTHER_PORT,
+                };
+                ensure!(port != 0, "port 0 is not a VXLAN port");
+                Fault::OtherPort { node, port }
+            }
+            other => bail!(
+                "unknown fault {other:?}; known faults: {}",
+                FAULT_NAMES.join(", ")
+            ),
+        };
+        Ok(fault)
+    }
+
+    /// The node the fault is injected on.
+    pub fn node(&self) -> &str {
+        match self {
+            Fault::DeleteOverlay { node }
+            | Fault::OverlayDown { node }
+            | Fault::OtherVni { node, .. }
+            | Fault::RecreateOverlay { node }
+            | Fault::FirewallVxlan { node }
+            | Fault::MissingFdb { node, .. }
+            | Fault::MissingNeigh { node, .. }
+            | Fault::StaleFdb { node, .. }
+            | Fault::ForwardingOff { node }
+            | Fault::MtuTooLarge { node }
+            | Fault::UnderlayLoss { node, .. }
+            | Fault::OtherPort { node, .. } => node,
+        }
+    }
+
+    /// The canonical name `parse` accepts for this fault.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::DeleteOverlay { .. } => "delete-overlay",
+            Fault::OverlayDown { .. } => "overlay-down",
+            Fault::OtherVni { .. } => "other-vni",
+            Fault::RecreateOverlay { .. } => "recreate-overlay",
+            Fault::FirewallVxlan { .. } => "firewall",
+            Fault::MissingFdb { .. } => "missing-fdb",
+            Fault::MissingNeigh { .. } => "missing-neigh",
+            Fault::StaleFdb { .. } => "stale-fdb",
+            Fault::ForwardingOff { .. } => "forwarding-off",
+            Fault::MtuTooLarge { .. } => "mtu",
+            Fault::UnderlayLoss { .. } => "underlay-loss",
+            Fault::OtherPort { .. } => "other-port",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.name(), self.node())?;
+        match self {
+            Fault::OtherVni { vni, .. } => write!(f, " (VNI {vni})"),
+            Fault::MissingFdb { peer, .. } | Fault::MissingNeigh { peer, .. } => {
+                write!(f, " (peer {peer})")
+            }
+            Fault::StaleFdb { peer, wrong_ip, .. } => write!(f, " (peer {peer} -> {wrong_ip})"),
+            Fault::UnderlayLoss { percent, .. } => write!(f, " ({percent}%)"),
+            Fault::OtherPort { port, .. } => write!(f, " (port {port})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Lab {
+    /// Injects `fault`. Faults are not undone individually: build a new lab
+    /// (or `RecreateOverlay` the node, which restores its overlay).
+    pub fn fault(&mut self, fault: &Fault) -> Result<()> {
+        self.inject(fault)
+            .with_context(|| format!("injecting fault {fault}"))
+    }
+
+    fn inject(&mut self, fault: &Fault) -> Result<()> {
+        let index = self.node_index(fault.node())?;
+        let node = &self.nodes[index];
+        let (ns, dev) = (node.ns.as_str(), node.overlay.as_str());
+        let port = self.spec.port;
+        match fault {
+            Fault::DeleteOverlay { .. } => {
+                ip(ns, &["link", "del", "dev", dev])?;
+            }
+            Fault::OverlayDown { .. } => {
+                ip(ns, &["link", "set", "dev", dev, "down"])?;
+            }
+            Fault::OtherVni { vni, .. } => {
+                self.recreate_overlay(index, *vni, port)?;
+            }
+            Fault::OtherPort { port: other, .. } => {
+                self.recreate_overlay(index, self.spec.vni, *other)?;
+            }
+            Fault::RecreateOverlay { .. } => {
+                self.nodes[index].vtep_mac = random_mac()?;
+                self.recreate_overlay(index, self.spec.vni, port)?;
+                self.reprogram_peers_of(index)?;
+            }
+            Fault::FirewallVxlan { .. } => {
+                // `add` (not `create`) so injecting it twice is harmless.
+                let script = format!(
+                    "add table inet fpfw\n\
+                     add chain inet fpfw input {{ type filter hook input priority 0; policy accept; }}\n\
+                     add rule inet fpfw input udp dport {port} drop\n"
+                );
+                nft(ns, &script)?;
+            }
+            Fault::MissingFdb { peer, .. } => {
+                let mac = self.node_named(peer)?.vtep_mac_string();
+                netns::run(
+                    "bridge",
+                    &["-netns", ns, "fdb", "del", &mac, "dev", dev, "self"],
+                )?;
+            }
+            Fault::MissingNeigh { peer, .. } => {
+                let vtep = self.node_named(peer)?.vtep_ip().to_string();
+                ip(ns, &["neigh", "del", &vtep, "dev", dev])?;
+            }
+            Fault::StaleFdb { peer, wrong_ip, .. } => {
+                let mac = self.node_named(peer)?.vtep_mac_string();
+                // Replace rewrites the entry's (only) remote in place.
+                netns::run(
+                    "bridge",
+                    &[
+                        "-netns",
+                        ns,
+                        "fdb",
+                        "replace",
+                        &mac,
+                        "dev",
+                        dev,
+                        "dst",
+                        &wrong_ip.to_string(),
+                        "self",
+                        "permanent",
+                    ],
+                )?;
+            }
+            Fault::ForwardingOff { .. } => {
+                // The ifname's dot would be a separator in sysctl's dotted
+                // syntax, so write the /proc file directly.
+                let path = format!("/proc/sys/net/ipv4/conf/{dev}/forwarding");
+                netns::exec(ns, &["sh", "-c", r#"echo 0 > "$0""#, &path])?;
+            }
+            Fault::MtuTooLarge { .. } => {
+                // The kernel refuses (EINVAL) a VXLAN MTU above its lower
+                // device's MTU minus 50, so the mismatch is made from the
+                // other side: the uplink shrinks to the overlay's MTU.
+                let mtu = self.spec.overlay_mtu().to_string();
+                ip(ns, &["link", "set", "dev", "eth0", "mtu", &mtu])?;
+            }
+            Fault::UnderlayLoss { percent, .. } => {
+                ensure!(*percent <= 100, "loss of {percent}% is more than 100%");
+                // nft rejects `< 100` (numgen mod 100 never reaches it), and
+                // 0% needs no rule at all.
+                let sample = match percent {
+                    0 => return Ok(()),
+                    100 => String::new(),
+                    share => format!("numgen random mod 100 < {share} "),
+                };
+                let script = format!(
+                    "add table bridge fploss\n\
+                     add chain bridge fploss forward {{ type filter hook forward priority 0; policy accept; }}\n\
+                     add rule bridge fploss forward oifname \"{switch_port}\" udp dport {port} {sample}drop\n",
+                    switch_port = node.switch_port,
+                );
+                nft(&self.switch_ns, &script)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_name() {
+        for name in FAULT_NAMES {
+            let fault = Fault::parse(name, "eq14-001", None).expect(name);
+            assert_eq!(fault.node(), "eq14-001");
+            let canonical = if *name == "incident" {
+                "delete-overlay"
+            } else {
+                name
+            };
+            assert_eq!(fault.name(), canonical);
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            Fault::parse("missing-fdb", "gladius", None).expect("parse"),
+            Fault::MissingFdb {
+                node: "gladius".into(),
+                peer: "momonoke".into()
+            }
+        );
+        assert_eq!(
+            Fault::parse("stale-fdb", "gladius", Some("eq14-001")).expect("parse"),
+            Fault::StaleFdb {
+                node: "gladius".into(),
+                peer: "eq14-001".into(),
+                wrong_ip: Ipv4Addr::new(192, 0, 2, 12),
+            }
+        );
+        assert_eq!(
+            Fault::parse("stale-fdb", "eq14-001", None).expect("parse"),
+            Fault::StaleFdb {
+                node: "eq14-001".into(),
+                peer: "gladius".into(),
+                wrong_ip: Ipv4Addr::new(192, 0, 2, 12),
+            }
+        );
+        assert_eq!(
+            Fault::parse("other-vni", "gladius", None).expect("parse"),
+            Fault::OtherVni {
+                node: "gladius".into(),
+                vni: 2
+            }
+        );
+        assert_eq!(
+            Fault::parse("underlay-loss=55", "node4", None).expect("parse"),
+            Fault::UnderlayLoss {
+                node: "node4".into(),
+                percent: 55
+            }
+        );
+        assert_eq!(
+            Fault::parse("other-port", "gladius", None).expect("parse"),
+            Fault::OtherPort {
+                node: "gladius".into(),
+                port: 4789
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        assert!(Fault::parse("nope", "gladius", None).is_err());
+        assert!(Fault::parse("incident", "nobody", None).is_err());
+        assert!(Fault::parse("missing-fdb", "gladius", Some("gladius")).is_err());
+        assert!(Fault::parse("incident=3", "gladius", None).is_err());
+        assert!(Fault::parse("underlay-loss=101", "gladius", None).is_err());
+        assert!(Fault::parse("other-vni=0", "gladius", None).is_err());
+    }
+}

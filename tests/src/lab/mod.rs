@@ -1,0 +1,346 @@
+//! A Flannel VXLAN cluster in network namespaces (LAB.md).
+//!
+//! One namespace is the underlay switch (bridge `br0`); each node is a
+//! namespace with `eth0` plugged into the switch, a `cni0` bridge with one
+//! pod namespace behind it, and the `flannel.<VNI>` VXLAN device with the
+//! routes, neighbour and FDB entries Flannel's VXLAN backend installs.
+//!
+//! ```no_run
+//! use flannel_probe_tests::lab::{Fault, Lab, LabSpec};
+//! # fn main() -> anyhow::Result<()> {
+//! let mut lab = Lab::up(LabSpec::default())?;
+//! lab.fault(&Fault::DeleteOverlay { node: "eq14-001".into() })?;
+//! let stats = lab.ping(lab.node("gladius"), lab.node("eq14-001").pod_ip, 3, 0.2)?;
+//! assert_eq!(stats.received, 0);
+//! # Ok(()) }
+//! // Dropping `lab` removes its namespaces.
+//! ```
+//!
+//! Test labs get unique namespace names `fpt-<pid>-<counter>-<role>` and
+//! are removed on drop (also when a test panics). A lab with a fixed
+//! prefix (`LabSpec::prefix`, e.g. "fplab") is meant to be driven by hand:
+//! it stays up after the `Lab` value is dropped, `Lab::attach` describes
+//! it again later and `Lab::down` removes it.
+
+mod faults;
+mod netns;
+mod topology;
+mod traffic;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, bail, ensure};
+
+pub use faults::{FAULT_NAMES, Fault};
+pub use netns::TEST_PREFIX;
+pub use topology::{format_mac, node_index, node_ip, node_name, node_subnet, parse_mac};
+pub use traffic::{PingStats, parse_ping_summary};
+
+/// Bytes VXLAN adds on IPv4: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// Upper bound on `LabSpec::nodes` (underlay addresses are 192.0.2.11 and up).
+pub const MAX_NODES: usize = 200;
+
+/// Labs with at least this many nodes get permanent underlay (node to
+/// node) and pod/gateway neighbour entries instead of learning them by ARP.
+/// The kernel's ARP table limit (`gc_thresh3`, 1024 entries) is shared by
+/// all namespaces and can only be raised in the root namespace, which the
+/// lab never touches; a full mesh of n nodes needs n * (n - 1) underlay
+/// entries, so big labs would otherwise drop traffic ("neighbor table
+/// overflow"). Permanent entries do not count against that limit. Smaller
+/// labs keep dynamic ARP, like a real node.
+pub const STATIC_NEIGH_MIN_NODES: usize = 10;
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabSpec {
+    /// Number of nodes (gladius, momonoke, eq14-001, node4, ...).
+    pub nodes: usize,
+    /// MTU of every node's `eth0`; overlay and pods get 50 less.
+    pub uplink_mtu: u32,
+    /// VXLAN network identifier; the device is `flannel.<vni>`.
+    pub vni: u32,
+    /// VXLAN UDP destination port (Flannel's `Port`, 8472 by default).
+    pub port: u16,
+    /// `None`: unique test names, removed on drop. `Some(prefix)`: fixed
+    /// names `<prefix>-<role>`, and the lab is kept when dropped.
+    pub prefix: Option<String>,
+}
+
+impl Default for LabSpec {
+    fn default() -> Self {
+        LabSpec {
+            nodes: 3,
+            uplink_mtu: 1500,
+            vni: 1,
+            port: 8472,
+            prefix: None,
+        }
+    }
+}
+
+impl LabSpec {
+    /// MTU of `flannel.<vni>` and of the pods.
+    pub fn overlay_mtu(&self) -> u32 {
+        self.uplink_mtu.saturating_sub(VXLAN_OVERHEAD)
+    }
+
+    /// `flannel.<vni>`.
+    pub fn overlay_name(&self) -> String {
+        format!("flannel.{}", self.vni)
+    }
+
+    fn validate(&self) -> Result<()> {
+        ensure!(
+            (1..=MAX_NODES).contains(&self.nodes),
+            "a lab has 1 to {MAX_NODES} nodes, not {}",
+            self.nodes
+        );
+        // The overlay needs at least IPv4's minimum MTU of 68.
+        ensure!(
+            (68 + VXLAN_OVERHEAD..=65535).contains(&self.uplink_mtu),
+            "uplink MTU {} is out of range",
+            self.uplink_mtu
+        );
+        ensure!(
+            (1..=0xff_ffff).contains(&self.vni),
+            "VNI {} is out of range",
+            self.vni
+        );
+        ensure!(
+            self.overlay_name().len() <= 15,
+            "interface name {} is longer than 15 characters",
+            self.overlay_name()
+        );
+        ensure!(self.port != 0, "VXLAN port 0 is not usable");
+        if let Some(prefix) = &self.prefix {
+            topology::validate_prefix(prefix)?;
+        }
+        Ok(())
+    }
+}
+
+/// One node of the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabNode {
+    /// Node name, also the hostname `Lab::node_command` gives it.
+    pub name: String,
+    /// Position in `Lab::nodes`.
+    pub index: usize,
+    /// The node's network namespace.
+    pub ns: String,
+    /// Underlay address on `eth0`.
+    pub ip: Ipv4Addr,
+    /// Pod subnet's network address (the subnet is a /24).
+    pub subnet: Ipv4Addr,
+    /// Namespace of the node's one pod.
+    pub pod_ns: String,
+    /// The pod's address, `<subnet>.54`.
+    pub pod_ip: Ipv4Addr,
+    /// MAC of the node's VXLAN device (what Flannel publishes as `VtepMAC`).
+    pub vtep_mac: [u8; 6],
+    /// The switch-side end of the node's `eth0`, in `Lab::switch_ns`.
+    pub switch_port: String,
+    /// Name of the VXLAN device, `flannel.<vni>`.
+    pub overlay: String,
+}
+
+impl LabNode {
+    /// The VTEP MAC as `aa:bb:cc:dd:ee:ff`.
+    pub fn vtep_mac_string(&self) -> String {
+        format_mac(&self.vtep_mac)
+    }
+
+    /// `<subnet>.0`, the overlay device's address and peers' next hop.
+    pub fn vtep_ip(&self) -> Ipv4Addr {
+        topology::host(self.subnet, 0)
+    }
+
+    /// `<subnet>.1`, the address of `cni0` and the pods' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        topology::host(self.subnet, 1)
+    }
+
+    /// Name of the pod's veth end in the node namespace (enslaved to cni0),
+    /// `veth` + the pod address in hex, in the style of CNI's names.
+    pub fn pod_veth(&self) -> String {
+        let [a, b, c, d] = self.pod_ip.octets();
+        format!("veth{a:02x}{b:02x}{c:02x}{d:02x}")
+    }
+}
+
+/// A running lab. Its namespaces are removed when it is dropped, unless it
+/// has a fixed prefix, came from `attach`, or `keep` was called.
+#[derive(Debug)]
+pub struct Lab {
+    /// The underlay switch's namespace (bridge `br0`, ports `port<i>`).
+    pub switch_ns: String,
+    pub nodes: Vec<LabNode>,
+    pub spec: LabSpec,
+    /// Every namespace of the lab, in creation order.
+    namespaces: Vec<String>,
+    /// Leave the namespaces in place on drop.
+    kept: bool,
+}
+
+impl Lab {
+    /// Builds the lab. Stale test namespaces of dead processes are swept
+    /// first. On error, whatever was built is removed again.
+    pub fn up(spec: LabSpec) -> Result<Lab> {
+        spec.validate()?;
+        netns::sweep_stale();
+        let prefix = match &spec.prefix {
+            None => netns::unique_prefix(),
+            Some(prefix) => {
+                let taken: Vec<String> = netns::list_namespaces()?
+                    .into_iter()
+                    .filter(|name| name.starts_with(&format!("{prefix}-")))
+                    .collect();
+                if !taken.is_empty() {
+                    bail!(
+                        "a lab with prefix {prefix:?} already exists ({}); take it down first",
+                        taken.join(", ")
+                    );
+                }
+                prefix.clone()
+            }
+        };
+        let mut lab = Lab {
+            switch_ns: format!("{prefix}-sw"),
+            nodes: Vec::with_capacity(spec.nodes),
+            spec,
+            namespaces: Vec::new(),
+            kept: false,
+        };
+        // On error `lab` is dropped here, which removes what was built.
+        lab.build(&prefix)
+            .with_context(|| format!("building lab {prefix}"))?;
+        lab.kept = lab.spec.prefix.is_some();
+        Ok(lab)
+    }
+
+    /// The node called `name`. Panics if there is none (a test helper).
+    pub fn node(&self, name: &str) -> &LabNode {
+        match self.find_node(name) {
+            Some(node) => node,
+            None => panic!(
+                "the lab has no node {name:?}; its nodes are {}",
+                self.node_names().join(", ")
+            ),
+        }
+    }
+
+    /// The node called `name`, if any.
+    pub fn find_node(&self, name: &str) -> Option<&LabNode> {
+        self.nodes.iter().find(|node| node.name == name)
+    }
+
+    fn node_names(&self) -> Vec<&str> {
+        self.nodes.iter().map(|node| node.name.as_str()).collect()
+    }
+
+    /// Index of the node called `name`, or an error naming the lab's nodes.
+    fn node_index(&self, name: &str) -> Result<usize> {
+        self.find_node(name)
+            .map(|node| node.index)
+            .with_context(|| {
+                format!(
+                    "the lab has no node {name:?}; its nodes are {}",
+                    self.node_names().join(", ")
+                )
+            })
+    }
+
+    fn node_named(&self, name: &str) -> Result<&LabNode> {
+        let index = self.node_index(name)?;
+        Ok(&self.nodes[index])
+    }
+
+    /// Every namespace of the lab (switch, then each node and its pod).
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    /// `ip netns exec NS args...`; a non-zero exit is an error carrying stderr.
+    pub fn sh(&self, ns: &str, args: &[&str]) -> Result<Output> {
+        netns::exec(ns, args)
+    }
+
+    /// `ip netns exec NS args...`, whatever its exit status.
+    pub fn try_sh(&self, ns: &str, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", ns];
+        full.extend_from_slice(args);
+        netns::try_run("ip", &full)
+    }
+
+    /// A command running `program` in the node's namespace and in a fresh
+    /// UTS namespace whose hostname is the node's name (as on a real node);
+    /// append the program's arguments with `.arg()`. Processes still
+    /// running in the namespace are killed when the lab is torn down.
+    pub fn node_command(&self, node: &LabNode, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            node.ns.as_str(),
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+        ])
+        .arg(r#"hostname "$0" && exec "$@""#)
+        .arg(&node.name)
+        .arg(program);
+        cmd
+    }
+
+    /// Reinstalls, on every other node, the route, neighbour and FDB entries
+    /// for `node`'s current VTEP MAC and IP (after its overlay was recreated).
+    pub fn reprogram_peers(&mut self, node: &str) -> Result<()> {
+        let index = self.node_index(node)?;
+        self.reprogram_peers_of(index)
+            .with_context(|| format!("reprogramming the peers of {node}"))
+    }
+
+    /// Leaves the lab running when this value is dropped.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+
+    /// Describes an existing fixed-prefix lab (namespace names are
+    /// deterministic; VTEP MACs, VNI, port and MTU are read back). The
+    /// returned value does not tear the lab down when dropped.
+    pub fn attach(prefix: &str) -> Result<Lab> {
+        topology::validate_prefix(prefix)?;
+        Lab::read_back(prefix).with_context(|| format!("attaching to lab {prefix}"))
+    }
+
+    /// Removes every namespace whose name starts with `<prefix>-`, killing
+    /// the processes inside first.
+    pub fn down(prefix: &str) -> Result<()> {
+        topology::validate_prefix(prefix)?;
+        netns::remove_with_prefix(&format!("{prefix}-"))
+            .with_context(|| format!("taking lab {prefix} down"))?;
+        Ok(())
+    }
+
+    /// Kills the processes in, then deletes, every namespace; logs failures.
+    fn teardown(&mut self) {
+        for ns in self.namespaces.drain(..).rev() {
+            if let Err(err) = netns::remove_namespace(&ns) {
+                netns::log(format_args!("teardown: {err:#}"));
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.teardown();
+        }
+    }
+}

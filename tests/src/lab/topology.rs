@@ -1,0 +1,688 @@
+//! Naming, building and programming the cluster: the switch, the nodes,
+//! their pods, and what Flannel's VXLAN backend installs on each node.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use super::netns::{self, bridge_batch, ip, ip_batch};
+use super::{Lab, LabNode, LabSpec, MAX_NODES, STATIC_NEIGH_MIN_NODES};
+
+/// The nodes of INC-0001, in order; further nodes are `node<i>`.
+const NAMED_NODES: [&str; 3] = ["gladius", "momonoke", "eq14-001"];
+
+/// The underlay default gateway of every node. Nothing answers there: the
+/// route only exists so discovery by default route works as on a real node.
+const UNDERLAY_GATEWAY: &str = "192.0.2.1";
+
+/// Name of the node at `index` (0-based).
+pub fn node_name(index: usize) -> String {
+    match NAMED_NODES.get(index) {
+        Some(name) => (*name).to_owned(),
+        None => format!("node{}", index + 1),
+    }
+}
+
+/// Index of the node called `name` in a big enough lab.
+pub fn node_index(name: &str) -> Option<usize> {
+    if let Some(index) = NAMED_NODES.iter().position(|named| *named == name) {
+        return Some(index);
+    }
+    let number: usize = name.strip_prefix("node")?.parse().ok()?;
+    // node1..node3 are the named nodes, and "node04" is not a name we make.
+    (number > NAMED_NODES.len() && format!("node{number}") == name).then(|| number - 1)
+}
+
+/// Underlay address of the node at `index`: 192.0.2.(11 + index).
+pub fn node_ip(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, octet(11 + index))
+}
+
+/// Pod subnet (network address) of the node at `index`.
+pub fn node_subnet(index: usize) -> Ipv4Addr {
+    let third = match index {
+        0 => 1,
+        1 => 2,
+        2 => 0,
+        other => octet(other),
+    };
+    Ipv4Addr::new(10, 42, third, 0)
+}
+
+fn octet(value: usize) -> u8 {
+    // LabSpec::validate caps the node count well below this.
+    u8::try_from(value).unwrap_or(u8::MAX)
+}
+
+/// `a.b.c.<last>` within the /24 of `net`.
+pub fn host(net: Ipv4Addr, last: u8) -> Ipv4Addr {
+    let [a, b, c, _] = net.octets();
+    Ipv4Addr::new(a, b, c, last)
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn parse_mac(text: &str) -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts
+            .next()
+            .with_context(|| format!("MAC address {text:?} is too short"))?;
+        *byte = u8::from_str_radix(part, 16)
+            .with_context(|| format!("bad byte {part:?} in MAC address {text:?}"))?;
+    }
+    ensure!(parts.next().is_none(), "MAC address {text:?} is too long");
+    Ok(mac)
+}
+
+/// A locally administered MAC made of a role byte and an IPv4 address, so
+/// that the lab can name it without asking the kernel.
+fn derived_mac(role: u8, ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, role, a, b, c, d]
+}
+
+/// MAC of the node's `eth0`.
+fn uplink_mac(node: &LabNode) -> [u8; 6] {
+    derived_mac(1, node.ip)
+}
+
+/// MAC of the node's `cni0`.
+fn gateway_mac(node: &LabNode) -> [u8; 6] {
+    derived_mac(2, node.gateway())
+}
+
+/// MAC of the pod's `eth0`.
+fn pod_mac(node: &LabNode) -> [u8; 6] {
+    derived_mac(3, node.pod_ip)
+}
+
+/// A random locally administered unicast MAC, as Flannel gives its VTEP.
+pub fn random_mac() -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut mac))
+        .context("reading /dev/urandom for a VTEP MAC")?;
+    // Clear the multicast bit, set the locally-administered bit.
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    Ok(mac)
+}
+
+/// The description of node `index` in a lab whose namespaces start with `prefix`.
+pub fn plan_node(prefix: &str, index: usize, spec: &LabSpec, vtep_mac: [u8; 6]) -> LabNode {
+    let name = node_name(index);
+    let subnet = node_subnet(index);
+    LabNode {
+        ns: format!("{prefix}-{name}"),
+        pod_ns: format!("{prefix}-{name}-pod"),
+        ip: node_ip(index),
+        subnet,
+        pod_ip: host(subnet, 54),
+        vtep_mac,
+        switch_port: format!("port{}", index + 1),
+        overlay: spec.overlay_name(),
+        name,
+        index,
+    }
+}
+
+/// Whether the FDB entries for peers are appended (fresh device, as the
+/// brief for Flannel's first programming says) or replaced (idempotent
+/// reprogramming, as Flannel's own netlink NeighSet does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdbVerb {
+    Append,
+    Replace,
+}
+
+impl FdbVerb {
+    fn as_str(self) -> &'static str {
+        match self {
+            FdbVerb::Append => "append",
+            FdbVerb::Replace => "replace",
+        }
+    }
+}
+
+/// `ip` batch lines creating the node's VXLAN device the way Flannel does.
+fn overlay_script(node: &LabNode, mtu: u32, vni: u32, port: u16) -> String {
+    let dev = &node.overlay;
+    format!(
+        "link add {dev} address {mac} mtu {mtu} type vxlan id {vni} local {ip} dev eth0 \
+         dstport {port} nolearning\n\
+         addr add {vtep}/32 dev {dev}\n\
+         link set {dev} up\n",
+        mac = node.vtep_mac_string(),
+        ip = node.ip,
+        vtep = node.vtep_ip(),
+    )
+}
+
+impl Lab {
+    /// Creates the namespaces and wires everything up. Namespaces are
+    /// recorded as they are created so that dropping a half-built lab
+    /// removes them.
+    pub(super) fn build(&mut self, prefix: &str) -> Result<()> {
+        netns::add_namespace(&self.switch_ns)?;
+        self.namespaces.push(self.switch_ns.clone());
+        ip_batch(
+            &self.switch_ns,
+            "link set lo up\n\
+             link add br0 type bridge stp_state 0 forward_delay 0\n\
+             link set br0 up\n",
+        )?;
+
+        for index in 0..self.spec.nodes {
+            let node = plan_node(prefix, index, &self.spec, random_mac()?);
+            for ns in [&node.ns, &node.pod_ns] {
+                netns::add_namespace(ns)?;
+                self.namespaces.push(ns.clone());
+            }
+            self.nodes.push(node);
+        }
+
+        // Nodes are independent of each other until peers are programmed,
+        // so configure them in parallel (benchmarks use many nodes).
+        let lab = &*self;
+        let mut results = Vec::new();
+        for chunk in lab.nodes.chunks(16) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|node| scope.spawn(move || lab.configure_node(node)))
+                    .collect();
+                for handle in handles {
+                    results.push(
+                        handle
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("node setup thread panicked"))),
+                    );
+                }
+            });
+        }
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+
+        let mut switch_script = String::new();
+        for node in &self.nodes {
+            let port = &node.switch_port;
+            let _ = writeln!(switch_script, "link set {port} master br0");
+            let _ = writeln!(switch_script, "link set {port} up");
+        }
+        ip_batch(&self.switch_ns, &switch_script).context("plugging nodes into the switch")?;
+
+        for node in &self.nodes {
+            let peers: Vec<&LabNode> = self
+                .nodes
+                .iter()
+                .filter(|p| p.index != node.index)
+                .collect();
+            self.program_peers_on(node, &peers, FdbVerb::Append)?;
+            if self.static_neighbours() {
+                let mut script = String::new();
+                for peer in &peers {
+                    let _ = writeln!(
+                        script,
+                        "neigh replace {} lladdr {} dev eth0 nud permanent",
+                        peer.ip,
+                        format_mac(&uplink_mac(peer))
+                    );
+                }
+                ip_batch(&node.ns, &script)
+                    .with_context(|| format!("installing underlay neighbours on {}", node.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this lab pins its underlay and pod neighbour entries (see
+    /// `STATIC_NEIGH_MIN_NODES`).
+    fn static_neighbours(&self) -> bool {
+        self.nodes.len() >= STATIC_NEIGH_MIN_NODES
+    }
+
+    /// Underlay uplink, cni0 with one pod, and the VXLAN device of one node.
+    fn configure_node(&self, node: &LabNode) -> Result<()> {
+        let uplink_mtu = self.spec.uplink_mtu;
+        let pod_mtu = self.spec.overlay_mtu();
+        netns::exec(&node.ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
+
+        // A default route via the underlay, as every k3s node has: Flannel
+        // (and the probe) pick the uplink from it when nothing else says.
+        let mut script = format!(
+            "link set lo up\n\
+             link add eth0 address {eth0_mac} mtu {uplink_mtu} type veth \
+             peer name {port} mtu {uplink_mtu} netns {switch}\n\
+             addr add {ip}/24 dev eth0\n\
+             link set eth0 up\n\
+             route add default via {underlay_gw} dev eth0\n\
+             link add cni0 address {cni0_mac} mtu {pod_mtu} type bridge\n\
+             addr add {gateway}/24 dev cni0\n\
+             link set cni0 up\n\
+             link add {veth} mtu {pod_mtu} type veth \
+             peer name eth0 address {pod_mac} mtu {pod_mtu} netns {pod_ns}\n\
+             link set {veth} master cni0\n\
+             link set {veth} up\n",
+            port = node.switch_port,
+            switch = self.switch_ns,
+            ip = node.ip,
+            gateway = node.gateway(),
+            underlay_gw = UNDERLAY_GATEWAY,
+            veth = node.pod_veth(),
+            pod_ns = node.pod_ns,
+            eth0_mac = format_mac(&uplink_mac(node)),
+            cni0_mac = format_mac(&gateway_mac(node)),
+            pod_mac = format_mac(&pod_mac(node)),
+        );
+        if self.static_neighbours() {
+            let _ = writeln!(
+                script,
+                "neigh replace {} lladdr {} dev cni0 nud permanent",
+                node.pod_ip,
+                format_mac(&pod_mac(node))
+            );
+        }
+        script.push_str(&overlay_script(
+            node,
+            pod_mtu,
+            self.spec.vni,
+            self.spec.port,
+        ));
+        ip_batch(&node.ns, &script).with_context(|| format!("setting up node {}", node.name))?;
+
+        let mut pod_script = format!(
+            "link set lo up\n\
+             addr add {pod_ip}/24 dev eth0\n\
+             link set eth0 up\n\
+             route add default via {gateway}\n",
+            pod_ip = node.pod_ip,
+            gateway = node.gateway(),
+        );
+        if self.static_neighbours() {
+            let _ = writeln!(
+                pod_script,
+                "neigh replace {} lladdr {} dev eth0 nud permanent",
+                node.gateway(),
+                format_mac(&gateway_mac(node))
+            );
+        }
+        ip_batch(&node.pod_ns, &pod_script)
+            .with_context(|| format!("setting up the pod of node {}", node.name))?;
+        Ok(())
+    }
+
+    /// What Flannel installs on `on` for each of `peers`: a route to the
+    /// peer's subnet via its VTEP address, a permanent neighbour entry for
+    /// that address, and an FDB entry sending the VTEP MAC to the peer's IP.
+    pub(super) fn program_peers_on(
+        &self,
+        on: &LabNode,
+        peers: &[&LabNode],
+        fdb: FdbVerb,
+    ) -> Result<()> {
+        if peers.is_empty() {
+            return Ok(());
+        }
+        let dev = &on.overlay;
+        let mut routes = String::new();
+        let mut fdb_script = String::new();
+        for peer in peers {
+            let (subnet, vtep, mac) = (peer.subnet, peer.vtep_ip(), peer.vtep_mac_string());
+            let _ = writeln!(
+                routes,
+                "route replace {subnet}/24 via {vtep} dev {dev} onlink"
+            );
+            let _ = writeln!(
+                routes,
+                "neigh replace {vtep} lladdr {mac} dev {dev} nud permanent"
+            );
+            let _ = writeln!(
+                fdb_script,
+                "fdb {} {mac} dev {dev} dst {} self permanent",
+                fdb.as_str(),
+                peer.ip
+            );
+        }
+        ip_batch(&on.ns, &routes)
+            .with_context(|| format!("installing peer routes on {}", on.name))?;
+        bridge_batch(&on.ns, &fdb_script)
+            .with_context(|| format!("installing peer FDB entries on {}", on.name))?;
+        Ok(())
+    }
+
+    /// Whether the node's overlay device currently exists.
+    pub(super) fn overlay_exists(&self, node: &LabNode) -> bool {
+        netns::try_run(
+            "ip",
+            &["-n", &node.ns, "link", "show", "dev", &node.overlay],
+        )
+        .status
+        .success()
+    }
+
+    /// Deletes (if present) and recreates the node's VXLAN device with the
+    /// given settings and the node's current `vtep_mac`, then reinstalls the
+    /// node's own routes, neighbours and FDB entries for every peer (they
+    /// vanished with the old device).
+    pub(super) fn recreate_overlay(&self, index: usize, vni: u32, port: u16) -> Result<()> {
+        let node = &self.nodes[index];
+        if self.overlay_exists(node) {
+            ip(&node.ns, &["link", "del", "dev", &node.overlay])?;
+        }
+        ip_batch(
+            &node.ns,
+            &overlay_script(node, self.spec.overlay_mtu(), vni, port),
+        )
+        .with_context(|| format!("recreating {} on {}", node.overlay, node.name))?;
+        let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
+        self.program_peers_on(node, &peers, FdbVerb::Replace)
+    }
+
+    /// On every other node, points the route, neighbour and FDB entries for
+    /// node `index` at its current VTEP MAC, and drops FDB entries for the
+    /// node's IP under any other MAC (Flannel removes the old lease's).
+    pub(super) fn reprogram_peers_of(&self, index: usize) -> Result<()> {
+        let node = &self.nodes[index];
+        let wanted = node.vtep_mac_string();
+        for other in self.nodes.iter().filter(|p| p.index != index) {
+            if !self.overlay_exists(other) {
+                // Nothing to program on a node whose overlay is gone (a fault).
+                continue;
+            }
+            let mut stale = String::new();
+            for (mac, dst) in fdb_entries(other)? {
+                if dst == node.ip.to_string() && mac != wanted {
+                    let _ = writeln!(stale, "fdb del {mac} dev {} self", other.overlay);
+                }
+            }
+            if !stale.is_empty() {
+                bridge_batch(&other.ns, &stale)
+                    .with_context(|| format!("removing stale FDB entries on {}", other.name))?;
+            }
+            self.program_peers_on(other, &[node], FdbVerb::Replace)?;
+        }
+        Ok(())
+    }
+
+    /// Describes an existing fixed-prefix lab by reading its namespaces.
+    pub(super) fn read_back(prefix: &str) -> Result<Lab> {
+        let existing = netns::list_namespaces()?;
+        let switch_ns = format!("{prefix}-sw");
+        ensure!(
+            existing.contains(&switch_ns),
+            "there is no lab with prefix {prefix:?}: namespace {switch_ns} does not exist"
+        );
+        let mut devices = Vec::new();
+        for index in 0..MAX_NODES {
+            let ns = format!("{prefix}-{}", node_name(index));
+            if !existing.contains(&ns) {
+                break;
+            }
+            devices.push(read_devices(&ns)?);
+        }
+        ensure!(
+            !devices.is_empty(),
+            "lab {prefix:?} has a switch but no nodes"
+        );
+
+        // Most nodes still have the VNI and port the lab was built with,
+        // whatever faults were injected on a few.
+        let vni = majority(
+            devices
+                .iter()
+                .filter_map(|d| d.overlay.as_ref())
+                .map(|o| o.name_vni),
+        )
+        .unwrap_or(LabSpec::default().vni);
+        let port = majority(
+            devices
+                .iter()
+                .filter_map(|d| d.overlay.as_ref())
+                .map(|o| o.port),
+        )
+        .unwrap_or(LabSpec::default().port);
+        let uplink_mtu = devices
+            .iter()
+            .find_map(|d| d.uplink_mtu)
+            .unwrap_or(LabSpec::default().uplink_mtu);
+        let spec = LabSpec {
+            nodes: devices.len(),
+            uplink_mtu,
+            vni,
+            port,
+            prefix: Some(prefix.to_owned()),
+        };
+
+        let mut nodes: Vec<LabNode> = devices
+            .iter()
+            .enumerate()
+            .map(|(index, d)| {
+                let mac = d.overlay.as_ref().map_or([0; 6], |o| o.mac);
+                plan_node(prefix, index, &spec, mac)
+            })
+            .collect();
+        // A node whose overlay was deleted: its peers still know its MAC.
+        for index in 0..nodes.len() {
+            if devices[index].overlay.is_some() {
+                continue;
+            }
+            let vtep = nodes[index].vtep_ip().to_string();
+            for other in nodes.iter().filter(|n| n.index != index) {
+                if let Some(mac) = neighbour_mac(other, &vtep)? {
+                    nodes[index].vtep_mac = mac;
+                    break;
+                }
+            }
+        }
+
+        let namespaces = std::iter::once(switch_ns.clone())
+            .chain(nodes.iter().flat_map(|n| [n.ns.clone(), n.pod_ns.clone()]))
+            .collect();
+        Ok(Lab {
+            switch_ns,
+            nodes,
+            spec,
+            namespaces,
+            kept: true,
+        })
+    }
+}
+
+/// FDB entries `(mac, dst)` of the node's overlay device.
+fn fdb_entries(node: &LabNode) -> Result<Vec<(String, String)>> {
+    let output = netns::run(
+        "bridge",
+        &[
+            "-netns",
+            &node.ns,
+            "-j",
+            "fdb",
+            "show",
+            "dev",
+            &node.overlay,
+        ],
+    )?;
+    let entries = parse_json(&output.stdout, "bridge fdb show")?;
+    Ok(entries
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| {
+            let mac = entry.get("mac")?.as_str()?;
+            let dst = entry.get("dst")?.as_str()?;
+            Some((mac.to_owned(), dst.to_owned()))
+        })
+        .collect())
+}
+
+/// The MAC in `node`'s neighbour entry for `ip` on its overlay, if any.
+fn neighbour_mac(node: &LabNode, ip: &str) -> Result<Option<[u8; 6]>> {
+    let output = netns::try_run(
+        "ip",
+        &["-n", &node.ns, "-j", "neigh", "show", "dev", &node.overlay],
+    );
+    if !output.status.success() {
+        return Ok(None);
+    }
+    let entries = parse_json(&output.stdout, "ip neigh show")?;
+    let found = entries
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .find(|entry| entry.get("dst").and_then(Value::as_str) == Some(ip))
+        .and_then(|entry| entry.get("lladdr")?.as_str());
+    found.map(parse_mac).transpose()
+}
+
+fn parse_json(bytes: &[u8], what: &str) -> Result<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Array(Vec::new()));
+    }
+    serde_json::from_slice(bytes).with_context(|| format!("parsing the JSON output of `{what}`"))
+}
+
+fn majority<T: std::hash::Hash + Eq + Copy>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut counts: HashMap<T, usize> = HashMap::new();
+    let mut order = Vec::new();
+    for value in values {
+        let count = counts.entry(value).or_insert(0);
+        if *count == 0 {
+            order.push(value);
+        }
+        *count += 1;
+    }
+    // max_by_key keeps the last of equal maxima; reversing makes ties go to
+    // the value seen first (the lowest node index).
+    order.into_iter().rev().max_by_key(|value| counts[value])
+}
+
+struct OverlayInfo {
+    /// The VNI in the device's name (`flannel.<VNI>`), which stays the
+    /// lab's VNI even when a fault recreated the device with another id.
+    name_vni: u32,
+    port: u16,
+    mac: [u8; 6],
+}
+
+struct NodeDevices {
+    uplink_mtu: Option<u32>,
+    overlay: Option<OverlayInfo>,
+}
+
+/// Reads the uplink MTU and the `flannel.*` VXLAN device of a node namespace.
+fn read_devices(ns: &str) -> Result<NodeDevices> {
+    let output = netns::run("ip", &["-n", ns, "-d", "-j", "link", "show"])?;
+    let links = parse_json(&output.stdout, &format!("ip -n {ns} -d -j link show"))?;
+    let mut devices = NodeDevices {
+        uplink_mtu: None,
+        overlay: None,
+    };
+    for link in links.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let name = link
+            .get("ifname")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if name == "eth0" {
+            devices.uplink_mtu = link
+                .get("mtu")
+                .and_then(Value::as_u64)
+                .and_then(|mtu| u32::try_from(mtu).ok());
+        }
+        let Some(name_vni) = name
+            .strip_prefix("flannel.")
+            .and_then(|vni| vni.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let info = link.get("linkinfo");
+        if info
+            .and_then(|i| i.get("info_kind"))
+            .and_then(Value::as_str)
+            != Some("vxlan")
+        {
+            continue;
+        }
+        let port = info
+            .and_then(|i| i.get("info_data"))
+            .and_then(|d| d.get("port"))
+            .and_then(Value::as_u64)
+            .and_then(|port| u16::try_from(port).ok())
+            .with_context(|| format!("no dstport on {name} in {ns}"))?;
+        let mac = link
+            .get("address")
+            .and_then(Value::as_str)
+            .with_context(|| format!("no MAC address on {name} in {ns}"))?;
+        devices.overlay = Some(OverlayInfo {
+            name_vni,
+            port,
+            mac: parse_mac(mac)?,
+        });
+    }
+    Ok(devices)
+}
+
+/// Checks a fixed lab prefix: it becomes part of namespace names.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty()
+        || prefix.len() > 24
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("lab prefix {prefix:?} must be 1-24 characters of [A-Za-z0-9_-]");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses() {
+        assert_eq!(node_name(0), "gladius");
+        assert_eq!(node_name(2), "eq14-001");
+        assert_eq!(node_name(3), "node4");
+        for index in 0..10 {
+            assert_eq!(node_index(&node_name(index)), Some(index));
+        }
+        assert_eq!(node_index("node3"), None);
+        assert_eq!(node_index("node04"), None);
+        assert_eq!(node_index("nope"), None);
+        assert_eq!(node_ip(2), Ipv4Addr::new(192, 0, 2, 13));
+        assert_eq!(node_subnet(0), Ipv4Addr::new(10, 42, 1, 0));
+        assert_eq!(node_subnet(2), Ipv4Addr::new(10, 42, 0, 0));
+        assert_eq!(node_subnet(3), Ipv4Addr::new(10, 42, 3, 0));
+    }
+
+    #[test]
+    fn macs() {
+        let mac = random_mac().expect("urandom");
+        assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(parse_mac(&format_mac(&mac)).expect("round trip"), mac);
+        assert_eq!(
+            format_mac(&[0x0e, 0, 0xab, 1, 2, 0xff]),
+            "0e:00:ab:01:02:ff"
+        );
+        assert!(parse_mac("0e:00").is_err());
+        assert!(parse_mac("0e:00:ab:01:02:ff:00").is_err());
+    }
+
+    #[test]
+    fn majority_prefers_most_common_then_first() {
+        assert_eq!(majority([1, 2, 2].into_iter()), Some(2));
+        assert_eq!(majority([3, 1].into_iter()), Some(3));
+        assert_eq!(majority(std::iter::empty::<u32>()), None);
+    }
+}
