@@ -18,6 +18,11 @@ pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_STATS: &str = "STATS";
 /// Per drop reason, direction and peer: the kernel's drops of VXLAN traffic.
 pub const MAP_DROPS: &str = "DROPS";
+/// One [`DropConfig`] at index 0: what the drop tracer matches, and where
+/// the fields it reads are in this kernel's structs.
+pub const MAP_DROP_CONFIG: &str = "DROP_CONFIG";
+/// The drop tracer's program (tp_btf on `kfree_skb`).
+pub const PROG_DROPS: &str = "kfree_skb";
 
 /// Default capacity of the per-peer and per-MAC maps; the agent may change it.
 pub const DEFAULT_MAX_PEERS: u32 = 4096;
@@ -71,9 +76,18 @@ pub struct PeerCounters {
     pub other_vni: u64,
     /// ICMP port-unreachable quoting our VXLAN to this peer (rx only).
     pub icmp_port_unreachable: u64,
+    /// Well-formed VXLAN from this peer to another well-known VXLAN port
+    /// (8472 or 4789) than ours (rx only).
+    pub other_port: u64,
     /// The last VNI seen that was not the configured one.
     pub last_other_vni: u32,
-    pub _pad: u32,
+    /// The port of the last such VXLAN.
+    pub last_other_port: u16,
+    pub _pad: u16,
+    /// Inner source MAC of the last VXLAN received from this peer: the MAC
+    /// of the VTEP that really sits at this address (rx only).
+    pub last_inner_src: [u8; 6],
+    pub _pad2: [u8; 2],
 }
 
 /// Key of `INNER`.
@@ -104,9 +118,43 @@ pub struct DropKey {
     pub reason: u32,
     /// The peer named by the outer header, or zeros.
     pub peer: [u8; 4],
+    /// For inner packets dropped on the overlay device: the remote VTEP's
+    /// MAC (source on rx, destination on tx), or zeros.
+    pub mac: [u8; 6],
     /// [`DIR_RX`] or [`DIR_TX`].
     pub dir: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+}
+
+/// What the drop tracer needs: byte offsets of kernel struct fields, read
+/// from the running kernel's BTF when loading (never fixed for one
+/// kernel), and what to match.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropConfig {
+    pub skb_dev: u32,
+    pub skb_sk: u32,
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_mac_header: u32,
+    pub skb_protocol: u32,
+    pub skb_iif: u32,
+    pub dev_nd_net: u32,
+    pub dev_ifindex: u32,
+    pub sk_net: u32,
+    pub net_inum: u32,
+    /// Inode number of the probe's network namespace: only drops there count.
+    pub netns_inum: u32,
+    /// The overlay device; 0 when it is missing.
+    pub overlay_ifindex: u32,
+    /// This node's VTEP address (zeros when unknown).
+    pub local_vtep: [u8; 4],
+    pub overlay_mac: [u8; 6],
+    /// VXLAN UDP port, host byte order.
+    pub vxlan_port: u16,
+    /// 0 until the agent has filled everything in.
+    pub enabled: u32,
 }
 
 #[cfg(feature = "user")]
@@ -118,4 +166,5 @@ mod pod {
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::InnerCounters {}
     unsafe impl aya::Pod for super::DropKey {}
+    unsafe impl aya::Pod for super::DropConfig {}
 }

@@ -13,6 +13,8 @@ pub const VXLAN_HLEN: usize = 8;
 pub const VXLAN_OVERHEAD: usize = 50;
 /// The kernel's default VXLAN port, also Flannel's.
 pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+/// The IANA VXLAN port.
+pub const IANA_VXLAN_PORT: u16 = 4789;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -92,6 +94,13 @@ pub enum Outer {
     /// ICMP destination/port unreachable quoting UDP to the VXLAN port: the
     /// VTEP `vtep` has no VXLAN socket. `from` sent the ICMP.
     PortUnreachable { from: [u8; 4], vtep: [u8; 4] },
+    /// A well-formed VXLAN header sent to the other well-known VXLAN port
+    /// (8472 or 4789) than ours: a peer configured with another port.
+    ForeignPort {
+        src: [u8; 4],
+        dst: [u8; 4],
+        port: u16,
+    },
     /// Anything else.
     Other,
 }
@@ -145,8 +154,22 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
     let (l4, proto, src, dst) = ipv4(pkt, l3_off)?;
     match proto {
         IPPROTO_UDP => {
-            if pkt.be16_at(l4 + 2)? != port {
-                return None;
+            let dport = pkt.be16_at(l4 + 2)?;
+            if dport != port {
+                if dport != DEFAULT_VXLAN_PORT && dport != IANA_VXLAN_PORT {
+                    return None;
+                }
+                // Only a header the kernel would accept: other traffic may
+                // use these ports too.
+                let h = pkt.load_bytes::<VXLAN_HLEN>(l4 + 8)?;
+                if h[0] != VXLAN_FLAGS_I || h[1] | h[2] | h[3] | h[7] != 0 {
+                    return None;
+                }
+                return Some(Outer::ForeignPort {
+                    src,
+                    dst,
+                    port: dport,
+                });
             }
             let vx = l4 + 8;
             let (vni, malformed) = match pkt.load_bytes::<VXLAN_HLEN>(vx) {

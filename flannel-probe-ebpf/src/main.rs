@@ -6,6 +6,8 @@
 #[cfg(target_arch = "bpf")]
 mod counters;
 #[cfg(target_arch = "bpf")]
+mod drops;
+#[cfg(target_arch = "bpf")]
 mod overlay;
 #[cfg(target_arch = "bpf")]
 mod uplink;
@@ -14,13 +16,13 @@ mod uplink;
 mod programs {
     use aya_ebpf::{
         bindings::TC_ACT_PIPE,
-        macros::{classifier, map},
+        macros::{btf_tracepoint, classifier, map},
         maps::{Array, PerCpuArray, PerCpuHashMap},
-        programs::TcContext,
+        programs::{BtfTracePointContext, TcContext},
     };
     use flannel_probe_common::abi::{
-        Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, InnerCounters, MacKey, NUM_STATS, PeerCounters,
-        PeerKey,
+        Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, DropConfig, DropKey, InnerCounters, MacKey,
+        NUM_STATS, PeerCounters, PeerKey,
     };
 
     #[map(name = "PEERS")]
@@ -36,6 +38,12 @@ mod programs {
 
     #[map(name = "STATS")]
     pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_STATS, 0);
+
+    #[map(name = "DROPS")]
+    pub static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+    #[map(name = "DROP_CONFIG")]
+    pub static DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
 
     // Observers only: every program returns TC_ACT_PIPE, which both tcx and
     // cls_bpf treat as "go on to the next program", and never touch the packet.
@@ -62,6 +70,13 @@ mod programs {
     pub fn overlay_egress(ctx: TcContext) -> i32 {
         crate::overlay::observe(&ctx, DIR_TX);
         TC_ACT_PIPE
+    }
+
+    /// Every packet the kernel frees as dropped, with its reason.
+    #[btf_tracepoint(function = "kfree_skb")]
+    pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
+        crate::drops::observe(&ctx);
+        0
     }
 }
 

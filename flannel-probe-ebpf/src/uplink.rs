@@ -4,7 +4,7 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
     abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerKey, STAT_PEER_OVERFLOW},
-    parse::{Outer, headers_len, parse_outer, wire_bytes},
+    parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
 };
 
 use crate::{
@@ -39,6 +39,13 @@ pub fn observe(ctx: &TcContext, dir: u8) {
             let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) else {
                 return;
             };
+            // Who really sits at this address: FDB_ENTRY_STALE/MISSING
+            // compare it with the FDB.
+            let inner_src = if dir == DIR_RX && vx.malformed.is_none() {
+                Load::load_bytes::<6>(ctx, vx.inner_offset + 6)
+            } else {
+                None
+            };
             let segs = segments(ctx);
             let bytes = if segs > 1 {
                 wire_bytes(ctx.len() as usize, segs, headers_len(ctx, vx.inner_offset))
@@ -55,12 +62,30 @@ pub fn observe(ctx: &TcContext, dir: u8) {
                     (*c).other_vni += u64::from(segs);
                     (*c).last_other_vni = vx.vni;
                 }
+                if let Some(mac) = inner_src {
+                    (*c).last_inner_src = mac;
+                }
             }
             if is_new {
                 info!(
                     ctx,
                     "new VXLAN peer {:i} (dir {}, vni {})", peer, dir, vx.vni
                 );
+            }
+        }
+        Outer::ForeignPort { src, port, .. } if dir == DIR_RX => {
+            let key = PeerKey {
+                addr: src,
+                dir: DIR_RX,
+                _pad: [0; 3],
+            };
+            let mut is_new = false;
+            if let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) {
+                // SAFETY: this CPU's slot of a live map entry.
+                unsafe {
+                    (*c).other_port += u64::from(segments(ctx));
+                    (*c).last_other_port = port;
+                }
             }
         }
         Outer::PortUnreachable { vtep, .. } if dir == DIR_RX => {

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, anyhow};
 
 use crate::{
     cli::{Common, check_privileges},
-    datapath::{Datapath, Hook, LoadOptions, Matching, Snapshot},
+    datapath::{Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum},
     diagnose::{Inputs, diagnose},
     node::{DiscoverOptions, NodeState, discover},
     report::Report,
@@ -22,6 +22,8 @@ pub struct Probe {
     /// ifindex the overlay programs are attached to.
     overlay_at: Option<u32>,
     matching: Option<Matching>,
+    drop_match: Option<DropMatch>,
+    netns_inum: u32,
 }
 
 impl Probe {
@@ -45,6 +47,8 @@ impl Probe {
             uplink_at: None,
             overlay_at: None,
             matching: None,
+            drop_match: None,
+            netns_inum: drops_netns_inum()?,
         };
         probe.sync()?;
         Ok(probe)
@@ -74,6 +78,17 @@ impl Probe {
             }
             tracing::info!(uplink = %uplink.name, "watching the uplink");
             self.uplink_at = at;
+        }
+        let dm = DropMatch {
+            netns_inum: self.netns_inum,
+            overlay_ifindex: self.node.overlay.as_ref().map(|o| o.ifindex),
+            overlay_mac: self.node.overlay.as_ref().and_then(|o| o.mac),
+            local_vtep: self.node.local_vtep,
+            vxlan_port: self.node.vxlan_port,
+        };
+        if self.drop_match != Some(dm) {
+            self.dp.configure_drops(&dm)?;
+            self.drop_match = Some(dm);
         }
         match &self.node.overlay {
             Some(o) if self.overlay_at != Some(o.ifindex) => {
@@ -127,8 +142,9 @@ impl Probe {
             window,
             window_secs: secs,
             node: &self.node,
-            drop_reason: &|n| format!("REASON_{n}"),
+            drop_reason: &|n| self.dp.drop_reason(n),
             attached,
+            drops_unavailable: self.dp.drops_unavailable(),
         })
     }
 }

@@ -81,8 +81,14 @@ pub struct PeerReport {
     /// Inbound VXLAN for another VNI than ours, and the last such VNI.
     pub rx_other_vni: u64,
     pub rx_last_other_vni: Option<u32>,
+    /// Inbound VXLAN to the other well-known VXLAN port, and that port.
+    pub rx_other_port: u64,
+    pub rx_last_other_port: Option<u16>,
     /// The peer has an FDB entry on the overlay device.
     pub in_fdb: bool,
+    /// Inner source MAC of the VXLAN this address sends: the VTEP that
+    /// really sits there (compare with `vtep_mac`, from the FDB).
+    pub rx_vtep_mac: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -114,7 +114,7 @@ fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
     let mut flooded = vxlan_frame(PEER, OTHER, 8472, 1, &inner_frame());
     flooded.dst_mac = [0x02, 9, 9, 9, 9, 9];
     run(&mut dp, Hook::UplinkIngress, &flooded.build(), None, 3);
-    // Not VXLAN: DNS, TCP to 8472, VXLAN to 4789, a non-first fragment.
+    // Not VXLAN: DNS, TCP to 8472, a non-first fragment.
     run(
         &mut dp,
         Hook::UplinkIngress,
@@ -129,13 +129,6 @@ fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
         None,
         1,
     );
-    run(
-        &mut dp,
-        Hook::UplinkIngress,
-        &to_host(vxlan_frame(PEER, ME, 4789, 1, &inner_frame())),
-        None,
-        1,
-    );
     let mut frag = vxlan_frame(PEER, ME, 8472, 1, &inner_frame());
     frag.frag_offset = 100;
     run(&mut dp, Hook::UplinkIngress, &to_host(frag), None, 1);
@@ -145,6 +138,43 @@ fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
         "nothing should be counted, got {:?}",
         s.peers
     );
+}
+
+#[test]
+fn uplink_ingress_counts_vxlan_to_the_other_well_known_port_apart() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(PEER, ME, 4789, 1, &inner_frame())),
+        None,
+        3,
+    );
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(
+        (p.rx.packets, p.rx.other_port, p.rx.last_other_port),
+        (0, 3, 4789)
+    );
+}
+
+#[test]
+fn uplink_ingress_remembers_the_inner_source_mac() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = datapath();
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame())),
+        None,
+        1,
+    );
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.last_inner_src, MAC_PEER);
 }
 
 #[test]

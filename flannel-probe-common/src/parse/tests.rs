@@ -35,11 +35,23 @@ fn vxlan_to_the_configured_port() {
 }
 
 #[test]
-fn vxlan_to_another_port_is_only_seen_with_that_port() {
+fn vxlan_to_another_port_is_only_vxlan_with_that_port() {
     let f = vxlan_frame(A, B, 4789, 7, &inner()).build();
-    assert_eq!(parse_outer(&f.as_slice(), 8472), Outer::Other);
+    assert_eq!(
+        parse_outer(&f.as_slice(), 8472),
+        Outer::ForeignPort {
+            src: A,
+            dst: B,
+            port: 4789
+        }
+    );
     let v = vx(&f, 4789);
     assert_eq!(v.vni, 7);
+    // Other ports, and a non-VXLAN payload on the other well-known port, are nothing.
+    let odd = vxlan_frame(A, B, 4790, 7, &inner()).build();
+    assert_eq!(parse_outer(&odd.as_slice(), 8472), Outer::Other);
+    let dns_like = Ipv4Frame::new(A, B, 17, udp(1, 4789, b"\x00\x01 not vxlan")).build();
+    assert_eq!(parse_outer(&dns_like.as_slice(), 8472), Outer::Other);
 }
 
 #[test]

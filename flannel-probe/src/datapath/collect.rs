@@ -32,9 +32,20 @@ pub struct InnerTotals {
 pub struct Snapshot {
     pub peers: BTreeMap<Ipv4Addr, PeerTotals>,
     pub inner: BTreeMap<[u8; 6], InnerTotals>,
-    /// (reason number, direction, peer) -> packets.
-    pub drops: BTreeMap<(u32, u8, Option<Ipv4Addr>), u64>,
+    /// Drops of VXLAN traffic: packets per [`DropWhere`].
+    pub drops: BTreeMap<DropWhere, u64>,
     pub overflow: Overflow,
+}
+
+/// One kind of drop: the kernel's reason, the direction, and the peer as
+/// far as the packet names it (outer address, or inner VTEP MAC on the
+/// overlay device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DropWhere {
+    pub reason: u32,
+    pub dir: u8,
+    pub peer: Option<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Keys that did not fit into their maps.
@@ -51,8 +62,15 @@ fn add_peer(a: &mut PeerCounters, b: &PeerCounters) {
     a.malformed += b.malformed;
     a.other_vni += b.other_vni;
     a.icmp_port_unreachable += b.icmp_port_unreachable;
+    a.other_port += b.other_port;
+    if b.last_other_port != 0 {
+        a.last_other_port = b.last_other_port;
+    }
     if b.last_other_vni != 0 {
         a.last_other_vni = b.last_other_vni;
+    }
+    if b.last_inner_src != [0; 6] {
+        a.last_inner_src = b.last_inner_src;
     }
 }
 
@@ -65,8 +83,12 @@ fn sub_peer(now: &PeerCounters, then: &PeerCounters) -> PeerCounters {
         icmp_port_unreachable: now
             .icmp_port_unreachable
             .saturating_sub(then.icmp_port_unreachable),
+        other_port: now.other_port.saturating_sub(then.other_port),
         last_other_vni: now.last_other_vni,
+        last_other_port: now.last_other_port,
         _pad: 0,
+        last_inner_src: now.last_inner_src,
+        _pad2: [0; 2],
     }
 }
 
@@ -105,8 +127,13 @@ impl Snapshot {
 
     /// Adds one CPU's value of a `DROPS` entry.
     pub fn add_drop(&mut self, key: &DropKey, packets: u64) {
-        let peer = (key.peer != [0; 4]).then(|| Ipv4Addr::from(key.peer));
-        *self.drops.entry((key.reason, key.dir, peer)).or_default() += packets;
+        let w = DropWhere {
+            reason: key.reason,
+            dir: key.dir,
+            peer: (key.peer != [0; 4]).then(|| Ipv4Addr::from(key.peer)),
+            mac: (key.mac != [0; 6]).then_some(key.mac),
+        };
+        *self.drops.entry(w).or_default() += packets;
     }
 
     /// What happened between `earlier` and `self`. Keys that only appear

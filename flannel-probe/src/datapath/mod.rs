@@ -4,7 +4,9 @@
 //! Everything attached here is owned by [`Datapath`]; dropping it detaches
 //! all of it (tcx links are file descriptors, so even SIGKILL removes them).
 mod attach;
+pub mod btf;
 mod collect;
+mod drops;
 
 use std::collections::BTreeMap;
 
@@ -14,11 +16,13 @@ use aya::{
     maps::{Array, MapData},
 };
 use flannel_probe_common::abi::{
-    CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, MAP_CONFIG, MAP_INNER, MAP_PEERS,
+    CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, MAP_CONFIG, MAP_DROP_CONFIG,
+    MAP_INNER, MAP_PEERS,
 };
 
 pub use attach::{AttachMode, Hook};
-pub use collect::{InnerTotals, Overflow, PeerTotals, Snapshot};
+pub use collect::{DropWhere, InnerTotals, Overflow, PeerTotals, Snapshot};
+pub use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =
@@ -54,6 +58,8 @@ pub struct Datapath {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     attached: BTreeMap<Hook, attach::Attached>,
     mode: AttachMode,
+    /// The drop tracer's offsets and reason names, or why it is not running.
+    drops: std::result::Result<(DropConfig, DropReasons), String>,
 }
 
 impl Datapath {
@@ -82,12 +88,48 @@ impl Datapath {
                 )
             })?;
         }
+        // Drop reasons are a bonus: without BTF or the tracepoint the
+        // counters still work, and the report says what is missing.
+        let drops = drops::start(&mut ebpf).map_err(|e| {
+            tracing::warn!("kernel drop reasons unavailable: {e:#}");
+            format!("{e:#}")
+        });
         Ok(Self {
             ebpf,
             logger,
             attached: BTreeMap::new(),
             mode: opts.attach_mode,
+            drops,
         })
+    }
+
+    /// Tells the drop tracer what to match (no-op when it is not running).
+    pub fn configure_drops(&mut self, m: &DropMatch) -> Result<()> {
+        let Ok((template, _)) = &self.drops else {
+            return Ok(());
+        };
+        let value = drops::config(template, m);
+        let mut map: Array<&mut MapData, DropConfig> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_DROP_CONFIG)
+                .ok_or_else(|| anyhow!("the eBPF object has no {MAP_DROP_CONFIG} map"))?,
+        )?;
+        map.set(0, value, 0)
+            .context("writing the drop tracer's configuration failed")?;
+        Ok(())
+    }
+
+    /// Why drop reasons are not being counted, if they are not.
+    pub fn drops_unavailable(&self) -> Option<&str> {
+        self.drops.as_ref().err().map(String::as_str)
+    }
+
+    /// Names a kernel drop reason number.
+    pub fn drop_reason(&self, n: u32) -> String {
+        match &self.drops {
+            Ok((_, r)) => r.name(n),
+            Err(_) => format!("REASON_{n}"),
+        }
     }
 
     /// Sets the port and VNI the programs match.

@@ -26,6 +26,8 @@ pub struct Inputs<'a> {
     pub drop_reason: &'a dyn Fn(u32) -> String,
     /// Device -> attach mode, for the report header.
     pub attached: BTreeMap<String, String>,
+    /// Why kernel drop reasons are not counted, when they are not.
+    pub drops_unavailable: Option<&'a str>,
 }
 
 /// Builds the report: per-peer figures, drops, findings (worst first).
@@ -59,6 +61,10 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 rx_malformed: outer.rx.malformed,
                 rx_other_vni: outer.rx.other_vni,
                 rx_last_other_vni: (outer.rx.other_vni > 0).then_some(outer.rx.last_other_vni),
+                rx_other_port: outer.rx.other_port,
+                rx_last_other_port: (outer.rx.other_port > 0).then_some(outer.rx.last_other_port),
+                rx_vtep_mac: (outer.rx.last_inner_src != [0; 6])
+                    .then(|| mac_string(&outer.rx.last_inner_src)),
                 ..Default::default()
             };
             for (mac, _) in mac_to_peer.iter().filter(|(_, d)| **d == ip) {
@@ -71,9 +77,10 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                     p.tx_inner_bytes += i.tx.bytes;
                 }
             }
-            for ((reason, _dir, peer), n) in &inp.window.drops {
-                if *peer == Some(ip) && *n > 0 {
-                    *p.drops.entry((inp.drop_reason)(*reason)).or_default() += n;
+            for (w, n) in &inp.window.drops {
+                let by_mac = w.mac.and_then(|m| mac_to_peer.get(&m)).copied();
+                if (w.peer == Some(ip) || by_mac == Some(ip)) && *n > 0 {
+                    *p.drops.entry((inp.drop_reason)(w.reason)).or_default() += n;
                 }
             }
             p
@@ -82,10 +89,10 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
     peers.sort_by_key(|p| p.peer.parse::<Ipv4Addr>().ok());
 
     let mut drops: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
-    for ((reason, dir, _), n) in &inp.window.drops {
+    for (w, n) in &inp.window.drops {
         if *n > 0 {
-            let d = if *dir == DIR_RX { "rx" } else { "tx" };
-            *drops.entry(((inp.drop_reason)(*reason), d)).or_default() += n;
+            let d = if w.dir == DIR_RX { "rx" } else { "tx" };
+            *drops.entry(((inp.drop_reason)(w.reason), d)).or_default() += n;
         }
     }
     let mut drops: Vec<DropReport> = drops
@@ -133,7 +140,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         unattributed_inner,
         overflow: inp.window.overflow,
     };
-    let mut findings = rules::all(&report);
+    let mut findings = rules::all(&report, inp);
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(b.code)));
     report.findings = findings;
     report

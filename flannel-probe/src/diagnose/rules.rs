@@ -1,23 +1,45 @@
 //! One function per finding code. Each reads the per-peer figures already in
 //! the report and the node state, and says nothing unless its condition holds.
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
+use super::Inputs;
 use crate::{
-    node::OverlayState,
-    report::{Finding, PeerReport, Report, Severity},
+    node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState},
+    report::{Finding, PeerReport, Report, Severity, mac_string},
 };
+
+/// Outer Ethernet + IPv4 + UDP + VXLAN.
+const VXLAN_OVERHEAD: u32 = 50;
 
 const RESTART_CNI: &str = "restart the CNI agent on this node (k3s: systemctl restart k3s; \
      kube-flannel: delete this node's kube-flannel pod) and check its log for the VXLAN backend";
 
 /// Every rule, in no particular order (the caller sorts).
-pub(super) fn all(r: &Report) -> Vec<Finding> {
+pub(super) fn all(r: &Report, inp: &Inputs<'_>) -> Vec<Finding> {
+    let node = inp.node;
     let mut out = Vec::new();
     out.extend(overlay_device_missing(r));
     out.extend(overlay_device_down(r));
     out.extend(vxlan_port_not_bound(r));
     out.extend(vxlan_not_decapsulated(r));
-    out.extend(peer_port_unreachable(r));
+    let port_mismatch = vxlan_port_mismatch(r);
+    // When every peer uses another port, their port-unreachables only
+    // repeat that this node is the odd one out.
+    if !port_mismatch.iter().any(|f| f.peer.is_none()) {
+        out.extend(peer_port_unreachable(r));
+    }
+    out.extend(port_mismatch);
+    out.extend(peer_silent(r));
+    out.extend(vni_mismatch(r));
+    out.extend(fdb_entry_missing(r, node));
+    out.extend(neigh_entry_missing(r, node));
+    out.extend(fdb_entry_stale(r, node));
+    out.extend(forwarding_disabled(r, node));
+    out.extend(mtu_mismatch(r, node));
+    out.extend(vxlan_drops(r));
     out.extend(no_vxlan_traffic(r));
     out.extend(map_overflow(r));
+    out.extend(drops_unavailable(inp.drops_unavailable));
     out
 }
 
@@ -188,4 +210,378 @@ fn map_overflow(r: &Report) -> Option<Finding> {
         f.remediation = "raise --max-peers".into();
         f
     })
+}
+
+/// We send to a peer and hear nothing back, while other peers answer: the
+/// path to it, or the peer itself, swallows VXLAN without a word.
+fn peer_silent(r: &Report) -> Vec<Finding> {
+    let answering = r.peers.iter().filter(|p| p.rx_encap_packets > 0).count();
+    r.peers
+        .iter()
+        .filter(|p| p.tx_encap_packets > 0 && p.rx_encap_packets == 0 && p.icmp_port_unreachable == 0)
+        .filter(|_| answering > 0)
+        .map(|p| {
+            let mut f = finding("PEER_SILENT", Severity::Warning, Some(&p.peer));
+            f.summary = format!(
+                "{} receives our VXLAN but sends none back, while {answering} other peer{} do",
+                p.peer,
+                if answering == 1 { "" } else { "s" }
+            );
+            f.evidence = vec![format!(
+                "tx_encap_packets={} rx_encap_packets=0 icmp_port_unreachable=0",
+                p.tx_encap_packets
+            )];
+            f.remediation = format!(
+                "something between here and {} drops UDP {} silently (a firewall or security group on \
+                 that node or the underlay), or its CNI is stuck: run flannel-probe report on that node",
+                p.peer, r.node.vxlan_port
+            );
+            f
+        })
+        .collect()
+}
+
+/// VXLAN for a VNI this node does not serve. When every sending peer
+/// disagrees with us, the odd one out is this node, not them.
+fn vni_mismatch(r: &Report) -> Vec<Finding> {
+    let Some(ours) = r.node.vni else {
+        return Vec::new();
+    };
+    let senders: Vec<&PeerReport> = r
+        .peers
+        .iter()
+        .filter(|p| p.rx_encap_packets > p.rx_malformed)
+        .collect();
+    let foreign: Vec<&PeerReport> = senders
+        .iter()
+        .copied()
+        .filter(|p| p.rx_other_vni > 0)
+        .collect();
+    if foreign.is_empty() {
+        return Vec::new();
+    }
+    let theirs = |p: &PeerReport| p.rx_last_other_vni.map_or("?".into(), |v| v.to_string());
+    if foreign.len() == senders.len() && senders.len() > 1 {
+        let vnis: BTreeSet<String> = foreign.iter().map(|p| theirs(p)).collect();
+        let n: u64 = foreign.iter().map(|p| p.rx_other_vni).sum();
+        let mut f = finding("VNI_MISMATCH", Severity::Critical, None);
+        f.summary = format!(
+            "every peer sends VNI {}, but {} on this node serves VNI {ours}",
+            vnis.into_iter().collect::<Vec<_>>().join("/"),
+            r.node.overlay
+        );
+        f.evidence = foreign
+            .iter()
+            .map(|p| {
+                format!(
+                    "from {}: {} packets for VNI {}",
+                    p.peer,
+                    p.rx_other_vni,
+                    theirs(p)
+                )
+            })
+            .collect();
+        f.evidence
+            .push(format!("rx_other_vni={n} local VNI={ours}"));
+        f.remediation = format!(
+            "{} was created with the wrong VNI: delete it and restart the CNI agent so it is recreated \
+             with the cluster's VNI",
+            r.node.overlay
+        );
+        return vec![f];
+    }
+    foreign
+        .into_iter()
+        .map(|p| {
+            let mut f = finding("VNI_MISMATCH", Severity::Critical, Some(&p.peer));
+            f.summary = format!("{} sends VNI {}, this node serves VNI {ours}", p.peer, theirs(p));
+            f.evidence = vec![format!(
+                "rx_other_vni={} of rx_encap_packets={} last VNI {}",
+                p.rx_other_vni,
+                p.rx_encap_packets,
+                theirs(p)
+            )];
+            f.remediation = format!(
+                "the overlay device on {} uses another VNI: recreate it there (restart its CNI agent)",
+                p.peer
+            );
+            f
+        })
+        .collect()
+}
+
+/// Overlay routes: (destination, prefix, gateway) of routes via the device.
+fn overlay_routes(node: &NodeState) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+    let Some(o) = &node.overlay else {
+        return Vec::new();
+    };
+    node.routes
+        .iter()
+        .filter(|rt| rt.oif == Some(o.ifindex))
+        .filter_map(|rt| rt.gateway.map(|g| (rt.dst, rt.prefix_len, g)))
+        .collect()
+}
+
+/// The MAC a usable neighbour entry gives `ip`.
+fn neighbour_mac(node: &NodeState, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    node.neighbours
+        .iter()
+        .filter(|n| n.ip == ip && n.state & (NUD_INCOMPLETE | NUD_FAILED) == 0)
+        .find_map(|n| n.mac)
+}
+
+/// The address that really sends VXLAN from VTEP MAC `mac`.
+fn seen_at(r: &Report, mac: &str) -> Option<String> {
+    r.peers
+        .iter()
+        .find(|p| p.rx_vtep_mac.as_deref() == Some(mac))
+        .map(|p| p.peer.clone())
+}
+
+fn fdb_entry_missing(r: &Report, node: &NodeState) -> Vec<Finding> {
+    overlay_routes(node)
+        .into_iter()
+        .filter_map(|(dst, len, gw)| {
+            let mac = neighbour_mac(node, gw)?;
+            if node.fdb.iter().any(|e| e.mac == mac && e.dst.is_some()) {
+                return None;
+            }
+            let m = mac_string(&mac);
+            let peer = seen_at(r, &m);
+            let mut f = finding("FDB_ENTRY_MISSING", Severity::Warning, peer.as_deref());
+            f.summary = format!(
+                "{dst}/{len} is routed to VTEP {m}, but the FDB has no entry for it: \
+                 traffic there cannot be encapsulated"
+            );
+            f.evidence = vec![
+                format!("route {dst}/{len} via {gw} dev {}", r.node.overlay),
+                format!("neighbour {gw} lladdr {m}"),
+                format!("bridge fdb: no entry for {m}"),
+            ];
+            if let Some(p) = &peer {
+                f.evidence.push(format!("VXLAN from {m} arrives from {p}"));
+            }
+            f.remediation = format!(
+                "the CNI agent did not program this peer: restart it, or add the entry by hand \
+                 (bridge fdb append {m} dev {} dst <peer node IP> self permanent)",
+                r.node.overlay
+            );
+            Some(f)
+        })
+        .collect()
+}
+
+fn neigh_entry_missing(r: &Report, node: &NodeState) -> Vec<Finding> {
+    let missing: Vec<(Ipv4Addr, u8, Ipv4Addr)> = overlay_routes(node)
+        .into_iter()
+        .filter(|(_, _, gw)| neighbour_mac(node, *gw).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    // FDB entries no neighbour points at belong to the peers whose
+    // neighbour is gone; with one such entry, that is the peer.
+    let used: BTreeSet<[u8; 6]> = node.neighbours.iter().filter_map(|n| n.mac).collect();
+    let orphans: Vec<Ipv4Addr> = node
+        .fdb
+        .iter()
+        .filter(|e| e.mac != [0; 6] && !used.contains(&e.mac))
+        .filter_map(|e| e.dst)
+        .collect();
+    missing
+        .into_iter()
+        .map(|(dst, len, gw)| {
+            let peer = (orphans.len() == 1).then(|| orphans[0].to_string());
+            let mut f = finding("NEIGH_ENTRY_MISSING", Severity::Warning, peer.as_deref());
+            f.summary = format!(
+                "{dst}/{len} is routed via {gw}, which has no neighbour entry: the kernel cannot \
+                 address the remote VTEP"
+            );
+            f.evidence = vec![
+                format!("route {dst}/{len} via {gw} dev {}", r.node.overlay),
+                format!("ip neigh: no usable entry for {gw} on {}", r.node.overlay),
+            ];
+            if let Some(p) = &peer {
+                f.evidence.push(format!("the FDB names VTEP {p}, which no neighbour entry points at"));
+            }
+            f.remediation = format!(
+                "restart the CNI agent, or add it by hand: ip neigh replace {gw} lladdr <peer VTEP MAC> \
+                 dev {} nud permanent",
+                r.node.overlay
+            );
+            f
+        })
+        .collect()
+}
+
+fn fdb_entry_stale(r: &Report, node: &NodeState) -> Vec<Finding> {
+    r.peers
+        .iter()
+        .filter(|p| p.rx_encap_packets > 0)
+        .filter_map(|p| {
+            let seen = p.rx_vtep_mac.as_deref()?;
+            let entry = node
+                .fdb
+                .iter()
+                .find(|e| mac_string(&e.mac) == seen)?;
+            let fdb_ip = entry.dst?.to_string();
+            if fdb_ip == p.peer {
+                return None;
+            }
+            let mut f = finding("FDB_ENTRY_STALE", Severity::Warning, Some(&p.peer));
+            f.summary = format!(
+                "the FDB sends VTEP {seen} to {fdb_ip}, but that VTEP's VXLAN arrives from {}",
+                p.peer
+            );
+            f.evidence = vec![
+                format!("bridge fdb: {seen} dst {fdb_ip}"),
+                format!("rx from {}: inner source MAC {seen}", p.peer),
+            ];
+            f.remediation = format!(
+                "a node changed address or the entry is left over: restart the CNI agent here, or fix it \
+                 (bridge fdb replace {seen} dev {} dst {} self permanent)",
+                r.node.overlay, p.peer
+            );
+            Some(f)
+        })
+        .collect()
+}
+
+fn forwarding_disabled(r: &Report, node: &NodeState) -> Option<Finding> {
+    (node.overlay.is_some() && node.forwarding == Some(false)).then(|| {
+        let mut f = finding("FORWARDING_DISABLED", Severity::Critical, None);
+        f.summary = format!(
+            "IPv4 forwarding is off on {}: decapsulated traffic cannot reach the pods",
+            r.node.overlay
+        );
+        f.evidence = vec![format!("net.ipv4.conf.{}.forwarding = 0", r.node.overlay)];
+        let decap = sum(r, |p| p.rx_decap_packets);
+        f.evidence.push(format!("rx_decap_packets={decap}"));
+        f.remediation = format!(
+            "sysctl -w net.ipv4.conf.{}.forwarding=1 (and net.ipv4.ip_forward=1), and find what turned it \
+             off (a sysctl file, a hardening profile)",
+            r.node.overlay.replace('.', "/")
+        );
+        f
+    })
+}
+
+fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
+    let o = node.overlay.as_ref()?.mtu?;
+    let u = node.uplink.as_ref()?.mtu?;
+    (o + VXLAN_OVERHEAD > u).then(|| {
+        let mut f = finding("MTU_MISMATCH", Severity::Warning, None);
+        f.summary = format!(
+            "{} MTU {o} + {VXLAN_OVERHEAD} bytes of VXLAN exceeds the uplink's MTU {u}: large packets are lost",
+            r.node.overlay
+        );
+        f.evidence = vec![format!(
+            "{} mtu {o}, {} mtu {u}",
+            r.node.overlay,
+            r.node.uplink.as_deref().unwrap_or("uplink")
+        )];
+        f.remediation = format!(
+            "set the overlay MTU to {} (uplink MTU - {VXLAN_OVERHEAD}), or raise the uplink MTU; \
+             Flannel derives it from the uplink at start, so restart the CNI agent after an uplink change",
+            u.saturating_sub(VXLAN_OVERHEAD)
+        );
+        f
+    })
+}
+
+fn vxlan_drops(r: &Report) -> Option<Finding> {
+    let total: u64 = r.drops.iter().map(|d| d.packets).sum();
+    (total > 0).then(|| {
+        let mut f = finding("VXLAN_DROPS", Severity::Warning, None);
+        f.summary = format!("the kernel dropped {total} VXLAN-related packets in the window");
+        f.evidence = r
+            .drops
+            .iter()
+            .map(|d| format!("{} {} {}", d.reason, d.direction, d.packets))
+            .collect();
+        for p in r.peers.iter().filter(|p| !p.drops.is_empty()) {
+            let list: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            f.evidence.push(format!("{}: {}", p.peer, list.join(" ")));
+        }
+        f.remediation = "each reason names the kernel's decision: NO_SOCKET (no VXLAN socket), \
+             NETFILTER_DROP (a firewall rule), VXLAN_VNI_NOT_FOUND (wrong VNI), VXLAN_NO_REMOTE (no FDB \
+             entry); see the other findings"
+            .into();
+        f
+    })
+}
+
+fn drops_unavailable(why: Option<&str>) -> Option<Finding> {
+    why.map(|why| {
+        let mut f = finding("DROP_REASONS_UNAVAILABLE", Severity::Info, None);
+        f.summary = "kernel drop reasons are not counted on this node".into();
+        f.evidence = vec![why.to_string()];
+        f.remediation =
+            "needs a kernel with BTF and the skb:kfree_skb tracepoint (5.17+ for reasons)".into();
+        f
+    })
+}
+
+/// VXLAN arriving for the other well-known port than ours: one side was set
+/// up with another `dstport`. When every sending peer disagrees with us,
+/// this node is the odd one out.
+fn vxlan_port_mismatch(r: &Report) -> Vec<Finding> {
+    let ours = r.node.vxlan_port;
+    let senders: Vec<&PeerReport> = r
+        .peers
+        .iter()
+        .filter(|p| p.rx_encap_packets + p.rx_other_port > 0)
+        .collect();
+    let foreign: Vec<&PeerReport> = senders
+        .iter()
+        .copied()
+        .filter(|p| p.rx_other_port > 0)
+        .collect();
+    if foreign.is_empty() {
+        return Vec::new();
+    }
+    let theirs = |p: &PeerReport| p.rx_last_other_port.map_or("?".into(), |v| v.to_string());
+    if foreign.len() == senders.len() && senders.len() > 1 {
+        let ports: BTreeSet<String> = foreign.iter().map(|p| theirs(p)).collect();
+        let mut f = finding("VXLAN_PORT_MISMATCH", Severity::Critical, None);
+        f.summary = format!(
+            "every peer sends VXLAN to UDP {}, but {} on this node uses UDP {ours}",
+            ports.into_iter().collect::<Vec<_>>().join("/"),
+            r.node.overlay
+        );
+        f.evidence = foreign
+            .iter()
+            .map(|p| {
+                format!(
+                    "from {}: {} packets to UDP {}",
+                    p.peer,
+                    p.rx_other_port,
+                    theirs(p)
+                )
+            })
+            .collect();
+        f.remediation = format!(
+            "{} was created with the wrong dstport: set the CNI's VXLAN port to the cluster's and \
+             restart it so the device is recreated",
+            r.node.overlay
+        );
+        return vec![f];
+    }
+    foreign
+        .into_iter()
+        .map(|p| {
+            let mut f = finding("VXLAN_PORT_MISMATCH", Severity::Critical, Some(&p.peer));
+            f.summary = format!(
+                "{} sends VXLAN to UDP {}, while this node uses UDP {ours}",
+                p.peer,
+                theirs(p)
+            );
+            f.evidence = vec![format!("rx_other_port={} (UDP {})", p.rx_other_port, theirs(p))];
+            f.remediation = format!(
+                "the overlay device on {} uses another dstport: recreate it there with the cluster's port",
+                p.peer
+            );
+            f
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@ use flannel_probe_common::abi::{InnerCounters, PeerCounters};
 
 use super::{Inputs, diagnose};
 use crate::{
-    datapath::{InnerTotals, PeerTotals, Snapshot},
+    datapath::{DropWhere, InnerTotals, PeerTotals, Snapshot},
     node::{FdbEntry, NodeState, Overlay},
     report::{Report, Severity},
 };
@@ -99,6 +99,7 @@ fn run(window: &Snapshot, node: &NodeState) -> Report {
         node,
         drop_reason: &|n| format!("REASON_{n}"),
         attached: BTreeMap::new(),
+        drops_unavailable: None,
     })
 }
 
@@ -249,11 +250,20 @@ fn inner_traffic_of_unknown_macs_is_reported_and_counts_as_decapsulated() {
     assert_eq!(r.unattributed_inner[0].mac, "0e:09:09:09:09:09");
 }
 
+fn drop_at(reason: u32, peer: Option<Ipv4Addr>, mac: Option<[u8; 6]>) -> DropWhere {
+    DropWhere {
+        reason,
+        dir: 0,
+        peer,
+        mac,
+    }
+}
+
 #[test]
 fn drops_are_named_and_attributed() {
     let mut w = healthy_window();
-    w.drops.insert((2, 0, Some(GLADIUS)), 7);
-    w.drops.insert((2, 0, None), 1);
+    w.drops.insert(drop_at(2, Some(GLADIUS), None), 7);
+    w.drops.insert(drop_at(2, None, None), 1);
     let r = run(&w, &healthy_node());
     assert_eq!(r.drops.len(), 1);
     assert_eq!(
