@@ -167,3 +167,95 @@ impl Drop for ProbeRun {
         let _ = self.child.wait();
     }
 }
+
+/// Reading probe reports (JSON, schema 1) in tests.
+pub mod reports {
+    use std::{process::Command, time::Duration};
+
+    use serde_json::Value;
+
+    use super::{ProbeRun, probe_bin};
+    use crate::lab::{Lab, LabNode};
+
+    /// `report --format json` for `secs` seconds inside `node`, returned
+    /// once attached and observing.
+    pub fn start(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
+        let mut cmd: Command = lab.node_command(node, &probe_bin());
+        cmd.args([
+            "report",
+            "--format",
+            "json",
+            "--duration",
+            &format!("{secs}s"),
+        ]);
+        let mut run = ProbeRun::spawn(cmd).expect("start flannel-probe");
+        run.wait_for("observing", Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("probe on {}: {e:#}", node.name));
+        run
+    }
+
+    /// Waits for the report; checks it is schema 1 about `node`.
+    pub fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
+        let (code, out) = run.finish(Duration::from_secs(60)).expect("probe exits");
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("report of {node} is not JSON ({e}): {out:?}"));
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["node"]["hostname"], node, "the report names its node");
+        (code, v)
+    }
+
+    /// The entry of peer `ip`.
+    pub fn peer<'a>(report: &'a Value, ip: &str) -> &'a Value {
+        report["peers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["peer"] == ip))
+            .unwrap_or_else(|| panic!("no peer {ip} in {report:#}"))
+    }
+
+    fn findings(report: &Value) -> impl Iterator<Item = &Value> {
+        report["findings"].as_array().into_iter().flatten()
+    }
+
+    /// (code, peer) of every finding above `info`, sorted.
+    pub fn serious(report: &Value) -> Vec<(String, Option<String>)> {
+        let mut v: Vec<(String, Option<String>)> = findings(report)
+            .filter(|f| f["severity"] != "info")
+            .map(|f| {
+                (
+                    f["code"].as_str().unwrap_or_default().to_string(),
+                    f["peer"].as_str().map(String::from),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every finding code, info included.
+    pub fn codes(report: &Value) -> Vec<String> {
+        findings(report)
+            .filter_map(|f| f["code"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// The finding `code` (the first one), if raised.
+    pub fn finding<'a>(report: &'a Value, code: &str) -> Option<&'a Value> {
+        findings(report).find(|f| f["code"] == code)
+    }
+
+    /// (reason, direction) -> packets of the report's drops table.
+    pub fn drops(report: &Value) -> Vec<(String, String, u64)> {
+        report["drops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                (
+                    d["reason"].as_str().unwrap_or_default().to_string(),
+                    d["direction"].as_str().unwrap_or_default().to_string(),
+                    d["packets"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+}

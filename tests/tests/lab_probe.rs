@@ -1,70 +1,32 @@
 //! flannel-probe on the lab: real namespaces, real VXLAN, the real binary.
 //! Each test builds its own lab and removes it, also on panic.
-use std::{process::Command, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
     require_root,
-    support::{ProbeRun, in_netns, probe_bin},
+    support::{
+        ProbeRun, in_netns, probe_bin,
+        reports::{self, codes, peer},
+    },
 };
 use serde_json::Value;
 
 const PINGS: u32 = 10;
 
-/// `report` for `secs` seconds inside `node`, started and attached.
 fn start_report(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
-    let mut cmd: Command = lab.node_command(node, &probe_bin());
-    cmd.args([
-        "report",
-        "--format",
-        "json",
-        "--duration",
-        &format!("{secs}s"),
-    ]);
-    let mut run = ProbeRun::spawn(cmd).expect("start flannel-probe");
-    run.wait_for("observing", Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("probe on {}: {e:#}", node.name));
-    run
+    reports::start(lab, node, secs)
 }
 
 fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
-    let (code, out) = run.finish(Duration::from_secs(60)).expect("probe exits");
-    let v: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("report of {node} is not JSON ({e}): {out:?}"));
-    assert_eq!(v["schema"], 1);
-    assert_eq!(v["node"]["hostname"], node, "the report names its node");
-    (code, v)
-}
-
-fn peer<'a>(report: &'a Value, ip: &str) -> &'a Value {
-    report["peers"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["peer"] == ip))
-        .unwrap_or_else(|| panic!("no peer {ip} in {report:#}"))
-}
-
-fn codes(report: &Value) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .map(|fs| {
-            fs.iter()
-                .filter_map(|f| f["code"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    reports::finish(run, node)
 }
 
 fn serious(report: &Value) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .map(|fs| {
-            fs.iter()
-                .filter(|f| f["severity"] != "info")
-                .filter_map(|f| f["code"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    reports::serious(report)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// Names of our programs attached with tcx to `iface` in `ns`.

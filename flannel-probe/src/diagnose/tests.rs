@@ -285,3 +285,240 @@ fn overflow_is_information() {
     assert_eq!(codes(&r), vec!["MAP_OVERFLOW"]);
     assert_eq!(r.exit_code(), 0);
 }
+
+use crate::node::{NUD_FAILED, NUD_PERMANENT, NeighEntry, RouteEntry, Uplink};
+
+/// eq14-001 with Flannel's routes and neighbours for both peers.
+fn programmed_node() -> NodeState {
+    let mut n = healthy_node();
+    for (subnet, mac) in [([10, 42, 1, 0], MAC_G), ([10, 42, 2, 0], MAC_M)] {
+        let gw = Ipv4Addr::from(subnet);
+        n.routes.push(RouteEntry {
+            dst: gw,
+            prefix_len: 24,
+            gateway: Some(gw),
+            oif: Some(4),
+            onlink: true,
+        });
+        n.neighbours.push(NeighEntry {
+            ip: gw,
+            mac: Some(mac),
+            state: NUD_PERMANENT,
+        });
+    }
+    n.uplink = Some(Uplink {
+        name: "eth0".into(),
+        ifindex: 2,
+        up: true,
+        mtu: Some(1500),
+        mac: None,
+        addrs: vec![EQ14],
+    });
+    n
+}
+
+fn with_inner_src(mut t: PeerTotals, mac: [u8; 6]) -> PeerTotals {
+    t.rx.last_inner_src = mac;
+    t
+}
+
+fn healthy_window_with_macs() -> Snapshot {
+    let mut w = healthy_window();
+    w.peers
+        .insert(GLADIUS, with_inner_src(outer(10, 10), MAC_G));
+    w.peers.insert(MOMONOKE, with_inner_src(outer(5, 5), MAC_M));
+    w
+}
+
+#[test]
+fn a_fully_programmed_healthy_node_raises_nothing() {
+    let r = run(&healthy_window_with_macs(), &programmed_node());
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.peers[0].rx_vtep_mac.as_deref(), Some("0e:00:00:00:00:11"));
+}
+
+#[test]
+fn a_peer_that_never_answers_is_silent_only_while_others_do() {
+    let mut w = healthy_window_with_macs();
+    w.peers.insert(MOMONOKE, outer(0, 7));
+    let r = run(&w, &programmed_node());
+    assert_eq!(codes(&r), vec!["PEER_SILENT"]);
+    assert_eq!(r.findings[0].peer.as_deref(), Some("192.0.2.12"));
+    assert_eq!(r.findings[0].severity, Severity::Warning);
+    // Nobody answers at all: nothing to compare with, no blame.
+    let mut quiet = Snapshot::default();
+    quiet.peers.insert(GLADIUS, outer(0, 3));
+    quiet.peers.insert(MOMONOKE, outer(0, 3));
+    assert!(!codes(&run(&quiet, &programmed_node())).contains(&"PEER_SILENT"));
+    // Port unreachable is its own, stronger finding.
+    let mut w = healthy_window_with_macs();
+    let mut m = outer(0, 7);
+    m.rx.icmp_port_unreachable = 2;
+    w.peers.insert(MOMONOKE, m);
+    assert_eq!(
+        codes(&run(&w, &programmed_node())),
+        vec!["PEER_PORT_UNREACHABLE"]
+    );
+}
+
+fn other_vni(t: PeerTotals, vni: u32) -> PeerTotals {
+    let mut t = t;
+    t.rx.other_vni = t.rx.packets;
+    t.rx.last_other_vni = vni;
+    t
+}
+
+#[test]
+fn one_peer_on_another_vni_is_named() {
+    let mut w = healthy_window_with_macs();
+    w.peers.insert(MOMONOKE, other_vni(outer(5, 5), 2));
+    w.inner.remove(&MAC_M);
+    let r = run(&w, &programmed_node());
+    assert_eq!(codes(&r), vec!["VNI_MISMATCH"]);
+    assert_eq!(r.findings[0].peer.as_deref(), Some("192.0.2.12"));
+    assert!(r.findings[0].summary.contains("VNI 2"));
+}
+
+#[test]
+fn every_peer_on_another_vni_means_this_node_is_wrong() {
+    let mut w = Snapshot::default();
+    w.peers.insert(GLADIUS, other_vni(outer(5, 0), 1));
+    w.peers.insert(MOMONOKE, other_vni(outer(5, 0), 1));
+    let mut node = programmed_node();
+    node.vni = Some(2);
+    let r = run(&w, &node);
+    assert_eq!(codes(&r), vec!["VNI_MISMATCH"]);
+    assert_eq!(r.findings[0].peer, None, "healthy peers are not blamed");
+    assert!(r.findings[0].summary.contains("serves VNI 2"));
+}
+
+fn other_port(t: PeerTotals, port: u16) -> PeerTotals {
+    let mut t = t;
+    t.rx.other_port = 4;
+    t.rx.last_other_port = port;
+    t
+}
+
+#[test]
+fn port_mismatch_blames_the_odd_one_out() {
+    // Every peer sends to 8472 and rejects our 4789: this node is wrong.
+    let mut w = Snapshot::default();
+    for ip in [GLADIUS, MOMONOKE] {
+        let mut t = other_port(outer(0, 3), 8472);
+        t.rx.icmp_port_unreachable = 1;
+        w.peers.insert(ip, t);
+    }
+    let mut node = programmed_node();
+    node.vxlan_port = 4789;
+    let r = run(&w, &node);
+    assert_eq!(codes(&r), vec!["VXLAN_PORT_MISMATCH"]);
+    assert_eq!(r.findings[0].peer, None);
+    // One peer on 4789 among peers on our 8472: that peer is named.
+    let mut w = healthy_window_with_macs();
+    w.peers.insert(EQ14, other_port(outer(0, 0), 4789));
+    let mut node = programmed_node();
+    node.local_vtep = Some(Ipv4Addr::new(192, 0, 2, 99));
+    let r = run(&w, &node);
+    assert_eq!(codes(&r), vec!["VXLAN_PORT_MISMATCH"]);
+    assert_eq!(r.findings[0].peer.as_deref(), Some("192.0.2.13"));
+}
+
+#[test]
+fn fdb_entry_missing_names_the_peer_seen_behind_the_mac() {
+    let mut node = programmed_node();
+    node.fdb.retain(|e| e.mac != MAC_G);
+    let r = run(&healthy_window_with_macs(), &node);
+    assert_eq!(codes(&r), vec!["FDB_ENTRY_MISSING"]);
+    let f = &r.findings[0];
+    assert_eq!(f.peer.as_deref(), Some("192.0.2.11"));
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e == "bridge fdb: no entry for 0e:00:00:00:00:11")
+    );
+}
+
+#[test]
+fn neigh_entry_missing_names_the_orphaned_fdb_peer() {
+    let mut node = programmed_node();
+    node.neighbours[0].mac = None;
+    node.neighbours[0].state = NUD_FAILED;
+    let r = run(&healthy_window_with_macs(), &node);
+    assert_eq!(codes(&r), vec!["NEIGH_ENTRY_MISSING"]);
+    assert_eq!(r.findings[0].peer.as_deref(), Some("192.0.2.11"));
+    assert!(r.findings[0].summary.contains("via 10.42.1.0"));
+}
+
+#[test]
+fn fdb_entry_stale_names_both_addresses() {
+    let mut node = programmed_node();
+    node.fdb[0].dst = Some(MOMONOKE);
+    let r = run(&healthy_window_with_macs(), &node);
+    assert!(codes(&r).contains(&"FDB_ENTRY_STALE"), "{:?}", codes(&r));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "FDB_ENTRY_STALE")
+        .expect("stale");
+    assert_eq!(f.peer.as_deref(), Some("192.0.2.11"));
+    assert!(f.summary.contains("192.0.2.12") && f.summary.contains("192.0.2.11"));
+}
+
+#[test]
+fn forwarding_off_is_critical() {
+    let mut node = programmed_node();
+    node.forwarding = Some(false);
+    let r = run(&healthy_window_with_macs(), &node);
+    assert_eq!(codes(&r), vec!["FORWARDING_DISABLED"]);
+    assert_eq!(r.exit_code(), 1);
+}
+
+#[test]
+fn overlay_mtu_plus_overhead_must_fit_the_uplink() {
+    let mut node = programmed_node();
+    if let Some(u) = node.uplink.as_mut() {
+        u.mtu = Some(1450);
+    }
+    let r = run(&healthy_window_with_macs(), &node);
+    assert_eq!(codes(&r), vec!["MTU_MISMATCH"]);
+    assert!(r.findings[0].remediation.contains("1400"));
+    // Exactly 50 bytes of room is fine.
+    let ok = run(&healthy_window_with_macs(), &programmed_node());
+    assert!(!codes(&ok).contains(&"MTU_MISMATCH"));
+}
+
+#[test]
+fn drops_raise_a_warning_with_each_reason() {
+    let mut w = healthy_window_with_macs();
+    w.drops.insert(drop_at(5, Some(GLADIUS), None), 3);
+    w.drops.insert(drop_at(9, None, Some(MAC_M)), 2);
+    let r = run(&w, &programmed_node());
+    assert_eq!(codes(&r), vec!["VXLAN_DROPS"]);
+    let f = &r.findings[0];
+    assert!(
+        f.evidence.contains(&"REASON_5 rx 3".to_string()),
+        "{:?}",
+        f.evidence
+    );
+    assert_eq!(
+        r.peers[1].drops.get("REASON_9"),
+        Some(&2),
+        "inner drops attributed by MAC"
+    );
+}
+
+#[test]
+fn missing_drop_tracing_is_information() {
+    let w = healthy_window_with_macs();
+    let node = programmed_node();
+    let r = diagnose(&Inputs {
+        window: &w,
+        window_secs: 5.0,
+        node: &node,
+        drop_reason: &|n| n.to_string(),
+        attached: BTreeMap::new(),
+        drops_unavailable: Some("no BTF"),
+    });
+    assert_eq!(codes(&r), vec!["DROP_REASONS_UNAVAILABLE"]);
+    assert_eq!(r.exit_code(), 0);
+}
