@@ -258,3 +258,6 @@ pub fn macs<L: Load>(pkt: &L) -> Option<([u8; 6], [u8; 6])> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

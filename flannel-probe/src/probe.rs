@@ -149,17 +149,36 @@ impl Probe {
     }
 }
 
-/// Resolves on SIGINT, SIGTERM or SIGHUP.
-pub async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler failed")?;
-    let mut term =
-        signal(SignalKind::terminate()).context("installing a SIGTERM handler failed")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing a SIGHUP handler failed")?;
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-        _ = hup.recv() => {},
+/// SIGINT, SIGTERM and SIGHUP, caught from the moment [`Shutdown::install`]
+/// returns: a signal during start-up still ends in a clean detach.
+pub struct Shutdown {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    pub fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler failed")?,
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler failed")?,
+            hup: signal(SignalKind::hangup()).context("installing a SIGHUP handler failed")?,
+        })
     }
+
+    /// Resolves on the next of the three.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
+            _ = self.hup.recv() => {},
+        }
+    }
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP received after the first poll.
+pub async fn shutdown_signal() -> Result<()> {
+    Shutdown::install()?.wait().await;
     Ok(())
 }

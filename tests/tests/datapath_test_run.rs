@@ -283,3 +283,38 @@ fn overlay_counts_inner_frames_per_vtep_mac() {
     assert_eq!(m.tx.packets, 4);
     assert_eq!(s.inner.len(), 1, "keyed by the remote VTEP's MAC only");
 }
+
+#[test]
+fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
+    if !require_root() {
+        return;
+    }
+    let mut dp = Datapath::load(&LoadOptions {
+        max_peers: 16,
+        ..LoadOptions::default()
+    })
+    .expect("load");
+    dp.configure(Matching {
+        vxlan_port: 8472,
+        vni: Some(1),
+    })
+    .expect("configure");
+    for i in 0..20u8 {
+        let f = to_host(vxlan_frame(
+            [192, 0, 2, 100 + i],
+            ME,
+            8472,
+            1,
+            &inner_frame(),
+        ));
+        run(&mut dp, Hook::UplinkIngress, &f, None, 2);
+    }
+    let s = snap(&mut dp);
+    assert_eq!(s.peers.len(), 16, "the map holds its slots");
+    assert!(s.peers.values().all(|p| p.rx.packets == 2));
+    assert_eq!(
+        s.overflow.peers,
+        4 * 2,
+        "every packet of a peer without a slot"
+    );
+}

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::{Common, duration};
 use crate::{
-    probe::{Probe, shutdown_signal},
+    probe::{Probe, Shutdown},
     render::{Format, json, text},
 };
 
@@ -18,14 +18,14 @@ pub struct ReportArgs {
 }
 
 pub async fn run(common: &Common, args: &ReportArgs) -> Result<i32> {
+    let mut shutdown = Shutdown::install()?;
     let mut probe = Probe::start(common).await?;
     let start = probe.snapshot()?;
     let t0 = Instant::now();
     tracing::info!("observing for {:?}", args.duration);
     tokio::select! {
         _ = tokio::time::sleep(args.duration) => {}
-        r = shutdown_signal() => {
-            r?;
+        _ = shutdown.wait() => {
             tracing::info!("interrupted: reporting the shortened window");
         }
     }

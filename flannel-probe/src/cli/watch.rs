@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::{Common, duration};
 use crate::{
-    probe::{Probe, shutdown_signal},
+    probe::{Probe, Shutdown},
     render::{Format, json, text},
     report::Severity,
 };
@@ -22,17 +22,16 @@ pub struct WatchArgs {
 }
 
 pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
+    let mut shutdown = Shutdown::install()?;
     let mut probe = Probe::start(common).await?;
     let mut prev = probe.snapshot()?;
     let mut t_prev = Instant::now();
     let mut tick = tokio::time::interval(args.interval);
     tick.tick().await;
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            r = &mut stop => { r?; return Ok(0); }
+            _ = shutdown.wait() => return Ok(0),
         }
         probe.refresh().await?;
         let now = probe.snapshot()?;

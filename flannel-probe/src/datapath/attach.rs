@@ -75,6 +75,18 @@ pub(super) struct Attached {
     pub iface: String,
     pub mode: AttachMode,
     link: SchedClassifierLinkId,
+    /// We added the clsact qdisc this filter sits on (ifindex).
+    pub created_qdisc: Option<u32>,
+}
+
+fn ifindex(iface: &str) -> Result<u32> {
+    let name =
+        std::ffi::CString::new(iface).with_context(|| format!("bad interface name {iface:?}"))?;
+    // SAFETY: a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(anyhow!("no interface {iface}")),
+        i => Ok(i),
+    }
 }
 
 pub(super) fn classifier(ebpf: &mut Ebpf, hook: Hook) -> Result<&mut SchedClassifier> {
@@ -104,6 +116,7 @@ pub(super) fn attach(
                     iface: iface.to_string(),
                     mode: AttachMode::Tcx,
                     link,
+                    created_qdisc: None,
                 });
             }
             Err(e) if mode == AttachMode::Tcx => {
@@ -120,15 +133,21 @@ pub(super) fn attach(
             ),
         }
     }
-    match tc::qdisc_add_clsact(iface) {
-        Ok(()) => tracing::debug!(iface, "added a clsact qdisc"),
+    // A filter of ours left by a run that was killed (SIGKILL leaves clsact
+    // filters, unlike tcx links): remove it, by its program name.
+    let _ = tc::qdisc_detach_program(iface, hook.tc_type(), hook.program());
+    let created_qdisc = match tc::qdisc_add_clsact(iface) {
+        Ok(()) => {
+            tracing::debug!(iface, "added a clsact qdisc");
+            Some(ifindex(iface)?)
+        }
         // Someone (a CNI, an earlier run) has one already: use it, never remove it.
-        Err(tc::TcError::AlreadyAttached) => {}
-        Err(tc::TcError::NetlinkError(e)) if e.to_string().contains("exists") => {}
+        Err(tc::TcError::AlreadyAttached) => None,
+        Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => None,
         Err(e) => {
             return Err(e).with_context(|| format!("adding a clsact qdisc to {iface} failed"));
         }
-    }
+    };
     let opts = NlOptions {
         priority: CLSACT_PRIORITY,
         ..Default::default()
@@ -140,6 +159,7 @@ pub(super) fn attach(
         iface: iface.to_string(),
         mode: AttachMode::Clsact,
         link,
+        created_qdisc,
     })
 }
 
@@ -150,5 +170,24 @@ pub(super) fn detach(ebpf: &mut Ebpf, hook: Hook, a: Attached) {
     if let Err(e) = prog.detach(a.link) {
         // The device is gone, and our filter or link with it.
         tracing::debug!("detaching {} from {}: {e}", hook.program(), a.iface);
+    }
+}
+
+/// Removes clsact qdiscs we added once nothing is left on them.
+pub(super) fn remove_created_qdiscs(ifindexes: impl IntoIterator<Item = u32>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for ifindex in ifindexes {
+        if !seen.insert(ifindex) {
+            continue;
+        }
+        match super::clsact::remove_if_empty(ifindex) {
+            Ok(true) => tracing::debug!(ifindex, "removed the clsact qdisc we added"),
+            Ok(false) => tracing::info!(
+                ifindex,
+                "left the clsact qdisc we added: others' filters are on it"
+            ),
+            // The device is gone, and the qdisc with it.
+            Err(e) => tracing::debug!(ifindex, "clsact cleanup: {e:#}"),
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! all of it (tcx links are file descriptors, so even SIGKILL removes them).
 mod attach;
 pub mod btf;
+mod clsact;
 mod collect;
 mod drops;
 
@@ -58,6 +59,8 @@ pub struct Datapath {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     attached: BTreeMap<Hook, attach::Attached>,
     mode: AttachMode,
+    /// clsact qdiscs we added (ifindex), removed on exit when empty.
+    created_qdiscs: Vec<u32>,
     /// The drop tracer's offsets and reason names, or why it is not running.
     drops: std::result::Result<(DropConfig, DropReasons), String>,
 }
@@ -99,6 +102,7 @@ impl Datapath {
             logger,
             attached: BTreeMap::new(),
             mode: opts.attach_mode,
+            created_qdiscs: Vec::new(),
             drops,
         })
     }
@@ -155,6 +159,7 @@ impl Datapath {
         self.detach(hook);
         let a = attach::attach(&mut self.ebpf, hook, iface, self.mode)?;
         tracing::debug!(hook = hook.program(), iface, mode = ?a.mode, "attached");
+        self.created_qdiscs.extend(a.created_qdisc);
         self.attached.insert(hook, a);
         Ok(())
     }
@@ -167,11 +172,13 @@ impl Datapath {
         }
     }
 
-    /// Detaches everything.
+    /// Detaches everything, and removes the clsact qdiscs we added if
+    /// nothing else is on them.
     pub fn detach_all(&mut self) {
         for hook in Hook::ALL {
             self.detach(hook);
         }
+        attach::remove_created_qdiscs(std::mem::take(&mut self.created_qdiscs));
     }
 
     /// Where each attached hook is, for logs and tests.

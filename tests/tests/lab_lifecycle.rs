@@ -1,0 +1,303 @@
+//! The probe is harmless: both attach paths count the same, a filter the
+//! CNI added survives, every way of stopping leaves nothing of ours, and
+//! missing privileges are named.
+use std::{process::Command, time::Duration};
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use flannel_probe_tests::{
+    lab::{Lab, LabNode, LabSpec},
+    require_root,
+    support::{
+        ProbeRun, in_netns, probe_bin,
+        reports::{finish, peer, serious},
+    },
+};
+
+const PINGS: u32 = 10;
+
+fn tcx_programs(ns: &str, iface: &str) -> Vec<String> {
+    in_netns(ns, || {
+        let mut names = Vec::new();
+        for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+            if let Ok((_, progs)) = SchedClassifier::query_tcx(iface, t) {
+                names.extend(
+                    progs
+                        .iter()
+                        .filter_map(|p| p.name_as_str().map(String::from)),
+                );
+            }
+        }
+        names
+    })
+    .expect("enter the node's namespace")
+}
+
+fn tc(lab: &Lab, node: &LabNode, args: &[&str]) -> String {
+    let mut full = vec!["tc"];
+    full.extend_from_slice(args);
+    let out = lab.sh(&node.ns, &full).expect("tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Everything of ours on a node: tcx programs and clsact filters by name.
+fn ours(lab: &Lab, node: &LabNode) -> Vec<String> {
+    let mut left = Vec::new();
+    for dev in ["eth0", "flannel.1"] {
+        left.extend(
+            tcx_programs(&node.ns, dev)
+                .into_iter()
+                .map(|p| format!("{dev} tcx {p}")),
+        );
+        for dir in ["ingress", "egress"] {
+            let filters = lab.try_sh(&node.ns, &["tc", "filter", "show", "dev", dev, dir]);
+            let text = String::from_utf8_lossy(&filters.stdout);
+            for name in [
+                "uplink_ingress",
+                "uplink_egress",
+                "overlay_ingress",
+                "overlay_egress",
+            ] {
+                if text.contains(name) {
+                    left.push(format!("{dev} {dir} filter {name}"));
+                }
+            }
+        }
+    }
+    left
+}
+
+fn add_cni_filter(lab: &Lab, node: &LabNode) {
+    lab.sh(&node.ns, &["tc", "qdisc", "add", "dev", "eth0", "clsact"])
+        .expect("add clsact");
+    lab.sh(
+        &node.ns,
+        &[
+            "tc",
+            "filter",
+            "add",
+            "dev",
+            "eth0",
+            "ingress",
+            "prio",
+            "7",
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "ip",
+            "dst",
+            "0.0.0.0/0",
+        ],
+    )
+    .expect("add u32 filter");
+}
+
+fn probe(lab: &Lab, node: &LabNode, args: &[&str]) -> ProbeRun {
+    let mut cmd: Command = lab.node_command(node, &probe_bin());
+    cmd.args(args);
+    ProbeRun::spawn(cmd).expect("start flannel-probe")
+}
+
+#[test]
+fn clsact_attachment_counts_the_same_and_cleans_up() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    // eq14-001 has the CNI's qdisc and filter; gladius has no qdisc at all.
+    add_cni_filter(&lab, e);
+    let args = [
+        "report",
+        "--attach",
+        "clsact",
+        "--format",
+        "json",
+        "--duration",
+        "4s",
+    ];
+    let mut on_g = probe(&lab, g, &args);
+    let mut on_e = probe(&lab, e, &args);
+    for run in [&mut on_g, &mut on_e] {
+        run.wait_for("observing", Duration::from_secs(60))
+            .expect("observing");
+    }
+    let filters = tc(&lab, e, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert!(
+        filters.contains("uplink_ingress"),
+        "our filter is on clsact: {filters}"
+    );
+    let stats = lab.ping(g, e.pod_ip, PINGS, 0.1).expect("ping");
+    assert_eq!(stats.received, PINGS);
+    let (code_g, rg) = finish(on_g, "gladius");
+    let (code_e, re) = finish(on_e, "eq14-001");
+    assert_eq!((code_g, code_e), (0, 0), "{rg:#} {re:#}");
+    assert!(serious(&re).is_empty());
+    assert_eq!(re["node"]["attached"]["eth0"], "clsact");
+    let n = u64::from(PINGS);
+    assert_eq!(peer(&rg, "192.0.2.13")["tx_encap_packets"], n);
+    assert_eq!(peer(&rg, "192.0.2.13")["rx_encap_packets"], n);
+    assert_eq!(peer(&re, "192.0.2.11")["rx_decap_packets"], n);
+    assert_eq!(peer(&re, "192.0.2.11")["tx_inner_packets"], n);
+
+    for node in [g, e] {
+        assert!(
+            ours(&lab, node).is_empty(),
+            "{}: {:?}",
+            node.name,
+            ours(&lab, node)
+        );
+    }
+    // The qdisc we added on gladius is gone; the CNI's on eq14-001 stays,
+    // with its filter.
+    assert!(!tc(&lab, g, &["qdisc", "show", "dev", "eth0"]).contains("clsact"));
+    assert!(tc(&lab, e, &["qdisc", "show", "dev", "eth0"]).contains("clsact"));
+    let left = tc(&lab, e, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert!(
+        left.contains("u32") && left.contains("pref 7"),
+        "the CNI's filter survives: {left}"
+    );
+}
+
+#[test]
+fn sigint_sigterm_and_sighup_detach_everything() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    let e = lab.node("eq14-001");
+    add_cni_filter(&lab, e);
+    for (signal, name) in [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        let mut run = probe(&lab, e, &["watch", "--plain"]);
+        run.wait_for("watching the overlay device", Duration::from_secs(60))
+            .expect("attached");
+        assert_eq!(
+            tcx_programs(&e.ns, "eth0").len(),
+            2,
+            "attached before {name}"
+        );
+        assert_eq!(tcx_programs(&e.ns, "flannel.1").len(), 2);
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(run.pid() as i32, signal) }, 0);
+        let (code, _) = run.finish(Duration::from_secs(20)).expect("exits");
+        assert_eq!(code, 0, "{name} is a clean stop");
+        assert!(
+            ours(&lab, e).is_empty(),
+            "after {name}: {:?}",
+            ours(&lab, e)
+        );
+    }
+    let left = tc(&lab, e, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert!(left.contains("u32"), "the CNI's filter survives: {left}");
+}
+
+#[test]
+fn sigkill_leaves_no_tcx_link_and_clsact_leftovers_are_reclaimed() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    let e = lab.node("eq14-001");
+    // tcx links are file descriptors: the kernel removes them with the process.
+    let mut run = probe(&lab, e, &["watch", "--plain"]);
+    run.wait_for("watching the overlay device", Duration::from_secs(60))
+        .expect("attached");
+    assert_eq!(tcx_programs(&e.ns, "eth0").len(), 2);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) };
+    let _ = run.finish(Duration::from_secs(20));
+    assert!(
+        ours(&lab, e).is_empty(),
+        "after SIGKILL: {:?}",
+        ours(&lab, e)
+    );
+
+    // clsact filters outlive a killed process; the next start removes them.
+    let mut run = probe(&lab, e, &["watch", "--plain", "--attach", "clsact"]);
+    run.wait_for("watching the overlay device", Duration::from_secs(60))
+        .expect("attached");
+    unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) };
+    let _ = run.finish(Duration::from_secs(20));
+    assert!(
+        !ours(&lab, e).is_empty(),
+        "SIGKILL cannot remove clsact filters"
+    );
+    let mut again = probe(
+        &lab,
+        e,
+        &["report", "--attach", "clsact", "--duration", "1s"],
+    );
+    again
+        .wait_for("observing", Duration::from_secs(60))
+        .expect("observing");
+    let filters = tc(&lab, e, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert_eq!(
+        filters.matches("name uplink_ingress").count(),
+        1,
+        "the leftover was replaced: {filters}"
+    );
+    let _ = again.finish(Duration::from_secs(20)).expect("exits");
+    assert!(ours(&lab, e).is_empty(), "{:?}", ours(&lab, e));
+    // The qdisc the killed run added cannot be told from one another tool
+    // added, so it stays (empty): a qdisc we did not add is never removed.
+    assert!(
+        tc(&lab, e, &["filter", "show", "dev", "eth0", "ingress"])
+            .trim()
+            .is_empty()
+    );
+}
+
+#[test]
+fn missing_capabilities_exit_2_naming_them() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(LabSpec {
+        nodes: 2,
+        ..LabSpec::default()
+    })
+    .expect("lab up");
+    let g = lab.node("gladius");
+    // Dropped from the bounding set, they are gone after exec even for root.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.ns,
+            "setpriv",
+            "--bounding-set=-bpf,-perfmon",
+            "--",
+        ])
+        .arg(probe_bin())
+        .args(["report", "--duration", "1s"])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
+    assert!(!err.contains("missing capabilities CAP_NET_ADMIN"), "{err}");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.ns,
+            "setpriv",
+            "--bounding-set=-net_admin",
+            "--",
+        ])
+        .arg(probe_bin())
+        .args(["report", "--duration", "1s"])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing capabilities CAP_NET_ADMIN"));
+    assert!(ours(&lab, g).is_empty());
+}
