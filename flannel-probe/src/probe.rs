@@ -1,16 +1,33 @@
 //! The running probe: node state from netlink, the datapath attached where
 //! that state says, and the diagnosis of a window. Every face drives one.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use anyhow::{Context as _, Result, anyhow};
+use futures::StreamExt as _;
+use serde::Serialize;
 
 use crate::{
     cli::{Common, check_privileges},
     datapath::{Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum},
     diagnose::{Inputs, diagnose},
-    node::{DiscoverOptions, NodeState, discover},
+    node::{DiscoverOptions, NodeState, OverlayState, discover},
     report::Report,
 };
+
+type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
+    netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
+    netlink_sys::SocketAddr,
+)>;
+
+/// One change of the overlay device as the probe saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverlayChange {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub state: OverlayState,
+    pub ifindex: Option<u32>,
+    pub mac: Option<String>,
+}
 
 pub struct Probe {
     handle: rtnetlink::Handle,
@@ -24,7 +41,14 @@ pub struct Probe {
     matching: Option<Matching>,
     drop_match: Option<DropMatch>,
     netns_inum: u32,
+    /// Link notifications (RTNLGRP_LINK): a device appearing, going or
+    /// changing wakes the faces at once instead of at the next tick.
+    link_events: Option<LinkEvents>,
+    history: Vec<OverlayChange>,
 }
+
+/// How many overlay changes are kept (the newest).
+const HISTORY: usize = 64;
 
 impl Probe {
     /// Checks privileges, discovers the node, loads and attaches the datapath.
@@ -49,14 +73,60 @@ impl Probe {
             matching: None,
             drop_match: None,
             netns_inum: drops_netns_inum()?,
+            link_events: link_events(),
+            history: Vec::new(),
         };
         probe.sync()?;
         Ok(probe)
     }
 
+    /// Resolves when the kernel announces a link change (never, when the
+    /// subscription failed: the faces' ticks still refresh).
+    pub async fn link_changed(&mut self) {
+        match self.link_events.as_mut() {
+            Some(ev) => {
+                if ev.next().await.is_none() {
+                    self.link_events = None;
+                }
+                // Changes come in bursts (delete, add, up): take them all.
+                while let Some(ev) = self.link_events.as_mut() {
+                    if ev.try_recv().is_err() {
+                        break;
+                    }
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The overlay device's changes since the probe started, oldest first.
+    pub fn history(&self) -> &[OverlayChange] {
+        &self.history
+    }
+
+    fn record(&mut self) {
+        let o = self.node.overlay.as_ref();
+        let change = OverlayChange {
+            at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            state: self.node.overlay_state(),
+            ifindex: o.map(|o| o.ifindex),
+            mac: o.and_then(|o| o.mac).map(|m| crate::report::mac_string(&m)),
+        };
+        let same = self.history.last().is_some_and(|l| {
+            (l.state, l.ifindex, &l.mac) == (change.state, change.ifindex, &change.mac)
+        });
+        if !same {
+            if self.history.len() == HISTORY {
+                self.history.remove(0);
+            }
+            self.history.push(change);
+        }
+    }
+
     /// Makes the datapath follow the node: port and VNI, and attachments to
     /// devices that appeared or were recreated (new ifindex).
     fn sync(&mut self) -> Result<()> {
+        self.record();
         let m = Matching {
             vxlan_port: self.node.vxlan_port,
             vni: self.node.vni,
@@ -138,15 +208,36 @@ impl Probe {
             .into_iter()
             .map(|(_, iface, mode)| (iface, format!("{mode:?}").to_lowercase()))
             .collect();
-        diagnose(&Inputs {
+        let mut r = diagnose(&Inputs {
             window,
             window_secs: secs,
             node: &self.node,
             drop_reason: &|n| self.dp.drop_reason(n),
             attached,
             drops_unavailable: self.dp.drops_unavailable(),
-        })
+        });
+        r.overlay_history = self.history.clone();
+        r
     }
+}
+
+/// A netlink socket subscribed to link changes, or `None` (logged).
+fn link_events() -> Option<LinkEvents> {
+    let open = || -> Result<LinkEvents> {
+        let (mut conn, _handle, events) =
+            rtnetlink::new_connection().context("opening a netlink socket failed")?;
+        use netlink_sys::AsyncSocket as _;
+        let addr = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
+        conn.socket_mut()
+            .socket_mut()
+            .bind(&addr)
+            .context("subscribing to link changes failed")?;
+        tokio::spawn(conn);
+        Ok(events)
+    };
+    open()
+        .map_err(|e| tracing::warn!("{e:#}: device changes are noticed at the next refresh only"))
+        .ok()
 }
 
 /// SIGINT, SIGTERM and SIGHUP, caught from the moment [`Shutdown::install`]

@@ -117,6 +117,9 @@ pub struct Report {
     pub unattributed_inner: Vec<UnattributedInner>,
     /// New keys that did not fit the maps in the window.
     pub overflow: Overflow,
+    /// Changes of the overlay device seen while the probe ran (a device
+    /// deleted and recreated by a CNI restart shows here).
+    pub overlay_history: Vec<crate::probe::OverlayChange>,
 }
 
 impl Report {

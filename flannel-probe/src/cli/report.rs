@@ -23,10 +23,16 @@ pub async fn run(common: &Common, args: &ReportArgs) -> Result<i32> {
     let start = probe.snapshot()?;
     let t0 = Instant::now();
     tracing::info!("observing for {:?}", args.duration);
-    tokio::select! {
-        _ = tokio::time::sleep(args.duration) => {}
-        _ = shutdown.wait() => {
-            tracing::info!("interrupted: reporting the shortened window");
+    let deadline = tokio::time::Instant::now() + args.duration;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = shutdown.wait() => {
+                tracing::info!("interrupted: reporting the shortened window");
+                break;
+            }
+            // Follow a device recreated mid-window, so counting goes on.
+            _ = probe.link_changed() => probe.refresh().await?,
         }
     }
     probe.refresh().await?;

@@ -32,6 +32,11 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return Ok(0),
+            // A device changed: follow it now; the table waits for the tick.
+            _ = probe.link_changed() => {
+                probe.refresh().await?;
+                continue;
+            }
         }
         probe.refresh().await?;
         let now = probe.snapshot()?;

@@ -139,6 +139,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         findings: Vec::new(),
         unattributed_inner,
         overflow: inp.window.overflow,
+        overlay_history: Vec::new(),
     };
     let mut findings = rules::all(&report, inp);
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(b.code)));
