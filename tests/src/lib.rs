@@ -7,5 +7,6 @@
 
 pub mod lab;
 pub mod support;
+pub mod synthetic;
 
 pub use support::require_root;
