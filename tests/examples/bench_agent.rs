@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bench_agent timing --peers 1,100,1000,10000 [--reps 15] [--budget-secs 60] [--max-peers 24576]
-//! bench_agent fill --pid PID --peers N [--round R]
+//! bench_agent fill --pid PID --peers N [--every-ms MS]
 //! bench_agent hooks [--repeat 200000]
 //! ```
 //!
@@ -17,7 +17,9 @@
 //!   its measured repetitions took `--budget-secs` (but never fewer than
 //!   3). One JSON line per size.
 //! - `fill` writes the same peers into the maps of a running flannel-probe,
-//!   found through `/proc/PID/fdinfo`.
+//!   found through `/proc/PID/fdinfo`; with `--every-ms` it keeps raising
+//!   their counters at that period until killed, so that every window the
+//!   probe diagnoses has traffic from every peer.
 //! - `hooks` runs each classifier under `BPF_PROG_TEST_RUN` (kernel-side
 //!   repeat) on the frames the load produces: the cost per run in isolation.
 use std::{
@@ -99,7 +101,7 @@ fn real_main() -> Result<()> {
             let pid = u32::try_from(num("--pid", 0)?)?;
             ensure!(pid != 0, "fill needs --pid");
             let n = u32::try_from(num("--peers", 1)?)?;
-            fill_process(pid, n, num("--round", 1)?)?;
+            fill_process(pid, n, Duration::from_millis(num("--every-ms", 0)?))?;
         }
         "hooks" => println!("{}", hooks(u32::try_from(num("--repeat", 200_000)?)?)?),
         other => bail!("unknown command {other:?}: timing, fill or hooks"),
@@ -188,7 +190,7 @@ fn process_maps(pid: u32) -> Result<BTreeMap<String, u32>> {
     Ok(out)
 }
 
-fn fill_process(pid: u32, n: u32, round: u64) -> Result<()> {
+fn fill_process(pid: u32, n: u32, every: Duration) -> Result<()> {
     let maps = process_maps(pid)?;
     let open = |name: &str| -> Result<Map> {
         let id = maps
@@ -198,7 +200,14 @@ fn fill_process(pid: u32, n: u32, round: u64) -> Result<()> {
     };
     let mut peers: PerCpuHashMap<MapData, PeerKey, PeerCounters> = open(MAP_PEERS)?.try_into()?;
     let mut inner: PerCpuHashMap<MapData, MacKey, InnerCounters> = open(MAP_INNER)?.try_into()?;
-    fill(&mut peers, &mut inner, n, round)
+    for round in 1.. {
+        fill(&mut peers, &mut inner, n, round)?;
+        if every.is_zero() {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    Ok(())
 }
 
 /// gladius with peers `0..n` programmed as Flannel does it.

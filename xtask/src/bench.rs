@@ -64,9 +64,13 @@ pub struct BenchArgs {
     /// Seconds the agent with N synthetic peers is watched.
     #[arg(long, default_value_t = 5)]
     agent_secs: u32,
-    /// Where the report goes (relative to the workspace).
+    /// Where the report goes (relative to the workspace); bench/ goes next to it.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// Measure nothing: render the report and the plot again from
+    /// bench/results.json (after editing bench/analysis.md, say).
+    #[arg(long)]
+    render: bool,
 }
 
 /// Map slots the agent gets for the synthetic peers (two per peer).
@@ -76,6 +80,16 @@ const SERVER: &str = "gladius";
 const CLIENT: &str = "momonoke";
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    let ws = workspace();
+    let out = ws.join(&args.out);
+    if args.render {
+        let json = out.parent().unwrap_or(&ws).join(render::RESULTS_JSON);
+        let text = std::fs::read_to_string(&json)
+            .with_context(|| format!("reading {}", json.display()))?;
+        let r: Results =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
+        return write_outputs(&r, &ws, &out);
+    }
     ensure!(
         flannel_probe_tests::require_root(),
         "cargo xtask bench needs root (eBPF and network namespaces)"
@@ -105,7 +119,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "--example",
         "bench_agent",
     ])?;
-    let ws = workspace();
     let bins = Bins {
         probe: ws.join("target/release/flannel-probe"),
         helper: ws.join("target/release/examples/bench_agent"),
@@ -137,7 +150,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     r.machine.load_end = procfs::loadavg();
     r.machine.minutes = started.elapsed().as_secs_f64() / 60.0;
-    write_outputs(&r, &ws.join(&args.out))
+    write_outputs(&r, &ws, &out)
 }
 
 struct Bins {
@@ -155,6 +168,16 @@ struct Bench<'a> {
 struct Server(Child);
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `bench_agent fill --every-ms`, stopped when dropped.
+struct Filler(Child);
+
+impl Drop for Filler {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -237,7 +260,7 @@ impl Bench<'_> {
                 "agent with N peers".into(),
                 format!(
                     "{probe} --max-peers {MAX_PEERS_SLOTS} (on gladius), then \
-                     target/release/examples/bench_agent fill --pid <probe pid> --peers N"
+                     target/release/examples/bench_agent fill --pid <probe pid> --peers N --every-ms 1000"
                 ),
             ),
         ];
@@ -517,16 +540,16 @@ impl Bench<'_> {
             programmed = n;
             let slots = MAX_PEERS_SLOTS.to_string();
             let a = Agent::start(self.lab, node, &self.bins.probe, &["--max-peers", &slots])?;
-            helper(
-                &self.bins.helper,
-                &[
-                    "fill",
-                    "--pid",
-                    &a.pid().to_string(),
-                    "--peers",
-                    &n.to_string(),
-                ],
-            )?;
+            // Traffic from every peer in every window: the counters rise
+            // every second until the filler is dropped.
+            let _filler = Filler(
+                Command::new(&self.bins.helper)
+                    .args(["fill", "--pid", &a.pid().to_string()])
+                    .args(["--peers", &n.to_string(), "--every-ms", "1000"])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .context("starting bench_agent fill")?,
+            );
             // Two refreshes after the fill: one of them saw every peer.
             let slow = Duration::from_secs(900);
             a.wait_ticks(a.ticks().len(), 2, slow)?;
@@ -626,12 +649,13 @@ fn machine() -> Machine {
     }
 }
 
-/// BENCHMARKS.md, bench/results.json, the plot's data, script and PNG.
-fn write_outputs(r: &Results, out: &Path) -> Result<()> {
-    let ws = workspace();
-    std::fs::create_dir_all(ws.join("bench")).context("creating bench/")?;
+/// BENCHMARKS.md, and next to it bench/results.json and the plot's data,
+/// script and PNG; bench/analysis.md is read from the workspace.
+fn write_outputs(r: &Results, ws: &Path, out: &Path) -> Result<()> {
+    let dir = out.parent().unwrap_or(ws).to_path_buf();
+    std::fs::create_dir_all(dir.join("bench")).context("creating bench/")?;
     let write = |rel: &str, text: &str| {
-        let p = ws.join(rel);
+        let p = dir.join(rel);
         std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
     };
     write(
@@ -654,7 +678,7 @@ fn write_outputs(r: &Results, out: &Path) -> Result<()> {
     write(render::PLOT_SCRIPT, &render::plot_script(r, terminal))?;
     crate::run(
         Command::new("gnuplot")
-            .current_dir(&ws)
+            .current_dir(&dir)
             .arg(render::PLOT_SCRIPT),
     )
     .context("drawing the plot")?;
@@ -662,7 +686,7 @@ fn write_outputs(r: &Results, out: &Path) -> Result<()> {
     let md = render::render(r, analysis.as_deref());
     std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
     progress(format_args!(
-        "wrote {}, {} and {}",
+        "wrote {} and, next to it, {} and {}",
         out.display(),
         render::PLOT_PNG,
         render::RESULTS_JSON

@@ -1,10 +1,10 @@
 //! What one `iperf3 -c ... -J` run measured, from its JSON.
 use anyhow::{Context as _, Result, anyhow, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A TCP run, as the receiver saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TcpResult {
     pub bits_per_second: f64,
     pub seconds: f64,
@@ -12,7 +12,7 @@ pub struct TcpResult {
 }
 
 /// A UDP run: what was sent and what arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UdpResult {
     pub seconds: f64,
     /// Datagrams the client sent.

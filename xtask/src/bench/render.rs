@@ -612,12 +612,9 @@ pub fn plot_script(r: &Results, terminal: &str) -> String {
         .chain(r.udp_ratios())
         .filter(|x| x.is_finite())
         .collect();
-    let lo = all
-        .iter()
-        .copied()
-        .fold(UDP_RATIO_TARGET, f64::min)
-        .min(0.9);
-    let hi = all.iter().copied().fold(1.0, f64::max).max(1.05);
+    // Room around every point and the targets.
+    let lo = (all.iter().copied().fold(UDP_RATIO_TARGET, f64::min) - 0.02).min(0.9);
+    let hi = (all.iter().copied().fold(1.0, f64::max) + 0.02).max(1.05);
     format!(
         "set terminal {terminal} size 900,500\n\
          set output '{PLOT_PNG}'\n\
@@ -628,7 +625,7 @@ pub fn plot_script(r: &Results, terminal: &str) -> String {
          set yrange [{lo:.3}:{hi:.3}]\n\
          set xtics 1\n\
          set grid ytics\n\
-         set key bottom right\n\
+         set key below\n\
          plot '{PLOT_DATA}' using 1:2 with linespoints lw 2 pt 7 title 'TCP throughput', \\\n\
          \x20    '{PLOT_DATA}' using 1:3 with linespoints lw 2 pt 5 title '64-byte UDP pps (received)', \\\n\
          \x20    {TCP_RATIO_TARGET} with lines dt 2 lc rgb '#1f77b4' title 'TCP target {TCP_RATIO_TARGET}', \\\n\
@@ -863,6 +860,10 @@ mod tests {
         );
         assert!(gp.contains("set xrange [0.5:3.5]"));
         assert!(gp.contains("set yrange [0.900:1.050]"));
+        // A point below 0.9 gets room under it.
+        let mut low = r.clone();
+        low.tcp[0].on.result.bits_per_second = 0.8 * low.tcp[0].off.result.bits_per_second;
+        assert!(plot_script(&low, "png").contains("set yrange [0.780:1.050]"));
         assert!(gp.contains("'bench/ratios.dat' using 1:3"));
     }
 }

@@ -1,6 +1,6 @@
 //! Everything one `cargo xtask bench` measured: plain data, written to
 //! `bench/results.json` and rendered into BENCHMARKS.md.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     iperf::{TcpResult, UdpResult},
@@ -16,7 +16,7 @@ pub const RSS_MB_TARGET: f64 = 50.0;
 /// The peer count the agent targets are about.
 pub const TARGET_PEERS: u32 = 10_000;
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
     pub machine: Machine,
     pub settings: Settings,
@@ -40,7 +40,7 @@ pub struct Results {
 }
 
 /// What the run was on and of.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -59,7 +59,7 @@ pub struct Machine {
 }
 
 /// How the run was made (the command line's options).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Settings {
     pub pairs: usize,
     /// Measured seconds per iperf3 run (after `omit`).
@@ -76,14 +76,14 @@ pub struct Settings {
 }
 
 /// One off/on pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pair<T> {
     pub off: Run<T>,
     pub on: Run<T>,
 }
 
 /// One iperf3 run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Run<T> {
     pub result: T,
     /// 1-minute load average when it started.
@@ -93,7 +93,7 @@ pub struct Run<T> {
 }
 
 /// One probe process over a stretch of time.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AgentSample {
     pub node: String,
     /// utime + stime over the stretch, in percent of one core.
@@ -105,7 +105,7 @@ pub struct AgentSample {
 }
 
 /// Which load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Workload {
     Tcp,
     Udp64,
@@ -122,7 +122,7 @@ impl Workload {
 
 /// One run with BPF statistics: each of our programs, summed over the
 /// probes of every node.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HookRun {
     pub workload: Workload,
     pub seconds: f64,
@@ -130,7 +130,7 @@ pub struct HookRun {
 }
 
 /// A program's runs and run time over one run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProgCost {
     pub name: String,
     pub runs: u64,
@@ -144,7 +144,7 @@ impl ProgCost {
 }
 
 /// A classifier on one frame under BPF_PROG_TEST_RUN.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MicroCost {
     pub program: String,
     pub frame: String,
@@ -152,7 +152,7 @@ pub struct MicroCost {
 }
 
 /// The agent's read + sum + diagnose with `peers` peers in the maps.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Timing {
     pub peers: u32,
     pub map_entries: u64,
@@ -164,7 +164,7 @@ pub struct Timing {
 }
 
 /// The real agent with `peers` synthetic peers.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AgentPeers {
     pub peers: u32,
     pub sample: AgentSample,
