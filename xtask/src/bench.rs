@@ -41,6 +41,13 @@ use results::{
 
 use crate::workspace;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Network,
+    Hooks,
+    Agent,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Off/on pairs per load (at least 5 for the published figures).
@@ -67,11 +74,30 @@ pub struct BenchArgs {
     /// Where the report goes (relative to the workspace); bench/ goes next to it.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// What to measure: network (parts 1 and 2), hooks (3), agent (4).
+    #[arg(long, value_delimiter = ',', default_value = "network,hooks,agent")]
+    parts: Vec<Part>,
+    /// Also run as many control pairs (probe off on both sides, with the
+    /// same wait as for starting it): the method's own bias and noise.
+    #[arg(long)]
+    control: bool,
     /// Measure nothing: render the report and the plot again from
     /// bench/results.json (after editing bench/analysis.md, say).
     #[arg(long)]
     render: bool,
 }
+
+/// The second run of a pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Off,
+    On,
+    /// Off again, after a wait like the one for the probes to start.
+    Control,
+}
+
+/// About what starting the probes takes (ready, then settled).
+const CONTROL_WAIT: Duration = Duration::from_millis(2000);
 
 /// Map slots the agent gets for the synthetic peers (two per peer).
 const MAX_PEERS_SLOTS: u32 = 24_576;
@@ -143,9 +169,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args: &args,
     };
     r.settings = bench.settings(&peers);
-    bench.network(&mut r)?;
-    bench.hook_costs(&mut r)?;
-    bench.agent(&mut r, &peers)?;
+    if args.parts.contains(&Part::Network) {
+        bench.network(&mut r)?;
+    }
+    if args.parts.contains(&Part::Hooks) {
+        bench.hook_costs(&mut r)?;
+    }
+    if args.parts.contains(&Part::Agent) {
+        bench.agent(&mut r, &peers)?;
+    }
     drop(lab);
 
     r.machine.load_end = procfs::loadavg();
@@ -273,6 +305,7 @@ impl Bench<'_> {
             idle_secs: a.idle_secs,
             agent_secs: a.agent_secs,
             max_peers: MAX_PEERS_SLOTS,
+            control: a.control,
             commands,
         }
     }
@@ -349,38 +382,70 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Parts 1 and 2: interleaved off/on pairs of each load.
+    /// One side of a pair: no probe, the probes on both nodes, or (the
+    /// control) no probe after the same wait as when starting them.
+    fn side<T>(
+        &self,
+        w: Workload,
+        side: Side,
+        parse: fn(&str) -> Result<T>,
+        r: &mut Results,
+    ) -> Result<Run<T>> {
+        match side {
+            Side::Off => self.measured(w, &[], parse, r),
+            Side::Control => {
+                std::thread::sleep(CONTROL_WAIT);
+                self.measured(w, &[], parse, r)
+            }
+            Side::On => {
+                let agents = self.start_agents(&[])?;
+                let run = self.measured(w, &agents, parse, r)?;
+                Self::stop_agents(agents)?;
+                Ok(run)
+            }
+        }
+    }
+
+    /// Parts 1 and 2: interleaved off/on pairs of each load, then (with
+    /// `--control`) as many off/off pairs.
     fn network(&self, r: &mut Results) -> Result<()> {
         let _server = self.start_server()?;
         progress(format_args!("warming up"));
         self.iperf(Workload::Tcp)?;
         self.iperf(Workload::Udp64)?;
-        for i in 0..self.args.pairs {
-            let off = self.measured(Workload::Tcp, &[], iperf::parse_tcp, r)?;
-            let agents = self.start_agents(&[])?;
-            let on = self.measured(Workload::Tcp, &agents, iperf::parse_tcp, r)?;
-            Self::stop_agents(agents)?;
-            let tcp = Pair { off, on };
-
-            let off = self.measured(Workload::Udp64, &[], iperf::parse_udp, r)?;
-            let agents = self.start_agents(&[])?;
-            let on = self.measured(Workload::Udp64, &agents, iperf::parse_udp, r)?;
-            Self::stop_agents(agents)?;
-            let udp = Pair { off, on };
-            progress(format_args!(
-                "pair {}/{}: TCP {:.2} -> {:.2} Gbit/s ({:.3}), UDP {:.1} -> {:.1} kpps ({:.3}), load {:.1}",
-                i + 1,
-                self.args.pairs,
-                results::tcp_gbits(&tcp.off.result),
-                results::tcp_gbits(&tcp.on.result),
-                tcp.ratio(results::tcp_gbits),
-                results::udp_kpps(&udp.off.result),
-                results::udp_kpps(&udp.on.result),
-                udp.ratio(results::udp_kpps),
-                procfs::loadavg()[0],
-            ));
-            r.tcp.push(tcp);
-            r.udp.push(udp);
+        let rounds = [(Side::On, "pair")]
+            .into_iter()
+            .chain(self.args.control.then_some((Side::Control, "control pair")));
+        for (second, what) in rounds {
+            for i in 0..self.args.pairs {
+                let tcp = Pair {
+                    off: self.side(Workload::Tcp, Side::Off, iperf::parse_tcp, r)?,
+                    on: self.side(Workload::Tcp, second, iperf::parse_tcp, r)?,
+                };
+                let udp = Pair {
+                    off: self.side(Workload::Udp64, Side::Off, iperf::parse_udp, r)?,
+                    on: self.side(Workload::Udp64, second, iperf::parse_udp, r)?,
+                };
+                progress(format_args!(
+                    "{what} {}/{}: TCP {:.2} -> {:.2} Gbit/s ({:.3}), UDP {:.1} -> {:.1} kpps ({:.3}), load {:.1}",
+                    i + 1,
+                    self.args.pairs,
+                    results::tcp_gbits(&tcp.off.result),
+                    results::tcp_gbits(&tcp.on.result),
+                    tcp.ratio(results::tcp_gbits),
+                    results::udp_kpps(&udp.off.result),
+                    results::udp_kpps(&udp.on.result),
+                    udp.ratio(results::udp_kpps),
+                    procfs::loadavg()[0],
+                ));
+                if second == Side::On {
+                    r.tcp.push(tcp);
+                    r.udp.push(udp);
+                } else {
+                    r.control_tcp.push(tcp);
+                    r.control_udp.push(udp);
+                }
+            }
         }
         Ok(())
     }

@@ -328,6 +328,7 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
         summary_cell(&on, 3),
         summary_cell(&r.tcp_ratios(), 3)
     );
+    control(&mut o, &r.control_tcp, tcp_gbits);
 
     let _ = writeln!(o, "## 2. Small packets: 64-byte UDP\n");
     let _ = writeln!(
@@ -367,6 +368,7 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
         summary_cell(&on, 1),
         summary_cell(&r.udp_ratios(), 3)
     );
+    control(&mut o, &r.control_udp, udp_kpps);
 
     let _ = writeln!(o, "## 3. Cost per hook run\n");
     let _ = writeln!(
@@ -539,7 +541,7 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
     let _ = writeln!(o, "```sh");
     let _ = writeln!(
         o,
-        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}",
+        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}{}",
         s.pairs,
         s.seconds,
         s.hook_runs,
@@ -547,7 +549,8 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
             .iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        if s.control { " --control" } else { "" }
     );
     let _ = writeln!(o, "```\n");
     let _ = writeln!(o, "What it runs (namespaces are the lab's):\n");
@@ -568,6 +571,27 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
         let _ = writeln!(o, "{}", a.trim());
     }
     o
+}
+
+/// The control pairs' ratios, when there are any.
+fn control<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
+    if pairs.is_empty() {
+        return;
+    }
+    let ratios: Vec<f64> = pairs.iter().map(|p| p.ratio(value)).collect();
+    let _ = writeln!(
+        o,
+        "Control, the method checked against itself: {} off/off pairs, the second run after \
+         the same wait as for starting the probes but without them, give a ratio of {} \
+         (per pair: {}).\n",
+        pairs.len(),
+        summary_cell(&ratios, 3),
+        ratios
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn where_is(program: &str) -> &'static str {
@@ -705,6 +729,7 @@ mod tests {
                 idle_secs: 10,
                 agent_secs: 5,
                 max_peers: 24_576,
+                control: true,
                 commands: vec![("TCP".into(), "iperf3 -c 10.42.1.54 | x".into())],
             },
             tcp: [(8.0, 7.96), (8.2, 8.2), (7.9, 7.6)]
@@ -763,6 +788,11 @@ mod tests {
                 refresh_secs: 1.0,
             }],
             load: vec![1.0, 2.0, 3.0],
+            control_tcp: vec![Pair {
+                off: run(tcp(8.0), None),
+                on: run(tcp(8.08), None),
+            }],
+            control_udp: vec![],
         }
     }
 
@@ -833,10 +863,12 @@ mod tests {
             "| 10000 | 12.0 | 61.4 MB | 30.7 MB | 1.00 s |",
             "| idle (10 s, no traffic), gladius | 0.10 | 9.2 MB | 8.2 MB |",
             "| under TCP, gladius | 0.50 (0.50–0.50, n=3) |",
-            "cargo xtask bench --pairs 3 --seconds 5 --hook-runs 1 --peers 1,10000",
+            "cargo xtask bench --pairs 3 --seconds 5 --hook-runs 1 --peers 1,10000 --control",
             "| TCP | `iperf3 -c 10.42.1.54 \\| x` |",
             "## Analysis",
             "The UDP flood is sender-bound.",
+            "1 off/off pairs, the second run after the same wait as for starting the probes but \
+             without them, give a ratio of 1.010 (1.010–1.010, n=1) (per pair: 1.010).",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
         }

@@ -24,6 +24,12 @@ pub struct Results {
     pub tcp: Vec<Pair<TcpResult>>,
     /// Interleaved off/on pairs of 64-byte UDP runs.
     pub udp: Vec<Pair<UdpResult>>,
+    /// Control pairs (`--control`): off/off, the second after the same
+    /// wait as for starting the probes.
+    #[serde(default)]
+    pub control_tcp: Vec<Pair<TcpResult>>,
+    #[serde(default)]
+    pub control_udp: Vec<Pair<UdpResult>>,
     /// Probe on, kernel BPF statistics on: per-program cost per run.
     pub hooks: Vec<HookRun>,
     /// Each classifier alone under BPF_PROG_TEST_RUN.
@@ -71,6 +77,9 @@ pub struct Settings {
     pub idle_secs: u32,
     pub agent_secs: u32,
     pub max_peers: u32,
+    /// Control pairs were run.
+    #[serde(default)]
+    pub control: bool,
     /// The command lines, for the reader to reproduce by hand.
     pub commands: Vec<(String, String)>,
 }
