@@ -50,7 +50,11 @@ fn spread(s: &Summary, digits: usize) -> String {
     )
 }
 
-fn ratio_verdict(figure: &'static str, ratios: &[f64], target: f64) -> Verdict {
+fn ratio_verdict(figure: &'static str, ratios: &[f64], control: &[f64], target: f64) -> Verdict {
+    // The control pairs say how far the method itself strays from 1.
+    let control = Summary::of(control)
+        .map(|c| format!("; control (off/off): {}", spread(&c, 3)))
+        .unwrap_or_default();
     match Summary::of(ratios) {
         None => Verdict {
             figure,
@@ -64,7 +68,7 @@ fn ratio_verdict(figure: &'static str, ratios: &[f64], target: f64) -> Verdict {
             Verdict {
                 figure,
                 target: format!("≥ {target:.2}"),
-                measured: format!("median {}", spread(&s, 3)),
+                measured: format!("median {}{control}", spread(&s, 3)),
                 met: Some(met),
                 note: if met {
                     String::new()
@@ -153,9 +157,15 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
         ratio_verdict(
             "TCP throughput ratio (probe on / off)",
             &r.tcp_ratios(),
+            &ratios(&r.control_tcp, tcp_gbits),
             TCP_RATIO_TARGET,
         ),
-        ratio_verdict("64-byte UDP pps ratio", &r.udp_ratios(), UDP_RATIO_TARGET),
+        ratio_verdict(
+            "64-byte UDP pps ratio",
+            &r.udp_ratios(),
+            &ratios(&r.control_udp, udp_kpps),
+            UDP_RATIO_TARGET,
+        ),
         upper_verdict(
             "mean cost per hook run, uplink programs",
             HOOK_NS_TARGET,
@@ -573,12 +583,16 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
     o
 }
 
+fn ratios<T>(pairs: &[Pair<T>], value: fn(&T) -> f64) -> Vec<f64> {
+    pairs.iter().map(|p| p.ratio(value)).collect()
+}
+
 /// The control pairs' ratios, when there are any.
 fn control<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
     if pairs.is_empty() {
         return;
     }
-    let ratios: Vec<f64> = pairs.iter().map(|p| p.ratio(value)).collect();
+    let ratios = ratios(pairs, value);
     let _ = writeln!(
         o,
         "Control, the method checked against itself: {} off/off pairs, the second run after \
@@ -617,32 +631,60 @@ fn frame_text(frame: &str) -> &str {
 
 /// `pair tcp_ratio udp_ratio` per line, for gnuplot.
 pub fn plot_data(r: &Results) -> String {
-    let mut o = String::from("# pair tcp_on_off udp64_on_off\n");
-    let tcp = r.tcp_ratios();
-    let udp = r.udp_ratios();
-    for i in 0..tcp.len().max(udp.len()) {
-        let cell = |v: &[f64]| v.get(i).map_or_else(|| "NaN".into(), |x| format!("{x:.5}"));
-        let _ = writeln!(o, "{} {} {}", i + 1, cell(&tcp), cell(&udp));
+    let mut o =
+        String::from("# pair tcp_on_off udp64_on_off tcp_control_off_off udp64_control_off_off\n");
+    let cols = [
+        r.tcp_ratios(),
+        r.udp_ratios(),
+        ratios(&r.control_tcp, tcp_gbits),
+        ratios(&r.control_udp, udp_kpps),
+    ];
+    let rows = cols.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|v| v.get(i).map_or_else(|| "NaN".into(), |x| format!("{x:.5}")))
+            .collect();
+        let _ = writeln!(o, "{} {}", i + 1, cells.join(" "));
     }
     o
 }
 
 /// The gnuplot script that draws [`PLOT_PNG`] from [`PLOT_DATA`].
 pub fn plot_script(r: &Results, terminal: &str) -> String {
-    let n = r.tcp.len().max(r.udp.len()).max(1);
+    let n = [
+        r.tcp.len(),
+        r.udp.len(),
+        r.control_tcp.len(),
+        r.control_udp.len(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
+    .max(1);
     let all: Vec<f64> = r
         .tcp_ratios()
         .into_iter()
         .chain(r.udp_ratios())
+        .chain(ratios(&r.control_tcp, tcp_gbits))
+        .chain(ratios(&r.control_udp, udp_kpps))
         .filter(|x| x.is_finite())
         .collect();
+    let control = if r.control_tcp.is_empty() && r.control_udp.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "     '{PLOT_DATA}' using 1:4 with points pt 6 ps 1.5 lc rgb '#9467bd' title 'control TCP (off/off)', \\\n\
+             \x20    '{PLOT_DATA}' using 1:5 with points pt 4 ps 1.5 lc rgb '#2ca02c' title 'control UDP (off/off)', \\\n"
+        )
+    };
     // Room around every point and the targets.
     let lo = (all.iter().copied().fold(UDP_RATIO_TARGET, f64::min) - 0.02).min(0.9);
     let hi = (all.iter().copied().fold(1.0, f64::max) + 0.02).max(1.05);
     format!(
         "set terminal {terminal} size 900,500\n\
          set output '{PLOT_PNG}'\n\
-         set title 'flannel-probe: probe on / probe off, per interleaved pair'\n\
+         set title 'flannel-probe: probe on / probe off, per interleaved pair (hollow: off / off)'\n\
          set xlabel 'pair (off run, then on run)'\n\
          set ylabel 'on / off'\n\
          set xrange [0.5:{xmax}]\n\
@@ -652,6 +694,7 @@ pub fn plot_script(r: &Results, terminal: &str) -> String {
          set key below\n\
          plot '{PLOT_DATA}' using 1:2 with linespoints lw 2 pt 7 title 'TCP throughput', \\\n\
          \x20    '{PLOT_DATA}' using 1:3 with linespoints lw 2 pt 5 title '64-byte UDP pps (received)', \\\n\
+         {control}\
          \x20    {TCP_RATIO_TARGET} with lines dt 2 lc rgb '#1f77b4' title 'TCP target {TCP_RATIO_TARGET}', \\\n\
          \x20    {UDP_RATIO_TARGET} with lines dt 2 lc rgb '#ff7f0e' title 'UDP target {UDP_RATIO_TARGET}', \\\n\
          \x20    1 with lines lc rgb '#888888' notitle\n",
@@ -851,6 +894,7 @@ mod tests {
             "commit `abc1234`",
             "## Summary",
             "| 64-byte UDP pps ratio | ≥ 0.97 | median 0.960 (0.950–0.970, n=3) | **not met**: missed by 0.010",
+            "| TCP throughput ratio (probe on / off) | ≥ 0.98 | median 0.995 (0.962–1.000, n=3); control (off/off): 1.010 (1.010–1.010, n=1) | **met** |",
             "![probe on / off per pair](bench/ratios.png)",
             "| CPU | AMD EPYC |",
             "| kernel | 6.18.44 |",
@@ -884,7 +928,8 @@ mod tests {
         let r = sample();
         assert_eq!(
             plot_data(&r),
-            "# pair tcp_on_off udp64_on_off\n1 0.99500 0.95000\n2 1.00000 0.96000\n3 0.96203 0.97000\n"
+            "# pair tcp_on_off udp64_on_off tcp_control_off_off udp64_control_off_off\n\
+             1 0.99500 0.95000 1.01000 NaN\n2 1.00000 0.96000 NaN NaN\n3 0.96203 0.97000 NaN NaN\n"
         );
         let gp = plot_script(&r, "pngcairo");
         assert!(
@@ -897,5 +942,11 @@ mod tests {
         low.tcp[0].on.result.bits_per_second = 0.8 * low.tcp[0].off.result.bits_per_second;
         assert!(plot_script(&low, "png").contains("set yrange [0.780:1.050]"));
         assert!(gp.contains("'bench/ratios.dat' using 1:3"));
+        assert!(gp.contains("'bench/ratios.dat' using 1:4 with points"));
+        let without = Results {
+            control_tcp: vec![],
+            ..r.clone()
+        };
+        assert!(!plot_script(&without, "png").contains("using 1:4"));
     }
 }
