@@ -151,7 +151,10 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
                 severity: Severity::Warning,
                 from: local_vtep.clone(),
                 to: None,
-                summary: format!("the agent at {} could not be read: no figures for {who}", r.agent),
+                summary: match &hostname {
+                    Some(h) => format!("the agent at {} ({h}) could not be read: no figures for {h}", r.agent),
+                    None => format!("the agent at {} could not be read", r.agent),
+                },
                 evidence: vec![e.clone()],
                 remediation: "check that `flannel-probe serve` runs on that node (kubectl -n flannel-probe get pods -o wide) \
                      and listens on an address reachable from here (--listen 0.0.0.0:9465), and that no firewall blocks the port"

@@ -116,6 +116,7 @@ pub async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
             end,
         })
         .collect();
+    let secs = (secs * 100.0).round() / 100.0;
     let report = mesh::compute(&readings, secs, args.loss_threshold);
     match common.format {
         Format::Text => print!("{}", render_mesh::text(&report)),
