@@ -26,7 +26,7 @@ fn agents(lab: &Lab) -> String {
         .join(",")
 }
 
-fn link<'a>(m: &'a Value, from: Ipv4Addr, to: Ipv4Addr) -> &'a Value {
+fn link(m: &Value, from: Ipv4Addr, to: Ipv4Addr) -> &Value {
     m["links"]
         .as_array()
         .and_then(|ls| {
