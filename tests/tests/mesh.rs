@@ -59,25 +59,38 @@ fn mesh_names_exactly_the_lossy_links() {
         lab.node("eq14-001").ip,
     );
 
-    let (code, out) = std::thread::scope(|s| {
+    let ((code, out), (text_code, text)) = std::thread::scope(|s| {
         // Every pod pings every other pod, 10 per second, for about 9 s.
         let traffic = s.spawn(|| lab.traffic(90, 0.1));
         std::thread::sleep(Duration::from_millis(1500));
-        let (code, out) = mesh(
-            lab,
-            &[
-                "--agents".into(),
+        let args = |format: &str| {
+            vec![
+                "--agents".to_string(),
                 agents(lab),
                 "--duration".into(),
                 "6s".into(),
                 "--format".into(),
-                "json".into(),
-            ],
-        );
+                format.into(),
+            ]
+        };
+        // Two meshes at once: the agents serve concurrent readers.
+        let as_text = s.spawn(move || mesh(lab, &args("text")));
+        let as_json = mesh(lab, &args("json"));
+        let as_text = as_text.join().expect("text mesh");
         let pings = traffic.join().expect("traffic thread").expect("traffic");
         assert_eq!(pings.len(), 6);
-        (code, out)
+        (as_json, as_text)
     });
+    eprintln!("{text}");
+    assert_eq!(text_code, 1, "{text}");
+    for want in [
+        "FROM \\ TO",
+        &format!("UNDERLAY_LOSS [{g} -> {e}]"),
+        &format!("UNDERLAY_LOSS [{m} -> {e}]"),
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert_eq!(text.matches("UNDERLAY_LOSS").count(), 2, "{text}");
     eprintln!("{out}");
     let report: Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("mesh JSON ({e}): {out}"));
@@ -159,7 +172,6 @@ fn mesh_names_exactly_the_lossy_links() {
             "2s".into(),
         ],
     );
-    eprintln!("{text}");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("FROM \\ TO"), "{text}");
     assert!(text.contains("eq14-001"), "{text}");

@@ -103,7 +103,12 @@ pub fn text(m: &MeshReport) -> String {
         }
         let _ = writeln!(s, "         {:<9} {}", "fix:", f.remediation);
     }
-    s
+    // Padding of the last column leaves trailing blanks.
+    let mut out: String = s.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 fn plural(n: usize) -> &'static str {
