@@ -20,6 +20,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("tmux", "tmux"),
     ("unshare", "util-linux"),
+    ("timeout", "coreutils"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
 ];
 
 pub fn all() -> Result<()> {
@@ -157,7 +160,7 @@ fn have(cmd: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
-/// Debian packages for the lab and the TUI tests.
+/// Debian packages for the lab, the TUI tests and the Prometheus tests.
 pub fn packages() -> Result<()> {
     let mut missing: Vec<&str> = PACKAGES
         .iter()

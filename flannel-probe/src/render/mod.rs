@@ -1,5 +1,6 @@
 //! Faces render a [`crate::report::Report`]; none of them decides anything.
 pub mod json;
+pub mod mesh;
 pub mod text;
 
 /// Output format of `report` and `watch --plain`.
