@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod datapath;
 pub mod diagnose;
+pub mod logcapture;
 pub mod node;
 pub mod probe;
 pub mod render;
