@@ -683,7 +683,7 @@ const COLUMN_HELP: &[(&str, &str)] = &[
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect) {
-    let popup = centered(area, 76, (HELP.len() + COLUMN_HELP.len() + 5) as u16);
+    let popup = centered(area, 76, (HELP.len() + COLUMN_HELP.len() + 3) as u16);
     let mut lines: Vec<Line> = HELP
         .iter()
         .map(|(k, what)| {

@@ -354,6 +354,11 @@ impl WatchState {
         if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('C')) {
             return Action::Quit;
         }
+        // Alt-chords are nothing here (and a terminal sends Esc followed
+        // quickly by a key as one).
+        if k.modifiers.contains(KeyModifiers::ALT) {
+            return Action::None;
+        }
         if let Some(text) = &mut self.editing {
             match k.code {
                 KeyCode::Enter => {

@@ -603,6 +603,12 @@ fn quit_keys_selection_and_help() {
         Action::Quit
     );
     assert_eq!(s.key(key('x')), Action::None);
+    assert_eq!(
+        s.key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::ALT)),
+        Action::None,
+        "Alt-s is not s"
+    );
+    assert_eq!(s.sort, SortKey::Peer);
     s.key(code(KeyCode::Down));
     assert_eq!(s.selected.as_deref(), Some("192.0.2.9"));
     s.key(key('j'));
