@@ -96,9 +96,16 @@ async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
         }
         probe.refresh().await?;
         let report = sampler.next(&mut probe)?;
-        match common.format {
-            Format::Json => println!("{}", json::line(&report)?),
-            Format::Text => println!("{}", plain_text(&report)),
+        let text = match common.format {
+            Format::Json => json::line(&report)?,
+            Format::Text => plain_text(&report),
+        };
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+            Ok(()) => {}
+            // The reader is gone (`watch --plain | head`): done.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            Err(e) => return Err(e).context("writing to stdout failed"),
         }
     }
 }
