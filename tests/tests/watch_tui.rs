@@ -15,7 +15,7 @@ use std::{
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
     require_root,
-    support::probe_bin,
+    support::{ProbeRun, probe_bin},
 };
 
 /// A tmux server of its own (own socket, own config) running one session;
@@ -397,5 +397,57 @@ fn watch_restores_the_terminal_on_signals() {
             !after.contains("RX pkt/s"),
             "terminal not restored after SIG{signal}:\n{after}"
         );
+    }
+}
+
+#[test]
+fn watch_without_a_terminal_prints_plain_lines() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(LabSpec {
+        nodes: 2,
+        ..LabSpec::default()
+    })
+    .expect("lab up");
+    let node = lab.node("gladius");
+    for format in ["json", "text"] {
+        // stdout is a pipe: plain output without asking for it.
+        let mut cmd = lab.node_command(node, &probe_bin());
+        cmd.args(["watch", "--interval", "300ms", "--format", format]);
+        let mut run = ProbeRun::spawn(cmd).expect("start watch");
+        run.wait_for("watching the uplink", Duration::from_secs(60))
+            .expect("probe attached");
+        std::thread::sleep(Duration::from_millis(1200));
+        let pid = i32::try_from(run.pid()).expect("pid");
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let (code, out) = run.finish(Duration::from_secs(10)).expect("exit");
+        assert_eq!(code, 0, "{format}: {out}");
+        assert!(
+            !out.contains('\x1b'),
+            "no terminal control in plain output: {out:?}"
+        );
+        match format {
+            "json" => {
+                let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+                assert!(lines.len() >= 2, "one object per interval: {out}");
+                for l in lines {
+                    let v: serde_json::Value =
+                        serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                    assert_eq!(v["schema"], 1);
+                    assert_eq!(v["node"]["hostname"], "gladius");
+                    assert_eq!(v["node"]["overlay_state"], "up");
+                }
+            }
+            _ => {
+                assert!(
+                    out.matches("--- ").count() >= 2,
+                    "a table per interval: {out}"
+                );
+                assert!(out.contains("Node gladius: overlay flannel.1 up"), "{out}");
+                assert!(out.contains("PEER"), "{out}");
+            }
+        }
     }
 }
