@@ -19,9 +19,10 @@ use flannel_probe_tests::{
 };
 
 /// A tmux server of its own (own socket, own config) running one session;
-/// the server and everything in it are killed on drop, also on panic.
+/// the server and everything in it are killed on drop, also on panic, and
+/// its files removed.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
     session: String,
     config: PathBuf,
     /// Where the wrapper shell writes the command's exit status.
@@ -48,13 +49,13 @@ impl Tmux {
         let status = std::env::temp_dir().join(format!("{id}.status"));
         let _ = std::fs::remove_file(&status);
         let t = Tmux {
-            socket: id.clone(),
+            socket: std::env::temp_dir().join(format!("{id}.sock")),
             session: id,
             config,
             status,
         };
-        // The shell waits for the command itself (tmux's own record of a
-        // pane's exit status sometimes lags behind by seconds).
+        // The shell waits for the command itself: tmux 3.3 was seen to
+        // leave an exited pane process unreaped (no status) for seconds.
         let script = format!("\"$@\"; echo $? > '{}'", t.status.display());
         let (w, h) = (width.to_string(), height.to_string());
         let mut args: Vec<&OsStr> = ["new-session", "-d", "-s", &t.session, "-x", &w, "-y", &h]
@@ -74,7 +75,7 @@ impl Tmux {
 
     fn tmux<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .arg("-f")
             .arg(&self.config)
@@ -132,6 +133,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.config);
         let _ = std::fs::remove_file(&self.status);
     }
