@@ -8,6 +8,7 @@ pub mod cli;
 pub mod datapath;
 pub mod diagnose;
 pub mod http;
+pub mod logcapture;
 pub mod mesh;
 pub mod metrics;
 pub mod node;

@@ -43,6 +43,19 @@ pub struct Finding {
     pub summary: String,
     pub evidence: Vec<String>,
     pub remediation: String,
+    /// Beyond the contract: for a finding about the whole node, the peers
+    /// whose traffic shows it (the incident: every peer whose VXLAN arrives
+    /// and is not decapsulated). Left out of the JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected_peers: Vec<String>,
+}
+
+impl Finding {
+    /// Whether this finding is about `peer` (named by `peer` or among
+    /// `affected_peers`).
+    pub fn concerns(&self, peer: &str) -> bool {
+        self.peer.as_deref() == Some(peer) || self.affected_peers.iter().any(|p| p == peer)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -139,6 +152,15 @@ impl Report {
     /// The worst severity present, if any.
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).min()
+    }
+
+    /// The worst severity of the findings about `peer`, if any.
+    pub fn peer_severity(&self, peer: &str) -> Option<Severity> {
+        self.findings
+            .iter()
+            .filter(|f| f.concerns(peer))
+            .map(|f| f.severity)
+            .min()
     }
 }
 

@@ -51,6 +51,7 @@ fn finding(code: &'static str, severity: Severity, peer: Option<&str>) -> Findin
         summary: String::new(),
         evidence: Vec::new(),
         remediation: String::new(),
+        affected_peers: Vec::new(),
     }
 }
 
@@ -126,6 +127,7 @@ fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
         return None;
     }
     let mut f = finding("VXLAN_NOT_DECAPSULATED", Severity::Critical, None);
+    f.affected_peers = arriving.iter().map(|p| p.peer.clone()).collect();
     let n = arriving.len();
     f.summary = format!(
         "inbound VXLAN from {n} peer{}, none decapsulated",

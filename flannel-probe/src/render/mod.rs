@@ -2,6 +2,7 @@
 pub mod json;
 pub mod mesh;
 pub mod text;
+pub mod tui;
 
 /// Output format of `report` and `watch --plain`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
