@@ -164,6 +164,16 @@ impl Report {
     }
 }
 
+/// The inverse of [`mac_string`].
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn mac_string(mac: &[u8; 6]) -> String {
     let [a, b, c, d, e, f] = *mac;
