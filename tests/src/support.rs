@@ -371,3 +371,70 @@ pub fn start_agent(lab: &crate::lab::Lab, node: &crate::lab::LabNode, args: &[&s
         .unwrap_or_else(|e| panic!("agent on {}: {e:#}", node.name));
     run
 }
+
+/// What the probe attaches, and what a CNI would have attached, on a lab node.
+pub mod attached {
+    use aya::programs::{SchedClassifier, TcAttachType};
+
+    use super::in_netns;
+    use crate::lab::{Lab, LabNode};
+
+    /// Names of the programs attached with tcx to `iface` in `ns`, both
+    /// directions; none for a missing device.
+    pub fn tcx_programs(ns: &str, iface: &str) -> Vec<String> {
+        in_netns(ns, || {
+            let mut names = Vec::new();
+            for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+                if let Ok((_, progs)) = SchedClassifier::query_tcx(iface, t) {
+                    names.extend(
+                        progs
+                            .iter()
+                            .filter_map(|p| p.name_as_str().map(String::from)),
+                    );
+                }
+            }
+            names
+        })
+        .expect("enter the node's namespace")
+    }
+
+    /// Stand-in for a filter the CNI added: a u32 filter on a clsact qdisc
+    /// of `eth0`.
+    pub fn add_cni_filter(lab: &Lab, node: &LabNode) {
+        lab.sh(&node.ns, &["tc", "qdisc", "add", "dev", "eth0", "clsact"])
+            .expect("add clsact");
+        lab.sh(
+            &node.ns,
+            &[
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                "eth0",
+                "ingress",
+                "prio",
+                "7",
+                "protocol",
+                "ip",
+                "u32",
+                "match",
+                "ip",
+                "dst",
+                "0.0.0.0/0",
+            ],
+        )
+        .expect("add u32 filter");
+    }
+
+    /// The filter [`add_cni_filter`] added is still there.
+    pub fn cni_filter_present(lab: &Lab, node: &LabNode) -> bool {
+        let out = lab
+            .sh(
+                &node.ns,
+                &["tc", "filter", "show", "dev", "eth0", "ingress"],
+            )
+            .expect("tc filter show");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.contains("u32") && text.contains("pref 7")
+    }
+}

@@ -8,11 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec, parse_ping_summary},
     require_root,
-    support::{ProbeRun, http_get_in, in_netns, probe_bin},
+    support::{ProbeRun, attached::tcx_programs, http_get_in, probe_bin},
 };
 use serde_json::Value;
 
@@ -181,14 +180,7 @@ fn serve_survives_a_crash_looping_cni() {
     assert_eq!(code, 0);
     assert_eq!(sender.finish(Duration::from_secs(20)).expect("exits").0, 0);
     for dev in ["eth0", "flannel.1"] {
-        let left = in_netns(&e.ns, || {
-            [TcAttachType::Ingress, TcAttachType::Egress]
-                .into_iter()
-                .filter_map(|t| SchedClassifier::query_tcx(dev, t).ok())
-                .map(|(_, p)| p.len())
-                .sum::<usize>()
-        })
-        .expect("netns");
-        assert_eq!(left, 0, "{dev} still has programs");
+        let left = tcx_programs(&e.ns, dev);
+        assert!(left.is_empty(), "{dev} still has {left:?}");
     }
 }
