@@ -8,5 +8,6 @@
 pub mod lab;
 pub mod prometheus;
 pub mod support;
+pub mod synthetic;
 
 pub use support::require_root;

@@ -3,7 +3,9 @@
 //! - `setup`: installs the prerequisites (nightly rust-src, bpf-linker built
 //!   against nightly's LLVM, the Debian packages the tests use), idempotently;
 //! - `build`, `run`, `test`: call `setup` first;
-//! - `lab`: drives the namespace lab by hand.
+//! - `lab`: drives the namespace lab by hand;
+//! - `bench`: measures what the probe costs and writes BENCHMARKS.md.
+mod bench;
 mod lab;
 mod setup;
 
@@ -45,6 +47,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: lab::LabCmd,
     },
+    /// Measure the probe's cost against no probe (minutes; writes
+    /// BENCHMARKS.md and bench/).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -108,6 +113,7 @@ fn real_main() -> Result<()> {
             run(&mut cmd)
         }
         Cmd::Lab { cmd } => lab::run(cmd),
+        Cmd::Bench(args) => bench::run(args),
     }
 }
 

@@ -25,6 +25,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
 ];
 
+/// Commands only `cargo xtask bench` needs.
+const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("gnuplot", "gnuplot-nox")];
+
 pub fn all() -> Result<()> {
     toolchain()?;
     packages()
@@ -162,7 +165,16 @@ fn have(cmd: &str) -> bool {
 
 /// Debian packages for the lab, the TUI tests and the Prometheus tests.
 pub fn packages() -> Result<()> {
-    let mut missing: Vec<&str> = PACKAGES
+    install(PACKAGES)
+}
+
+/// Debian packages for the benchmarks (iperf3, gnuplot).
+pub fn bench_packages() -> Result<()> {
+    install(BENCH_PACKAGES)
+}
+
+fn install(list: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = list
         .iter()
         .filter(|(c, _)| !have(c))
         .map(|(_, p)| *p)

@@ -269,6 +269,18 @@ impl Lab {
         netns::exec(ns, args)
     }
 
+    /// Feeds `ip -batch` and then `bridge -batch` the given scripts (one
+    /// command per line) in namespace `ns`; an empty script is skipped.
+    pub fn batch(&self, ns: &str, ip_script: &str, bridge_script: &str) -> Result<()> {
+        if !ip_script.is_empty() {
+            netns::ip_batch(ns, ip_script)?;
+        }
+        if !bridge_script.is_empty() {
+            netns::bridge_batch(ns, bridge_script)?;
+        }
+        Ok(())
+    }
+
     /// `ip netns exec NS args...`, whatever its exit status.
     pub fn try_sh(&self, ns: &str, args: &[&str]) -> Output {
         let mut full = vec!["netns", "exec", ns];

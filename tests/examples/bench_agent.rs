@@ -1,0 +1,448 @@
+//! The agent's side of `cargo xtask bench` (a helper it runs as root, not a
+//! test): the real datapath maps, the real summing and the real diagnosis.
+//!
+//! ```text
+//! bench_agent timing --peers 1,100,1000,10000 [--reps 15] [--budget-secs 60] [--max-peers 24576]
+//! bench_agent fill --pid PID --peers N [--every-ms MS]
+//! bench_agent hooks [--repeat 200000]
+//! ```
+//!
+//! - `timing` loads the datapath (nothing attached), fills `PEERS` and
+//!   `INNER` with N synthetic peers (both directions each) through aya's
+//!   `PerCpuHashMap::insert`, and times `snapshot()` (read and sum over
+//!   CPUs), `since()` and `diagnose()` against a node on which every one of
+//!   those peers is programmed as Flannel does it (route, neighbour, FDB
+//!   entry). The counters grow between repetitions, so every window is
+//!   non-empty. A size stops after `--reps` repetitions, or earlier once
+//!   its measured repetitions took `--budget-secs` (but never fewer than
+//!   3). One JSON line per size.
+//! - `fill` writes the same peers into the maps of a running flannel-probe,
+//!   found through `/proc/PID/fdinfo`; with `--every-ms` it keeps raising
+//!   their counters at that period until killed, so that every window the
+//!   probe diagnoses has traffic from every peer.
+//! - `hooks` runs each classifier under `BPF_PROG_TEST_RUN` (kernel-side
+//!   repeat) on the frames the load produces: the cost per run in isolation.
+use std::{
+    borrow::BorrowMut,
+    collections::BTreeMap,
+    hint::black_box,
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use aya::{
+    maps::{Map, MapData, MapInfo, PerCpuHashMap, PerCpuValues},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+};
+use flannel_probe::{
+    datapath::{AttachMode, Datapath, Hook, LoadOptions, Matching},
+    diagnose::{Inputs, diagnose},
+    node::{FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink},
+    report::Severity,
+};
+use flannel_probe_common::{
+    abi::{DIR_RX, DIR_TX, InnerCounters, MAP_INNER, MAP_PEERS, MacKey, PeerCounters, PeerKey},
+    frames::{Ipv4Frame, tcp, udp, vxlan_frame},
+};
+use flannel_probe_tests::synthetic::{MAX_PEERS, peer_ip, peer_mac, peer_subnet, peer_vtep_ip};
+use serde_json::json;
+
+/// This node: gladius of the lab.
+const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const LOCAL_MAC: [u8; 6] = [0x02, 0xbe, 0xff, 0, 0, 0x11];
+const OVERLAY_IFINDEX: u32 = 4;
+const UPLINK_IFINDEX: u32 = 2;
+const VXLAN_PORT: u16 = 8472;
+/// Outer frame of a 64-byte UDP payload across the overlay: 14 + 20 + 8 + 8
+/// (VXLAN) + 14 + 20 + 8 + 64.
+const WIRE_BYTES: u64 = 156;
+const INNER_BYTES: u64 = 106;
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("bench_agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args
+        .split_first()
+        .ok_or_else(|| anyhow!("usage: bench_agent timing|fill|hooks [options]"))?;
+    let opt = |name: &str| -> Option<&str> {
+        rest.iter()
+            .position(|a| a == name)
+            .and_then(|i| rest.get(i + 1))
+            .map(String::as_str)
+    };
+    let num = |name: &str, default: u64| -> Result<u64> {
+        opt(name).map_or(Ok(default), |v| {
+            v.parse()
+                .with_context(|| format!("{name} wants a number, not {v:?}"))
+        })
+    };
+    match cmd.as_str() {
+        "timing" => {
+            let sizes: Vec<u32> = opt("--peers")
+                .unwrap_or("1,100,1000,10000")
+                .split(',')
+                .map(|s| s.trim().parse().with_context(|| format!("bad size {s:?}")))
+                .collect::<Result<_>>()?;
+            let reps = u32::try_from(num("--reps", 15)?)?;
+            let budget = Duration::from_secs(num("--budget-secs", 60)?);
+            let max_peers = u32::try_from(num("--max-peers", 24_576)?)?;
+            for n in sizes {
+                println!("{}", timing(n, reps, budget, max_peers)?);
+            }
+        }
+        "fill" => {
+            let pid = u32::try_from(num("--pid", 0)?)?;
+            ensure!(pid != 0, "fill needs --pid");
+            let n = u32::try_from(num("--peers", 1)?)?;
+            fill_process(pid, n, Duration::from_millis(num("--every-ms", 0)?))?;
+        }
+        "hooks" => println!("{}", hooks(u32::try_from(num("--repeat", 200_000)?)?)?),
+        other => bail!("unknown command {other:?}: timing, fill or hooks"),
+    }
+    Ok(())
+}
+
+/// Writes peers `0..n` into `peers` and `inner`, every CPU's slot holding
+/// `round` times a per-peer base count: healthy traffic both ways.
+fn fill<P, I>(
+    peers: &mut PerCpuHashMap<P, PeerKey, PeerCounters>,
+    inner: &mut PerCpuHashMap<I, MacKey, InnerCounters>,
+    n: u32,
+    round: u64,
+) -> Result<()>
+where
+    P: BorrowMut<MapData>,
+    I: BorrowMut<MapData>,
+{
+    ensure!(n <= MAX_PEERS, "at most {MAX_PEERS} synthetic peers");
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
+    for i in 0..n {
+        let packets = round * (100 + u64::from(i % 7));
+        for dir in [DIR_RX, DIR_TX] {
+            let outer = PeerCounters {
+                packets,
+                bytes: packets * WIRE_BYTES,
+                last_inner_src: if dir == DIR_RX { peer_mac(i) } else { [0; 6] },
+                ..Default::default()
+            };
+            let key = PeerKey {
+                addr: peer_ip(i).octets(),
+                dir,
+                _pad: [0; 3],
+            };
+            peers
+                .insert(key, PerCpuValues::try_from(vec![outer; cpus])?, 0)
+                .with_context(|| format!("inserting peer {i} into {MAP_PEERS}"))?;
+            let decap = InnerCounters {
+                packets,
+                bytes: packets * INNER_BYTES,
+            };
+            let key = MacKey {
+                mac: peer_mac(i),
+                dir,
+                _pad: 0,
+            };
+            inner
+                .insert(key, PerCpuValues::try_from(vec![decap; cpus])?, 0)
+                .with_context(|| format!("inserting MAC {i} into {MAP_INNER}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn fill_datapath(dp: &mut Datapath, n: u32, round: u64) -> Result<()> {
+    let ebpf = dp.ebpf_mut();
+    let [Some(p), Some(i)] = ebpf.maps_disjoint_mut([MAP_PEERS, MAP_INNER]) else {
+        bail!("the eBPF object lacks {MAP_PEERS} or {MAP_INNER}");
+    };
+    let mut peers: PerCpuHashMap<&mut MapData, PeerKey, PeerCounters> = p.try_into()?;
+    let mut inner: PerCpuHashMap<&mut MapData, MacKey, InnerCounters> = i.try_into()?;
+    fill(&mut peers, &mut inner, n, round)
+}
+
+/// The map ids a process holds, by map name (from `/proc/PID/fdinfo`).
+fn process_maps(pid: u32) -> Result<BTreeMap<String, u32>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let info = MapInfo::from_id(id).with_context(|| format!("map id {id}"))?;
+        if let Some(name) = info.name_as_str() {
+            out.insert(name.to_string(), id);
+        }
+    }
+    Ok(out)
+}
+
+fn fill_process(pid: u32, n: u32, every: Duration) -> Result<()> {
+    let maps = process_maps(pid)?;
+    let open = |name: &str| -> Result<Map> {
+        let id = maps
+            .get(name)
+            .ok_or_else(|| anyhow!("process {pid} holds no map {name} (is it flannel-probe?)"))?;
+        Ok(Map::from_map_data(MapData::from_id(*id)?)?)
+    };
+    let mut peers: PerCpuHashMap<MapData, PeerKey, PeerCounters> = open(MAP_PEERS)?.try_into()?;
+    let mut inner: PerCpuHashMap<MapData, MacKey, InnerCounters> = open(MAP_INNER)?.try_into()?;
+    for round in 1.. {
+        fill(&mut peers, &mut inner, n, round)?;
+        if every.is_zero() {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    Ok(())
+}
+
+/// gladius with peers `0..n` programmed as Flannel does it.
+fn node_with_peers(n: u32) -> NodeState {
+    let fdb = (0..n)
+        .map(|i| FdbEntry {
+            mac: peer_mac(i),
+            dst: Some(peer_ip(i)),
+            permanent: true,
+        })
+        .collect();
+    let neighbours = (0..n)
+        .map(|i| NeighEntry {
+            ip: peer_vtep_ip(i),
+            mac: Some(peer_mac(i)),
+            state: NUD_PERMANENT,
+        })
+        .collect();
+    let mut routes: Vec<RouteEntry> = (0..n)
+        .map(|i| RouteEntry {
+            dst: peer_subnet(i),
+            prefix_len: 24,
+            gateway: Some(peer_vtep_ip(i)),
+            oif: Some(OVERLAY_IFINDEX),
+            onlink: true,
+        })
+        .collect();
+    routes.push(RouteEntry {
+        dst: Ipv4Addr::UNSPECIFIED,
+        prefix_len: 0,
+        gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        oif: Some(UPLINK_IFINDEX),
+        onlink: false,
+    });
+    NodeState {
+        hostname: "gladius".into(),
+        kernel: "bench".into(),
+        overlay_name: "flannel.1".into(),
+        overlay: Some(Overlay {
+            name: "flannel.1".into(),
+            ifindex: OVERLAY_IFINDEX,
+            kind: "vxlan".into(),
+            admin_up: true,
+            oper_up: true,
+            mac: Some(LOCAL_MAC),
+            mtu: Some(1450),
+            vni: Some(1),
+            port: Some(VXLAN_PORT),
+            local: Some(LOCAL),
+            link: Some(UPLINK_IFINDEX),
+            learning: Some(false),
+        }),
+        uplink: Some(Uplink {
+            name: "eth0".into(),
+            ifindex: UPLINK_IFINDEX,
+            up: true,
+            mtu: Some(1500),
+            mac: Some([0x02, 1, 192, 0, 2, 11]),
+            addrs: vec![LOCAL],
+        }),
+        vxlan_port: VXLAN_PORT,
+        vni: Some(1),
+        local_vtep: Some(LOCAL),
+        port_bound: true,
+        fdb,
+        neighbours,
+        routes,
+        forwarding: Some(true),
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Repetitions kept whatever the budget.
+const MIN_REPS: usize = 3;
+
+/// Times read + sum, window and diagnosis with `n` peers in the maps.
+fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_json::Value> {
+    ensure!(
+        2 * n <= max_peers,
+        "{n} peers need {} map slots (both directions), --max-peers is {max_peers}",
+        2 * n
+    );
+    let mut dp = Datapath::load(&LoadOptions {
+        max_peers,
+        attach_mode: AttachMode::Auto,
+    })?;
+    dp.configure(Matching {
+        vxlan_port: VXLAN_PORT,
+        vni: Some(1),
+    })?;
+    let node = node_with_peers(n);
+    let fill_start = Instant::now();
+    fill_datapath(&mut dp, n, 1)?;
+    let fill_us = micros(fill_start.elapsed());
+    let mut prev = dp.snapshot()?;
+    let (mut snapshot, mut since, mut diag, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut serious = 0;
+    let mut spent = Duration::ZERO;
+    // Repetition 0 warms caches and the allocator up and is not kept
+    // (unless it alone took more than a second: nothing left to warm).
+    for rep in 0..=reps {
+        if total.len() >= MIN_REPS && spent >= budget {
+            break;
+        }
+        fill_datapath(&mut dp, n, u64::from(rep) + 2)?;
+        let t0 = Instant::now();
+        let now = dp.snapshot()?;
+        let t1 = Instant::now();
+        let window = now.since(&prev);
+        let t2 = Instant::now();
+        let report = diagnose(&Inputs {
+            window: &window,
+            window_secs: 1.0,
+            node: &node,
+            drop_reason: &|r| dp.drop_reason(r),
+            attached: BTreeMap::new(),
+            drops_unavailable: dp.drops_unavailable(),
+        });
+        let t3 = Instant::now();
+        ensure!(
+            report.peers.len() == n as usize,
+            "the report has {} peers, not {n}",
+            report.peers.len()
+        );
+        serious = report
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Info)
+            .count();
+        black_box(&report);
+        if rep > 0 || t3 - t0 > Duration::from_secs(1) {
+            spent += t3 - t0;
+            snapshot.push(micros(t1 - t0));
+            since.push(micros(t2 - t1));
+            diag.push(micros(t3 - t2));
+            total.push(micros(t3 - t0));
+        }
+        prev = now;
+    }
+    Ok(json!({
+        "peers": n,
+        "map_entries": 4 * u64::from(n),
+        "reps": total.len(),
+        "fill_us": fill_us,
+        "snapshot_us": snapshot,
+        "since_us": since,
+        "diagnose_us": diag,
+        "total_us": total,
+        "serious_findings": serious,
+    }))
+}
+
+/// `struct __sk_buff` is UAPI: 192 bytes.
+const SKB_SIZE: usize = 192;
+
+/// Cost per run of each classifier on each kind of frame it meets, from
+/// `BPF_PROG_TEST_RUN` with a kernel-side repeat.
+fn hooks(repeat: u32) -> Result<serde_json::Value> {
+    let mut dp = Datapath::load(&LoadOptions::default())?;
+    dp.configure(Matching {
+        vxlan_port: VXLAN_PORT,
+        vni: Some(1),
+    })?;
+    let peer = [192, 0, 2, 12];
+    let me = LOCAL.octets();
+    let inner = |payload: usize| -> Vec<u8> {
+        let mut f = Ipv4Frame::new(
+            [10, 42, 2, 54],
+            [10, 42, 1, 54],
+            17,
+            udp(40000, 5201, &vec![0; payload]),
+        );
+        f.src_mac = peer_mac(0);
+        f.dst_mac = LOCAL_MAC;
+        f.build()
+    };
+    // Test runs use loopback, whose MAC is all zeros: PACKET_HOST.
+    let outer = |mut f: Ipv4Frame| {
+        f.dst_mac = [0; 6];
+        f.build()
+    };
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "vxlan_udp64",
+            outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner(64))),
+        ),
+        (
+            "vxlan_1400",
+            outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner(1372))),
+        ),
+        (
+            "tcp_not_vxlan",
+            outer(Ipv4Frame::new(peer, me, 6, tcp(5201, 40000, 5, 64))),
+        ),
+        ("inner_udp64", inner(64)),
+    ];
+    let mut out = serde_json::Map::new();
+    for hook in Hook::ALL {
+        let prog: &mut SchedClassifier = dp
+            .ebpf_mut()
+            .program_mut(hook.program())
+            .ok_or_else(|| anyhow!("no program {}", hook.program()))?
+            .try_into()?;
+        let ctx = [0u8; SKB_SIZE];
+        let mut per_frame = serde_json::Map::new();
+        for (name, frame) in &frames {
+            let overlay_hook = matches!(hook, Hook::OverlayIngress | Hook::OverlayEgress);
+            // Uplinks see outer frames, the overlay device inner ones.
+            if overlay_hook != name.starts_with("inner") {
+                continue;
+            }
+            let mut data_out = vec![0u8; frame.len() + 256];
+            // The median of a few kernel-side loops.
+            let mut ns: Vec<f64> = (0..5)
+                .map(|_| {
+                    let res = prog.test_run(TestRunOptions {
+                        data_in: Some(frame),
+                        data_out: Some(&mut data_out),
+                        ctx_in: Some(&ctx),
+                        repeat,
+                        ..TestRunOptions::default()
+                    })?;
+                    Ok(res.duration.as_nanos() as f64)
+                })
+                .collect::<Result<_>>()?;
+            ns.sort_by(f64::total_cmp);
+            per_frame.insert((*name).to_string(), json!(ns[ns.len() / 2]));
+        }
+        out.insert(
+            hook.program().to_string(),
+            serde_json::Value::Object(per_frame),
+        );
+    }
+    Ok(json!({ "repeat": repeat, "ns_per_run": out }))
+}

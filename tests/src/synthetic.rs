@@ -1,0 +1,101 @@
+//! A big Flannel cluster without the nodes, for the agent benchmark
+//! (`cargo xtask bench`): synthetic peer `i` has an underlay address, a
+//! VTEP MAC and a pod subnet, and [`flannel_scripts`] programs a node's
+//! overlay device for the first `n` of them exactly as Flannel's VXLAN
+//! backend would (route, permanent neighbour, FDB entry per peer).
+//!
+//! The addresses never collide with the lab's own: underlays come from
+//! 198.18.0.0/15 (RFC 2544's benchmarking range), subnets from 10.128.0.0/9.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+/// Synthetic peers available (subnets are /24s of 10.128.0.0/9).
+pub const MAX_PEERS: u32 = 1 << 15;
+
+/// Underlay (VTEP) address of peer `i`: 198.18.0.1 + i.
+pub fn peer_ip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + (i % MAX_PEERS))
+}
+
+/// VTEP MAC of peer `i`: locally administered, `02:be:00:00:hi:lo`.
+pub fn peer_mac(i: u32) -> [u8; 6] {
+    let [_, _, hi, lo] = (i % MAX_PEERS).to_be_bytes();
+    [0x02, 0xbe, 0, 0, hi, lo]
+}
+
+/// Pod subnet (network address of a /24) of peer `i`.
+pub fn peer_subnet(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((i % MAX_PEERS) << 8))
+}
+
+/// The peer's overlay address, `<subnet>.0`: the next hop of its route.
+pub fn peer_vtep_ip(i: u32) -> Ipv4Addr {
+    peer_subnet(i)
+}
+
+/// `ip -batch` and `bridge -batch` input programming peers `from..to` on
+/// overlay device `dev`: per peer a route to its subnet via its VTEP
+/// address (onlink), a permanent neighbour entry for that address and a
+/// permanent FDB entry sending its MAC to its underlay address.
+pub fn flannel_scripts(dev: &str, from: u32, to: u32) -> (String, String) {
+    let mut ip = String::new();
+    let mut bridge = String::new();
+    for i in from..to.min(MAX_PEERS) {
+        let (subnet, vtep, mac) = (
+            peer_subnet(i),
+            peer_vtep_ip(i),
+            crate::lab::format_mac(&peer_mac(i)),
+        );
+        let _ = writeln!(ip, "route replace {subnet}/24 via {vtep} dev {dev} onlink");
+        let _ = writeln!(
+            ip,
+            "neigh replace {vtep} lladdr {mac} dev {dev} nud permanent"
+        );
+        let _ = writeln!(
+            bridge,
+            "fdb replace {mac} dev {dev} dst {} self permanent",
+            peer_ip(i)
+        );
+    }
+    (ip, bridge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_distinct_and_outside_the_lab() {
+        let n = MAX_PEERS;
+        let ips: std::collections::BTreeSet<_> = (0..n).map(peer_ip).collect();
+        let macs: std::collections::BTreeSet<_> = (0..n).map(peer_mac).collect();
+        let nets: std::collections::BTreeSet<_> = (0..n).map(peer_subnet).collect();
+        assert_eq!(
+            (ips.len(), macs.len(), nets.len()),
+            (n as usize, n as usize, n as usize)
+        );
+        assert_eq!(peer_ip(0), Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(peer_ip(n - 1), Ipv4Addr::new(198, 18, 128, 0));
+        assert_eq!(peer_subnet(1), Ipv4Addr::new(10, 128, 1, 0));
+        assert_eq!(peer_subnet(n - 1), Ipv4Addr::new(10, 255, 255, 0));
+        assert_eq!(peer_mac(0x1234), [0x02, 0xbe, 0, 0, 0x12, 0x34]);
+    }
+
+    #[test]
+    fn scripts_program_what_flannel_programs() {
+        let (ip, bridge) = flannel_scripts("flannel.1", 2, 4);
+        assert_eq!(
+            ip,
+            "route replace 10.128.2.0/24 via 10.128.2.0 dev flannel.1 onlink\n\
+             neigh replace 10.128.2.0 lladdr 02:be:00:00:00:02 dev flannel.1 nud permanent\n\
+             route replace 10.128.3.0/24 via 10.128.3.0 dev flannel.1 onlink\n\
+             neigh replace 10.128.3.0 lladdr 02:be:00:00:00:03 dev flannel.1 nud permanent\n"
+        );
+        assert_eq!(
+            bridge,
+            "fdb replace 02:be:00:00:00:02 dev flannel.1 dst 198.18.0.3 self permanent\n\
+             fdb replace 02:be:00:00:00:03 dev flannel.1 dst 198.18.0.4 self permanent\n"
+        );
+    }
+}

@@ -1,0 +1,901 @@
+//! BENCHMARKS.md and the gnuplot input, from [`Results`]: pure text.
+use std::fmt::Write as _;
+
+use super::{
+    results::{
+        DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, RSS_MB_TARGET, Results, TARGET_PEERS,
+        TCP_RATIO_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
+    },
+    stats::Summary,
+};
+
+/// Where the plot goes, relative to the workspace (and to BENCHMARKS.md).
+pub const PLOT_PNG: &str = "bench/ratios.png";
+pub const PLOT_DATA: &str = "bench/ratios.dat";
+pub const PLOT_SCRIPT: &str = "bench/ratios.gp";
+pub const RESULTS_JSON: &str = "bench/results.json";
+
+/// The uplink programs: the target on cost per run is about them.
+const UPLINK: [&str; 2] = ["uplink_ingress", "uplink_egress"];
+
+/// One row of the summary table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub figure: &'static str,
+    pub target: String,
+    pub measured: String,
+    /// `None`: not measured in this run.
+    pub met: Option<bool>,
+    /// How far off, when missed.
+    pub note: String,
+}
+
+fn kb_to_mb(kb: u64) -> f64 {
+    kb as f64 * 1024.0 / 1e6
+}
+
+fn ms(us: f64) -> f64 {
+    us / 1e3
+}
+
+/// "0.991 (0.982–1.004, n=5)".
+fn spread(s: &Summary, digits: usize) -> String {
+    format!(
+        "{:.d$} ({:.d$}–{:.d$}, n={})",
+        s.median,
+        s.min,
+        s.max,
+        s.n,
+        d = digits
+    )
+}
+
+fn ratio_verdict(figure: &'static str, ratios: &[f64], target: f64) -> Verdict {
+    match Summary::of(ratios) {
+        None => Verdict {
+            figure,
+            target: format!("≥ {target:.2}"),
+            measured: "not measured".into(),
+            met: None,
+            note: String::new(),
+        },
+        Some(s) => {
+            let met = s.median >= target;
+            Verdict {
+                figure,
+                target: format!("≥ {target:.2}"),
+                measured: format!("median {}", spread(&s, 3)),
+                met: Some(met),
+                note: if met {
+                    String::new()
+                } else {
+                    format!(
+                        "missed by {:.3} ({:.1} % of the baseline lost, {:.1} % allowed)",
+                        target - s.median,
+                        100.0 * (1.0 - s.median),
+                        100.0 * (1.0 - target)
+                    )
+                },
+            }
+        }
+    }
+}
+
+fn upper_verdict(
+    figure: &'static str,
+    target: f64,
+    unit: &str,
+    value: Option<(f64, String)>,
+) -> Verdict {
+    match value {
+        None => Verdict {
+            figure,
+            target: format!("≤ {target} {unit}"),
+            measured: "not measured".into(),
+            met: None,
+            note: String::new(),
+        },
+        Some((v, measured)) => {
+            let met = v <= target;
+            Verdict {
+                figure,
+                target: format!("≤ {target} {unit}"),
+                measured,
+                met: Some(met),
+                note: if met {
+                    String::new()
+                } else {
+                    format!(
+                        "missed by {:.1} {unit} ({:.1}× the target)",
+                        v - target,
+                        v / target
+                    )
+                },
+            }
+        }
+    }
+}
+
+/// The five figures of the issue against their targets.
+pub fn verdicts(r: &Results) -> Vec<Verdict> {
+    // The worst uplink program under either load (median over the runs).
+    let worst_hook = UPLINK
+        .iter()
+        .flat_map(|p| {
+            [Workload::Tcp, Workload::Udp64]
+                .into_iter()
+                .filter_map(move |w| Summary::of(&r.hook_ns(p, w)).map(|s| (*p, w, s.median)))
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2));
+    let all_hooks = UPLINK
+        .iter()
+        .flat_map(|p| {
+            [Workload::Tcp, Workload::Udp64]
+                .into_iter()
+                .filter_map(move |w| {
+                    Summary::of(&r.hook_ns(p, w))
+                        .map(|s| format!("{p} {:.0} ns ({})", s.median, short(w)))
+                })
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let timing = r
+        .agent_timing
+        .iter()
+        .find(|t| t.peers == TARGET_PEERS)
+        .and_then(|t| Summary::of(&t.total_us));
+    let rss = r
+        .agent_peers
+        .iter()
+        .find(|a| a.peers == TARGET_PEERS)
+        .map(|a| kb_to_mb(a.sample.vm_hwm_kb));
+    vec![
+        ratio_verdict(
+            "TCP throughput ratio (probe on / off)",
+            &r.tcp_ratios(),
+            TCP_RATIO_TARGET,
+        ),
+        ratio_verdict("64-byte UDP pps ratio", &r.udp_ratios(), UDP_RATIO_TARGET),
+        upper_verdict(
+            "mean cost per hook run, uplink programs",
+            HOOK_NS_TARGET,
+            "ns",
+            worst_hook.map(|(p, w, ns)| {
+                (
+                    ns,
+                    format!("worst {ns:.0} ns ({p}, {}); {all_hooks}", short(w)),
+                )
+            }),
+        ),
+        upper_verdict(
+            "read + sum + diagnose, 10 000 peers",
+            DIAGNOSE_MS_TARGET,
+            "ms",
+            timing.map(|s| {
+                (
+                    ms(s.median),
+                    format!(
+                        "median {:.1} ms ({:.1}–{:.1}, n={})",
+                        ms(s.median),
+                        ms(s.min),
+                        ms(s.max),
+                        s.n
+                    ),
+                )
+            }),
+        ),
+        upper_verdict(
+            "agent peak RSS, 10 000 peers",
+            RSS_MB_TARGET,
+            "MB",
+            rss.map(|mb| (mb, format!("{mb:.1} MB (VmHWM)"))),
+        ),
+    ]
+}
+
+fn short(w: Workload) -> &'static str {
+    match w {
+        Workload::Tcp => "TCP",
+        Workload::Udp64 => "UDP 64 B",
+    }
+}
+
+fn met_text(v: &Verdict) -> &'static str {
+    match v.met {
+        Some(true) => "**met**",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+fn summary_cell(values: &[f64], digits: usize) -> String {
+    Summary::of(values).map_or_else(|| "–".into(), |s| spread(&s, digits))
+}
+
+fn agent_cells<T>(p: &Pair<T>) -> String {
+    p.on.agents
+        .iter()
+        .map(|a| format!("{} {:.1} %", a.node, a.cpu_percent))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// BENCHMARKS.md. `analysis` is the hand-written bench/analysis.md, if any.
+pub fn render(r: &Results, analysis: Option<&str>) -> String {
+    let mut o = String::new();
+    let m = &r.machine;
+    let s = &r.settings;
+    let _ = writeln!(o, "# What it costs: flannel-probe's overhead, measured\n");
+    let _ = writeln!(
+        o,
+        "Generated by `cargo xtask bench` on {} from commit `{}` (the run took {:.0} min); do not edit by \
+         hand, run it again. Raw numbers: [`{RESULTS_JSON}`]({RESULTS_JSON}).\n",
+        m.date, m.commit, m.minutes
+    );
+    let _ = writeln!(
+        o,
+        "Every ratio is *probe on / probe off* measured in the same run, interleaved (off, on, \
+         off, on, ...: {} pairs per load), so that whatever else the machine does falls on both \
+         sides alike. \"Probe on\" is the real agent, `flannel-probe watch --plain`, on both \
+         nodes of the path: all four classifiers (tcx) and the `kfree_skb` drop tracer.\n",
+        s.pairs
+    );
+
+    let _ = writeln!(o, "## Summary\n");
+    let _ = writeln!(o, "| figure | target | measured | verdict |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    for v in verdicts(r) {
+        let verdict = if v.note.is_empty() {
+            met_text(&v).to_string()
+        } else {
+            format!("{}: {}", met_text(&v), v.note)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            v.figure, v.target, v.measured, verdict
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nFor scale: netobserv's eBPF agent, the best published figure in this space, keeps \
+         about 95 % of the baseline packet rate at about 4 % extra CPU.\n"
+    );
+    let _ = writeln!(o, "![probe on / off per pair]({PLOT_PNG})\n");
+
+    let _ = writeln!(o, "## Machine\n");
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| CPU | {} |", m.cpu);
+    let _ = writeln!(o, "| cores | {} |", m.cores);
+    let _ = writeln!(o, "| kernel | {} |", m.kernel);
+    let _ = writeln!(o, "| memory | {} MB |", m.memory_mb);
+    let _ = writeln!(o, "| iperf3 | {} |", m.iperf3);
+    let _ = writeln!(
+        o,
+        "| load average (1/5/15 min) | start {:.2} / {:.2} / {:.2}, end {:.2} / {:.2} / {:.2} |",
+        m.load_start[0],
+        m.load_start[1],
+        m.load_start[2],
+        m.load_end[0],
+        m.load_end[1],
+        m.load_end[2]
+    );
+    let _ = writeln!(
+        o,
+        "| 1-min load at the start of each network run | {} |",
+        summary_cell(&r.load, 2)
+    );
+    let _ = writeln!(
+        o,
+        "\nThe machine is shared: other engineers' builds and tests ran during the measurement \
+         (a load average of {:.1} on {} cores means the runs competed for CPU). That noise \
+         is why the ratios come from adjacent off/on pairs and why the spread is reported.\n",
+        super::stats::median(&r.load),
+        m.cores
+    );
+
+    let _ = writeln!(o, "## 1. TCP throughput, pod to pod across nodes\n");
+    let _ = writeln!(
+        o,
+        "iperf3, one stream, {} s measured after {} s of warm-up, from the pod of momonoke to the \
+         pod of gladius (VXLAN over the lab's underlay). Receiver's rate.\n",
+        s.seconds, s.omit
+    );
+    let _ = writeln!(
+        o,
+        "| pair | off Gbit/s | on Gbit/s | on / off | load (1 min) | probe CPU (on) |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    for (i, p) in r.tcp.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "| {} | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} | {} |",
+            i + 1,
+            tcp_gbits(&p.off.result),
+            tcp_gbits(&p.on.result),
+            p.ratio(tcp_gbits),
+            p.off.load,
+            p.on.load,
+            agent_cells(p)
+        );
+    }
+    let off: Vec<f64> = r.tcp.iter().map(|p| tcp_gbits(&p.off.result)).collect();
+    let on: Vec<f64> = r.tcp.iter().map(|p| tcp_gbits(&p.on.result)).collect();
+    let _ = writeln!(
+        o,
+        "\nMedians: off {} Gbit/s, on {} Gbit/s, ratio {}.\n",
+        summary_cell(&off, 3),
+        summary_cell(&on, 3),
+        summary_cell(&r.tcp_ratios(), 3)
+    );
+    control(&mut o, &r.control_tcp, tcp_gbits);
+
+    let _ = writeln!(o, "## 2. Small packets: 64-byte UDP\n");
+    let _ = writeln!(
+        o,
+        "iperf3 `-u -l 64 -b 0` (as fast as the sender can), same path, {} s measured after {} s. \
+         The figure is datagrams per second *received* by the server; the sender's rate and the \
+         loss show where the bottleneck is.\n",
+        s.seconds, s.omit
+    );
+    let _ = writeln!(
+        o,
+        "| pair | off kpps rx | on kpps rx | on / off | off kpps sent | on kpps sent | off loss | on loss | load (1 min) |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    for (i, p) in r.udp.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "| {} | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.1} % | {:.1} % | {:.2} / {:.2} |",
+            i + 1,
+            udp_kpps(&p.off.result),
+            udp_kpps(&p.on.result),
+            p.ratio(udp_kpps),
+            p.off.result.sent_pps() / 1e3,
+            p.on.result.sent_pps() / 1e3,
+            p.off.result.lost_percent,
+            p.on.result.lost_percent,
+            p.off.load,
+            p.on.load
+        );
+    }
+    let off: Vec<f64> = r.udp.iter().map(|p| udp_kpps(&p.off.result)).collect();
+    let on: Vec<f64> = r.udp.iter().map(|p| udp_kpps(&p.on.result)).collect();
+    let _ = writeln!(
+        o,
+        "\nMedians: off {} kpps, on {} kpps, ratio {}.\n",
+        summary_cell(&off, 1),
+        summary_cell(&on, 1),
+        summary_cell(&r.udp_ratios(), 3)
+    );
+    control(&mut o, &r.control_udp, udp_kpps);
+
+    let _ = writeln!(o, "## 3. Cost per hook run\n");
+    let _ = writeln!(
+        o,
+        "The kernel's own BPF statistics (`BPF_ENABLE_STATS`, the switch behind \
+         `kernel.bpf_stats_enabled`; held only for this part, released after) over {} runs of \
+         each load with the probes on, read from the probes' program file descriptors \
+         (`/proc/PID/fdinfo`: `run_time_ns`, `run_cnt`) before and after each run and summed \
+         over both nodes. The mean per run is the run time over the run count; the table gives \
+         its median over the runs (min–max). These runs are separate from the pairs above, so \
+         the statistics' own overhead (two clock reads per program run) does not weigh on the \
+         ratios.\n",
+        s.hook_runs
+    );
+    let _ = writeln!(
+        o,
+        "| program | where | TCP: runs/s | TCP: ns per run | UDP 64 B: runs/s | UDP 64 B: ns per run |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    for name in r.program_names() {
+        if !r
+            .hooks
+            .iter()
+            .any(|h| h.progs.iter().any(|p| p.name == name))
+        {
+            continue;
+        }
+        let rate = |w| {
+            Summary::of(&r.hook_rate(&name, w))
+                .map_or_else(|| "–".into(), |s| format!("{:.0}", s.median))
+        };
+        let _ = writeln!(
+            o,
+            "| `{name}` | {} | {} | {} | {} | {} |",
+            where_is(&name),
+            rate(Workload::Tcp),
+            summary_cell(&r.hook_ns(&name, Workload::Tcp), 1),
+            rate(Workload::Udp64),
+            summary_cell(&r.hook_ns(&name, Workload::Udp64), 1),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nAll our programs together took {} % of one core under TCP and {} % under the UDP \
+         flood (run time over wall time, both nodes).\n",
+        summary_cell(&r.kernel_cpu_percent(Workload::Tcp), 2),
+        summary_cell(&r.kernel_cpu_percent(Workload::Udp64), 2)
+    );
+    if !r.hook_micro.is_empty() {
+        let _ = writeln!(
+            o,
+            "In isolation: each classifier under `BPF_PROG_TEST_RUN` (the kernel repeats it and \
+             reports the mean; median of 5 such loops). No other traffic, warm caches, no \
+             statistics overhead: the floor of what a run costs, and a stable figure to compare \
+             datapath changes with.\n"
+        );
+        let _ = writeln!(o, "| program | frame | ns per run |");
+        let _ = writeln!(o, "|---|---|---|");
+        for mc in &r.hook_micro {
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {:.0} |",
+                mc.program,
+                frame_text(&mc.frame),
+                mc.ns
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "## 4. The agent\n");
+    let _ = writeln!(
+        o,
+        "Read + sum: `Datapath::snapshot()` (every entry of the per-CPU maps, summed over CPUs); \
+         window: `Snapshot::since()`; diagnose: `diagnose()`. The maps are the real ones (the \
+         eBPF object loaded, max_peers {}), filled through `PerCpuHashMap::insert` with N \
+         synthetic peers, each with traffic both ways (PEERS and INNER: 4 entries per peer), \
+         and the node state has every peer programmed as Flannel does (route, neighbour, FDB \
+         entry). Counters grow between repetitions, so every window is non-empty.\n",
+        s.max_peers
+    );
+    let _ = writeln!(
+        o,
+        "| peers | map entries | read + sum ms | since ms | diagnose ms | total ms | findings above info |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    for t in &r.agent_timing {
+        let cell = |v: &[f64]| {
+            let v: Vec<f64> = v.iter().map(|x| ms(*x)).collect();
+            summary_cell(&v, 3)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            t.peers,
+            t.map_entries,
+            cell(&t.snapshot_us),
+            cell(&t.since_us),
+            cell(&t.diagnose_us),
+            cell(&t.total_us),
+            t.serious_findings
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nThe running agent: `flannel-probe watch --plain --max-peers {}` on gladius (its tables \
+         read and thrown away), the same N peers written into its maps and programmed on its \
+         `flannel.1` (N routes, neighbours and FDB entries that it reads over netlink on every \
+         refresh). Measured from two refreshes after the peers appeared, for at least {} s and \
+         at least one whole refresh. CPU is utime + stime from `/proc/PID/stat` over wall time, \
+         in % of one core; RSS is VmHWM from `/proc/PID/status` (the maps themselves are kernel \
+         memory and not in it); the refresh period is the median time between two printed \
+         tables (the interval is 1 s).\n",
+        s.max_peers, s.agent_secs
+    );
+    let _ = writeln!(
+        o,
+        "| peers | CPU % of one core | peak RSS (VmHWM) | RSS at the end (VmRSS) | one refresh every |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for a in &r.agent_peers {
+        let _ = writeln!(
+            o,
+            "| {} | {:.1} | {:.1} MB | {:.1} MB | {:.2} s |",
+            a.peers,
+            a.sample.cpu_percent,
+            kb_to_mb(a.sample.vm_hwm_kb),
+            kb_to_mb(a.sample.vm_rss_kb),
+            a.refresh_secs
+        );
+    }
+    let _ = writeln!(o, "\nIdle and under load, with the lab's own peers:\n");
+    let _ = writeln!(
+        o,
+        "| state | CPU % of one core | peak RSS (VmHWM) | RSS (VmRSS) |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    for a in &r.agent_idle {
+        let _ = writeln!(
+            o,
+            "| idle ({} s, no traffic), {} | {:.2} | {:.1} MB | {:.1} MB |",
+            s.idle_secs,
+            a.node,
+            a.cpu_percent,
+            kb_to_mb(a.vm_hwm_kb),
+            kb_to_mb(a.vm_rss_kb)
+        );
+    }
+    let peak = kb_to_mb(r.peak_rss_under_load_kb());
+    for (label, rows) in [
+        ("TCP", Results::agent_cpu_under_load(&r.tcp)),
+        ("UDP 64 B", Results::agent_cpu_under_load(&r.udp)),
+    ] {
+        for (node, sm) in rows {
+            let _ = writeln!(
+                o,
+                "| under {label}, {node} | {} | {peak:.1} MB (highest of all runs) | |",
+                spread(&sm, 2)
+            );
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## Reproduce\n");
+    let _ = writeln!(
+        o,
+        "As root, in the workspace (installs iperf3 and gnuplot if missing, builds the release \
+         binaries, builds its own lab of two nodes in network namespaces and removes it after):\n"
+    );
+    let _ = writeln!(o, "```sh");
+    let _ = writeln!(
+        o,
+        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}{}",
+        s.pairs,
+        s.seconds,
+        s.hook_runs,
+        s.peers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        if s.control { " --control" } else { "" }
+    );
+    let _ = writeln!(o, "```\n");
+    let _ = writeln!(o, "What it runs (namespaces are the lab's):\n");
+    let _ = writeln!(o, "| step | command |");
+    let _ = writeln!(o, "|---|---|");
+    for (what, cmd) in &s.commands {
+        let _ = writeln!(o, "| {what} | `{}` |", cmd.replace('|', "\\|"));
+    }
+    let _ = writeln!(o);
+
+    if let Some(a) = analysis {
+        let _ = writeln!(o, "## Analysis\n");
+        let _ = writeln!(
+            o,
+            "Written by hand (`bench/analysis.md`) after looking at the numbers of a run; the \
+             tables above are regenerated on every run and are the reference.\n"
+        );
+        let _ = writeln!(o, "{}", a.trim());
+    }
+    o
+}
+
+/// The control pairs' ratios, when there are any.
+fn control<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
+    if pairs.is_empty() {
+        return;
+    }
+    let ratios: Vec<f64> = pairs.iter().map(|p| p.ratio(value)).collect();
+    let _ = writeln!(
+        o,
+        "Control, the method checked against itself: {} off/off pairs, the second run after \
+         the same wait as for starting the probes but without them, give a ratio of {} \
+         (per pair: {}).\n",
+        pairs.len(),
+        summary_cell(&ratios, 3),
+        ratios
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn where_is(program: &str) -> &'static str {
+    match program {
+        "uplink_ingress" => "eth0, tc ingress",
+        "uplink_egress" => "eth0, tc egress",
+        "overlay_ingress" => "flannel.1, tc ingress",
+        "overlay_egress" => "flannel.1, tc egress",
+        "kfree_skb" => "tp_btf/kfree_skb (every drop on the machine)",
+        _ => "",
+    }
+}
+
+fn frame_text(frame: &str) -> &str {
+    match frame {
+        "vxlan_udp64" => "VXLAN carrying a 64-byte UDP datagram (counted)",
+        "vxlan_1400" => "VXLAN carrying a full-size datagram (counted)",
+        "tcp_not_vxlan" => "TCP, not VXLAN (passed over)",
+        "inner_udp64" => "inner 64-byte UDP datagram (counted per VTEP MAC)",
+        other => other,
+    }
+}
+
+/// `pair tcp_ratio udp_ratio` per line, for gnuplot.
+pub fn plot_data(r: &Results) -> String {
+    let mut o = String::from("# pair tcp_on_off udp64_on_off\n");
+    let tcp = r.tcp_ratios();
+    let udp = r.udp_ratios();
+    for i in 0..tcp.len().max(udp.len()) {
+        let cell = |v: &[f64]| v.get(i).map_or_else(|| "NaN".into(), |x| format!("{x:.5}"));
+        let _ = writeln!(o, "{} {} {}", i + 1, cell(&tcp), cell(&udp));
+    }
+    o
+}
+
+/// The gnuplot script that draws [`PLOT_PNG`] from [`PLOT_DATA`].
+pub fn plot_script(r: &Results, terminal: &str) -> String {
+    let n = r.tcp.len().max(r.udp.len()).max(1);
+    let all: Vec<f64> = r
+        .tcp_ratios()
+        .into_iter()
+        .chain(r.udp_ratios())
+        .filter(|x| x.is_finite())
+        .collect();
+    // Room around every point and the targets.
+    let lo = (all.iter().copied().fold(UDP_RATIO_TARGET, f64::min) - 0.02).min(0.9);
+    let hi = (all.iter().copied().fold(1.0, f64::max) + 0.02).max(1.05);
+    format!(
+        "set terminal {terminal} size 900,500\n\
+         set output '{PLOT_PNG}'\n\
+         set title 'flannel-probe: probe on / probe off, per interleaved pair'\n\
+         set xlabel 'pair (off run, then on run)'\n\
+         set ylabel 'on / off'\n\
+         set xrange [0.5:{xmax}]\n\
+         set yrange [{lo:.3}:{hi:.3}]\n\
+         set xtics 1\n\
+         set grid ytics\n\
+         set key below\n\
+         plot '{PLOT_DATA}' using 1:2 with linespoints lw 2 pt 7 title 'TCP throughput', \\\n\
+         \x20    '{PLOT_DATA}' using 1:3 with linespoints lw 2 pt 5 title '64-byte UDP pps (received)', \\\n\
+         \x20    {TCP_RATIO_TARGET} with lines dt 2 lc rgb '#1f77b4' title 'TCP target {TCP_RATIO_TARGET}', \\\n\
+         \x20    {UDP_RATIO_TARGET} with lines dt 2 lc rgb '#ff7f0e' title 'UDP target {UDP_RATIO_TARGET}', \\\n\
+         \x20    1 with lines lc rgb '#888888' notitle\n",
+        xmax = n as f64 + 0.5,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{
+        iperf::{TcpResult, UdpResult},
+        results::{AgentPeers, AgentSample, HookRun, Machine, ProgCost, Run, Settings, Timing},
+    };
+
+    fn run<T>(result: T, cpu: Option<f64>) -> Run<T> {
+        Run {
+            result,
+            load: 2.0,
+            agents: cpu
+                .map(|c| {
+                    vec![AgentSample {
+                        node: "gladius".into(),
+                        cpu_percent: c,
+                        vm_hwm_kb: 10_000,
+                        vm_rss_kb: 9_000,
+                    }]
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn tcp(gbit: f64) -> TcpResult {
+        TcpResult {
+            bits_per_second: gbit * 1e9,
+            seconds: 5.0,
+            retransmits: 0,
+        }
+    }
+
+    fn udp(kpps: f64) -> UdpResult {
+        UdpResult {
+            seconds: 5.0,
+            sent: (kpps * 5e3 * 2.0) as u64,
+            received: (kpps * 5e3) as u64,
+            lost_percent: 50.0,
+        }
+    }
+
+    fn sample() -> Results {
+        let prog = |name: &str, runs: u64, ns: u64| ProgCost {
+            name: name.into(),
+            runs,
+            run_time_ns: runs * ns,
+        };
+        Results {
+            machine: Machine {
+                cpu: "AMD EPYC".into(),
+                cores: 2,
+                kernel: "6.18.44".into(),
+                memory_mb: 4096,
+                iperf3: "iperf 3.12".into(),
+                commit: "abc1234".into(),
+                date: "2025-01-01 00:00 UTC".into(),
+                minutes: 6.0,
+                load_start: [2.0, 2.5, 3.0],
+                load_end: [2.2, 2.4, 2.9],
+            },
+            settings: Settings {
+                pairs: 3,
+                seconds: 5,
+                omit: 1,
+                hook_runs: 1,
+                peers: vec![1, 10_000],
+                idle_secs: 10,
+                agent_secs: 5,
+                max_peers: 24_576,
+                control: true,
+                commands: vec![("TCP".into(), "iperf3 -c 10.42.1.54 | x".into())],
+            },
+            tcp: [(8.0, 7.96), (8.2, 8.2), (7.9, 7.6)]
+                .into_iter()
+                .map(|(off, on)| Pair {
+                    off: run(tcp(off), None),
+                    on: run(tcp(on), Some(0.5)),
+                })
+                .collect(),
+            udp: [(100.0, 95.0), (100.0, 96.0), (100.0, 97.0)]
+                .into_iter()
+                .map(|(off, on)| Pair {
+                    off: run(udp(off), None),
+                    on: run(udp(on), Some(1.0)),
+                })
+                .collect(),
+            hooks: vec![
+                HookRun {
+                    workload: Workload::Tcp,
+                    seconds: 5.0,
+                    progs: vec![prog("kfree_skb", 10, 30), prog("uplink_egress", 1000, 50)],
+                },
+                HookRun {
+                    workload: Workload::Udp64,
+                    seconds: 5.0,
+                    progs: vec![
+                        prog("uplink_egress", 2000, 80),
+                        prog("uplink_ingress", 2000, 40),
+                    ],
+                },
+            ],
+            hook_micro: vec![],
+            agent_idle: vec![AgentSample {
+                node: "gladius".into(),
+                cpu_percent: 0.1,
+                vm_hwm_kb: 9000,
+                vm_rss_kb: 8000,
+            }],
+            agent_timing: vec![Timing {
+                peers: 10_000,
+                map_entries: 40_000,
+                snapshot_us: vec![9000.0, 11000.0, 10000.0],
+                since_us: vec![1000.0; 3],
+                diagnose_us: vec![5000.0; 3],
+                total_us: vec![15000.0, 17000.0, 16000.0],
+                serious_findings: 0,
+            }],
+            agent_peers: vec![AgentPeers {
+                peers: 10_000,
+                sample: AgentSample {
+                    node: "gladius".into(),
+                    cpu_percent: 12.0,
+                    vm_hwm_kb: 60_000,
+                    vm_rss_kb: 30_000,
+                },
+                refresh_secs: 1.0,
+            }],
+            load: vec![1.0, 2.0, 3.0],
+            control_tcp: vec![Pair {
+                off: run(tcp(8.0), None),
+                on: run(tcp(8.08), None),
+            }],
+            control_udp: vec![],
+        }
+    }
+
+    #[test]
+    fn verdicts_compare_medians_with_the_targets() {
+        let v = verdicts(&sample());
+        assert_eq!(v.len(), 5);
+        // TCP ratios 0.995, 1.0, 0.962: median 0.995.
+        assert_eq!(v[0].met, Some(true));
+        assert!(
+            v[0].measured.starts_with("median 0.995 (0.962–1.000, n=3)"),
+            "{}",
+            v[0].measured
+        );
+        // UDP 0.95, 0.96, 0.97: median 0.96, missed by 0.01.
+        assert_eq!(v[1].met, Some(false));
+        assert_eq!(
+            v[1].note,
+            "missed by 0.010 (4.0 % of the baseline lost, 3.0 % allowed)"
+        );
+        // The worst uplink program: uplink_egress under UDP, 80 ns.
+        assert_eq!(v[2].met, Some(false));
+        assert!(
+            v[2].measured
+                .starts_with("worst 80 ns (uplink_egress, UDP 64 B)"),
+            "{}",
+            v[2].measured
+        );
+        assert_eq!(v[2].note, "missed by 20.0 ns (1.3× the target)");
+        assert_eq!(v[3].met, Some(true));
+        assert_eq!(v[3].measured, "median 16.0 ms (15.0–17.0, n=3)");
+        // 60 000 kB = 61.4 MB.
+        assert_eq!(v[4].met, Some(false));
+        assert_eq!(v[4].measured, "61.4 MB (VmHWM)");
+    }
+
+    #[test]
+    fn what_was_not_measured_says_so() {
+        let v = verdicts(&Results::default());
+        assert!(
+            v.iter()
+                .all(|v| v.met.is_none() && v.measured == "not measured")
+        );
+        // And the document still renders.
+        let md = render(&Results::default(), None);
+        assert!(md.contains(
+            "| TCP throughput ratio (probe on / off) | ≥ 0.98 | not measured | not measured |"
+        ));
+    }
+
+    #[test]
+    fn the_document_has_every_section_and_the_numbers() {
+        let md = render(&sample(), Some("The UDP flood is sender-bound.\n"));
+        for needle in [
+            "# What it costs",
+            "commit `abc1234`",
+            "## Summary",
+            "| 64-byte UDP pps ratio | ≥ 0.97 | median 0.960 (0.950–0.970, n=3) | **not met**: missed by 0.010",
+            "![probe on / off per pair](bench/ratios.png)",
+            "| CPU | AMD EPYC |",
+            "| kernel | 6.18.44 |",
+            "| 1-min load at the start of each network run | 2.00 (1.00–3.00, n=3) |",
+            "| 1 | 8.000 | 7.960 | 0.995 | 2.00 / 2.00 | gladius 0.5 % |",
+            "| 3 | 100.0 | 97.0 | 0.970 | 200.0 | 194.0 | 50.0 % | 50.0 % | 2.00 / 2.00 |",
+            "| `uplink_egress` | eth0, tc egress | 200 | 50.0 (50.0–50.0, n=1) | 400 | 80.0 (80.0–80.0, n=1) |",
+            "| `kfree_skb` | tp_btf/kfree_skb",
+            "| 10000 | 40000 | 10.000 (9.000–11.000, n=3) |",
+            "| 10000 | 12.0 | 61.4 MB | 30.7 MB | 1.00 s |",
+            "| idle (10 s, no traffic), gladius | 0.10 | 9.2 MB | 8.2 MB |",
+            "| under TCP, gladius | 0.50 (0.50–0.50, n=3) |",
+            "cargo xtask bench --pairs 3 --seconds 5 --hook-runs 1 --peers 1,10000 --control",
+            "| TCP | `iperf3 -c 10.42.1.54 \\| x` |",
+            "## Analysis",
+            "The UDP flood is sender-bound.",
+            "1 off/off pairs, the second run after the same wait as for starting the probes but \
+             without them, give a ratio of 1.010 (1.010–1.010, n=1) (per pair: 1.010).",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in\n{md}");
+        }
+        // Programs in a stable order: uplink first, kfree_skb last.
+        let up = md.find("| `uplink_ingress`").unwrap();
+        let eg = md.find("| `uplink_egress`").unwrap();
+        let kf = md.find("| `kfree_skb`").unwrap();
+        assert!(up < eg && eg < kf);
+    }
+
+    #[test]
+    fn plot_input() {
+        let r = sample();
+        assert_eq!(
+            plot_data(&r),
+            "# pair tcp_on_off udp64_on_off\n1 0.99500 0.95000\n2 1.00000 0.96000\n3 0.96203 0.97000\n"
+        );
+        let gp = plot_script(&r, "pngcairo");
+        assert!(
+            gp.starts_with("set terminal pngcairo size 900,500\nset output 'bench/ratios.png'\n")
+        );
+        assert!(gp.contains("set xrange [0.5:3.5]"));
+        assert!(gp.contains("set yrange [0.900:1.050]"));
+        // A point below 0.9 gets room under it.
+        let mut low = r.clone();
+        low.tcp[0].on.result.bits_per_second = 0.8 * low.tcp[0].off.result.bits_per_second;
+        assert!(plot_script(&low, "png").contains("set yrange [0.780:1.050]"));
+        assert!(gp.contains("'bench/ratios.dat' using 1:3"));
+    }
+}
