@@ -4,6 +4,12 @@ use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {
+    // aya-build watches the eBPF crate; the parser it compiles in lives in
+    // the common crate, which must trigger a rebuild too.
+    println!(
+        "cargo:rerun-if-changed={}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../flannel-probe-common")
+    );
     let ebpf = Package {
         name: "flannel-probe-ebpf",
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../flannel-probe-ebpf"),

@@ -32,16 +32,6 @@ pub trait Load {
     fn load_bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
     /// Length of the whole packet, as the kernel counts it (`skb->len`).
     fn packet_len(&self) -> usize;
-
-    #[inline(always)]
-    fn u8_at(&self, offset: usize) -> Option<u8> {
-        self.load_bytes::<1>(offset).map(|b| b[0])
-    }
-
-    #[inline(always)]
-    fn be16_at(&self, offset: usize) -> Option<u16> {
-        self.load_bytes::<2>(offset).map(u16::from_be_bytes)
-    }
 }
 
 impl Load for &[u8] {
@@ -106,11 +96,19 @@ pub enum Outer {
 }
 
 /// Offset and EtherType of the L3 header, after at most one VLAN tag.
+///
+/// Headers are read whole (one bounds check each, and no one-byte reads,
+/// which the compiler turns into comparisons the verifier cannot follow).
 #[inline(always)]
 pub fn l3<L: Load>(pkt: &L, eth_offset: usize) -> Option<(usize, u16)> {
-    let ethertype = pkt.be16_at(eth_offset + 12)?;
+    let eth = pkt.load_bytes::<ETH_HLEN>(eth_offset)?;
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        Some((eth_offset + ETH_HLEN + 4, pkt.be16_at(eth_offset + 16)?))
+        let tag = pkt.load_bytes::<4>(eth_offset + ETH_HLEN)?;
+        Some((
+            eth_offset + ETH_HLEN + 4,
+            u16::from_be_bytes([tag[2], tag[3]]),
+        ))
     } else {
         Some((eth_offset + ETH_HLEN, ethertype))
     }
@@ -120,23 +118,21 @@ pub fn l3<L: Load>(pkt: &L, eth_offset: usize) -> Option<(usize, u16)> {
 /// non-IPv4, bad header lengths and non-first fragments.
 #[inline(always)]
 fn ipv4<L: Load>(pkt: &L, off: usize) -> Option<(usize, u8, [u8; 4], [u8; 4])> {
-    let vihl = pkt.u8_at(off)?;
-    if vihl >> 4 != 4 {
+    let h = pkt.load_bytes::<20>(off)?;
+    if h[0] >> 4 != 4 {
         return None;
     }
-    let ihl = ((vihl & 0x0f) as usize) * 4;
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
     if ihl < 20 {
         return None;
     }
     // Fragment offset != 0: no L4 header here.
-    if pkt.be16_at(off + 6)? & 0x1fff != 0 {
+    if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
         return None;
     }
-    let proto = pkt.u8_at(off + 9)?;
-    let addrs = pkt.load_bytes::<8>(off + 12)?;
-    let src = [addrs[0], addrs[1], addrs[2], addrs[3]];
-    let dst = [addrs[4], addrs[5], addrs[6], addrs[7]];
-    Some((off + ihl, proto, src, dst))
+    let src = [h[12], h[13], h[14], h[15]];
+    let dst = [h[16], h[17], h[18], h[19]];
+    Some((off + ihl, h[9], src, dst))
 }
 
 /// Classifies an outer frame seen on the uplink; `port` is the VXLAN port.
@@ -154,7 +150,8 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
     let (l4, proto, src, dst) = ipv4(pkt, l3_off)?;
     match proto {
         IPPROTO_UDP => {
-            let dport = pkt.be16_at(l4 + 2)?;
+            let ports = pkt.load_bytes::<4>(l4)?;
+            let dport = u16::from_be_bytes([ports[2], ports[3]]);
             if dport != port {
                 if dport != DEFAULT_VXLAN_PORT && dport != IANA_VXLAN_PORT {
                     return None;
@@ -195,13 +192,14 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
             }))
         }
         IPPROTO_ICMP => {
-            let tc = pkt.load_bytes::<2>(l4)?;
-            if tc[0] != ICMP_DEST_UNREACH || tc[1] != ICMP_PORT_UNREACH {
+            let icmp = pkt.load_bytes::<8>(l4)?;
+            if icmp[0] != ICMP_DEST_UNREACH || icmp[1] != ICMP_PORT_UNREACH {
                 return None;
             }
             // The quoted datagram: its IPv4 header, then at least 8 bytes of UDP.
             let (ql4, qproto, _qsrc, qdst) = ipv4(pkt, l4 + 8)?;
-            if qproto != IPPROTO_UDP || pkt.be16_at(ql4 + 2)? != port {
+            let qports = pkt.load_bytes::<4>(ql4)?;
+            if qproto != IPPROTO_UDP || u16::from_be_bytes([qports[2], qports[3]]) != port {
                 return None;
             }
             Some(Outer::PortUnreachable {
@@ -230,8 +228,8 @@ pub fn headers_len<L: Load>(pkt: &L, eth_offset: usize) -> usize {
         return l3_off;
     };
     match proto {
-        IPPROTO_TCP => match pkt.u8_at(l4 + 12) {
-            Some(doff) => l4 + ((doff >> 4) as usize) * 4,
+        IPPROTO_TCP => match pkt.load_bytes::<14>(l4) {
+            Some(tcp) => l4 + ((tcp[12] >> 4) as usize) * 4,
             None => l4,
         },
         IPPROTO_UDP => l4 + 8,

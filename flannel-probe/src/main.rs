@@ -2,7 +2,10 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use flannel_probe::cli::{self, Cli};
+use flannel_probe::{
+    cli::{self, Cli},
+    logcapture::LogWriter,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -12,7 +15,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("warn,flannel_probe=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // stderr, or memory while the full-screen watch owns the terminal.
+        .with_writer(LogWriter)
         .with_target(false)
         .init();
     let rt = match tokio::runtime::Builder::new_current_thread()

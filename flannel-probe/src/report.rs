@@ -43,6 +43,19 @@ pub struct Finding {
     pub summary: String,
     pub evidence: Vec<String>,
     pub remediation: String,
+    /// Beyond the contract: for a finding about the whole node, the peers
+    /// whose traffic shows it (the incident: every peer whose VXLAN arrives
+    /// and is not decapsulated). Left out of the JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected_peers: Vec<String>,
+}
+
+impl Finding {
+    /// Whether this finding is about `peer` (named by `peer` or among
+    /// `affected_peers`).
+    pub fn concerns(&self, peer: &str) -> bool {
+        self.peer.as_deref() == Some(peer) || self.affected_peers.iter().any(|p| p == peer)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -140,6 +153,25 @@ impl Report {
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).min()
     }
+
+    /// The worst severity of the findings about `peer`, if any.
+    pub fn peer_severity(&self, peer: &str) -> Option<Severity> {
+        self.findings
+            .iter()
+            .filter(|f| f.concerns(peer))
+            .map(|f| f.severity)
+            .min()
+    }
+}
+
+/// The inverse of [`mac_string`].
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// `aa:bb:cc:dd:ee:ff`.

@@ -6,6 +6,7 @@
 //! network namespace is never touched. Building a lab needs root.
 
 pub mod lab;
+pub mod prometheus;
 pub mod support;
 pub mod synthetic;
 

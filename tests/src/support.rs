@@ -259,3 +259,182 @@ pub mod reports {
             .collect()
     }
 }
+
+/// `GET http://{addr}{path}` from inside network namespace `ns` (HTTP/1.0,
+/// so the answer is never chunked); returns the status and the body.
+pub fn http_get_in(ns: &str, addr: &str, path: &str, timeout: Duration) -> Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{addr} is not IP:PORT"))?;
+    in_netns(ns, || -> Result<(u16, String)> {
+        let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
+            .with_context(|| format!("connecting to {addr} in {ns} failed"))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)
+            .with_context(|| format!("reading the answer of {addr}{path} failed"))?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| anyhow!("{addr}{path}: no HTTP header in {text:?}"))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("{addr}{path}: bad status line in {head:?}"))?;
+        Ok((status, body.to_string()))
+    })?
+}
+
+/// Percent-encodes a query parameter value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "flannel-probe-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).with_context(|| format!("creating {} failed", p.display()))?;
+        Ok(Self(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// True when `program` can be started. Under `CI=true` a missing tool fails
+/// the test instead (`cargo xtask setup` installs every tool a test needs).
+pub fn require_tool(program: &std::path::Path) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if found {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} is missing and CI=true forbids skipping: run cargo xtask setup",
+            program.display()
+        );
+    }
+    eprintln!(
+        "skipped: {} is missing (cargo xtask setup installs it)",
+        program.display()
+    );
+    false
+}
+
+/// Sends SIGTERM to `pid` (a probe this test started).
+pub fn terminate(pid: u32) {
+    // SAFETY: kill(2) has no memory preconditions; the pid is our child's.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+/// `flannel-probe serve --listen 0.0.0.0:9465 ARGS` in `node`, once it serves.
+pub fn start_agent(lab: &crate::lab::Lab, node: &crate::lab::LabNode, args: &[&str]) -> ProbeRun {
+    let mut cmd = lab.node_command(node, &probe_bin());
+    cmd.args(["serve", "--listen", "0.0.0.0:9465"]).args(args);
+    let mut run = ProbeRun::spawn(cmd).expect("start flannel-probe serve");
+    run.wait_for("serving on", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("agent on {}: {e:#}", node.name));
+    run
+}
+
+/// What the probe attaches, and what a CNI would have attached, on a lab node.
+pub mod attached {
+    use aya::programs::{SchedClassifier, TcAttachType};
+
+    use super::in_netns;
+    use crate::lab::{Lab, LabNode};
+
+    /// Names of the programs attached with tcx to `iface` in `ns`, both
+    /// directions; none for a missing device.
+    pub fn tcx_programs(ns: &str, iface: &str) -> Vec<String> {
+        in_netns(ns, || {
+            let mut names = Vec::new();
+            for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+                if let Ok((_, progs)) = SchedClassifier::query_tcx(iface, t) {
+                    names.extend(
+                        progs
+                            .iter()
+                            .filter_map(|p| p.name_as_str().map(String::from)),
+                    );
+                }
+            }
+            names
+        })
+        .expect("enter the node's namespace")
+    }
+
+    /// Stand-in for a filter the CNI added: a u32 filter on a clsact qdisc
+    /// of `eth0`.
+    pub fn add_cni_filter(lab: &Lab, node: &LabNode) {
+        lab.sh(&node.ns, &["tc", "qdisc", "add", "dev", "eth0", "clsact"])
+            .expect("add clsact");
+        lab.sh(
+            &node.ns,
+            &[
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                "eth0",
+                "ingress",
+                "prio",
+                "7",
+                "protocol",
+                "ip",
+                "u32",
+                "match",
+                "ip",
+                "dst",
+                "0.0.0.0/0",
+            ],
+        )
+        .expect("add u32 filter");
+    }
+
+    /// The filter [`add_cni_filter`] added is still there.
+    pub fn cni_filter_present(lab: &Lab, node: &LabNode) -> bool {
+        let out = lab
+            .sh(
+                &node.ns,
+                &["tc", "filter", "show", "dev", "eth0", "ingress"],
+            )
+            .expect("tc filter show");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.contains("u32") && text.contains("pref 7")
+    }
+}

@@ -3,34 +3,18 @@
 //! missing privileges are named.
 use std::{process::Command, time::Duration};
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use flannel_probe_tests::{
     lab::{Lab, LabNode, LabSpec},
     require_root,
     support::{
-        ProbeRun, in_netns, probe_bin,
+        ProbeRun,
+        attached::{add_cni_filter, tcx_programs},
+        probe_bin,
         reports::{finish, peer, serious},
     },
 };
 
 const PINGS: u32 = 10;
-
-fn tcx_programs(ns: &str, iface: &str) -> Vec<String> {
-    in_netns(ns, || {
-        let mut names = Vec::new();
-        for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-            if let Ok((_, progs)) = SchedClassifier::query_tcx(iface, t) {
-                names.extend(
-                    progs
-                        .iter()
-                        .filter_map(|p| p.name_as_str().map(String::from)),
-                );
-            }
-        }
-        names
-    })
-    .expect("enter the node's namespace")
-}
 
 fn tc(lab: &Lab, node: &LabNode, args: &[&str]) -> String {
     let mut full = vec!["tc"];
@@ -64,32 +48,6 @@ fn ours(lab: &Lab, node: &LabNode) -> Vec<String> {
         }
     }
     left
-}
-
-fn add_cni_filter(lab: &Lab, node: &LabNode) {
-    lab.sh(&node.ns, &["tc", "qdisc", "add", "dev", "eth0", "clsact"])
-        .expect("add clsact");
-    lab.sh(
-        &node.ns,
-        &[
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            "eth0",
-            "ingress",
-            "prio",
-            "7",
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            "0.0.0.0/0",
-        ],
-    )
-    .expect("add u32 filter");
 }
 
 fn probe(lab: &Lab, node: &LabNode, args: &[&str]) -> ProbeRun {

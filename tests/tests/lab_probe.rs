@@ -1,12 +1,13 @@
 //! flannel-probe on the lab: real namespaces, real VXLAN, the real binary.
 //! Each test builds its own lab and removes it, also on panic.
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
     require_root,
     support::{
-        ProbeRun, in_netns, probe_bin,
+        ProbeRun,
+        attached::{add_cni_filter, cni_filter_present, tcx_programs},
+        probe_bin,
         reports::{self, codes, peer},
     },
 };
@@ -27,63 +28,6 @@ fn serious(report: &Value) -> Vec<String> {
         .into_iter()
         .map(|(c, _)| c)
         .collect()
-}
-
-/// Names of our programs attached with tcx to `iface` in `ns`.
-fn tcx_programs(ns: &str, iface: &str) -> Vec<String> {
-    in_netns(ns, || {
-        let mut names = Vec::new();
-        for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-            // A missing device has nothing attached.
-            if let Ok((_, progs)) = SchedClassifier::query_tcx(iface, t) {
-                names.extend(
-                    progs
-                        .iter()
-                        .filter_map(|p| p.name_as_str().map(String::from)),
-                );
-            }
-        }
-        names
-    })
-    .expect("enter the node's namespace")
-}
-
-/// Stand-in for a filter the CNI added: a u32 filter on a clsact qdisc.
-fn add_cni_filter(lab: &Lab, node: &LabNode) {
-    lab.sh(&node.ns, &["tc", "qdisc", "add", "dev", "eth0", "clsact"])
-        .expect("add clsact");
-    lab.sh(
-        &node.ns,
-        &[
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            "eth0",
-            "ingress",
-            "prio",
-            "7",
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            "0.0.0.0/0",
-        ],
-    )
-    .expect("add u32 filter");
-}
-
-fn cni_filter_present(lab: &Lab, node: &LabNode) -> bool {
-    let out = lab
-        .sh(
-            &node.ns,
-            &["tc", "filter", "show", "dev", "eth0", "ingress"],
-        )
-        .expect("tc filter show");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.contains("u32") && text.contains("pref 7")
 }
 
 #[test]

@@ -39,6 +39,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The soak test: `serve` for ten minutes (SOAK_SECS) while the overlay
+    /// is recreated every 30 s; kept out of `test` for its length.
+    Soak,
     /// The namespace lab: up, down, fault NAME [NODE], traffic.
     Lab {
         #[command(subcommand)]
@@ -87,6 +90,25 @@ fn real_main() -> Result<()> {
             cmd.current_dir(workspace())
                 .args(["test", "--workspace"])
                 .args(&args)
+                .env("FLANNEL_PROBE_BIN", &bin);
+            run(&mut cmd)
+        }
+        Cmd::Soak => {
+            setup::all()?;
+            cargo(&["build", "-p", "flannel-probe"])?;
+            let bin = workspace().join("target/debug/flannel-probe");
+            let mut cmd = Command::new(cargo_bin());
+            cmd.current_dir(workspace())
+                .args([
+                    "test",
+                    "-p",
+                    "flannel-probe-tests",
+                    "--test",
+                    "soak",
+                    "--",
+                    "--ignored",
+                    "--nocapture",
+                ])
                 .env("FLANNEL_PROBE_BIN", &bin);
             run(&mut cmd)
         }

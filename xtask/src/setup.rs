@@ -20,6 +20,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("tmux", "tmux"),
     ("unshare", "util-linux"),
+    ("timeout", "coreutils"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
 ];
 
 /// Commands only `cargo xtask bench` needs.
@@ -160,7 +163,7 @@ fn have(cmd: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
-/// Debian packages for the lab and the TUI tests.
+/// Debian packages for the lab, the TUI tests and the Prometheus tests.
 pub fn packages() -> Result<()> {
     install(PACKAGES)
 }

@@ -1,5 +1,7 @@
 //! The command line: one file per subcommand, shared options here.
+pub mod mesh;
 pub mod report;
+pub mod serve;
 pub mod watch;
 
 use std::time::Duration;
@@ -42,7 +44,7 @@ pub struct Common {
     /// VXLAN UDP port: `auto` reads it from the device, else 8472.
     #[arg(long, global = true, default_value = "auto", value_parser = port_choice)]
     pub port: PortArg,
-    /// Output format of `report` and `watch --plain`.
+    /// Output format of `report`, `mesh` and `watch --plain`.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// How to attach the eBPF programs.
@@ -77,6 +79,13 @@ pub enum Command {
     /// Observe for a while, print one fault report, exit 0 (healthy), 1
     /// (a critical or warning finding) or 2 (could not observe).
     Report(report::ReportArgs),
+    /// Long-running agent: Prometheus metrics on /metrics, the report of a
+    /// rolling window on /report, counters for `mesh` on /counters.
+    Serve(serve::ServeArgs),
+    /// VXLAN between every pair of nodes, from their agents' counters:
+    /// sent against received per link, loss %; exits 0, 1 or 2 as `report`.
+    /// Needs no privileges.
+    Mesh(mesh::MeshArgs),
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', ':' or whitespace.
@@ -147,6 +156,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Report(args) => report::run(&cli.common, &args).await,
         Command::Watch(args) => watch::run(&cli.common, &args).await,
+        Command::Serve(args) => serve::run(&cli.common, &args).await,
+        Command::Mesh(args) => mesh::run(&cli.common, &args).await,
     }
 }
 

@@ -1,14 +1,39 @@
-//! `flannel-probe watch`: per-peer traffic every interval until Ctrl-C.
-use std::time::{Duration, Instant};
+//! `flannel-probe watch`: the live per-peer table, full screen on a
+//! terminal, else (or with `--plain`) one plain table or JSON line per
+//! interval.
+use std::{
+    io::{IsTerminal as _, Stdout, Write as _},
+    sync::{
+        Once,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
+use futures::StreamExt as _;
+use ratatui::{
+    Terminal,
+    backend::CrosstermBackend,
+    crossterm::{
+        cursor,
+        event::{Event, EventStream},
+        execute,
+        terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
+    },
+};
 
 use super::{Common, duration};
 use crate::{
+    datapath::Snapshot,
+    logcapture,
     probe::{Probe, Shutdown},
-    render::{Format, json, text},
-    report::Severity,
+    render::{
+        Format, json, text,
+        tui::{self, Action, WatchState},
+    },
+    report::{Report, Severity},
 };
 
 #[derive(Debug, Args)]
@@ -16,16 +41,51 @@ pub struct WatchArgs {
     /// Refresh interval.
     #[arg(long, default_value = "1s", value_parser = duration)]
     pub interval: Duration,
-    /// Print one plain table (or JSON line) per interval.
+    /// Print one plain table (or, with --format json, one JSON object) per
+    /// interval instead of the full-screen table; automatic when stdout is
+    /// not a terminal.
     #[arg(long)]
     pub plain: bool,
 }
 
 pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
+    let plain = args.plain || common.format == Format::Json || !std::io::stdout().is_terminal();
+    if plain {
+        run_plain(common, args).await
+    } else {
+        run_screen(common, args).await
+    }
+}
+
+/// Windows of the probe's counters, one per call.
+struct Sampler {
+    prev: Snapshot,
+    t_prev: Instant,
+}
+
+impl Sampler {
+    fn new(probe: &mut Probe) -> Result<Self> {
+        Ok(Self {
+            prev: probe.snapshot()?,
+            t_prev: Instant::now(),
+        })
+    }
+
+    /// The report of the window since the last call.
+    fn next(&mut self, probe: &mut Probe) -> Result<Report> {
+        let now = probe.snapshot()?;
+        let secs = self.t_prev.elapsed().as_secs_f64();
+        let report = probe.report(&now.since(&self.prev), secs);
+        self.prev = now;
+        self.t_prev = Instant::now();
+        Ok(report)
+    }
+}
+
+async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
     let mut shutdown = Shutdown::install()?;
     let mut probe = Probe::start(common).await?;
-    let mut prev = probe.snapshot()?;
-    let mut t_prev = Instant::now();
+    let mut sampler = Sampler::new(&mut probe)?;
     let mut tick = tokio::time::interval(args.interval);
     tick.tick().await;
     loop {
@@ -39,40 +99,167 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
             }
         }
         probe.refresh().await?;
-        let now = probe.snapshot()?;
-        let secs = t_prev.elapsed().as_secs_f64();
-        let report = probe.report(&now.since(&prev), secs);
-        prev = now;
-        t_prev = Instant::now();
-        match common.format {
-            Format::Json => println!("{}", json::line(&report)?),
-            Format::Text => {
-                let mut out = String::new();
-                out.push_str(&format!(
-                    "--- {} ---\n",
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                ));
-                out.push_str(&text::node_line(&report));
-                out.push_str(&text::peer_table(&report, Some(secs)));
-                for f in report
-                    .findings
-                    .iter()
-                    .filter(|f| f.severity != Severity::Info)
-                {
-                    let peer = f
-                        .peer
-                        .as_deref()
-                        .map(|p| format!(" [{p}]"))
-                        .unwrap_or_default();
-                    out.push_str(&format!(
-                        "{} {}{peer}: {}\n",
-                        f.severity.as_str().to_uppercase(),
-                        f.code,
-                        f.summary
-                    ));
+        let report = sampler.next(&mut probe)?;
+        let text = match common.format {
+            Format::Json => json::line(&report)?,
+            Format::Text => plain_text(&report),
+        };
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+            Ok(()) => {}
+            // The reader is gone (`watch --plain | head`): done.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            Err(e) => return Err(e).context("writing to stdout failed"),
+        }
+    }
+}
+
+fn plain_text(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "--- {} ---\n",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    ));
+    out.push_str(&text::node_line(report));
+    out.push_str(&text::peer_table(report, Some(report.window_secs)));
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+    {
+        let peer = f
+            .peer
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {}{peer}: {}\n",
+            f.severity.as_str().to_uppercase(),
+            f.code,
+            f.summary
+        ));
+    }
+    out
+}
+
+async fn run_screen(common: &Common, args: &WatchArgs) -> Result<i32> {
+    // From here a signal ends the loop (and restores the terminal) instead
+    // of killing the process. Errors before the screen is taken
+    // (privileges, eBPF, bad names) print as usual.
+    let mut shutdown = Shutdown::install()?;
+    let mut probe = Probe::start(common).await?;
+    let started = Instant::now();
+    let mut sampler = Sampler::new(&mut probe)?;
+
+    let mut screen = Screen::enter()?;
+    let mut state = WatchState::new();
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(args.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    screen.draw(&state)?;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // The overlay may vanish and come back: a failed refresh is
+                // shown and retried next interval, never fatal.
+                let refreshed = probe.refresh().await;
+                match sampler.next(&mut probe) {
+                    Ok(report) => state.update(report, started.elapsed()),
+                    Err(e) => state.set_error(format!("{e:#}")),
                 }
-                println!("{out}");
+                if let Err(e) = refreshed {
+                    state.set_error(format!("{e:#}"));
+                }
+                for line in logcapture::drain() {
+                    state.event(logcapture::without_timestamp(&line));
+                }
+            }
+            ev = keys.next() => match ev {
+                Some(Ok(Event::Key(k))) => match state.key(k) {
+                    Action::Quit => break,
+                    Action::None => continue,
+                    Action::Redraw => {}
+                },
+                Some(Ok(Event::Resize(..))) => {}
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e).context("reading the terminal failed"),
+                // The terminal went away.
+                None => break,
+            },
+            _ = shutdown.wait() => break,
+            // A device changed: re-attach now; the table updates at the tick.
+            _ = probe.link_changed() => {
+                if let Err(e) = probe.refresh().await {
+                    state.set_error(format!("{e:#}"));
+                }
+                continue;
             }
         }
+        screen.draw(&state)?;
+    }
+    drop(screen);
+    Ok(0)
+}
+
+/// True while the terminal is in raw mode on the alternate screen.
+static SCREEN_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Gives the terminal back: main screen, cursor, cooked mode, logs to
+/// stderr. Safe to call any number of times, from a panic hook too.
+fn restore_terminal() {
+    if SCREEN_TAKEN.swap(false, Ordering::SeqCst) {
+        let mut out = std::io::stdout();
+        let _ = execute!(out, LeaveAlternateScreen, cursor::Show);
+        let _ = terminal::disable_raw_mode();
+        let _ = out.flush();
+    }
+    logcapture::capture(false);
+}
+
+/// The full-screen terminal; restored when dropped (return, error, unwind).
+struct Screen {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl Screen {
+    fn enter() -> Result<Self> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            // A panic restores the terminal first, so its message is
+            // readable on the normal screen.
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_terminal();
+                previous(info);
+            }));
+        });
+        logcapture::capture(true);
+        SCREEN_TAKEN.store(true, Ordering::SeqCst);
+        let taken = (|| -> Result<Self> {
+            terminal::enable_raw_mode().context("switching the terminal to raw mode failed")?;
+            execute!(std::io::stdout(), EnterAlternateScreen, cursor::Hide)
+                .context("switching to the alternate screen failed")?;
+            let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))
+                .context("setting up the terminal failed")?;
+            Ok(Self { terminal })
+        })();
+        if taken.is_err() {
+            restore_terminal();
+        }
+        taken
+    }
+
+    fn draw(&mut self, state: &WatchState) -> Result<()> {
+        self.terminal
+            .draw(|f| tui::draw(f, state))
+            .context("drawing the screen failed")?;
+        Ok(())
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore_terminal();
     }
 }

@@ -27,7 +27,7 @@ pub use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flannel-probe"));
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flannel-probe-ebpf"));
 
 /// How to load the datapath.
 #[derive(Clone, Debug)]

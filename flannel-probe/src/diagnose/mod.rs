@@ -40,6 +40,23 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         .filter_map(|e| e.dst.map(|d| (e.mac, d)))
         .collect();
     let local = node.local_vtep;
+    // Indexes built once: everything below is linear in peers, MACs and
+    // drops (10 000 peers must diagnose in milliseconds).
+    let mut peer_macs: BTreeMap<Ipv4Addr, Vec<[u8; 6]>> = BTreeMap::new();
+    for (mac, ip) in &mac_to_peer {
+        peer_macs.entry(*ip).or_default().push(*mac);
+    }
+    let mut peer_drops: BTreeMap<Ipv4Addr, BTreeMap<String, u64>> = BTreeMap::new();
+    for (w, n) in inp.window.drops.iter().filter(|(_, n)| **n > 0) {
+        let by_mac = w.mac.and_then(|m| mac_to_peer.get(&m)).copied();
+        if let Some(ip) = w.peer.or(by_mac) {
+            *peer_drops
+                .entry(ip)
+                .or_default()
+                .entry((inp.drop_reason)(w.reason))
+                .or_default() += n;
+        }
+    }
 
     let mut ips: BTreeSet<Ipv4Addr> = inp.window.peers.keys().copied().collect();
     ips.extend(mac_to_peer.values().copied());
@@ -67,7 +84,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                     .then(|| mac_string(&outer.rx.last_inner_src)),
                 ..Default::default()
             };
-            for (mac, _) in mac_to_peer.iter().filter(|(_, d)| **d == ip) {
+            for mac in peer_macs.get(&ip).into_iter().flatten() {
                 p.in_fdb = true;
                 p.vtep_mac.get_or_insert_with(|| mac_string(mac));
                 if let Some(i) = inp.window.inner.get(mac) {
@@ -77,12 +94,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                     p.tx_inner_bytes += i.tx.bytes;
                 }
             }
-            for (w, n) in &inp.window.drops {
-                let by_mac = w.mac.and_then(|m| mac_to_peer.get(&m)).copied();
-                if (w.peer == Some(ip) || by_mac == Some(ip)) && *n > 0 {
-                    *p.drops.entry((inp.drop_reason)(w.reason)).or_default() += n;
-                }
-            }
+            p.drops = peer_drops.remove(&ip).unwrap_or_default();
             p
         })
         .collect();

@@ -1,6 +1,9 @@
 //! One function per finding code. Each reads the per-peer figures already in
 //! the report and the node state, and says nothing unless its condition holds.
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
+};
 
 use super::Inputs;
 use crate::{
@@ -31,9 +34,10 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>) -> Vec<Finding> {
     out.extend(port_mismatch);
     out.extend(peer_silent(r));
     out.extend(vni_mismatch(r));
-    out.extend(fdb_entry_missing(r, node));
-    out.extend(neigh_entry_missing(r, node));
-    out.extend(fdb_entry_stale(r, node));
+    let ix = Index::new(r, node);
+    out.extend(fdb_entry_missing(r, node, &ix));
+    out.extend(neigh_entry_missing(r, node, &ix));
+    out.extend(fdb_entry_stale(r, &ix));
     out.extend(forwarding_disabled(r, node));
     out.extend(mtu_mismatch(r, node));
     out.extend(vxlan_drops(r));
@@ -51,6 +55,7 @@ fn finding(code: &'static str, severity: Severity, peer: Option<&str>) -> Findin
         summary: String::new(),
         evidence: Vec::new(),
         remediation: String::new(),
+        affected_peers: Vec::new(),
     }
 }
 
@@ -126,6 +131,7 @@ fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
         return None;
     }
     let mut f = finding("VXLAN_NOT_DECAPSULATED", Severity::Critical, None);
+    f.affected_peers = arriving.iter().map(|p| p.peer.clone()).collect();
     let n = arriving.len();
     f.summary = format!(
         "inbound VXLAN from {n} peer{}, none decapsulated",
@@ -322,32 +328,49 @@ fn overlay_routes(node: &NodeState) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
         .collect()
 }
 
-/// The MAC a usable neighbour entry gives `ip`.
-fn neighbour_mac(node: &NodeState, ip: Ipv4Addr) -> Option<[u8; 6]> {
-    node.neighbours
-        .iter()
-        .filter(|n| n.ip == ip && n.state & (NUD_INCOMPLETE | NUD_FAILED) == 0)
-        .find_map(|n| n.mac)
+/// Lookups the FDB and neighbour rules share, built once per diagnosis.
+struct Index {
+    /// FDB: VTEP MAC -> underlay address.
+    fdb: HashMap<[u8; 6], Ipv4Addr>,
+    /// Usable neighbour entries: gateway -> MAC.
+    neigh: HashMap<Ipv4Addr, [u8; 6]>,
+    /// VTEP MAC (as printed) -> the address its VXLAN arrives from.
+    seen: HashMap<String, String>,
 }
 
-/// The address that really sends VXLAN from VTEP MAC `mac`.
-fn seen_at(r: &Report, mac: &str) -> Option<String> {
-    r.peers
-        .iter()
-        .find(|p| p.rx_vtep_mac.as_deref() == Some(mac))
-        .map(|p| p.peer.clone())
+impl Index {
+    fn new(r: &Report, node: &NodeState) -> Self {
+        Self {
+            fdb: node
+                .fdb
+                .iter()
+                .filter_map(|e| e.dst.map(|d| (e.mac, d)))
+                .collect(),
+            neigh: node
+                .neighbours
+                .iter()
+                .filter(|n| n.state & (NUD_INCOMPLETE | NUD_FAILED) == 0)
+                .filter_map(|n| n.mac.map(|m| (n.ip, m)))
+                .collect(),
+            seen: r
+                .peers
+                .iter()
+                .filter_map(|p| p.rx_vtep_mac.clone().map(|m| (m, p.peer.clone())))
+                .collect(),
+        }
+    }
 }
 
-fn fdb_entry_missing(r: &Report, node: &NodeState) -> Vec<Finding> {
+fn fdb_entry_missing(r: &Report, node: &NodeState, ix: &Index) -> Vec<Finding> {
     overlay_routes(node)
         .into_iter()
         .filter_map(|(dst, len, gw)| {
-            let mac = neighbour_mac(node, gw)?;
-            if node.fdb.iter().any(|e| e.mac == mac && e.dst.is_some()) {
+            let mac = *ix.neigh.get(&gw)?;
+            if ix.fdb.contains_key(&mac) {
                 return None;
             }
             let m = mac_string(&mac);
-            let peer = seen_at(r, &m);
+            let peer = ix.seen.get(&m).cloned();
             let mut f = finding("FDB_ENTRY_MISSING", Severity::Warning, peer.as_deref());
             f.summary = format!(
                 "{dst}/{len} is routed to VTEP {m}, but the FDB has no entry for it: \
@@ -371,10 +394,10 @@ fn fdb_entry_missing(r: &Report, node: &NodeState) -> Vec<Finding> {
         .collect()
 }
 
-fn neigh_entry_missing(r: &Report, node: &NodeState) -> Vec<Finding> {
+fn neigh_entry_missing(r: &Report, node: &NodeState, ix: &Index) -> Vec<Finding> {
     let missing: Vec<(Ipv4Addr, u8, Ipv4Addr)> = overlay_routes(node)
         .into_iter()
-        .filter(|(_, _, gw)| neighbour_mac(node, *gw).is_none())
+        .filter(|(_, _, gw)| !ix.neigh.contains_key(gw))
         .collect();
     if missing.is_empty() {
         return Vec::new();
@@ -414,17 +437,14 @@ fn neigh_entry_missing(r: &Report, node: &NodeState) -> Vec<Finding> {
         .collect()
 }
 
-fn fdb_entry_stale(r: &Report, node: &NodeState) -> Vec<Finding> {
+fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
     r.peers
         .iter()
         .filter(|p| p.rx_encap_packets > 0)
         .filter_map(|p| {
             let seen = p.rx_vtep_mac.as_deref()?;
-            let entry = node
-                .fdb
-                .iter()
-                .find(|e| mac_string(&e.mac) == seen)?;
-            let fdb_ip = entry.dst?.to_string();
+            let mac = crate::report::parse_mac(seen)?;
+            let fdb_ip = ix.fdb.get(&mac)?.to_string();
             if fdb_ip == p.peer {
                 return None;
             }

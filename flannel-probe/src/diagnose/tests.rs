@@ -161,6 +161,12 @@ fn the_incident_on_the_broken_node() {
     assert!(f.evidence.iter().any(|e| e == "flannel.1 missing"));
     assert!(f.remediation.contains("systemctl restart k3s"));
     assert!(r.findings.iter().all(|f| f.peer.is_none()));
+    // The node-level finding still names the peers whose traffic shows it,
+    // so per-peer faces (the watch table) can mark them.
+    assert_eq!(f.affected_peers, vec!["192.0.2.11", "192.0.2.12"]);
+    assert_eq!(r.peer_severity("192.0.2.11"), Some(Severity::Critical));
+    assert_eq!(r.peer_severity("192.0.2.12"), Some(Severity::Critical));
+    assert_eq!(r.peer_severity("192.0.2.99"), None);
 }
 
 #[test]
@@ -183,6 +189,9 @@ fn the_incident_seen_from_a_sender() {
     assert_eq!(f.peer.as_deref(), Some("192.0.2.13"));
     assert_eq!(f.severity, Severity::Critical);
     assert!(f.evidence[0].contains("icmp_port_unreachable=6"));
+    assert!(f.affected_peers.is_empty(), "named by `peer` already");
+    assert_eq!(r.peer_severity("192.0.2.13"), Some(Severity::Critical));
+    assert_eq!(r.peer_severity("192.0.2.12"), None, "momonoke is fine");
 }
 
 #[test]

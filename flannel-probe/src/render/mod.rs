@@ -1,6 +1,8 @@
 //! Faces render a [`crate::report::Report`]; none of them decides anything.
 pub mod json;
+pub mod mesh;
 pub mod text;
+pub mod tui;
 
 /// Output format of `report` and `watch --plain`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -1,0 +1,114 @@
+//! The committed corpus of crafted frames (`tests/corpus/*.frame`): each file
+//! holds the parser's expected verdict on its first line and the frame in
+//! hex on the second. A regression in the parser changes a verdict here.
+//! `FLANNEL_PROBE_BLESS=1 cargo test -p flannel-probe-common --test corpus`
+//! rewrites the files from the builders below.
+use std::{fs, path::PathBuf};
+
+use flannel_probe_common::{
+    frames::{Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header},
+    parse::{Outer, parse_outer},
+};
+
+const A: [u8; 4] = [192, 0, 2, 11];
+const B: [u8; 4] = [192, 0, 2, 13];
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+fn verdict(frame: &[u8]) -> String {
+    match parse_outer(&frame, 8472) {
+        Outer::Vxlan(v) => format!(
+            "vxlan src={:?} dst={:?} vni={} malformed={:?} inner_offset={}",
+            v.src, v.dst, v.vni, v.malformed, v.inner_offset
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn crafted() -> Vec<(&'static str, Vec<u8>)> {
+    let inner = inner_echo(
+        [0x0e, 0, 0, 0, 0, 0x11],
+        [0x0e, 0, 0, 0, 0, 0x13],
+        [10, 42, 1, 54],
+        [10, 42, 0, 54],
+    );
+    let vx = |flags: u8, vni: u32| {
+        let mut p = vxlan_header(flags, vni).to_vec();
+        p.extend_from_slice(&inner);
+        Ipv4Frame::new(A, B, 17, udp(40000, 8472, &p)).build()
+    };
+    let mut tagged = vxlan_frame(A, B, 8472, 1, &inner);
+    tagged.vlan = Some(42);
+    let mut options = vxlan_frame(A, B, 8472, 1, &inner);
+    options.options = vec![0x94, 0x04, 0, 0];
+    let mut first_frag = vxlan_frame(A, B, 8472, 1, &inner);
+    first_frag.more_fragments = true;
+    let mut later_frag = vxlan_frame(A, B, 8472, 1, &inner);
+    later_frag.frag_offset = 185;
+    let good = vxlan_frame(A, B, 8472, 1, &inner).build();
+    vec![
+        ("vxlan_8472", good.clone()),
+        ("vxlan_4789", vxlan_frame(A, B, 4789, 1, &inner).build()),
+        ("vxlan_vlan", tagged.build()),
+        ("vxlan_ip_options", options.build()),
+        ("vxlan_first_fragment", first_frag.build()),
+        ("vxlan_later_fragment", later_frag.build()),
+        ("vxlan_no_i_flag", vx(0x00, 1)),
+        ("vxlan_gbp_flag", vx(0x88, 1)),
+        ("vxlan_vni_77", vx(0x08, 77)),
+        ("vxlan_truncated_header", good[..46].to_vec()),
+        ("truncated_udp_ports", good[..37].to_vec()),
+        (
+            "udp_dns",
+            Ipv4Frame::new(A, B, 17, udp(5353, 53, b"query")).build(),
+        ),
+        (
+            "tcp_to_8472",
+            Ipv4Frame::new(A, B, 6, tcp(1, 8472, 5, 0)).build(),
+        ),
+        (
+            "icmp_port_unreachable_vxlan",
+            icmp_port_unreachable(B, &vxlan_frame(A, B, 8472, 1, &inner).ip_packet()).build(),
+        ),
+        (
+            "icmp_port_unreachable_dns",
+            icmp_port_unreachable(B, &Ipv4Frame::new(A, B, 17, udp(1, 53, b"q")).ip_packet())
+                .build(),
+        ),
+        ("empty", Vec::new()),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn corpus_verdicts_are_stable() {
+    if std::env::var("FLANNEL_PROBE_BLESS").is_ok_and(|v| v == "1") {
+        fs::create_dir_all(dir()).expect("corpus dir");
+        for (name, frame) in crafted() {
+            let text = format!("{}\n{}\n", verdict(&frame), hex(&frame));
+            fs::write(dir().join(format!("{name}.frame")), text).expect("write corpus");
+        }
+    }
+    let mut n = 0;
+    for entry in fs::read_dir(dir()).expect("tests/corpus exists") {
+        let path = entry.expect("entry").path();
+        let text = fs::read_to_string(&path).expect("read");
+        let mut lines = text.lines();
+        let want = lines.next().expect("verdict line");
+        let frame = unhex(lines.next().unwrap_or(""));
+        assert_eq!(verdict(&frame), want, "{}", path.display());
+        n += 1;
+    }
+    assert_eq!(n, crafted().len(), "every crafted frame is in the corpus");
+}

@@ -1,0 +1,129 @@
+//! `flannel-probe mesh`: reads every agent's cumulative counters at the
+//! start and the end of a window and prints the VXLAN matrix between every
+//! pair of nodes. Needs no privileges and loads no eBPF.
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use super::{Common, duration, serve::DEFAULT_PORT};
+use crate::{
+    agent::Counters,
+    http::{self, BaseUrl},
+    mesh::{self, AgentReading},
+    probe::shutdown_signal,
+    render::{Format, mesh as render_mesh},
+};
+
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// The agents (`flannel-probe serve`), one per node: URL[,URL...];
+    /// `http://` and the port 9465 may be left out.
+    #[arg(long, value_delimiter = ',', required = true, value_parser = agent_url)]
+    pub agents: Vec<BaseUrl>,
+    /// How long to observe (10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Loss on a link, in percent, above which it is called lossy.
+    #[arg(long, default_value_t = 2.0, value_parser = percent)]
+    pub loss_threshold: f64,
+    /// How long to wait for one agent's answer.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+fn agent_url(s: &str) -> Result<BaseUrl> {
+    BaseUrl::parse(s, DEFAULT_PORT)
+}
+
+fn percent(s: &str) -> Result<f64> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| anyhow::anyhow!("'{s}' is not a percentage"))?;
+    if !(0.0..=100.0).contains(&v) {
+        bail!("'{s}' is not a percentage between 0 and 100");
+    }
+    Ok(v)
+}
+
+/// One agent's counters, asking for a reading taken now.
+async fn read(agent: &BaseUrl, timeout: Duration) -> Result<Counters, String> {
+    let body = http::get(agent, "/counters?fresh=1", timeout)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let c: Counters = serde_json::from_slice(&body)
+        .with_context(|| format!("{agent}/counters is not flannel-probe's counters document"))
+        .map_err(|e| format!("{e:#}"))?;
+    if c.schema != 1 {
+        return Err(format!(
+            "{agent}/counters has schema {}, this mesh reads schema 1",
+            c.schema
+        ));
+    }
+    Ok(c)
+}
+
+/// Every agent at once, so the readings are as close in time as possible.
+async fn read_all(agents: &[BaseUrl], timeout: Duration) -> Vec<Result<Counters, String>> {
+    futures::future::join_all(agents.iter().map(|a| read(a, timeout))).await
+}
+
+pub async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
+    let t0 = Instant::now();
+    let start = read_all(&args.agents, args.timeout).await;
+    if start.iter().all(Result::is_err) {
+        let why = start
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        bail!("no agent could be read ({why})");
+    }
+    tracing::info!(
+        "observing {} agents for {:?}",
+        args.agents.len(),
+        args.duration
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(args.duration) => {}
+        r = shutdown_signal() => {
+            r?;
+            tracing::info!("interrupted: comparing the shortened window");
+        }
+    }
+    let end = read_all(&args.agents, args.timeout).await;
+    // The window is what the agents measured between their two readings.
+    let spans: Vec<f64> = start
+        .iter()
+        .zip(&end)
+        .filter_map(|(s, e)| Some(e.as_ref().ok()?.sampled_unix - s.as_ref().ok()?.sampled_unix))
+        .filter(|d| *d > 0.0)
+        .collect();
+    let secs = if spans.is_empty() {
+        t0.elapsed().as_secs_f64()
+    } else {
+        spans.iter().sum::<f64>() / spans.len() as f64
+    };
+    let readings: Vec<AgentReading> = args
+        .agents
+        .iter()
+        .zip(start.into_iter().zip(end))
+        .map(|(agent, (start, end))| AgentReading {
+            agent: agent.to_string(),
+            start,
+            end,
+        })
+        .collect();
+    let secs = (secs * 100.0).round() / 100.0;
+    let report = mesh::compute(&readings, secs, args.loss_threshold);
+    match common.format {
+        Format::Text => print!("{}", render_mesh::text(&report)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the matrix failed")?
+        ),
+    }
+    Ok(report.exit_code())
+}

@@ -1,0 +1,437 @@
+//! The cross-node view: from every agent's cumulative counters at the start
+//! and the end of a window to the VXLAN matrix between every pair of nodes
+//! (schema 1, the contract's "mesh matrix"). One pure function,
+//! [`compute`]; `cli::mesh` does the reading and the printing.
+use serde::Serialize;
+
+use crate::{agent::Counters, report::Severity};
+
+/// The JSON schema version of [`MeshReport`].
+pub const MESH_SCHEMA: u32 = 1;
+
+/// Missing packets up to this many are not called loss: two agents are
+/// read a few milliseconds apart, so a packet or two may be in flight.
+pub const IN_FLIGHT_TOLERANCE: u64 = 2;
+
+/// What was read from one agent.
+#[derive(Clone, Debug)]
+pub struct AgentReading {
+    /// The agent's URL as given.
+    pub agent: String,
+    pub start: Result<Counters, String>,
+    pub end: Result<Counters, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeshNode {
+    pub agent: String,
+    pub local_vtep: Option<String>,
+    pub hostname: Option<String>,
+    /// Both readings succeeded.
+    pub reachable: bool,
+    /// The agent restarted within the window (its counters began again).
+    pub restarted: bool,
+    /// Why it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// VXLAN from one node to another over the window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Link {
+    /// The sender's VTEP (underlay IPv4).
+    pub from: String,
+    pub to: String,
+    /// Encapsulated packets the sender sent to the receiver.
+    pub sent: u64,
+    /// Encapsulated packets the receiver got from the sender.
+    pub received: u64,
+    /// Share of `sent` not received, in percent (0 when nothing was sent).
+    pub loss_pct: f64,
+    // Beyond the contract's minimum:
+    pub from_hostname: String,
+    pub to_hostname: String,
+    pub lost: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeshFinding {
+    pub code: String,
+    pub severity: Severity,
+    /// The node it is about (its VTEP), or the sending side of a link.
+    pub from: Option<String>,
+    /// The receiving side of a link, or the peer a node's finding names.
+    pub to: Option<String>,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub remediation: String,
+    /// The agent it came from or is about.
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeshReport {
+    pub schema: u32,
+    pub window_secs: f64,
+    pub nodes: Vec<MeshNode>,
+    pub links: Vec<Link>,
+    pub findings: Vec<MeshFinding>,
+    /// `--loss-threshold`, in percent.
+    pub loss_threshold_pct: f64,
+}
+
+impl MeshReport {
+    /// As `report`: 1 when a critical or warning finding is present.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(
+            self.findings
+                .iter()
+                .any(|f| f.severity <= Severity::Warning),
+        )
+    }
+
+    /// The link from `from` to `to` (VTEP addresses).
+    pub fn link(&self, from: &str, to: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.from == from && l.to == to)
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// A node both of whose readings are usable for links.
+struct Usable<'a> {
+    agent: &'a str,
+    vtep: &'a str,
+    hostname: &'a str,
+    start: &'a Counters,
+    end: &'a Counters,
+}
+
+fn delta(
+    start: &Counters,
+    end: &Counters,
+    peer: &str,
+    f: fn(&crate::agent::PeerCumulative) -> u64,
+) -> u64 {
+    let now = end.peer(peer).map_or(0, f);
+    let then = start.peer(peer).map_or(0, f);
+    now.saturating_sub(then)
+}
+
+/// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
+/// is B's encapsulated rx from A, both over the window.
+pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) -> MeshReport {
+    let mut nodes = Vec::new();
+    let mut findings = Vec::new();
+    let mut usable: Vec<Usable<'_>> = Vec::new();
+    for r in readings {
+        let known = r.end.as_ref().or(r.start.as_ref()).ok();
+        let local_vtep = known.and_then(|c| c.node.local_vtep.clone());
+        let hostname = known.map(|c| c.node.hostname.clone());
+        let error = match (&r.start, &r.end) {
+            (Err(e), _) | (_, Err(e)) => Some(e.clone()),
+            _ => None,
+        };
+        let restarted =
+            matches!((&r.start, &r.end), (Ok(s), Ok(e)) if s.started_unix != e.started_unix);
+        nodes.push(MeshNode {
+            agent: r.agent.clone(),
+            local_vtep: local_vtep.clone(),
+            hostname: hostname.clone(),
+            reachable: error.is_none(),
+            restarted,
+            error: error.clone(),
+        });
+        let who = hostname.clone().unwrap_or_else(|| r.agent.clone());
+        if let Some(e) = &error {
+            findings.push(MeshFinding {
+                code: "AGENT_UNREACHABLE".into(),
+                severity: Severity::Warning,
+                from: local_vtep.clone(),
+                to: None,
+                summary: match &hostname {
+                    Some(h) => format!("the agent at {} ({h}) could not be read: no figures for {h}", r.agent),
+                    None => format!("the agent at {} could not be read", r.agent),
+                },
+                evidence: vec![e.clone()],
+                remediation: "check that `flannel-probe serve` runs on that node (kubectl -n flannel-probe get pods -o wide) \
+                     and listens on an address reachable from here (--listen 0.0.0.0:9465), and that no firewall blocks the port"
+                    .into(),
+                agent: r.agent.clone(),
+            });
+        }
+        if restarted {
+            findings.push(MeshFinding {
+                code: "AGENT_RESTARTED".into(),
+                severity: Severity::Info,
+                from: local_vtep.clone(),
+                to: None,
+                summary: format!(
+                    "the agent on {who} restarted within the window: its links are left out"
+                ),
+                evidence: vec![],
+                remediation: "run mesh again".into(),
+                agent: r.agent.clone(),
+            });
+        }
+        // The node's own critical findings, as of the end of the window.
+        if let Some(c) = known {
+            for f in c.findings.iter().filter(|f| f.severity == "critical") {
+                findings.push(MeshFinding {
+                    code: f.code.clone(),
+                    severity: Severity::Critical,
+                    from: local_vtep.clone(),
+                    to: f.peer.clone(),
+                    summary: format!("{}: {}", c.node.hostname, f.summary),
+                    evidence: f.evidence.clone(),
+                    remediation: f.remediation.clone(),
+                    agent: r.agent.clone(),
+                });
+            }
+        }
+        if let (Ok(s), Ok(e), false) = (&r.start, &r.end, restarted) {
+            // A node without a known VTEP cannot be matched with its peers.
+            if let Some(vtep) = e.node.local_vtep.as_deref()
+                && !usable.iter().any(|u| u.vtep == vtep)
+            {
+                usable.push(Usable {
+                    agent: &r.agent,
+                    vtep,
+                    hostname: &e.node.hostname,
+                    start: s,
+                    end: e,
+                });
+            }
+        }
+    }
+
+    let mut links = Vec::new();
+    for a in &usable {
+        for b in &usable {
+            if a.vtep == b.vtep {
+                continue;
+            }
+            let sent = delta(a.start, a.end, b.vtep, |p| p.tx_encap_packets);
+            let received = delta(b.start, b.end, a.vtep, |p| p.rx_encap_packets);
+            let lost = sent.saturating_sub(received);
+            let loss_pct = if sent > 0 {
+                round1(lost as f64 * 100.0 / sent as f64)
+            } else {
+                0.0
+            };
+            if loss_pct > threshold_pct && lost > IN_FLIGHT_TOLERANCE {
+                findings.push(MeshFinding {
+                    code: "UNDERLAY_LOSS".into(),
+                    severity: Severity::Warning,
+                    from: Some(a.vtep.to_string()),
+                    to: Some(b.vtep.to_string()),
+                    summary: format!(
+                        "{loss_pct:.1}% of VXLAN from {} to {} lost on the underlay",
+                        a.hostname, b.hostname
+                    ),
+                    evidence: vec![
+                        format!("{} sent {sent} encapsulated packets to {}", a.hostname, b.vtep),
+                        format!("{} received {received} from {}", b.hostname, a.vtep),
+                    ],
+                    remediation: format!(
+                        "the packets leave {} and never reach {}'s uplink: check the underlay path between {} and {} \
+                         (switch ports, NIC errors with `ip -s link`, firewalls or security groups on UDP {})",
+                        a.hostname, b.hostname, a.vtep, b.vtep, b.end.node.vxlan_port
+                    ),
+                    agent: a.agent.to_string(),
+                });
+            }
+            links.push(Link {
+                from: a.vtep.to_string(),
+                to: b.vtep.to_string(),
+                sent,
+                received,
+                loss_pct,
+                from_hostname: a.hostname.to_string(),
+                to_hostname: b.hostname.to_string(),
+                lost,
+            });
+        }
+    }
+    findings.sort_by(|x, y| {
+        x.severity
+            .cmp(&y.severity)
+            .then_with(|| x.code.cmp(&y.code))
+            .then_with(|| x.from.cmp(&y.from))
+            .then_with(|| x.to.cmp(&y.to))
+    });
+    MeshReport {
+        schema: MESH_SCHEMA,
+        window_secs,
+        nodes,
+        links,
+        findings,
+        loss_threshold_pct: threshold_pct,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{AgentFinding, AgentNode, PeerCumulative};
+
+    fn node(host: &str, vtep: &str) -> Counters {
+        Counters {
+            schema: 1,
+            started_unix: 1000.0,
+            node: AgentNode {
+                hostname: host.into(),
+                overlay: "flannel.1".into(),
+                overlay_state: "up".into(),
+                local_vtep: Some(vtep.into()),
+                vxlan_port: 8472,
+                port_bound: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn with(mut c: Counters, peer: &str, tx: u64, rx: u64) -> Counters {
+        c.peers.push(PeerCumulative {
+            peer: peer.into(),
+            tx_encap_packets: tx,
+            rx_encap_packets: rx,
+            ..Default::default()
+        });
+        c
+    }
+
+    const G: &str = "192.0.2.11";
+    const M: &str = "192.0.2.12";
+    const E: &str = "192.0.2.13";
+
+    /// Three nodes; every link carries 100 packets in the window, except
+    /// that the switch loses 30 of each sent towards eq14-001.
+    fn readings() -> Vec<AgentReading> {
+        let g0 = with(with(node("gladius", G), M, 50, 50), E, 50, 50);
+        let m0 = with(with(node("momonoke", M), G, 50, 50), E, 50, 50);
+        let e0 = with(with(node("eq14-001", E), G, 50, 50), M, 50, 50);
+        let g1 = with(with(node("gladius", G), M, 150, 150), E, 150, 150);
+        let m1 = with(with(node("momonoke", M), G, 150, 150), E, 150, 150);
+        let e1 = with(with(node("eq14-001", E), G, 150, 120), M, 150, 121);
+        vec![
+            AgentReading {
+                agent: "http://192.0.2.11:9465".into(),
+                start: Ok(g0),
+                end: Ok(g1),
+            },
+            AgentReading {
+                agent: "http://192.0.2.12:9465".into(),
+                start: Ok(m0),
+                end: Ok(m1),
+            },
+            AgentReading {
+                agent: "http://192.0.2.13:9465".into(),
+                start: Ok(e0),
+                end: Ok(e1),
+            },
+        ]
+    }
+
+    #[test]
+    fn names_exactly_the_lossy_links() {
+        let m = compute(&readings(), 10.0, 2.0);
+        assert_eq!(m.schema, 1);
+        assert_eq!(m.links.len(), 6);
+        let ge = m.link(G, E).expect("g->e");
+        assert_eq!((ge.sent, ge.received, ge.loss_pct), (100, 70, 30.0));
+        let me = m.link(M, E).expect("m->e");
+        assert_eq!((me.sent, me.received, me.loss_pct), (100, 71, 29.0));
+        for (a, b) in [(G, M), (M, G), (E, G), (E, M)] {
+            let l = m.link(a, b).expect("link");
+            assert_eq!(
+                (l.sent, l.received, l.loss_pct),
+                (100, 100, 0.0),
+                "{a}->{b}"
+            );
+        }
+        let lossy: Vec<(Option<&str>, Option<&str>)> = m
+            .findings
+            .iter()
+            .filter(|f| f.code == "UNDERLAY_LOSS")
+            .map(|f| (f.from.as_deref(), f.to.as_deref()))
+            .collect();
+        assert_eq!(lossy, vec![(Some(G), Some(E)), (Some(M), Some(E))]);
+        assert!(m.findings[0].summary.contains("from gladius to eq14-001"));
+        assert_eq!(m.exit_code(), 1);
+        assert!(m.nodes.iter().all(|n| n.reachable));
+    }
+
+    #[test]
+    fn a_healthy_mesh_exits_0_and_tolerates_packets_in_flight() {
+        let mut r = readings();
+        // eq14-001 got everything but one packet from each (in flight).
+        let e1 = with(with(node("eq14-001", E), G, 150, 149), M, 150, 149);
+        r[2].end = Ok(e1);
+        let m = compute(&r, 10.0, 0.5);
+        assert!(m.findings.is_empty(), "{:?}", m.findings);
+        assert_eq!(m.exit_code(), 0);
+        assert_eq!(m.link(G, E).map(|l| l.loss_pct), Some(1.0));
+    }
+
+    #[test]
+    fn unreachable_agents_and_node_findings_are_reported() {
+        let mut r = readings();
+        r[1].end = Err("http://192.0.2.12:9465: cannot connect".into());
+        let mut e1 = with(with(node("eq14-001", E), G, 150, 150), M, 150, 150);
+        e1.node.overlay_state = "missing".into();
+        e1.findings = vec![
+            AgentFinding {
+                code: "VXLAN_NOT_DECAPSULATED".into(),
+                severity: "critical".into(),
+                peer: None,
+                summary: "inbound VXLAN from 2 peers, none decapsulated".into(),
+                evidence: vec![],
+                remediation: String::new(),
+            },
+            AgentFinding {
+                code: "NO_VXLAN_TRAFFIC".into(),
+                severity: "info".into(),
+                peer: None,
+                summary: String::new(),
+                evidence: vec![],
+                remediation: String::new(),
+            },
+        ];
+        r[2].end = Ok(e1);
+        let m = compute(&r, 10.0, 2.0);
+        assert_eq!(m.links.len(), 2, "only gladius <-> eq14-001 is measurable");
+        let codes: Vec<(&str, Option<&str>)> = m
+            .findings
+            .iter()
+            .map(|f| (f.code.as_str(), f.from.as_deref()))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("VXLAN_NOT_DECAPSULATED", Some(E)),
+                ("AGENT_UNREACHABLE", Some(M)),
+            ]
+        );
+        assert!(m.findings[0].summary.starts_with("eq14-001: "));
+        let momonoke = &m.nodes[1];
+        assert!(!momonoke.reachable);
+        assert_eq!(momonoke.hostname.as_deref(), Some("momonoke"));
+        assert_eq!(m.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_restarted_agent_is_left_out_of_the_links() {
+        let mut r = readings();
+        if let Ok(c) = r[0].end.as_mut() {
+            c.started_unix = 2000.0;
+        }
+        let m = compute(&r, 10.0, 2.0);
+        assert!(m.nodes[0].restarted);
+        assert!(m.links.iter().all(|l| l.from != G && l.to != G));
+        assert!(m.findings.iter().any(|f| f.code == "AGENT_RESTARTED"));
+    }
+}

@@ -1,0 +1,285 @@
+//! `GET /metrics`: the agent's [`Counters`] in the Prometheus text format
+//! (0.0.4), encoded with the prometheus-client crate. The names and labels
+//! are the contract's; nothing here reads the kernel.
+use std::{collections::BTreeSet, sync::Arc};
+
+use anyhow::{Result, anyhow};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{
+        MetricType,
+        counter::ConstCounter,
+        gauge::{ConstGauge, Gauge},
+    },
+    registry::Registry,
+};
+
+use crate::agent::Counters;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Every metric name `/metrics` exposes, as Prometheus sees them.
+pub const METRIC_NAMES: &[&str] = &[
+    "flannel_probe_peer_packets_total",
+    "flannel_probe_peer_bytes_total",
+    "flannel_probe_peer_icmp_port_unreachable_total",
+    "flannel_probe_drops_total",
+    "flannel_probe_overlay_up",
+    "flannel_probe_vxlan_port_bound",
+    "flannel_probe_finding",
+    "flannel_probe_node_info",
+];
+
+/// Exposes one reading of the counters.
+#[derive(Debug)]
+struct View(Arc<Counters>);
+
+type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
+
+impl Collector for View {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &*self.0;
+        // (direction, layer, packets, bytes) per peer.
+        let sides = |p: &crate::agent::PeerCumulative| {
+            [
+                ("tx", "outer", p.tx_encap_packets, p.tx_encap_bytes),
+                ("rx", "outer", p.rx_encap_packets, p.rx_encap_bytes),
+                ("tx", "inner", p.tx_inner_packets, p.tx_inner_bytes),
+                ("rx", "inner", p.rx_decap_packets, p.rx_decap_bytes),
+            ]
+        };
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_peer_packets",
+                "Packets to (tx) and from (rx) a remote VTEP since the agent started: \
+                 outer = VXLAN on the uplink, inner = frames on the overlay device",
+                None,
+                MetricType::Counter,
+            )?;
+            for p in &c.peers {
+                for (dir, layer, packets, _) in sides(p) {
+                    let l: Labels<3> = [("peer", &p.peer), ("direction", dir), ("layer", layer)];
+                    ConstCounter::new(packets).encode(fam.encode_family(&l)?)?;
+                }
+            }
+        }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_peer_bytes",
+                "Bytes to (tx) and from (rx) a remote VTEP since the agent started (wire bytes)",
+                None,
+                MetricType::Counter,
+            )?;
+            for p in &c.peers {
+                for (dir, layer, _, bytes) in sides(p) {
+                    let l: Labels<3> = [("peer", &p.peer), ("direction", dir), ("layer", layer)];
+                    ConstCounter::new(bytes).encode(fam.encode_family(&l)?)?;
+                }
+            }
+        }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_peer_icmp_port_unreachable",
+                "ICMP port unreachable answers to our VXLAN from a remote VTEP: it cannot decapsulate",
+                None,
+                MetricType::Counter,
+            )?;
+            for p in &c.peers {
+                let l: Labels<1> = [("peer", &p.peer)];
+                ConstCounter::new(p.icmp_port_unreachable).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_drops",
+                "Kernel drops of VXLAN traffic by drop reason since the agent started",
+                None,
+                MetricType::Counter,
+            )?;
+            for d in &c.drops {
+                let l: Labels<2> = [("reason", &d.reason), ("direction", &d.direction)];
+                ConstCounter::new(d.packets).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        let flag = |b: bool| ConstGauge::new(i64::from(b));
+        flag(c.node.overlay_state == "up").encode(enc.encode_descriptor(
+            "flannel_probe_overlay_up",
+            "1 if the overlay device exists and is up",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        flag(c.node.port_bound).encode(enc.encode_descriptor(
+            "flannel_probe_vxlan_port_bound",
+            "1 if a UDP socket on this node is bound to the VXLAN port",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_finding",
+                "1 while a finding is raised in the agent's rolling window (peer is empty for node findings)",
+                None,
+                MetricType::Gauge,
+            )?;
+            let raised: BTreeSet<(&str, &str, &str)> = c
+                .findings
+                .iter()
+                .map(|f| {
+                    (
+                        f.code.as_str(),
+                        f.severity.as_str(),
+                        f.peer.as_deref().unwrap_or(""),
+                    )
+                })
+                .collect();
+            for (code, severity, peer) in raised {
+                let l: Labels<3> = [("code", code), ("severity", severity), ("peer", peer)];
+                ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let n = &c.node;
+            let vni = n.vni.map(|v| v.to_string()).unwrap_or_default();
+            let port = n.vxlan_port.to_string();
+            let l: Labels<6> = [
+                ("hostname", &n.hostname),
+                ("local_vtep", n.local_vtep.as_deref().unwrap_or("")),
+                ("overlay", &n.overlay),
+                ("uplink", n.uplink.as_deref().unwrap_or("")),
+                ("vni", &vni),
+                ("port", &port),
+            ];
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_node_info",
+                "Always 1: this node's hostname, local VTEP (underlay IPv4), overlay and uplink devices",
+                None,
+                MetricType::Gauge,
+            )?;
+            let one: Gauge = Gauge::default();
+            one.set(1);
+            one.encode(fam.encode_family(&l)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The text exposition of `counters`.
+pub fn encode(counters: Arc<Counters>) -> Result<String> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(View(counters)));
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        .map_err(|_| anyhow!("encoding the metrics failed"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative};
+
+    fn counters() -> Counters {
+        Counters {
+            schema: 1,
+            node: AgentNode {
+                hostname: "gladius".into(),
+                overlay: "flannel.1".into(),
+                overlay_state: "up".into(),
+                uplink: Some("eth0".into()),
+                local_vtep: Some("192.0.2.11".into()),
+                vxlan_port: 8472,
+                vni: Some(1),
+                port_bound: true,
+                kernel: "6.18.0".into(),
+            },
+            peers: vec![PeerCumulative {
+                peer: "192.0.2.13".into(),
+                tx_encap_packets: 10,
+                tx_encap_bytes: 1480,
+                rx_encap_packets: 0,
+                tx_inner_packets: 10,
+                tx_inner_bytes: 980,
+                icmp_port_unreachable: 4,
+                ..Default::default()
+            }],
+            drops: vec![DropCumulative {
+                reason: "NO_SOCKET".into(),
+                direction: "rx".into(),
+                packets: 3,
+            }],
+            findings: vec![
+                AgentFinding {
+                    code: "PEER_PORT_UNREACHABLE".into(),
+                    severity: "critical".into(),
+                    peer: Some("192.0.2.13".into()),
+                    summary: String::new(),
+                    evidence: vec![],
+                    remediation: String::new(),
+                },
+                AgentFinding {
+                    code: "NO_VXLAN_TRAFFIC".into(),
+                    severity: "info".into(),
+                    peer: None,
+                    summary: String::new(),
+                    evidence: vec![],
+                    remediation: String::new(),
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn encodes_the_contract_names_and_labels() {
+        let text = encode(Arc::new(counters())).expect("encode");
+        let l = lines(&text);
+        for want in [
+            r#"flannel_probe_peer_packets_total{peer="192.0.2.13",direction="tx",layer="outer"} 10"#,
+            r#"flannel_probe_peer_packets_total{peer="192.0.2.13",direction="rx",layer="outer"} 0"#,
+            r#"flannel_probe_peer_packets_total{peer="192.0.2.13",direction="tx",layer="inner"} 10"#,
+            r#"flannel_probe_peer_packets_total{peer="192.0.2.13",direction="rx",layer="inner"} 0"#,
+            r#"flannel_probe_peer_bytes_total{peer="192.0.2.13",direction="tx",layer="outer"} 1480"#,
+            r#"flannel_probe_peer_bytes_total{peer="192.0.2.13",direction="tx",layer="inner"} 980"#,
+            r#"flannel_probe_peer_icmp_port_unreachable_total{peer="192.0.2.13"} 4"#,
+            r#"flannel_probe_drops_total{reason="NO_SOCKET",direction="rx"} 3"#,
+            "flannel_probe_overlay_up 1",
+            "flannel_probe_vxlan_port_bound 1",
+            r#"flannel_probe_finding{code="PEER_PORT_UNREACHABLE",severity="critical",peer="192.0.2.13"} 1"#,
+            r#"flannel_probe_finding{code="NO_VXLAN_TRAFFIC",severity="info",peer=""} 1"#,
+            r#"flannel_probe_node_info{hostname="gladius",local_vtep="192.0.2.11",overlay="flannel.1",uplink="eth0",vni="1",port="8472"} 1"#,
+        ] {
+            assert!(l.contains(&want), "missing {want} in\n{text}");
+        }
+        assert!(text.contains("# TYPE flannel_probe_peer_packets_total counter\n"));
+        assert!(text.contains("# TYPE flannel_probe_finding gauge\n"));
+        assert!(
+            !text.contains("# EOF"),
+            "classic text format, not OpenMetrics"
+        );
+        // Every sample's name is one of METRIC_NAMES.
+        for line in l {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            assert!(METRIC_NAMES.contains(&name), "{name} is not listed");
+        }
+    }
+
+    #[test]
+    fn a_broken_node_reads_zero_and_label_values_are_escaped() {
+        let mut c = counters();
+        c.node.overlay_state = "missing".into();
+        c.node.port_bound = false;
+        c.node.hostname = "odd\"host\\name".into();
+        c.findings.clear();
+        let text = encode(Arc::new(c)).expect("encode");
+        let l = lines(&text);
+        assert!(l.contains(&"flannel_probe_overlay_up 0"), "{text}");
+        assert!(l.contains(&"flannel_probe_vxlan_port_bound 0"), "{text}");
+        assert!(!l.iter().any(|s| s.starts_with("flannel_probe_finding")));
+        assert!(text.contains(r#"hostname="odd\"host\\name""#), "{text}");
+    }
+}
