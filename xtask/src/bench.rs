@@ -748,7 +748,12 @@ fn write_outputs(r: &Results, ws: &Path, out: &Path) -> Result<()> {
     )
     .context("drawing the plot")?;
     let analysis = std::fs::read_to_string(ws.join("bench/analysis.md")).ok();
-    let md = render::render(r, analysis.as_deref());
+    let baseline: Option<Results> = std::fs::read_to_string(dir.join(render::BASELINE_JSON))
+        .ok()
+        .map(|t| serde_json::from_str(&t))
+        .transpose()
+        .with_context(|| format!("parsing {}", render::BASELINE_JSON))?;
+    let md = render::render(r, analysis.as_deref(), baseline.as_ref());
     std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
     progress(format_args!(
         "wrote {} and, next to it, {} and {}",

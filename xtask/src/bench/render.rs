@@ -14,6 +14,8 @@ pub const PLOT_PNG: &str = "bench/ratios.png";
 pub const PLOT_DATA: &str = "bench/ratios.dat";
 pub const PLOT_SCRIPT: &str = "bench/ratios.gp";
 pub const RESULTS_JSON: &str = "bench/results.json";
+/// An earlier run's results.json, compared with in "Before and after".
+pub const BASELINE_JSON: &str = "bench/baseline.json";
 
 /// The uplink programs: the target on cost per run is about them.
 const UPLINK: [&str; 2] = ["uplink_ingress", "uplink_egress"];
@@ -231,7 +233,7 @@ fn agent_cells<T>(p: &Pair<T>) -> String {
 }
 
 /// BENCHMARKS.md. `analysis` is the hand-written bench/analysis.md, if any.
-pub fn render(r: &Results, analysis: Option<&str>) -> String {
+pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -> String {
     let mut o = String::new();
     let m = &r.machine;
     let s = &r.settings;
@@ -272,6 +274,9 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
          about 95 % of the baseline packet rate at about 4 % extra CPU.\n"
     );
     let _ = writeln!(o, "![probe on / off per pair]({PLOT_PNG})\n");
+    if let Some(b) = baseline {
+        o.push_str(&compare(b, r));
+    }
 
     let _ = writeln!(o, "## Machine\n");
     let _ = writeln!(o, "| | |\n|---|---|");
@@ -583,6 +588,130 @@ pub fn render(r: &Results, analysis: Option<&str>) -> String {
     o
 }
 
+/// A median, or `None` without samples.
+fn med(v: &[f64]) -> Option<f64> {
+    Summary::of(v).map(|s| s.median)
+}
+
+/// "Before and after": the main figures of an earlier run ([`BASELINE_JSON`])
+/// next to this one's.
+pub fn compare(before: &Results, after: &Results) -> String {
+    let mut rows: Vec<(String, Option<f64>, Option<f64>, &str)> = vec![
+        (
+            "TCP throughput ratio, median".into(),
+            med(&before.tcp_ratios()),
+            med(&after.tcp_ratios()),
+            "",
+        ),
+        (
+            "64-byte UDP pps ratio, median".into(),
+            med(&before.udp_ratios()),
+            med(&after.udp_ratios()),
+            "",
+        ),
+    ];
+    for w in [Workload::Tcp, Workload::Udp64] {
+        rows.push((
+            format!("all our programs, % of one core ({})", short(w)),
+            med(&before.kernel_cpu_percent(w)),
+            med(&after.kernel_cpu_percent(w)),
+            "%",
+        ));
+    }
+    for name in after.program_names() {
+        for w in [Workload::Tcp, Workload::Udp64] {
+            rows.push((
+                format!("`{name}` per run, in the lab ({})", short(w)),
+                med(&before.hook_ns(&name, w)),
+                med(&after.hook_ns(&name, w)),
+                "ns",
+            ));
+        }
+    }
+    for m in &after.hook_micro {
+        let b = before
+            .hook_micro
+            .iter()
+            .find(|x| x.program == m.program && x.frame == m.frame)
+            .map(|x| x.ns);
+        rows.push((
+            format!("`{}` alone, {}", m.program, frame_text(&m.frame)),
+            b,
+            Some(m.ns),
+            "ns",
+        ));
+    }
+    for t in &after.agent_timing {
+        let b = before.agent_timing.iter().find(|x| x.peers == t.peers);
+        for (what, pick) in [
+            (
+                "read + sum",
+                (|t: &super::results::Timing| t.snapshot_us.clone()) as fn(&_) -> Vec<f64>,
+            ),
+            ("diagnose", |t| t.diagnose_us.clone()),
+            ("read + sum + diagnose", |t| t.total_us.clone()),
+        ] {
+            let ms = |t: &super::results::Timing| med(&pick(t)).map(|us| us / 1e3);
+            rows.push((
+                format!("{what}, {} peers", t.peers),
+                b.and_then(ms),
+                ms(t),
+                "ms",
+            ));
+        }
+    }
+    for a in &after.agent_peers {
+        let b = before.agent_peers.iter().find(|x| x.peers == a.peers);
+        rows.push((
+            format!("running agent with {} peers, CPU % of one core", a.peers),
+            b.map(|b| b.sample.cpu_percent),
+            Some(a.sample.cpu_percent),
+            "%",
+        ));
+        rows.push((
+            format!("running agent with {} peers, peak RSS", a.peers),
+            b.map(|b| kb_to_mb(b.sample.vm_hwm_kb)),
+            Some(kb_to_mb(a.sample.vm_hwm_kb)),
+            "MB",
+        ));
+    }
+    let mut o = String::from(
+        "## Before and after
+
+",
+    );
+    let _ = writeln!(
+        o,
+        "The same benchmark on commit `{}` ({}, [`{BASELINE_JSON}`]({BASELINE_JSON})) and on \
+         this one, `{}`. Both on this machine, so both with its noise: the ratios above all \
+         vary from run to run (see the control pairs); the costs per run and the agent's \
+         timings much less.\n",
+        before.machine.commit, before.machine.date, after.machine.commit
+    );
+    let _ = writeln!(o, "| figure | before | after | after / before |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    for (figure, b, a, unit) in rows {
+        let cell = |v: Option<f64>| {
+            v.map_or_else(
+                || "–".to_string(),
+                |v| {
+                    let digits = if unit.is_empty() || v < 10.0 { 3 } else { 1 };
+                    format!("{v:.digits$} {unit}").trim_end().to_string()
+                },
+            )
+        };
+        let change = match (b, a) {
+            (Some(b), Some(a)) if b > 0.0 && a / b >= 0.1 => format!("{:.2}×", a / b),
+            // Big gains read better as fractions.
+            (Some(b), Some(a)) if a > 0.0 => format!("1/{:.0}", b / a),
+            _ => "–".into(),
+        };
+        let _ = writeln!(o, "| {figure} | {} | {} | {change} |", cell(b), cell(a));
+    }
+    o.push('\n');
+    o
+}
+
 fn ratios<T>(pairs: &[Pair<T>], value: fn(&T) -> f64) -> Vec<f64> {
     pairs.iter().map(|p| p.ratio(value)).collect()
 }
@@ -880,7 +1009,7 @@ mod tests {
                 .all(|v| v.met.is_none() && v.measured == "not measured")
         );
         // And the document still renders.
-        let md = render(&Results::default(), None);
+        let md = render(&Results::default(), None, None);
         assert!(md.contains(
             "| TCP throughput ratio (probe on / off) | ≥ 0.98 | not measured | not measured |"
         ));
@@ -888,7 +1017,7 @@ mod tests {
 
     #[test]
     fn the_document_has_every_section_and_the_numbers() {
-        let md = render(&sample(), Some("The UDP flood is sender-bound.\n"));
+        let md = render(&sample(), Some("The UDP flood is sender-bound.\n"), None);
         for needle in [
             "# What it costs",
             "commit `abc1234`",
@@ -921,6 +1050,28 @@ mod tests {
         let eg = md.find("| `uplink_egress`").unwrap();
         let kf = md.find("| `kfree_skb`").unwrap();
         assert!(up < eg && eg < kf);
+    }
+
+    #[test]
+    fn before_and_after() {
+        let after = sample();
+        let mut before = sample();
+        before.machine.commit = "0ld0ld0".into();
+        before.agent_timing[0].total_us = vec![20_000_000.0; 3];
+        before.agent_peers[0].sample.vm_hwm_kb = 40_000;
+        let md = render(&after, None, Some(&before));
+        for needle in [
+            "## Before and after",
+            "commit `0ld0ld0`",
+            "| TCP throughput ratio, median | 0.995 | 0.995 | 1.00× |",
+            "| `uplink_egress` per run, in the lab (UDP 64 B) | 80.0 ns | 80.0 ns | 1.00× |",
+            "| read + sum + diagnose, 10000 peers | 20000.0 ms | 16.0 ms | 1/1250 |",
+            "| running agent with 10000 peers, peak RSS | 41.0 MB | 61.4 MB | 1.50× |",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in\n{md}");
+        }
+        // Nothing to compare with: no section.
+        assert!(!render(&after, None, None).contains("Before and after"));
     }
 
     #[test]
