@@ -279,7 +279,7 @@ impl Bench<'_> {
             ),
             (
                 "hooks in isolation".into(),
-                "target/release/examples/bench_agent hooks --repeat 200000".into(),
+                "target/release/examples/bench_agent hooks --repeat 200000 [--stats]".into(),
             ),
             (
                 "agent timings".into(),
@@ -529,16 +529,38 @@ impl Bench<'_> {
             }
             Self::stop_agents(agents)?;
         }
-        let out = helper(&self.bins.helper, &["hooks", "--repeat", "200000"])?;
-        let v: serde_json::Value = serde_json::from_str(out.trim()).context("bench_agent hooks")?;
-        for (program, frames) in v["ns_per_run"].as_object().into_iter().flatten() {
-            for (frame, ns) in frames.as_object().into_iter().flatten() {
-                r.hook_micro.push(MicroCost {
-                    program: program.clone(),
-                    frame: frame.clone(),
-                    ns: ns.as_f64().unwrap_or(f64::NAN),
-                });
+        // Each classifier alone, then again with the statistics on: what
+        // they add to a run, to read the lab's figures above with.
+        let micro = |extra: &[&str]| -> Result<Vec<(String, String, f64)>> {
+            let mut args = vec!["hooks", "--repeat", "200000"];
+            args.extend_from_slice(extra);
+            let out = helper(&self.bins.helper, &args)?;
+            let v: serde_json::Value =
+                serde_json::from_str(out.trim()).context("bench_agent hooks")?;
+            let mut found = Vec::new();
+            for (program, frames) in v["ns_per_run"].as_object().into_iter().flatten() {
+                for (frame, ns) in frames.as_object().into_iter().flatten() {
+                    found.push((
+                        program.clone(),
+                        frame.clone(),
+                        ns.as_f64().unwrap_or(f64::NAN),
+                    ));
+                }
             }
+            Ok(found)
+        };
+        let with_stats = micro(&["--stats"])?;
+        for (program, frame, ns) in micro(&[])? {
+            let ns_with_stats = with_stats
+                .iter()
+                .find(|(p, f, _)| *p == program && *f == frame)
+                .map(|(_, _, ns)| *ns);
+            r.hook_micro.push(MicroCost {
+                program,
+                frame,
+                ns,
+                ns_with_stats,
+            });
         }
         Ok(())
     }

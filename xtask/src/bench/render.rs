@@ -440,15 +440,20 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
              statistics overhead: the floor of what a run costs, and a stable figure to compare \
              datapath changes with.\n"
         );
-        let _ = writeln!(o, "| program | frame | ns per run |");
-        let _ = writeln!(o, "|---|---|---|");
+        let _ = writeln!(
+            o,
+            "| program | frame | ns per run | with BPF statistics on (as in the lab above) |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|");
         for mc in &r.hook_micro {
             let _ = writeln!(
                 o,
-                "| `{}` | {} | {:.0} |",
+                "| `{}` | {} | {:.0} | {} |",
                 mc.program,
                 frame_text(&mc.frame),
-                mc.ns
+                mc.ns,
+                mc.ns_with_stats
+                    .map_or_else(|| "–".into(), |ns| format!("{ns:.0}"))
             );
         }
         let _ = writeln!(o);
@@ -836,7 +841,9 @@ mod tests {
     use super::*;
     use crate::bench::{
         iperf::{TcpResult, UdpResult},
-        results::{AgentPeers, AgentSample, HookRun, Machine, ProgCost, Run, Settings, Timing},
+        results::{
+            AgentPeers, AgentSample, HookRun, Machine, MicroCost, ProgCost, Run, Settings, Timing,
+        },
     };
 
     fn run<T>(result: T, cpu: Option<f64>) -> Run<T> {
@@ -933,7 +940,12 @@ mod tests {
                     ],
                 },
             ],
-            hook_micro: vec![],
+            hook_micro: vec![MicroCost {
+                program: "uplink_egress".into(),
+                frame: "vxlan_udp64".into(),
+                ns: 115.0,
+                ns_with_stats: Some(160.0),
+            }],
             agent_idle: vec![AgentSample {
                 node: "gladius".into(),
                 cpu_percent: 0.1,
@@ -1032,6 +1044,7 @@ mod tests {
             "| 3 | 100.0 | 97.0 | 0.970 | 200.0 | 194.0 | 50.0 % | 50.0 % | 2.00 / 2.00 |",
             "| `uplink_egress` | eth0, tc egress | 200 | 50.0 (50.0–50.0, n=1) | 400 | 80.0 (80.0–80.0, n=1) |",
             "| `kfree_skb` | tp_btf/kfree_skb",
+            "| `uplink_egress` | VXLAN carrying a 64-byte UDP datagram (counted) | 115 | 160 |",
             "| 10000 | 40000 | 10.000 (9.000–11.000, n=3) |",
             "| 10000 | 12.0 | 61.4 MB | 30.7 MB | 1.00 s |",
             "| idle (10 s, no traffic), gladius | 0.10 | 9.2 MB | 8.2 MB |",

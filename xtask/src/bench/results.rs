@@ -158,6 +158,9 @@ pub struct MicroCost {
     pub program: String,
     pub frame: String,
     pub ns: f64,
+    /// The same with the kernel's BPF run-time statistics on.
+    #[serde(default)]
+    pub ns_with_stats: Option<f64>,
 }
 
 /// The agent's read + sum + diagnose with `peers` peers in the maps.
