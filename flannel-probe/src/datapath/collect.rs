@@ -5,8 +5,10 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, Pod,
-    maps::{MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
 };
+
+use super::batch;
 use flannel_probe_common::abi::{
     DIR_RX, DropKey, InnerCounters, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacKey, NUM_STATS,
     PeerCounters, PeerKey, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW, STAT_PEER_OVERFLOW,
@@ -140,40 +142,15 @@ impl Snapshot {
     /// now count from zero; counters never go backwards (maps are never
     /// cleared while the probe runs), saturating guards the impossible.
     pub fn since(&self, earlier: &Snapshot) -> Snapshot {
-        let peers = self
-            .peers
-            .iter()
-            .map(|(ip, now)| {
-                let then = earlier.peers.get(ip).copied().unwrap_or_default();
-                let d = PeerTotals {
-                    rx: sub_peer(&now.rx, &then.rx),
-                    tx: sub_peer(&now.tx, &then.tx),
-                };
-                (*ip, d)
-            })
-            .collect();
-        let inner = self
-            .inner
-            .iter()
-            .map(|(mac, now)| {
-                let then = earlier.inner.get(mac).copied().unwrap_or_default();
-                let d = InnerTotals {
-                    rx: sub_inner(&now.rx, &then.rx),
-                    tx: sub_inner(&now.tx, &then.tx),
-                };
-                (*mac, d)
-            })
-            .collect();
-        let drops = self
-            .drops
-            .iter()
-            .map(|(k, now)| {
-                (
-                    *k,
-                    now.saturating_sub(earlier.drops.get(k).copied().unwrap_or(0)),
-                )
-            })
-            .collect();
+        let peers = diff(&self.peers, &earlier.peers, |now, then| PeerTotals {
+            rx: sub_peer(&now.rx, &then.rx),
+            tx: sub_peer(&now.tx, &then.tx),
+        });
+        let inner = diff(&self.inner, &earlier.inner, |now, then| InnerTotals {
+            rx: sub_inner(&now.rx, &then.rx),
+            tx: sub_inner(&now.tx, &then.tx),
+        });
+        let drops = diff(&self.drops, &earlier.drops, |now, then| now.saturating_sub(*then));
         Snapshot {
             peers,
             inner,
@@ -187,41 +164,108 @@ impl Snapshot {
     }
 }
 
+/// `now` minus `then`, key by key; a key only in `now` counts from zero.
+/// Both maps are walked in order together: no lookup per key.
+fn diff<K: Ord + Copy, V: Copy + Default>(
+    now: &BTreeMap<K, V>,
+    then: &BTreeMap<K, V>,
+    sub: impl Fn(&V, &V) -> V,
+) -> BTreeMap<K, V> {
+    let mut old = then.iter().peekable();
+    now.iter()
+        .map(|(k, v)| {
+            while old.next_if(|(o, _)| *o < k).is_some() {}
+            let base = old
+                .next_if(|(o, _)| *o == k)
+                .map(|(_, b)| *b)
+                .unwrap_or_default();
+            (*k, sub(v, &base))
+        })
+        .collect()
+}
+
 fn per_cpu_hash<'a, K: Pod, V: Pod>(
     ebpf: &'a Ebpf,
     name: &str,
-) -> Result<PerCpuHashMap<&'a MapData, K, V>> {
+) -> Result<(PerCpuHashMap<&'a MapData, K, V>, &'a MapData)> {
     let map = ebpf
         .map(name)
         .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
-    PerCpuHashMap::try_from(map).with_context(|| format!("opening the {name} map failed"))
+    let data = match map {
+        Map::PerCpuHashMap(d) => d,
+        _ => return Err(anyhow!("{name} is not a per-CPU hash map: rebuild flannel-probe")),
+    };
+    let typed = PerCpuHashMap::try_from(map)
+        .with_context(|| format!("opening the {name} map failed"))?;
+    Ok((typed, data))
+}
+
+/// Every entry of a per-CPU hash map with its values summed over CPUs, in
+/// the map's order.
+fn summed<K: Pod + PartialEq, V: Pod + Default>(
+    ebpf: &Ebpf,
+    name: &str,
+    add: fn(&mut V, &V),
+) -> Result<Vec<(K, V)>> {
+    let (map, data) = per_cpu_hash::<K, V>(ebpf, name)?;
+    let mut out: Vec<(K, V)> = Vec::new();
+    // Both readers hand over one key's CPU values one after the other.
+    batch::for_each(&map, data, |k: &K, v: &V| match out.last_mut() {
+        Some((last, sum)) if last == k => add(sum, v),
+        _ => {
+            let mut sum = V::default();
+            add(&mut sum, v);
+            out.push((*k, sum));
+        }
+    })
+    .with_context(|| format!("reading the {name} map failed"))?;
+    Ok(out)
+}
+
+fn add_inner(a: &mut InnerCounters, b: &InnerCounters) {
+    a.packets += b.packets;
+    a.bytes += b.bytes;
+}
+
+/// Folds entries sorted by address into one value per address with both
+/// directions; the input order makes the map a bulk build.
+fn group<K, A: Ord + Copy, C, T: Default>(
+    sorted: Vec<(K, C)>,
+    addr: impl Fn(&K) -> A,
+    dir: impl Fn(&K) -> u8,
+    sides: impl Fn(&mut T) -> (&mut C, &mut C),
+    add: fn(&mut C, &C),
+) -> BTreeMap<A, T> {
+    let mut out: Vec<(A, T)> = Vec::with_capacity(sorted.len());
+    for (k, c) in &sorted {
+        let a = addr(k);
+        if out.last().is_none_or(|(last, _)| *last != a) {
+            out.push((a, T::default()));
+        }
+        if let Some((_, t)) = out.last_mut() {
+            let (rx, tx) = sides(t);
+            add(if dir(k) == DIR_RX { rx } else { tx }, c);
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Reads and sums every map.
 pub(super) fn read(ebpf: &Ebpf) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
-    let peers = per_cpu_hash::<PeerKey, PeerCounters>(ebpf, MAP_PEERS)?;
-    for item in peers.iter() {
-        let (key, values) = item.context("reading the PEERS map failed")?;
-        for v in values.iter() {
-            snap.add_peer(&key, v);
-        }
-    }
-    let inner = per_cpu_hash::<MacKey, InnerCounters>(ebpf, MAP_INNER)?;
-    for item in inner.iter() {
-        let (key, values) = item.context("reading the INNER map failed")?;
-        for v in values.iter() {
-            snap.add_inner(&key, v);
-        }
-    }
+    // Sorted first, so that each BTreeMap is built in one pass rather than
+    // by an insert per entry (40 000 entries at 10 000 peers).
+    let mut peers = summed::<PeerKey, PeerCounters>(ebpf, MAP_PEERS, add_peer)?;
+    peers.sort_unstable_by_key(|(k, _)| k.addr);
+    snap.peers = group(peers, |k| Ipv4Addr::from(k.addr), |k| k.dir, |t: &mut PeerTotals| (&mut t.rx, &mut t.tx), add_peer);
+    let mut inner = summed::<MacKey, InnerCounters>(ebpf, MAP_INNER, add_inner)?;
+    inner.sort_unstable_by_key(|(k, _)| k.mac);
+    snap.inner = group(inner, |k| k.mac, |k| k.dir, |t: &mut InnerTotals| (&mut t.rx, &mut t.tx), add_inner);
     // The drop map belongs to an optional program: absent in older objects.
     if ebpf.map(MAP_DROPS).is_some() {
-        let drops = per_cpu_hash::<DropKey, u64>(ebpf, MAP_DROPS)?;
-        for item in drops.iter() {
-            let (key, values) = item.context("reading the DROPS map failed")?;
-            for v in values.iter() {
-                snap.add_drop(&key, *v);
-            }
+        let drops = summed::<DropKey, u64>(ebpf, MAP_DROPS, |a, b| *a += b)?;
+        for (key, n) in &drops {
+            snap.add_drop(key, *n);
         }
     }
     let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(

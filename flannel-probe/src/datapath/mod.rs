@@ -6,6 +6,7 @@
 mod attach;
 pub mod btf;
 mod clsact;
+mod batch;
 mod collect;
 mod drops;
 

@@ -3,7 +3,7 @@
 mod rules;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, HashMap},
     net::Ipv4Addr,
 };
 
@@ -33,19 +33,19 @@ pub struct Inputs<'a> {
 /// Builds the report: per-peer figures, drops, findings (worst first).
 pub fn diagnose(inp: &Inputs<'_>) -> Report {
     let node = inp.node;
-    let mac_to_peer: BTreeMap<[u8; 6], Ipv4Addr> = node
+    // Indexes built once: everything below is linear in peers, MACs and
+    // drops (10 000 peers must diagnose in milliseconds).
+    let mac_to_peer: HashMap<[u8; 6], Ipv4Addr> = node
         .fdb
         .iter()
         .filter(|e| e.mac != [0; 6])
         .filter_map(|e| e.dst.map(|d| (e.mac, d)))
         .collect();
     let local = node.local_vtep;
-    // Indexes built once: everything below is linear in peers, MACs and
-    // drops (10 000 peers must diagnose in milliseconds).
-    let mut peer_macs: BTreeMap<Ipv4Addr, Vec<[u8; 6]>> = BTreeMap::new();
-    for (mac, ip) in &mac_to_peer {
-        peer_macs.entry(*ip).or_default().push(*mac);
-    }
+    // The FDB by address, walked alongside the sorted peers below.
+    let mut peer_macs: Vec<(Ipv4Addr, [u8; 6])> =
+        mac_to_peer.iter().map(|(mac, ip)| (*ip, *mac)).collect();
+    peer_macs.sort_unstable();
     let mut peer_drops: BTreeMap<Ipv4Addr, BTreeMap<String, u64>> = BTreeMap::new();
     for (w, n) in inp.window.drops.iter().filter(|(_, n)| **n > 0) {
         let by_mac = w.mac.and_then(|m| mac_to_peer.get(&m)).copied();
@@ -58,16 +58,23 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         }
     }
 
-    let mut ips: BTreeSet<Ipv4Addr> = inp.window.peers.keys().copied().collect();
-    ips.extend(mac_to_peer.values().copied());
-    if let Some(me) = local {
-        ips.remove(&me);
-    }
+    let mut ips: Vec<Ipv4Addr> = inp
+        .window
+        .peers
+        .keys()
+        .copied()
+        .chain(peer_macs.iter().map(|(ip, _)| *ip))
+        .filter(|ip| Some(*ip) != local)
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
 
-    let mut peers: Vec<PeerReport> = ips
+    let mut macs = peer_macs.iter().peekable();
+    let peers: Vec<PeerReport> = ips
         .into_iter()
         .map(|ip| {
             let outer = inp.window.peers.get(&ip).copied().unwrap_or_default();
+            let rx_vtep = (outer.rx.last_inner_src != [0; 6]).then_some(outer.rx.last_inner_src);
             let mut p = PeerReport {
                 peer: ip.to_string(),
                 tx_encap_packets: outer.tx.packets,
@@ -80,11 +87,15 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 rx_last_other_vni: (outer.rx.other_vni > 0).then_some(outer.rx.last_other_vni),
                 rx_other_port: outer.rx.other_port,
                 rx_last_other_port: (outer.rx.other_port > 0).then_some(outer.rx.last_other_port),
-                rx_vtep_mac: (outer.rx.last_inner_src != [0; 6])
-                    .then(|| mac_string(&outer.rx.last_inner_src)),
+                rx_vtep_mac: rx_vtep.as_ref().map(mac_string),
+                addr: Some(ip),
+                rx_vtep,
                 ..Default::default()
             };
-            for mac in peer_macs.get(&ip).into_iter().flatten() {
+            // Both are sorted by address: skip what belongs to the local
+            // VTEP, take this peer's MACs.
+            while macs.next_if(|(a, _)| *a < ip).is_some() {}
+            while let Some((_, mac)) = macs.next_if(|(a, _)| *a == ip) {
                 p.in_fdb = true;
                 p.vtep_mac.get_or_insert_with(|| mac_string(mac));
                 if let Some(i) = inp.window.inner.get(mac) {
@@ -98,7 +109,6 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             p
         })
         .collect();
-    peers.sort_by_key(|p| p.peer.parse::<Ipv4Addr>().ok());
 
     let mut drops: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for (w, n) in &inp.window.drops {

@@ -334,8 +334,8 @@ struct Index {
     fdb: HashMap<[u8; 6], Ipv4Addr>,
     /// Usable neighbour entries: gateway -> MAC.
     neigh: HashMap<Ipv4Addr, [u8; 6]>,
-    /// VTEP MAC (as printed) -> the address its VXLAN arrives from.
-    seen: HashMap<String, String>,
+    /// VTEP MAC -> the address its VXLAN arrives from.
+    seen: HashMap<[u8; 6], Ipv4Addr>,
 }
 
 impl Index {
@@ -355,7 +355,7 @@ impl Index {
             seen: r
                 .peers
                 .iter()
-                .filter_map(|p| p.rx_vtep_mac.clone().map(|m| (m, p.peer.clone())))
+                .filter_map(|p| Some((p.rx_vtep()?, p.ip()?)))
                 .collect(),
         }
     }
@@ -370,7 +370,7 @@ fn fdb_entry_missing(r: &Report, node: &NodeState, ix: &Index) -> Vec<Finding> {
                 return None;
             }
             let m = mac_string(&mac);
-            let peer = ix.seen.get(&m).cloned();
+            let peer = ix.seen.get(&mac).map(Ipv4Addr::to_string);
             let mut f = finding("FDB_ENTRY_MISSING", Severity::Warning, peer.as_deref());
             f.summary = format!(
                 "{dst}/{len} is routed to VTEP {m}, but the FDB has no entry for it: \
@@ -442,12 +442,12 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
         .iter()
         .filter(|p| p.rx_encap_packets > 0)
         .filter_map(|p| {
-            let seen = p.rx_vtep_mac.as_deref()?;
-            let mac = crate::report::parse_mac(seen)?;
-            let fdb_ip = ix.fdb.get(&mac)?.to_string();
-            if fdb_ip == p.peer {
+            let mac = p.rx_vtep()?;
+            let fdb_ip = *ix.fdb.get(&mac)?;
+            if Some(fdb_ip) == p.ip() {
                 return None;
             }
+            let seen = mac_string(&mac);
             let mut f = finding("FDB_ENTRY_STALE", Severity::Warning, Some(&p.peer));
             f.summary = format!(
                 "the FDB sends VTEP {seen} to {fdb_ip}, but that VTEP's VXLAN arrives from {}",
