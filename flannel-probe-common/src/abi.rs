@@ -8,9 +8,11 @@ pub const DIR_RX: u8 = 0;
 /// Packets leaving this node.
 pub const DIR_TX: u8 = 1;
 
-/// Per remote VTEP and direction: outer (encapsulated) traffic on the uplink.
+/// Per remote VTEP: outer (encapsulated) traffic on the uplink, both
+/// directions in one entry.
 pub const MAP_PEERS: &str = "PEERS";
-/// Per VTEP MAC and direction: inner frames on the overlay device.
+/// Per VTEP MAC: inner frames on the overlay device, both directions in one
+/// entry.
 pub const MAP_INNER: &str = "INNER";
 /// One [`Config`] at index 0, written by the agent before it attaches.
 pub const MAP_CONFIG: &str = "CONFIG";
@@ -57,12 +59,22 @@ pub struct Config {
 pub struct PeerKey {
     /// The remote VTEP's underlay IPv4 address, network byte order.
     pub addr: [u8; 4],
-    /// [`DIR_RX`] or [`DIR_TX`].
-    pub dir: u8,
-    pub _pad: [u8; 3],
 }
 
-/// Value of `PEERS`: one CPU's share.
+/// Value of `PEERS`: one CPU's share of both directions.
+///
+/// One entry per peer rather than per peer and direction halves what the
+/// agent reads: per-CPU hash entries cost the kernel most of a microsecond
+/// each to hand over. The ingress and egress hooks write disjoint halves,
+/// so sharing the entry loses no update.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerValue {
+    pub rx: PeerCounters,
+    pub tx: PeerCounters,
+}
+
+/// One direction of a [`PeerValue`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerCounters {
@@ -97,12 +109,19 @@ pub struct MacKey {
     /// Source MAC of decapsulated frames (rx), destination MAC of frames to
     /// encapsulate (tx): the remote VTEP's MAC in Flannel's setup.
     pub mac: [u8; 6],
-    /// [`DIR_RX`] or [`DIR_TX`].
-    pub dir: u8,
-    pub _pad: u8,
+    pub _pad: [u8; 2],
 }
 
-/// Value of `INNER`: one CPU's share.
+/// Value of `INNER`: one CPU's share of both directions (one entry per
+/// MAC, as for [`PeerValue`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InnerValue {
+    pub rx: InnerCounters,
+    pub tx: InnerCounters,
+}
+
+/// One direction of an [`InnerValue`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InnerCounters {
@@ -162,9 +181,9 @@ mod pod {
     // SAFETY: all are repr(C), Copy, with explicit padding and no pointers.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PeerKey {}
-    unsafe impl aya::Pod for super::PeerCounters {}
+    unsafe impl aya::Pod for super::PeerValue {}
     unsafe impl aya::Pod for super::MacKey {}
-    unsafe impl aya::Pod for super::InnerCounters {}
+    unsafe impl aya::Pod for super::InnerValue {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::DropConfig {}
 }

@@ -21,16 +21,16 @@ mod programs {
         programs::{BtfTracePointContext, TcContext},
     };
     use flannel_probe_common::abi::{
-        Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, DropConfig, DropKey, InnerCounters, MacKey,
-        NUM_STATS, PeerCounters, PeerKey,
+        Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, DropConfig, DropKey, InnerValue, MacKey,
+        NUM_STATS, PeerKey, PeerValue,
     };
 
     #[map(name = "PEERS")]
-    pub static PEERS: PerCpuHashMap<PeerKey, PeerCounters> =
+    pub static PEERS: PerCpuHashMap<PeerKey, PeerValue> =
         PerCpuHashMap::with_max_entries(DEFAULT_MAX_PEERS, 0);
 
     #[map(name = "INNER")]
-    pub static INNER: PerCpuHashMap<MacKey, InnerCounters> =
+    pub static INNER: PerCpuHashMap<MacKey, InnerValue> =
         PerCpuHashMap::with_max_entries(DEFAULT_MAX_PEERS, 0);
 
     #[map(name = "CONFIG")]

@@ -17,12 +17,19 @@ pub fn observe(ctx: &TcContext, dir: u8) {
     let Some((src, dst)) = macs(ctx) else { return };
     let key = MacKey {
         mac: if dir == DIR_RX { src } else { dst },
-        dir,
-        _pad: 0,
+        _pad: [0; 2],
     };
     let mut is_new = false;
-    let Some(c) = entry(&INNER, &key, STAT_MAC_OVERFLOW, &mut is_new) else {
+    let Some(v) = entry(&INNER, &key, STAT_MAC_OVERFLOW, &mut is_new) else {
         return;
+    };
+    // SAFETY: a live map value; ingress and egress write disjoint halves.
+    let c = unsafe {
+        if dir == DIR_RX {
+            &raw mut (*v).rx
+        } else {
+            &raw mut (*v).tx
+        }
     };
     let segs = segments(ctx);
     let bytes = if segs > 1 {

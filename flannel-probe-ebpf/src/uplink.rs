@@ -3,7 +3,7 @@
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
-    abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerKey, STAT_PEER_OVERFLOW},
+    abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, PeerKey, STAT_PEER_OVERFLOW},
     parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
 };
 
@@ -11,6 +11,20 @@ use crate::{
     counters::{entry, segments},
     programs::{CONFIG, PEERS},
 };
+
+/// This CPU's counters of `addr` in direction `dir`, created when new.
+#[inline(always)]
+fn peer(addr: [u8; 4], dir: u8, is_new: &mut bool) -> Option<*mut PeerCounters> {
+    let v = entry(&PEERS, &PeerKey { addr }, STAT_PEER_OVERFLOW, is_new)?;
+    // SAFETY: a live map value; only the half for this direction is used.
+    Some(unsafe {
+        if dir == DIR_RX {
+            &raw mut (*v).rx
+        } else {
+            &raw mut (*v).tx
+        }
+    })
+}
 
 /// skb->pkt_type for frames addressed to this host's MAC.
 const PACKET_HOST: u32 = 0;
@@ -29,14 +43,9 @@ pub fn observe(ctx: &TcContext, dir: u8) {
     }
     match parse_outer(ctx, cfg.vxlan_port) {
         Outer::Vxlan(vx) => {
-            let peer = if dir == DIR_RX { vx.src } else { vx.dst };
-            let key = PeerKey {
-                addr: peer,
-                dir,
-                _pad: [0; 3],
-            };
+            let addr = if dir == DIR_RX { vx.src } else { vx.dst };
             let mut is_new = false;
-            let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) else {
+            let Some(c) = peer(addr, dir, &mut is_new) else {
                 return;
             };
             // Who really sits at this address: FDB_ENTRY_STALE/MISSING
@@ -69,18 +78,13 @@ pub fn observe(ctx: &TcContext, dir: u8) {
             if is_new {
                 info!(
                     ctx,
-                    "new VXLAN peer {:i} (dir {}, vni {})", peer, dir, vx.vni
+                    "new VXLAN peer {:i} (dir {}, vni {})", addr, dir, vx.vni
                 );
             }
         }
         Outer::ForeignPort { src, port, .. } if dir == DIR_RX => {
-            let key = PeerKey {
-                addr: src,
-                dir: DIR_RX,
-                _pad: [0; 3],
-            };
             let mut is_new = false;
-            if let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) {
+            if let Some(c) = peer(src, DIR_RX, &mut is_new) {
                 // SAFETY: this CPU's slot of a live map entry.
                 unsafe {
                     (*c).other_port += u64::from(segments(ctx));
@@ -89,13 +93,8 @@ pub fn observe(ctx: &TcContext, dir: u8) {
             }
         }
         Outer::PortUnreachable { vtep, .. } if dir == DIR_RX => {
-            let key = PeerKey {
-                addr: vtep,
-                dir: DIR_RX,
-                _pad: [0; 3],
-            };
             let mut is_new = false;
-            if let Some(c) = entry(&PEERS, &key, STAT_PEER_OVERFLOW, &mut is_new) {
+            if let Some(c) = peer(vtep, DIR_RX, &mut is_new) {
                 // SAFETY: as above.
                 unsafe { (*c).icmp_port_unreachable += 1 };
             }

@@ -194,6 +194,25 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
+/// Dotted quad, as `Ipv4Addr`'s `Display` prints it, without the
+/// formatter (one per peer in every report).
+pub fn ip_string(ip: Ipv4Addr) -> String {
+    let mut s = String::with_capacity(15);
+    for (i, b) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if b >= 100 {
+            s.push(char::from(b'0' + b / 100));
+        }
+        if b >= 10 {
+            s.push(char::from(b'0' + b / 10 % 10));
+        }
+        s.push(char::from(b'0' + b % 10));
+    }
+    s
+}
+
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn mac_string(mac: &[u8; 6]) -> String {
     // By hand rather than format!: the report prints two per peer, and at
@@ -222,5 +241,22 @@ mod tests {
         assert_eq!(mac_string(&[0; 6]), "00:00:00:00:00:00");
         assert_eq!(parse_mac("02:be:ff:00:0a"), None);
         assert_eq!(parse_mac("02:be:ff:00:0a:f1:00"), None);
+    }
+
+    #[test]
+    fn ip_text_is_what_display_prints() {
+        for ip in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(192, 0, 2, 11),
+            Ipv4Addr::new(10, 42, 100, 9),
+            Ipv4Addr::new(255, 255, 255, 255),
+            Ipv4Addr::new(1, 20, 199, 200),
+        ] {
+            assert_eq!(ip_string(ip), ip.to_string());
+        }
+        for b in 0..=255u8 {
+            let ip = Ipv4Addr::new(b, b, 0, b);
+            assert_eq!(ip_string(ip), ip.to_string());
+        }
     }
 }

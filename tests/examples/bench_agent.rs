@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - `timing` loads the datapath (nothing attached), fills `PEERS` and
-//!   `INNER` with N synthetic peers (both directions each) through aya's
+//!   `INNER` with N synthetic peers (traffic both ways) through aya's
 //!   `PerCpuHashMap::insert`, and times `snapshot()` (read and sum over
 //!   CPUs), `since()` and `diagnose()` against a node on which every one of
 //!   those peers is programmed as Flannel does it (route, neighbour, FDB
@@ -43,7 +43,9 @@ use flannel_probe::{
     report::Severity,
 };
 use flannel_probe_common::{
-    abi::{DIR_RX, DIR_TX, InnerCounters, MAP_INNER, MAP_PEERS, MacKey, PeerCounters, PeerKey},
+    abi::{
+        InnerCounters, InnerValue, MAP_INNER, MAP_PEERS, MacKey, PeerCounters, PeerKey, PeerValue,
+    },
     frames::{Ipv4Frame, tcp, udp, vxlan_frame},
 };
 use flannel_probe_tests::synthetic::{MAX_PEERS, peer_ip, peer_mac, peer_subnet, peer_vtep_ip};
@@ -123,8 +125,8 @@ fn real_main() -> Result<()> {
 /// Writes peers `0..n` into `peers` and `inner`, every CPU's slot holding
 /// `round` times a per-peer base count: healthy traffic both ways.
 fn fill<P, I>(
-    peers: &mut PerCpuHashMap<P, PeerKey, PeerCounters>,
-    inner: &mut PerCpuHashMap<I, MacKey, InnerCounters>,
+    peers: &mut PerCpuHashMap<P, PeerKey, PeerValue>,
+    inner: &mut PerCpuHashMap<I, MacKey, InnerValue>,
     n: u32,
     round: u64,
 ) -> Result<()>
@@ -136,34 +138,39 @@ where
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
     for i in 0..n {
         let packets = round * (100 + u64::from(i % 7));
-        for dir in [DIR_RX, DIR_TX] {
-            let outer = PeerCounters {
-                packets,
-                bytes: packets * WIRE_BYTES,
-                last_inner_src: if dir == DIR_RX { peer_mac(i) } else { [0; 6] },
-                ..Default::default()
-            };
-            let key = PeerKey {
-                addr: peer_ip(i).octets(),
-                dir,
-                _pad: [0; 3],
-            };
-            peers
-                .insert(key, PerCpuValues::try_from(vec![outer; cpus])?, 0)
-                .with_context(|| format!("inserting peer {i} into {MAP_PEERS}"))?;
-            let decap = InnerCounters {
-                packets,
-                bytes: packets * INNER_BYTES,
-            };
-            let key = MacKey {
-                mac: peer_mac(i),
-                dir,
-                _pad: 0,
-            };
-            inner
-                .insert(key, PerCpuValues::try_from(vec![decap; cpus])?, 0)
-                .with_context(|| format!("inserting MAC {i} into {MAP_INNER}"))?;
-        }
+        let outer = PeerCounters {
+            packets,
+            bytes: packets * WIRE_BYTES,
+            ..Default::default()
+        };
+        let both = PeerValue {
+            rx: PeerCounters {
+                last_inner_src: peer_mac(i),
+                ..outer
+            },
+            tx: outer,
+        };
+        let key = PeerKey {
+            addr: peer_ip(i).octets(),
+        };
+        peers
+            .insert(key, PerCpuValues::try_from(vec![both; cpus])?, 0)
+            .with_context(|| format!("inserting peer {i} into {MAP_PEERS}"))?;
+        let decap = InnerCounters {
+            packets,
+            bytes: packets * INNER_BYTES,
+        };
+        let key = MacKey {
+            mac: peer_mac(i),
+            _pad: [0; 2],
+        };
+        let both = InnerValue {
+            rx: decap,
+            tx: decap,
+        };
+        inner
+            .insert(key, PerCpuValues::try_from(vec![both; cpus])?, 0)
+            .with_context(|| format!("inserting MAC {i} into {MAP_INNER}"))?;
     }
     Ok(())
 }
@@ -173,8 +180,8 @@ fn fill_datapath(dp: &mut Datapath, n: u32, round: u64) -> Result<()> {
     let [Some(p), Some(i)] = ebpf.maps_disjoint_mut([MAP_PEERS, MAP_INNER]) else {
         bail!("the eBPF object lacks {MAP_PEERS} or {MAP_INNER}");
     };
-    let mut peers: PerCpuHashMap<&mut MapData, PeerKey, PeerCounters> = p.try_into()?;
-    let mut inner: PerCpuHashMap<&mut MapData, MacKey, InnerCounters> = i.try_into()?;
+    let mut peers: PerCpuHashMap<&mut MapData, PeerKey, PeerValue> = p.try_into()?;
+    let mut inner: PerCpuHashMap<&mut MapData, MacKey, InnerValue> = i.try_into()?;
     fill(&mut peers, &mut inner, n, round)
 }
 
@@ -209,8 +216,8 @@ fn fill_process(pid: u32, n: u32, every: Duration) -> Result<()> {
             .ok_or_else(|| anyhow!("process {pid} holds no map {name} (is it flannel-probe?)"))?;
         Ok(Map::from_map_data(MapData::from_id(*id)?)?)
     };
-    let mut peers: PerCpuHashMap<MapData, PeerKey, PeerCounters> = open(MAP_PEERS)?.try_into()?;
-    let mut inner: PerCpuHashMap<MapData, MacKey, InnerCounters> = open(MAP_INNER)?.try_into()?;
+    let mut peers: PerCpuHashMap<MapData, PeerKey, PeerValue> = open(MAP_PEERS)?.try_into()?;
+    let mut inner: PerCpuHashMap<MapData, MacKey, InnerValue> = open(MAP_INNER)?.try_into()?;
     for round in 1.. {
         fill(&mut peers, &mut inner, n, round)?;
         if every.is_zero() {
@@ -300,9 +307,8 @@ const MIN_REPS: usize = 3;
 /// Times read + sum, window and diagnosis with `n` peers in the maps.
 fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_json::Value> {
     ensure!(
-        2 * n <= max_peers,
-        "{n} peers need {} map slots (both directions), --max-peers is {max_peers}",
-        2 * n
+        n <= max_peers,
+        "{n} peers need {n} map slots, --max-peers is {max_peers}"
     );
     let mut dp = Datapath::load(&LoadOptions {
         max_peers,
@@ -363,7 +369,7 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
     }
     Ok(json!({
         "peers": n,
-        "map_entries": 4 * u64::from(n),
+        "map_entries": 2 * u64::from(n),
         "reps": total.len(),
         "fill_us": fill_us,
         "snapshot_us": snapshot,

@@ -318,3 +318,100 @@ fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
         "every packet of a peer without a slot"
     );
 }
+
+/// Thousands of entries: several `BPF_MAP_LOOKUP_BATCH` calls per map, the
+/// per-CPU values summed, and (from the second read on, when the maps are
+/// known to be big) the two maps read side by side. Every entry is checked.
+#[test]
+fn big_maps_are_read_whole_and_summed_over_cpus() {
+    use aya::maps::{PerCpuHashMap, PerCpuValues};
+    use flannel_probe_common::abi::{
+        InnerCounters, InnerValue, MacKey, PeerCounters, PeerKey, PeerValue,
+    };
+    if !require_root() {
+        return;
+    }
+    const N: u32 = 6000;
+    let mut dp = Datapath::load(&LoadOptions {
+        max_peers: 8192,
+        ..LoadOptions::default()
+    })
+    .expect("load");
+    let cpus = aya::util::nr_cpus().expect("possible CPUs");
+    let addr = |i: u32| Ipv4Addr::from(0x0a00_0000 + i);
+    let mac = |i: u32| {
+        let b = i.to_be_bytes();
+        [0x0e, 0, b[0], b[1], b[2], b[3]]
+    };
+    {
+        let ebpf = dp.ebpf_mut();
+        let [Some(p), Some(m)] = ebpf.maps_disjoint_mut(["PEERS", "INNER"]) else {
+            panic!("the object lacks PEERS or INNER");
+        };
+        let mut peers: PerCpuHashMap<_, PeerKey, PeerValue> = p.try_into().expect("PEERS");
+        let mut inner: PerCpuHashMap<_, MacKey, InnerValue> = m.try_into().expect("INNER");
+        for i in 0..N {
+            // CPU c holds (c + 1) * i rx packets and i + c tx packets.
+            let values: Vec<PeerValue> = (0..cpus as u64)
+                .map(|c| PeerValue {
+                    rx: PeerCounters {
+                        packets: (c + 1) * u64::from(i),
+                        ..Default::default()
+                    },
+                    tx: PeerCounters {
+                        packets: u64::from(i) + c,
+                        ..Default::default()
+                    },
+                })
+                .collect();
+            peers
+                .insert(
+                    PeerKey {
+                        addr: addr(i).octets(),
+                    },
+                    PerCpuValues::try_from(values).expect("values"),
+                    0,
+                )
+                .expect("insert peer");
+            let values: Vec<InnerValue> = (0..cpus as u64)
+                .map(|c| InnerValue {
+                    rx: InnerCounters {
+                        packets: c + 1,
+                        bytes: 100,
+                    },
+                    ..Default::default()
+                })
+                .collect();
+            inner
+                .insert(
+                    MacKey {
+                        mac: mac(i),
+                        _pad: [0; 2],
+                    },
+                    PerCpuValues::try_from(values).expect("values"),
+                    0,
+                )
+                .expect("insert mac");
+        }
+    }
+    let n = cpus as u64;
+    let cpu_sum = n * (n + 1) / 2;
+    for read in 0..2 {
+        let s = snap(&mut dp);
+        assert_eq!(s.peers.len(), N as usize, "read {read}: every peer");
+        assert_eq!(s.inner.len(), N as usize, "read {read}: every MAC");
+        for i in 0..N {
+            let p = s.peers[&addr(i)];
+            assert_eq!(p.rx.packets, cpu_sum * u64::from(i), "peer {i} rx");
+            assert_eq!(
+                p.tx.packets,
+                n * u64::from(i) + n * (n - 1) / 2,
+                "peer {i} tx"
+            );
+            let m = s.inner[&mac(i)];
+            assert_eq!(m.rx.packets, cpu_sum, "MAC {i} rx");
+            assert_eq!(m.rx.bytes, 100 * n, "MAC {i} rx bytes");
+            assert_eq!(m.tx.packets, 0);
+        }
+    }
+}

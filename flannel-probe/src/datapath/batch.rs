@@ -22,7 +22,10 @@ const FIRST_BATCH: usize = 4096;
 /// type): the caller reads key by key instead.
 fn unsupported(e: &io::Error) -> bool {
     // ENOTSUPP (524) is the kernel-internal code some versions leak.
-    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | 524))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EOPNOTSUPP | 524)
+    )
 }
 
 /// Calls `f` with every key of `map` and each CPU's value of it.
@@ -73,11 +76,7 @@ pub(super) fn lookup_batch<K: Pod, V: Pod>(
         // SAFETY: writing the batch member of a zeroed union.
         unsafe {
             let b = &mut attr.batch;
-            b.in_batch = if first {
-                0
-            } else {
-                token.as_ptr() as u64
-            };
+            b.in_batch = if first { 0 } else { token.as_ptr() as u64 };
             b.out_batch = token.as_mut_ptr() as u64;
             b.keys = keys.as_mut_ptr() as u64;
             b.values = values.as_mut_ptr() as u64;
@@ -117,7 +116,8 @@ pub(super) fn lookup_batch<K: Pod, V: Pod>(
         for i in 0..got {
             // SAFETY: i < got <= batch, so both reads stay inside the
             // buffers; Pod types accept any bytes; reads are unaligned-safe.
-            let key: K = unsafe { ptr::read_unaligned(keys.as_ptr().add(i * size_of::<K>()).cast()) };
+            let key: K =
+                unsafe { ptr::read_unaligned(keys.as_ptr().add(i * size_of::<K>()).cast()) };
             for cpu in 0..cpus {
                 // SAFETY: as above, slot `cpu` of entry `i`.
                 let v: V =

@@ -10,24 +10,19 @@ use aya::{
 
 use super::batch;
 use flannel_probe_common::abi::{
-    DIR_RX, DropKey, InnerCounters, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacKey, NUM_STATS,
-    PeerCounters, PeerKey, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW, STAT_PEER_OVERFLOW,
+    DropKey, InnerCounters, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacKey,
+    NUM_STATS, PeerCounters, PeerKey, PeerValue, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW,
+    STAT_PEER_OVERFLOW,
 };
 use serde::Serialize;
 
-/// Outer counters of one peer, both directions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PeerTotals {
-    pub rx: PeerCounters,
-    pub tx: PeerCounters,
-}
+/// Outer counters of one peer, both directions: a `PEERS` value summed
+/// over CPUs.
+pub type PeerTotals = PeerValue;
 
-/// Inner counters of one VTEP MAC, both directions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InnerTotals {
-    pub rx: InnerCounters,
-    pub tx: InnerCounters,
-}
+/// Inner counters of one VTEP MAC, both directions: an `INNER` value
+/// summed over CPUs.
+pub type InnerTotals = InnerValue;
 
 /// Every counter at one instant (or, after [`Snapshot::since`], over a window).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,31 +97,6 @@ fn sub_inner(now: &InnerCounters, then: &InnerCounters) -> InnerCounters {
 }
 
 impl Snapshot {
-    /// Adds one CPU's value of a `PEERS` entry.
-    pub fn add_peer(&mut self, key: &PeerKey, v: &PeerCounters) {
-        let t = self.peers.entry(Ipv4Addr::from(key.addr)).or_default();
-        add_peer(
-            if key.dir == DIR_RX {
-                &mut t.rx
-            } else {
-                &mut t.tx
-            },
-            v,
-        );
-    }
-
-    /// Adds one CPU's value of an `INNER` entry.
-    pub fn add_inner(&mut self, key: &MacKey, v: &InnerCounters) {
-        let t = self.inner.entry(key.mac).or_default();
-        let side = if key.dir == DIR_RX {
-            &mut t.rx
-        } else {
-            &mut t.tx
-        };
-        side.packets += v.packets;
-        side.bytes += v.bytes;
-    }
-
     /// Adds one CPU's value of a `DROPS` entry.
     pub fn add_drop(&mut self, key: &DropKey, packets: u64) {
         let w = DropWhere {
@@ -150,7 +120,9 @@ impl Snapshot {
             rx: sub_inner(&now.rx, &then.rx),
             tx: sub_inner(&now.tx, &then.tx),
         });
-        let drops = diff(&self.drops, &earlier.drops, |now, then| now.saturating_sub(*then));
+        let drops = diff(&self.drops, &earlier.drops, |now, then| {
+            now.saturating_sub(*then)
+        });
         Snapshot {
             peers,
             inner,
@@ -193,10 +165,14 @@ fn per_cpu_hash<'a, K: Pod, V: Pod>(
         .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
     let data = match map {
         Map::PerCpuHashMap(d) => d,
-        _ => return Err(anyhow!("{name} is not a per-CPU hash map: rebuild flannel-probe")),
+        _ => {
+            return Err(anyhow!(
+                "{name} is not a per-CPU hash map: rebuild flannel-probe"
+            ));
+        }
     };
-    let typed = PerCpuHashMap::try_from(map)
-        .with_context(|| format!("opening the {name} map failed"))?;
+    let typed =
+        PerCpuHashMap::try_from(map).with_context(|| format!("opening the {name} map failed"))?;
     Ok((typed, data))
 }
 
@@ -209,16 +185,8 @@ fn summed<K: Pod + PartialEq, V: Pod + Default>(
 ) -> Result<Vec<(K, V)>> {
     let (map, data) = per_cpu_hash::<K, V>(ebpf, name)?;
     let mut out: Vec<(K, V)> = Vec::new();
-    // Both readers hand over one key's CPU values one after the other.
-    batch::for_each(&map, data, |k: &K, v: &V| match out.last_mut() {
-        Some((last, sum)) if last == k => add(sum, v),
-        _ => {
-            let mut sum = V::default();
-            add(&mut sum, v);
-            out.push((*k, sum));
-        }
-    })
-    .with_context(|| format!("reading the {name} map failed"))?;
+    batch::for_each(&map, data, |k: &K, v: &V| fold_cpu(&mut out, k, v, add))
+        .with_context(|| format!("reading the {name} map failed"))?;
     Ok(out)
 }
 
@@ -227,40 +195,75 @@ fn add_inner(a: &mut InnerCounters, b: &InnerCounters) {
     a.bytes += b.bytes;
 }
 
-/// Folds entries sorted by address into one value per address with both
-/// directions; the input order makes the map a bulk build.
-fn group<K, A: Ord + Copy, C, T: Default>(
-    sorted: Vec<(K, C)>,
-    addr: impl Fn(&K) -> A,
-    dir: impl Fn(&K) -> u8,
-    sides: impl Fn(&mut T) -> (&mut C, &mut C),
-    add: fn(&mut C, &C),
-) -> BTreeMap<A, T> {
-    let mut out: Vec<(A, T)> = Vec::with_capacity(sorted.len());
-    for (k, c) in &sorted {
-        let a = addr(k);
-        if out.last().is_none_or(|(last, _)| *last != a) {
-            out.push((a, T::default()));
-        }
-        if let Some((_, t)) = out.last_mut() {
-            let (rx, tx) = sides(t);
-            add(if dir(k) == DIR_RX { rx } else { tx }, c);
-        }
-    }
-    out.into_iter().collect()
+fn add_peer_value(a: &mut PeerValue, b: &PeerValue) {
+    add_peer(&mut a.rx, &b.rx);
+    add_peer(&mut a.tx, &b.tx);
 }
 
-/// Reads and sums every map.
-pub(super) fn read(ebpf: &Ebpf) -> Result<Snapshot> {
-    let mut snap = Snapshot::default();
-    // Sorted first, so that each BTreeMap is built in one pass rather than
-    // by an insert per entry (40 000 entries at 10 000 peers).
-    let mut peers = summed::<PeerKey, PeerCounters>(ebpf, MAP_PEERS, add_peer)?;
+fn add_inner_value(a: &mut InnerValue, b: &InnerValue) {
+    add_inner(&mut a.rx, &b.rx);
+    add_inner(&mut a.tx, &b.tx);
+}
+
+/// Adds one CPU's value of `key` to `out`, where the readers hand over a
+/// key's CPU values one after the other.
+fn fold_cpu<K: PartialEq + Copy, V: Default>(
+    out: &mut Vec<(K, V)>,
+    key: &K,
+    v: &V,
+    add: fn(&mut V, &V),
+) {
+    match out.last_mut() {
+        Some((last, sum)) if last == key => add(sum, v),
+        _ => {
+            let mut sum = V::default();
+            add(&mut sum, v);
+            out.push((*key, sum));
+        }
+    }
+}
+
+/// Entries above which `PEERS` and `INNER` are read side by side: the
+/// kernel spends most of a microsecond per entry handing them over, and a
+/// thread costs tens of microseconds to start.
+pub(super) const PARALLEL_ABOVE: usize = 2000;
+
+fn read_peers(ebpf: &Ebpf) -> Result<BTreeMap<Ipv4Addr, PeerTotals>> {
+    // Sorted first, so that the BTreeMap is built in one pass rather than
+    // by an insert per entry.
+    let mut peers = summed::<PeerKey, PeerValue>(ebpf, MAP_PEERS, add_peer_value)?;
     peers.sort_unstable_by_key(|(k, _)| k.addr);
-    snap.peers = group(peers, |k| Ipv4Addr::from(k.addr), |k| k.dir, |t: &mut PeerTotals| (&mut t.rx, &mut t.tx), add_peer);
-    let mut inner = summed::<MacKey, InnerCounters>(ebpf, MAP_INNER, add_inner)?;
+    Ok(peers
+        .into_iter()
+        .map(|(k, v)| (Ipv4Addr::from(k.addr), v))
+        .collect())
+}
+
+fn read_inner(ebpf: &Ebpf) -> Result<BTreeMap<[u8; 6], InnerTotals>> {
+    let mut inner = summed::<MacKey, InnerValue>(ebpf, MAP_INNER, add_inner_value)?;
     inner.sort_unstable_by_key(|(k, _)| k.mac);
-    snap.inner = group(inner, |k| k.mac, |k| k.dir, |t: &mut InnerTotals| (&mut t.rx, &mut t.tx), add_inner);
+    Ok(inner.into_iter().map(|(k, v)| (k.mac, v)).collect())
+}
+
+/// Reads and sums every map; `parallel` reads the two big ones at once
+/// (the caller knows from the last read whether they are big).
+pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
+    let mut snap = Snapshot::default();
+    if parallel {
+        let (peers, inner) = std::thread::scope(|s| {
+            let inner = s.spawn(|| read_inner(ebpf));
+            let peers = read_peers(ebpf);
+            let inner = inner
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("reading the {MAP_INNER} map panicked")));
+            (peers, inner)
+        });
+        snap.peers = peers?;
+        snap.inner = inner?;
+    } else {
+        snap.peers = read_peers(ebpf)?;
+        snap.inner = read_inner(ebpf)?;
+    }
     // The drop map belongs to an optional program: absent in older objects.
     if ebpf.map(MAP_DROPS).is_some() {
         let drops = summed::<DropKey, u64>(ebpf, MAP_DROPS, |a, b| *a += b)?;
@@ -290,74 +293,115 @@ pub(super) fn read(ebpf: &Ebpf) -> Result<Snapshot> {
 
 #[cfg(test)]
 mod tests {
-    use flannel_probe_common::abi::DIR_TX;
-
     use super::*;
 
-    fn key(addr: [u8; 4], dir: u8) -> PeerKey {
-        PeerKey {
-            addr,
-            dir,
-            _pad: [0; 3],
+    fn counters(packets: u64) -> PeerCounters {
+        PeerCounters {
+            packets,
+            bytes: packets * 100,
+            ..Default::default()
         }
     }
 
     #[test]
     fn per_cpu_values_are_summed_per_peer_and_direction() {
-        let mut s = Snapshot::default();
-        let one = PeerCounters {
-            packets: 2,
-            bytes: 200,
+        let k1 = PeerKey {
+            addr: [192, 0, 2, 11],
+        };
+        let k2 = PeerKey {
+            addr: [192, 0, 2, 12],
+        };
+        let cpu = |rx, tx| PeerValue {
+            rx: counters(rx),
+            tx: counters(tx),
+        };
+        let mut out = Vec::new();
+        for (k, v) in [
+            (k1, cpu(2, 1)),
+            (k1, cpu(2, 0)),
+            (k2, cpu(0, 5)),
+            (k2, cpu(0, 0)),
+        ] {
+            fold_cpu(&mut out, &k, &v, add_peer_value);
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].0, k1);
+        assert_eq!(out[0].1.rx.packets, 4);
+        assert_eq!(out[0].1.rx.bytes, 400);
+        assert_eq!(out[0].1.tx.packets, 1);
+        assert_eq!(out[1].1.tx.packets, 5);
+        assert_eq!(out[1].1.rx.packets, 0);
+    }
+
+    #[test]
+    fn the_last_seen_fields_come_from_the_cpu_that_saw_them() {
+        let k = MacKey::default();
+        let mut out = Vec::new();
+        let saw = PeerValue {
+            rx: PeerCounters {
+                last_inner_src: [2, 0, 0, 0, 0, 1],
+                last_other_vni: 7,
+                other_vni: 1,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        s.add_peer(&key([192, 0, 2, 11], DIR_RX), &one);
-        s.add_peer(&key([192, 0, 2, 11], DIR_RX), &one);
-        s.add_peer(&key([192, 0, 2, 11], DIR_TX), &one);
-        let t = s.peers[&Ipv4Addr::new(192, 0, 2, 11)];
-        assert_eq!(t.rx.packets, 4);
-        assert_eq!(t.rx.bytes, 400);
-        assert_eq!(t.tx.packets, 2);
+        fold_cpu(&mut out, &k, &saw, add_peer_value);
+        fold_cpu(&mut out, &k, &PeerValue::default(), add_peer_value);
+        assert_eq!(out[0].1.rx.last_inner_src, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(out[0].1.rx.last_other_vni, 7);
+        assert_eq!(out[0].1.rx.other_vni, 1);
     }
 
     #[test]
     fn a_window_is_the_difference_of_two_snapshots() {
         let mut then = Snapshot::default();
         let mut now = Snapshot::default();
-        let base = PeerCounters {
-            packets: 10,
-            bytes: 1000,
-            ..Default::default()
-        };
-        let later = PeerCounters {
-            packets: 15,
-            bytes: 1600,
-            icmp_port_unreachable: 1,
-            ..Default::default()
-        };
-        then.add_peer(&key([192, 0, 2, 12], DIR_TX), &base);
-        now.add_peer(&key([192, 0, 2, 12], DIR_TX), &later);
-        now.add_peer(&key([192, 0, 2, 13], DIR_RX), &base);
-        now.add_inner(
-            &MacKey {
-                mac: [1; 6],
-                dir: DIR_RX,
-                _pad: 0,
+        let a = Ipv4Addr::new(192, 0, 2, 12);
+        let b = Ipv4Addr::new(192, 0, 2, 13);
+        then.peers.insert(
+            a,
+            PeerTotals {
+                tx: counters(10),
+                ..Default::default()
             },
-            &InnerCounters {
-                packets: 3,
-                bytes: 300,
+        );
+        // Only in the earlier one: absent from the window.
+        then.peers
+            .insert(Ipv4Addr::new(192, 0, 2, 1), PeerTotals::default());
+        now.peers.insert(
+            a,
+            PeerTotals {
+                tx: PeerCounters {
+                    icmp_port_unreachable: 1,
+                    ..counters(15)
+                },
+                ..Default::default()
+            },
+        );
+        now.peers.insert(
+            b,
+            PeerTotals {
+                rx: counters(10),
+                ..Default::default()
+            },
+        );
+        now.inner.insert(
+            [1; 6],
+            InnerTotals {
+                rx: InnerCounters {
+                    packets: 3,
+                    bytes: 300,
+                },
+                ..Default::default()
             },
         );
         let w = now.since(&then);
-        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.packets, 5);
-        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 12)].tx.bytes, 600);
-        assert_eq!(
-            w.peers[&Ipv4Addr::new(192, 0, 2, 12)]
-                .tx
-                .icmp_port_unreachable,
-            1
-        );
-        assert_eq!(w.peers[&Ipv4Addr::new(192, 0, 2, 13)].rx.packets, 10);
+        assert_eq!(w.peers.len(), 2);
+        assert_eq!(w.peers[&a].tx.packets, 5);
+        assert_eq!(w.peers[&a].tx.bytes, 500);
+        assert_eq!(w.peers[&a].tx.icmp_port_unreachable, 1);
+        assert_eq!(w.peers[&b].rx.packets, 10);
         assert_eq!(w.inner[&[1; 6]].rx.packets, 3);
     }
 }

@@ -4,9 +4,9 @@
 //! Everything attached here is owned by [`Datapath`]; dropping it detaches
 //! all of it (tcx links are file descriptors, so even SIGKILL removes them).
 mod attach;
+mod batch;
 pub mod btf;
 mod clsact;
-mod batch;
 mod collect;
 mod drops;
 
@@ -64,6 +64,8 @@ pub struct Datapath {
     created_qdiscs: Vec<u32>,
     /// The drop tracer's offsets and reason names, or why it is not running.
     drops: std::result::Result<(DropConfig, DropReasons), String>,
+    /// `PEERS` plus `INNER` entries at the last read.
+    last_entries: usize,
 }
 
 impl Datapath {
@@ -105,6 +107,7 @@ impl Datapath {
             mode: opts.attach_mode,
             created_qdiscs: Vec::new(),
             drops,
+            last_entries: 0,
         })
     }
 
@@ -195,7 +198,10 @@ impl Datapath {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
         }
-        collect::read(&self.ebpf)
+        let parallel = self.last_entries > collect::PARALLEL_ABOVE;
+        let snap = collect::read(&self.ebpf, parallel)?;
+        self.last_entries = snap.peers.len() + snap.inner.len();
+        Ok(snap)
     }
 
     /// The underlying object, for `BPF_PROG_TEST_RUN` tests and statistics.

@@ -2,17 +2,16 @@
 //! pure function, so every rule is unit-tested with hand-built inputs.
 mod rules;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::Ipv4Addr,
-};
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use flannel_probe_common::abi::DIR_RX;
 
 use crate::{
     datapath::Snapshot,
     node::NodeState,
-    report::{DropReport, NodeInfo, PeerReport, Report, SCHEMA, UnattributedInner, mac_string},
+    report::{
+        DropReport, NodeInfo, PeerReport, Report, SCHEMA, UnattributedInner, ip_string, mac_string,
+    },
 };
 
 /// Everything one diagnosis looks at.
@@ -35,12 +34,8 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
     let node = inp.node;
     // Indexes built once: everything below is linear in peers, MACs and
     // drops (10 000 peers must diagnose in milliseconds).
-    let mac_to_peer: HashMap<[u8; 6], Ipv4Addr> = node
-        .fdb
-        .iter()
-        .filter(|e| e.mac != [0; 6])
-        .filter_map(|e| e.dst.map(|d| (e.mac, d)))
-        .collect();
+    let ix = rules::Index::new(node);
+    let mac_to_peer = &ix.fdb;
     let local = node.local_vtep;
     // The FDB by address, walked alongside the sorted peers below.
     let mut peer_macs: Vec<(Ipv4Addr, [u8; 6])> =
@@ -58,25 +53,37 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         }
     }
 
-    let mut ips: Vec<Ipv4Addr> = inp
-        .window
-        .peers
-        .keys()
-        .copied()
-        .chain(peer_macs.iter().map(|(ip, _)| *ip))
-        .filter(|ip| Some(*ip) != local)
-        .collect();
-    ips.sort_unstable();
-    ips.dedup();
+    // A peer is an address with traffic or an FDB entry; both lists are
+    // sorted, so they merge in one pass.
+    let mut ips: Vec<Ipv4Addr> = Vec::with_capacity(inp.window.peers.len().max(peer_macs.len()));
+    let mut counted = inp.window.peers.keys().copied().peekable();
+    let mut programmed = peer_macs.iter().map(|(ip, _)| *ip).peekable();
+    loop {
+        let next = match (counted.peek(), programmed.peek()) {
+            (Some(a), Some(b)) if a <= b => counted.next(),
+            (_, Some(_)) => programmed.next(),
+            (Some(_), None) => counted.next(),
+            (None, None) => break,
+        };
+        if let Some(ip) = next.filter(|ip| Some(*ip) != local && ips.last() != Some(ip)) {
+            ips.push(ip);
+        }
+    }
 
     let mut macs = peer_macs.iter().peekable();
+    let mut outers = inp.window.peers.iter().peekable();
     let peers: Vec<PeerReport> = ips
         .into_iter()
         .map(|ip| {
-            let outer = inp.window.peers.get(&ip).copied().unwrap_or_default();
+            // The window's peers are sorted too: walked, not looked up.
+            while outers.next_if(|(a, _)| **a < ip).is_some() {}
+            let outer = outers
+                .next_if(|(a, _)| **a == ip)
+                .map(|(_, o)| *o)
+                .unwrap_or_default();
             let rx_vtep = (outer.rx.last_inner_src != [0; 6]).then_some(outer.rx.last_inner_src);
             let mut p = PeerReport {
-                peer: ip.to_string(),
+                peer: ip_string(ip),
                 tx_encap_packets: outer.tx.packets,
                 tx_encap_bytes: outer.tx.bytes,
                 rx_encap_packets: outer.rx.packets,
@@ -163,7 +170,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         overflow: inp.window.overflow,
         overlay_history: Vec::new(),
     };
-    let mut findings = rules::all(&report, inp);
+    let mut findings = rules::all(&report, inp, &ix);
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(b.code)));
     report.findings = findings;
     report

@@ -18,7 +18,7 @@ const RESTART_CNI: &str = "restart the CNI agent on this node (k3s: systemctl re
      kube-flannel: delete this node's kube-flannel pod) and check its log for the VXLAN backend";
 
 /// Every rule, in no particular order (the caller sorts).
-pub(super) fn all(r: &Report, inp: &Inputs<'_>) -> Vec<Finding> {
+pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     let node = inp.node;
     let mut out = Vec::new();
     out.extend(overlay_device_missing(r));
@@ -34,10 +34,10 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>) -> Vec<Finding> {
     out.extend(port_mismatch);
     out.extend(peer_silent(r));
     out.extend(vni_mismatch(r));
-    let ix = Index::new(r, node);
-    out.extend(fdb_entry_missing(r, node, &ix));
-    out.extend(neigh_entry_missing(r, node, &ix));
-    out.extend(fdb_entry_stale(r, &ix));
+    let routes = overlay_routes(node);
+    out.extend(fdb_entry_missing(r, &routes, ix));
+    out.extend(neigh_entry_missing(r, node, &routes, ix));
+    out.extend(fdb_entry_stale(r, ix));
     out.extend(forwarding_disabled(r, node));
     out.extend(mtu_mismatch(r, node));
     out.extend(vxlan_drops(r));
@@ -316,8 +316,11 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
         .collect()
 }
 
-/// Overlay routes: (destination, prefix, gateway) of routes via the device.
-fn overlay_routes(node: &NodeState) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+/// A route via the overlay device: destination, prefix, gateway.
+type Route = (Ipv4Addr, u8, Ipv4Addr);
+
+/// The routes via the overlay device.
+fn overlay_routes(node: &NodeState) -> Vec<Route> {
     let Some(o) = &node.overlay else {
         return Vec::new();
     };
@@ -328,22 +331,26 @@ fn overlay_routes(node: &NodeState) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
         .collect()
 }
 
-/// Lookups the FDB and neighbour rules share, built once per diagnosis.
-struct Index {
-    /// FDB: VTEP MAC -> underlay address.
-    fdb: HashMap<[u8; 6], Ipv4Addr>,
+/// A hash map with a fast hasher: the keys are addresses from the node's
+/// own tables, and at 10 000 peers SipHash showed in the diagnosis time.
+pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Lookups the report and the FDB and neighbour rules share, built once
+/// per diagnosis.
+pub(super) struct Index {
+    /// FDB: VTEP MAC -> underlay address (entries with a MAC and a dst).
+    pub fdb: FastMap<[u8; 6], Ipv4Addr>,
     /// Usable neighbour entries: gateway -> MAC.
-    neigh: HashMap<Ipv4Addr, [u8; 6]>,
-    /// VTEP MAC -> the address its VXLAN arrives from.
-    seen: HashMap<[u8; 6], Ipv4Addr>,
+    neigh: FastMap<Ipv4Addr, [u8; 6]>,
 }
 
 impl Index {
-    fn new(r: &Report, node: &NodeState) -> Self {
+    pub(super) fn new(node: &NodeState) -> Self {
         Self {
             fdb: node
                 .fdb
                 .iter()
+                .filter(|e| e.mac != [0; 6])
                 .filter_map(|e| e.dst.map(|d| (e.mac, d)))
                 .collect(),
             neigh: node
@@ -352,25 +359,31 @@ impl Index {
                 .filter(|n| n.state & (NUD_INCOMPLETE | NUD_FAILED) == 0)
                 .filter_map(|n| n.mac.map(|m| (n.ip, m)))
                 .collect(),
-            seen: r
-                .peers
-                .iter()
-                .filter_map(|p| Some((p.rx_vtep()?, p.ip()?)))
-                .collect(),
         }
     }
 }
 
-fn fdb_entry_missing(r: &Report, node: &NodeState, ix: &Index) -> Vec<Finding> {
-    overlay_routes(node)
-        .into_iter()
-        .filter_map(|(dst, len, gw)| {
+fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
+    // VTEP MAC -> the address its VXLAN arrives from; only built when an
+    // entry is missing.
+    let mut seen: Option<FastMap<[u8; 6], Ipv4Addr>> = None;
+    routes
+        .iter()
+        .filter_map(|&(dst, len, gw)| {
             let mac = *ix.neigh.get(&gw)?;
             if ix.fdb.contains_key(&mac) {
                 return None;
             }
             let m = mac_string(&mac);
-            let peer = ix.seen.get(&mac).map(Ipv4Addr::to_string);
+            let peer = seen
+                .get_or_insert_with(|| {
+                    r.peers
+                        .iter()
+                        .filter_map(|p| Some((p.rx_vtep()?, p.ip()?)))
+                        .collect()
+                })
+                .get(&mac)
+                .map(Ipv4Addr::to_string);
             let mut f = finding("FDB_ENTRY_MISSING", Severity::Warning, peer.as_deref());
             f.summary = format!(
                 "{dst}/{len} is routed to VTEP {m}, but the FDB has no entry for it: \
@@ -394,9 +407,10 @@ fn fdb_entry_missing(r: &Report, node: &NodeState, ix: &Index) -> Vec<Finding> {
         .collect()
 }
 
-fn neigh_entry_missing(r: &Report, node: &NodeState, ix: &Index) -> Vec<Finding> {
-    let missing: Vec<(Ipv4Addr, u8, Ipv4Addr)> = overlay_routes(node)
-        .into_iter()
+fn neigh_entry_missing(r: &Report, node: &NodeState, routes: &[Route], ix: &Index) -> Vec<Finding> {
+    let missing: Vec<Route> = routes
+        .iter()
+        .copied()
         .filter(|(_, _, gw)| !ix.neigh.contains_key(gw))
         .collect();
     if missing.is_empty() {

@@ -465,7 +465,7 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         "Read + sum: `Datapath::snapshot()` (every entry of the per-CPU maps, summed over CPUs); \
          window: `Snapshot::since()`; diagnose: `diagnose()`. The maps are the real ones (the \
          eBPF object loaded, max_peers {}), filled through `PerCpuHashMap::insert` with N \
-         synthetic peers, each with traffic both ways (PEERS and INNER: 4 entries per peer), \
+         synthetic peers, each with traffic both ways (one PEERS and one INNER entry per peer), \
          and the node state has every peer programmed as Flannel does (route, neighbour, FDB \
          entry). Counters grow between repetitions, so every window is non-empty.\n",
         s.max_peers
