@@ -9,11 +9,17 @@ pub const DIR_RX: u8 = 0;
 pub const DIR_TX: u8 = 1;
 
 /// Per remote VTEP: outer (encapsulated) traffic on the uplink, both
-/// directions in one entry.
+/// directions in one [`PeerSlot`]. A per-CPU array: each CPU appends the
+/// peers it meets, and [`STAT_PEERS_USED`] says how far.
 pub const MAP_PEERS: &str = "PEERS";
 /// Per VTEP MAC: inner frames on the overlay device, both directions in one
-/// entry.
+/// [`MacSlot`]; laid out as `PEERS`, up to [`STAT_MACS_USED`].
 pub const MAP_INNER: &str = "INNER";
+/// Per-CPU open-addressed index of `PEERS`: key -> slot ([`IndexSlot`]).
+/// Only the datapath reads it.
+pub const MAP_PEER_INDEX: &str = "PEER_INDEX";
+/// The same for `INNER`.
+pub const MAP_MAC_INDEX: &str = "MAC_INDEX";
 /// One [`Config`] at index 0, written by the agent before it attaches.
 pub const MAP_CONFIG: &str = "CONFIG";
 /// Per-CPU `u64` counters indexed by the `STAT_*` constants.
@@ -35,8 +41,66 @@ pub const STAT_PEER_OVERFLOW: u32 = 0;
 pub const STAT_MAC_OVERFLOW: u32 = 1;
 /// A new drop key did not fit into `DROPS`.
 pub const STAT_DROP_OVERFLOW: u32 = 2;
+/// Slots of `PEERS` this CPU has filled.
+pub const STAT_PEERS_USED: u32 = 3;
+/// Slots of `INNER` this CPU has filled.
+pub const STAT_MACS_USED: u32 = 4;
 /// Number of slots in `STATS`.
-pub const NUM_STATS: u32 = 4;
+pub const NUM_STATS: u32 = 8;
+
+/// Index slots probed for a key before giving up (counted as overflow).
+pub const INDEX_PROBES: u32 = 8;
+
+/// Index slots for `max_peers` keys: a power of two (the datapath masks
+/// the hash), at least twice the keys so that probes are short.
+pub const fn index_slots(max_peers: u32) -> u32 {
+    let want = if max_peers < 1 << 30 {
+        max_peers * 2
+    } else {
+        1 << 31
+    };
+    if want < 2 {
+        2
+    } else {
+        want.next_power_of_two()
+    }
+}
+
+/// An index key from a VTEP address (0.0.0.0 is the empty key and never
+/// counted).
+pub const fn addr_key(addr: [u8; 4]) -> u64 {
+    u32::from_le_bytes(addr) as u64
+}
+
+/// The address back from [`addr_key`].
+pub const fn key_addr(key: u64) -> [u8; 4] {
+    (key as u32).to_le_bytes()
+}
+
+/// An index key from a VTEP MAC (the all-zero MAC is the empty key).
+pub const fn mac_key(mac: [u8; 6]) -> u64 {
+    let [a, b, c, d, e, f] = mac;
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
+}
+
+/// The MAC back from [`mac_key`].
+pub const fn key_mac(key: u64) -> [u8; 6] {
+    let [a, b, c, d, e, f, _, _] = key.to_le_bytes();
+    [a, b, c, d, e, f]
+}
+
+/// Where a key's probes start in an index of `mask + 1` slots: murmur3's
+/// 64-bit finalizer, so that neighbouring addresses spread out.
+#[inline(always)]
+pub const fn index_start(key: u64, mask: u32) -> u32 {
+    let mut x = key;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    (x as u32) & mask
+}
 
 /// `Config::flags`: `vni` is known, so VXLAN for another VNI is counted as such.
 pub const CONFIG_VNI_KNOWN: u16 = 1;
@@ -51,22 +115,45 @@ pub struct Config {
     pub flags: u16,
     /// The VNI the overlay device serves.
     pub vni: u32,
+    /// Slots of `PEER_INDEX` and `MAC_INDEX` minus one (a power of two
+    /// minus one). 0 until the agent has configured the datapath.
+    pub index_mask: u32,
+    pub _pad: u32,
 }
 
-/// Key of `PEERS`.
+/// Entry of `PEER_INDEX` and `MAC_INDEX`: which slot holds `key`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerKey {
-    /// The remote VTEP's underlay IPv4 address, network byte order.
-    pub addr: [u8; 4],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexSlot {
+    /// [`addr_key`] or [`mac_key`]; 0 = free.
+    pub key: u64,
+    pub slot: u32,
+    pub _pad: u32,
 }
 
-/// Value of `PEERS`: one CPU's share of both directions.
+/// Entry of `PEERS`: one CPU's counters of one peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerSlot {
+    /// [`addr_key`] of the peer; 0 = not used on this CPU.
+    pub key: u64,
+    pub v: PeerValue,
+}
+
+/// Entry of `INNER`: one CPU's counters of one VTEP MAC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MacSlot {
+    /// [`mac_key`] of the MAC; 0 = not used on this CPU.
+    pub key: u64,
+    pub v: InnerValue,
+}
+
+/// Counters of one peer in a [`PeerSlot`]: both directions.
 ///
 /// One entry per peer rather than per peer and direction halves what the
-/// agent reads: per-CPU hash entries cost the kernel most of a microsecond
-/// each to hand over. The ingress and egress hooks write disjoint halves,
-/// so sharing the entry loses no update.
+/// agent reads. The ingress and egress hooks write disjoint halves, so
+/// sharing the entry loses no update.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerValue {
@@ -102,18 +189,7 @@ pub struct PeerCounters {
     pub _pad2: [u8; 2],
 }
 
-/// Key of `INNER`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MacKey {
-    /// Source MAC of decapsulated frames (rx), destination MAC of frames to
-    /// encapsulate (tx): the remote VTEP's MAC in Flannel's setup.
-    pub mac: [u8; 6],
-    pub _pad: [u8; 2],
-}
-
-/// Value of `INNER`: one CPU's share of both directions (one entry per
-/// MAC, as for [`PeerValue`]).
+/// Counters of one VTEP MAC in a [`MacSlot`]: both directions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InnerValue {
@@ -180,10 +256,51 @@ pub struct DropConfig {
 mod pod {
     // SAFETY: all are repr(C), Copy, with explicit padding and no pointers.
     unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::PeerKey {}
     unsafe impl aya::Pod for super::PeerValue {}
-    unsafe impl aya::Pod for super::MacKey {}
+    unsafe impl aya::Pod for super::PeerSlot {}
+    unsafe impl aya::Pod for super::MacSlot {}
+    unsafe impl aya::Pod for super::IndexSlot {}
     unsafe impl aya::Pod for super::InnerValue {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::DropConfig {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_are_never_zero_for_real_addresses() {
+        let addr = [192, 0, 2, 11];
+        assert_eq!(key_addr(addr_key(addr)), addr);
+        assert_ne!(addr_key(addr), 0);
+        let mac = [0x02, 0xbe, 0xff, 0, 0, 0x11];
+        assert_eq!(key_mac(mac_key(mac)), mac);
+        assert_ne!(mac_key(mac), 0);
+        assert_eq!(addr_key([0; 4]), 0);
+        assert_eq!(mac_key([0; 6]), 0);
+    }
+
+    #[test]
+    fn index_is_a_power_of_two_with_room() {
+        for (peers, slots) in [(0, 2), (1, 2), (3, 8), (4096, 8192), (10_000, 32_768)] {
+            assert_eq!(index_slots(peers), slots, "{peers} peers");
+        }
+        assert!(index_slots(u32::MAX).is_power_of_two());
+    }
+
+    #[test]
+    fn consecutive_addresses_spread_over_the_index() {
+        // 1 000 neighbouring VTEPs in 2 048 slots: few share a start.
+        let mask = 2047;
+        let mut used = [false; 2048];
+        let mut clashes = 0;
+        for i in 0..1000u32 {
+            let start = index_start(addr_key((0x0a00_0000 + i).to_be_bytes()), mask) as usize;
+            clashes += usize::from(used[start]);
+            used[start] = true;
+        }
+        // A uniform hash gives about 1000 - 2048 * (1 - e^(-1000/2048)) = 200.
+        assert!(clashes < 260, "{clashes} clashes");
+    }
 }

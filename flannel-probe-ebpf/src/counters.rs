@@ -1,7 +1,85 @@
-//! Map updates shared by the hooks: find-or-insert in a per-CPU hash.
-use aya_ebpf::{bindings::BPF_NOEXIST, maps::PerCpuHashMap};
+//! Map updates shared by the hooks: find-or-insert in a per-CPU hash (rare
+//! drops) and in the per-CPU slot tables (every packet).
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    maps::{PerCpuArray, PerCpuHashMap},
+};
+use flannel_probe_common::abi::{INDEX_PROBES, IndexSlot, MacSlot, PeerSlot, index_start};
 
 use crate::programs::STATS;
+
+/// A slot of a table whose first field is its key.
+pub trait Keyed {
+    /// Where the key of the slot at `p` is.
+    fn key(p: *mut Self) -> *mut u64;
+}
+
+impl Keyed for PeerSlot {
+    fn key(p: *mut Self) -> *mut u64 {
+        // SAFETY: a field of a live slot.
+        unsafe { &raw mut (*p).key }
+    }
+}
+
+impl Keyed for MacSlot {
+    fn key(p: *mut Self) -> *mut u64 {
+        // SAFETY: as above.
+        unsafe { &raw mut (*p).key }
+    }
+}
+
+/// This CPU's slot for `key` in `slots`, found through `index`; a new key
+/// takes the next free slot (`STATS[used]`) and sets `is_new`. `None` when
+/// `key` is 0, or the table or its probes are full (counted in
+/// `STATS[overflow]`).
+///
+/// Per-CPU array lookups are inlined by the verifier, where a per-CPU
+/// hash lookup is a helper call: measured under `BPF_PROG_TEST_RUN`, the
+/// hash lookup was most of a VXLAN packet's cost. Each CPU keeps its own
+/// index and slots, so nothing here races; the agent sums slots by key.
+#[inline(always)]
+pub fn slot<S: Keyed>(
+    index: &PerCpuArray<IndexSlot>,
+    slots: &PerCpuArray<S>,
+    key: u64,
+    mask: u32,
+    used: u32,
+    overflow: u32,
+    is_new: &mut bool,
+) -> Option<*mut S> {
+    if key == 0 {
+        return None;
+    }
+    let start = index_start(key, mask);
+    let mut i = 0;
+    while i < INDEX_PROBES {
+        let e = index.get_ptr_mut(start.wrapping_add(i) & mask)?;
+        // SAFETY: this CPU's entries; no other program runs on this CPU
+        // while we do (BH disabled on egress, softirq on ingress).
+        unsafe {
+            if (*e).key == key {
+                return slots.get_ptr_mut((*e).slot);
+            }
+            if (*e).key == 0 {
+                let n = STATS.get_ptr_mut(used)?;
+                let next = *n as u32;
+                let Some(s) = slots.get_ptr_mut(next) else {
+                    bump(overflow);
+                    return None;
+                };
+                *S::key(s) = key;
+                (*e).slot = next;
+                (*e).key = key;
+                *n += 1;
+                *is_new = true;
+                return Some(s);
+            }
+        }
+        i += 1;
+    }
+    bump(overflow);
+    None
+}
 
 /// Returns this CPU's value for `key`, inserting `V::default()` first when the
 /// key is new. `None` when the map is full: counted in `STATS[overflow]`.

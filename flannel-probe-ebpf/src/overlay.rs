@@ -3,32 +3,38 @@
 //! to be encapsulated (destination MAC = the receiving VTEP's).
 use aya_ebpf::programs::TcContext;
 use flannel_probe_common::{
-    abi::{DIR_RX, MacKey, STAT_MAC_OVERFLOW},
+    abi::{DIR_RX, STAT_MAC_OVERFLOW, STAT_MACS_USED, mac_key},
     parse::{headers_len, macs, wire_bytes},
 };
 
 use crate::{
-    counters::{entry, segments},
-    programs::INNER,
+    counters::{segments, slot},
+    programs::{CONFIG, INNER, MAC_INDEX},
 };
 
 #[inline(always)]
 pub fn observe(ctx: &TcContext, dir: u8) {
+    let Some(cfg) = CONFIG.get(0) else { return };
     let Some((src, dst)) = macs(ctx) else { return };
-    let key = MacKey {
-        mac: if dir == DIR_RX { src } else { dst },
-        _pad: [0; 2],
-    };
+    let key = mac_key(if dir == DIR_RX { src } else { dst });
     let mut is_new = false;
-    let Some(v) = entry(&INNER, &key, STAT_MAC_OVERFLOW, &mut is_new) else {
+    let Some(s) = slot(
+        &MAC_INDEX,
+        &INNER,
+        key,
+        cfg.index_mask,
+        STAT_MACS_USED,
+        STAT_MAC_OVERFLOW,
+        &mut is_new,
+    ) else {
         return;
     };
-    // SAFETY: a live map value; ingress and egress write disjoint halves.
+    // SAFETY: a live slot; ingress and egress write disjoint halves.
     let c = unsafe {
         if dir == DIR_RX {
-            &raw mut (*v).rx
+            &raw mut (*s).v.rx
         } else {
-            &raw mut (*v).tx
+            &raw mut (*s).v.tx
         }
     };
     let segs = segments(ctx);

@@ -3,25 +3,33 @@
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
-    abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, PeerKey, STAT_PEER_OVERFLOW},
+    abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, STAT_PEER_OVERFLOW, STAT_PEERS_USED, addr_key},
     parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
 };
 
 use crate::{
-    counters::{entry, segments},
-    programs::{CONFIG, PEERS},
+    counters::{segments, slot},
+    programs::{CONFIG, PEER_INDEX, PEERS},
 };
 
 /// This CPU's counters of `addr` in direction `dir`, created when new.
 #[inline(always)]
-fn peer(addr: [u8; 4], dir: u8, is_new: &mut bool) -> Option<*mut PeerCounters> {
-    let v = entry(&PEERS, &PeerKey { addr }, STAT_PEER_OVERFLOW, is_new)?;
-    // SAFETY: a live map value; only the half for this direction is used.
+fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut PeerCounters> {
+    let s = slot(
+        &PEER_INDEX,
+        &PEERS,
+        addr_key(addr),
+        mask,
+        STAT_PEERS_USED,
+        STAT_PEER_OVERFLOW,
+        is_new,
+    )?;
+    // SAFETY: a live slot; only the half for this direction is used.
     Some(unsafe {
         if dir == DIR_RX {
-            &raw mut (*v).rx
+            &raw mut (*s).v.rx
         } else {
-            &raw mut (*v).tx
+            &raw mut (*s).v.tx
         }
     })
 }
@@ -45,7 +53,7 @@ pub fn observe(ctx: &TcContext, dir: u8) {
         Outer::Vxlan(vx) => {
             let addr = if dir == DIR_RX { vx.src } else { vx.dst };
             let mut is_new = false;
-            let Some(c) = peer(addr, dir, &mut is_new) else {
+            let Some(c) = peer(addr, dir, cfg.index_mask, &mut is_new) else {
                 return;
             };
             // Who really sits at this address: FDB_ENTRY_STALE/MISSING
@@ -84,7 +92,7 @@ pub fn observe(ctx: &TcContext, dir: u8) {
         }
         Outer::ForeignPort { src, port, .. } if dir == DIR_RX => {
             let mut is_new = false;
-            if let Some(c) = peer(src, DIR_RX, &mut is_new) {
+            if let Some(c) = peer(src, DIR_RX, cfg.index_mask, &mut is_new) {
                 // SAFETY: this CPU's slot of a live map entry.
                 unsafe {
                     (*c).other_port += u64::from(segments(ctx));
@@ -94,7 +102,7 @@ pub fn observe(ctx: &TcContext, dir: u8) {
         }
         Outer::PortUnreachable { vtep, .. } if dir == DIR_RX => {
             let mut is_new = false;
-            if let Some(c) = peer(vtep, DIR_RX, &mut is_new) {
+            if let Some(c) = peer(vtep, DIR_RX, cfg.index_mask, &mut is_new) {
                 // SAFETY: as above.
                 unsafe { (*c).icmp_port_unreachable += 1 };
             }

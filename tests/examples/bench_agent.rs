@@ -24,7 +24,7 @@
 //!   repeat) on the frames the load produces: the cost per run in isolation;
 //!   with `--stats` while the kernel's BPF run-time statistics are on.
 use std::{
-    borrow::BorrowMut,
+    borrow::{Borrow, BorrowMut},
     collections::BTreeMap,
     hint::black_box,
     net::Ipv4Addr,
@@ -33,7 +33,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
-    maps::{Map, MapData, MapInfo, PerCpuHashMap, PerCpuValues},
+    maps::{Map, MapData, MapInfo, PerCpuArray, PerCpuValues},
     programs::{SchedClassifier, TestRun as _, TestRunOptions},
 };
 use flannel_probe::{
@@ -44,7 +44,8 @@ use flannel_probe::{
 };
 use flannel_probe_common::{
     abi::{
-        InnerCounters, InnerValue, MAP_INNER, MAP_PEERS, MacKey, PeerCounters, PeerKey, PeerValue,
+        InnerCounters, InnerValue, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, PeerCounters,
+        PeerSlot, PeerValue, STAT_MACS_USED, STAT_PEERS_USED, addr_key, mac_key,
     },
     frames::{Ipv4Frame, tcp, udp, vxlan_frame},
 };
@@ -122,67 +123,90 @@ fn real_main() -> Result<()> {
     Ok(())
 }
 
-/// Writes peers `0..n` into `peers` and `inner`, every CPU's slot holding
-/// `round` times a per-peer base count: healthy traffic both ways.
-fn fill<P, I>(
-    peers: &mut PerCpuHashMap<P, PeerKey, PeerValue>,
-    inner: &mut PerCpuHashMap<I, MacKey, InnerValue>,
-    n: u32,
-    round: u64,
-) -> Result<()>
+/// The probe's tables, opened by whoever holds them.
+struct Tables<P, I, S> {
+    peers: PerCpuArray<P, PeerSlot>,
+    inner: PerCpuArray<I, MacSlot>,
+    stats: PerCpuArray<S, u64>,
+}
+
+impl<P, I, S> Tables<P, I, S>
 where
-    P: BorrowMut<MapData>,
-    I: BorrowMut<MapData>,
+    P: BorrowMut<MapData> + Borrow<MapData>,
+    I: BorrowMut<MapData> + Borrow<MapData>,
+    S: BorrowMut<MapData> + Borrow<MapData>,
 {
-    ensure!(n <= MAX_PEERS, "at most {MAX_PEERS} synthetic peers");
-    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
-    for i in 0..n {
-        let packets = round * (100 + u64::from(i % 7));
-        let outer = PeerCounters {
-            packets,
-            bytes: packets * WIRE_BYTES,
-            ..Default::default()
-        };
-        let both = PeerValue {
-            rx: PeerCounters {
-                last_inner_src: peer_mac(i),
-                ..outer
-            },
-            tx: outer,
-        };
-        let key = PeerKey {
-            addr: peer_ip(i).octets(),
-        };
-        peers
-            .insert(key, PerCpuValues::try_from(vec![both; cpus])?, 0)
-            .with_context(|| format!("inserting peer {i} into {MAP_PEERS}"))?;
-        let decap = InnerCounters {
-            packets,
-            bytes: packets * INNER_BYTES,
-        };
-        let key = MacKey {
-            mac: peer_mac(i),
-            _pad: [0; 2],
-        };
-        let both = InnerValue {
-            rx: decap,
-            tx: decap,
-        };
-        inner
-            .insert(key, PerCpuValues::try_from(vec![both; cpus])?, 0)
-            .with_context(|| format!("inserting MAC {i} into {MAP_INNER}"))?;
+    /// The slots in use on the busiest CPU: synthetic peers go after them.
+    fn used(&self) -> Result<u32> {
+        let v = self.stats.get(&STAT_PEERS_USED, 0)?;
+        Ok(v.iter().copied().max().unwrap_or(0) as u32)
     }
-    Ok(())
+
+    /// Writes peers `0..n` into slots `base..base + n` on every CPU, each
+    /// CPU's slot holding `round` times a per-peer base count (healthy
+    /// traffic both ways), and marks the slots used, as the datapath does
+    /// when it meets a peer.
+    fn fill(&mut self, base: u32, n: u32, round: u64) -> Result<()> {
+        ensure!(n <= MAX_PEERS, "at most {MAX_PEERS} synthetic peers");
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
+        for i in 0..n {
+            let packets = round * (100 + u64::from(i % 7));
+            let outer = PeerCounters {
+                packets,
+                bytes: packets * WIRE_BYTES,
+                ..Default::default()
+            };
+            let slot = PeerSlot {
+                key: addr_key(peer_ip(i).octets()),
+                v: PeerValue {
+                    rx: PeerCounters {
+                        last_inner_src: peer_mac(i),
+                        ..outer
+                    },
+                    tx: outer,
+                },
+            };
+            self.peers
+                .set(base + i, PerCpuValues::try_from(vec![slot; cpus])?, 0)
+                .with_context(|| format!("writing peer {i} into {MAP_PEERS}"))?;
+            let decap = InnerCounters {
+                packets,
+                bytes: packets * INNER_BYTES,
+            };
+            let slot = MacSlot {
+                key: mac_key(peer_mac(i)),
+                v: InnerValue {
+                    rx: decap,
+                    tx: decap,
+                },
+            };
+            self.inner
+                .set(base + i, PerCpuValues::try_from(vec![slot; cpus])?, 0)
+                .with_context(|| format!("writing MAC {i} into {MAP_INNER}"))?;
+        }
+        for stat in [STAT_PEERS_USED, STAT_MACS_USED] {
+            let now = self.stats.get(&stat, 0)?;
+            let used: Vec<u64> = now.iter().map(|u| (*u).max(u64::from(base + n))).collect();
+            self.stats
+                .set(stat, PerCpuValues::try_from(used)?, 0)
+                .context("marking the slots used")?;
+        }
+        Ok(())
+    }
 }
 
 fn fill_datapath(dp: &mut Datapath, n: u32, round: u64) -> Result<()> {
     let ebpf = dp.ebpf_mut();
-    let [Some(p), Some(i)] = ebpf.maps_disjoint_mut([MAP_PEERS, MAP_INNER]) else {
-        bail!("the eBPF object lacks {MAP_PEERS} or {MAP_INNER}");
+    let [Some(p), Some(i), Some(s)] = ebpf.maps_disjoint_mut([MAP_PEERS, MAP_INNER, MAP_STATS])
+    else {
+        bail!("the eBPF object lacks {MAP_PEERS}, {MAP_INNER} or {MAP_STATS}");
     };
-    let mut peers: PerCpuHashMap<&mut MapData, PeerKey, PeerValue> = p.try_into()?;
-    let mut inner: PerCpuHashMap<&mut MapData, MacKey, InnerValue> = i.try_into()?;
-    fill(&mut peers, &mut inner, n, round)
+    let mut t = Tables {
+        peers: p.try_into()?,
+        inner: i.try_into()?,
+        stats: s.try_into()?,
+    };
+    t.fill(0, n, round)
 }
 
 /// The map ids a process holds, by map name (from `/proc/PID/fdinfo`).
@@ -216,10 +240,15 @@ fn fill_process(pid: u32, n: u32, every: Duration) -> Result<()> {
             .ok_or_else(|| anyhow!("process {pid} holds no map {name} (is it flannel-probe?)"))?;
         Ok(Map::from_map_data(MapData::from_id(*id)?)?)
     };
-    let mut peers: PerCpuHashMap<MapData, PeerKey, PeerValue> = open(MAP_PEERS)?.try_into()?;
-    let mut inner: PerCpuHashMap<MapData, MacKey, InnerValue> = open(MAP_INNER)?.try_into()?;
+    let mut t = Tables {
+        peers: open(MAP_PEERS)?.try_into()?,
+        inner: open(MAP_INNER)?.try_into()?,
+        stats: open(MAP_STATS)?.try_into()?,
+    };
+    // After the lab's own peers, in whichever CPU's slots they are.
+    let base = t.used()?;
     for round in 1.. {
-        fill(&mut peers, &mut inner, n, round)?;
+        t.fill(base, n, round)?;
         if every.is_zero() {
             break;
         }
@@ -380,6 +409,9 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
     }))
 }
 
+/// The eBPF object's do-nothing classifier (never attached by the agent).
+const REFERENCE: &str = "reference_pass";
+
 /// `struct __sk_buff` is UAPI: 192 bytes.
 const SKB_SIZE: usize = 192;
 
@@ -426,19 +458,34 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
     ];
     let mut out = serde_json::Map::new();
     let mut measured = serde_json::Map::new();
-    for hook in Hook::ALL {
+    // The do-nothing reference: what a run costs before any work of ours.
+    let reference: &mut SchedClassifier = dp
+        .ebpf_mut()
+        .program_mut(REFERENCE)
+        .ok_or_else(|| anyhow!("no program {REFERENCE}"))?
+        .try_into()?;
+    reference.load()?;
+    let names = Hook::ALL
+        .iter()
+        .map(|h| {
+            (
+                h.program(),
+                !matches!(h, Hook::OverlayIngress | Hook::OverlayEgress),
+            )
+        })
+        .chain([(REFERENCE, true)]);
+    for (program, uplink) in names {
         let prog: &mut SchedClassifier = dp
             .ebpf_mut()
-            .program_mut(hook.program())
-            .ok_or_else(|| anyhow!("no program {}", hook.program()))?
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("no program {program}"))?
             .try_into()?;
         let ctx = [0u8; SKB_SIZE];
         let mut per_frame = serde_json::Map::new();
         let mut per_frame_stats = serde_json::Map::new();
         for (name, frame) in &frames {
-            let overlay_hook = matches!(hook, Hook::OverlayIngress | Hook::OverlayEgress);
             // Uplinks see outer frames, the overlay device inner ones.
-            if overlay_hook != name.starts_with("inner") {
+            if uplink == name.starts_with("inner") {
                 continue;
             }
             let mut data_out = vec![0u8; frame.len() + 256];
@@ -469,12 +516,9 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
                 per_frame_stats.insert((*name).to_string(), json!(stats_ns));
             }
         }
-        out.insert(
-            hook.program().to_string(),
-            serde_json::Value::Object(per_frame),
-        );
+        out.insert(program.to_string(), serde_json::Value::Object(per_frame));
         measured.insert(
-            hook.program().to_string(),
+            program.to_string(),
             serde_json::Value::Object(per_frame_stats),
         );
     }

@@ -104,6 +104,51 @@ fn uplink_ingress_counts_vxlan_per_peer() {
     assert_eq!(s.peers.len(), 2);
 }
 
+/// Pins the calling thread to `cpu` (test runs execute on the caller's CPU).
+fn pin(cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Each CPU keeps its own slots, in the order it meets peers: a peer seen
+/// on every CPU is still one peer, with every CPU's packets, and both
+/// directions of it share one entry.
+#[test]
+fn a_peer_met_on_several_cpus_is_one_peer() {
+    if !require_root() {
+        return;
+    }
+    let online: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        .filter(|c| std::path::Path::new(&format!("/sys/devices/system/cpu/cpu{c}")).exists())
+        .filter(|c| pin(*c))
+        .collect();
+    assert!(!online.is_empty(), "no CPU to pin to");
+    let mut dp = datapath();
+    let peer = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
+    let other = to_host(vxlan_frame(OTHER, ME, 8472, 1, &inner_frame()));
+    let out = vxlan_frame(ME, PEER, 8472, 1, &inner_frame()).build();
+    for (n, cpu) in online.iter().enumerate() {
+        assert!(pin(*cpu), "pin to CPU {cpu}");
+        // The first CPU meets OTHER first, the others PEER first.
+        if n == 0 {
+            run(&mut dp, Hook::UplinkIngress, &other, None, 1);
+        }
+        run(&mut dp, Hook::UplinkIngress, &peer, None, n as u32 + 1);
+        run(&mut dp, Hook::UplinkEgress, &out, None, 2);
+    }
+    let cpus = online.len() as u64;
+    let s = snap(&mut dp);
+    assert_eq!(s.peers.len(), 2, "{:?}", s.peers.keys());
+    let p = s.peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.packets, cpus * (cpus + 1) / 2);
+    assert_eq!(p.tx.packets, 2 * cpus);
+    assert_eq!(s.peers[&Ipv4Addr::from(OTHER)].rx.packets, 1);
+}
+
 #[test]
 fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
     if !require_root() {
@@ -319,14 +364,17 @@ fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
     );
 }
 
-/// Thousands of entries: several `BPF_MAP_LOOKUP_BATCH` calls per map, the
-/// per-CPU values summed, and (from the second read on, when the maps are
-/// known to be big) the two maps read side by side. Every entry is checked.
+/// Thousands of peers, each CPU holding them in slots of its own (in
+/// another order on each CPU, as when CPUs meet peers in another order):
+/// the batched read, the per-CPU values summed by key, and (from the
+/// second read on, when the maps are known to be big) the two tables read
+/// side by side. Every peer is checked.
 #[test]
-fn big_maps_are_read_whole_and_summed_over_cpus() {
-    use aya::maps::{PerCpuHashMap, PerCpuValues};
+fn big_tables_are_read_whole_and_summed_over_cpus() {
+    use aya::maps::{PerCpuArray, PerCpuValues};
     use flannel_probe_common::abi::{
-        InnerCounters, InnerValue, MacKey, PeerCounters, PeerKey, PeerValue,
+        InnerCounters, InnerValue, MacSlot, PeerCounters, PeerSlot, PeerValue, STAT_MACS_USED,
+        STAT_PEERS_USED, addr_key, mac_key,
     };
     if !require_root() {
         return;
@@ -343,55 +391,65 @@ fn big_maps_are_read_whole_and_summed_over_cpus() {
         let b = i.to_be_bytes();
         [0x0e, 0, b[0], b[1], b[2], b[3]]
     };
+    // Which peer CPU `c` keeps in slot `s`: CPU 0 in order, the others
+    // rotated.
+    let peer_at = |c: u32, s: u32| (s + c * 977) % N;
     {
         let ebpf = dp.ebpf_mut();
-        let [Some(p), Some(m)] = ebpf.maps_disjoint_mut(["PEERS", "INNER"]) else {
-            panic!("the object lacks PEERS or INNER");
+        let [Some(p), Some(m), Some(st)] = ebpf.maps_disjoint_mut(["PEERS", "INNER", "STATS"])
+        else {
+            panic!("the object lacks PEERS, INNER or STATS");
         };
-        let mut peers: PerCpuHashMap<_, PeerKey, PeerValue> = p.try_into().expect("PEERS");
-        let mut inner: PerCpuHashMap<_, MacKey, InnerValue> = m.try_into().expect("INNER");
-        for i in 0..N {
-            // CPU c holds (c + 1) * i rx packets and i + c tx packets.
-            let values: Vec<PeerValue> = (0..cpus as u64)
-                .map(|c| PeerValue {
-                    rx: PeerCounters {
-                        packets: (c + 1) * u64::from(i),
-                        ..Default::default()
-                    },
-                    tx: PeerCounters {
-                        packets: u64::from(i) + c,
-                        ..Default::default()
-                    },
+        let mut peers: PerCpuArray<_, PeerSlot> = p.try_into().expect("PEERS");
+        let mut inner: PerCpuArray<_, MacSlot> = m.try_into().expect("INNER");
+        let mut stats: PerCpuArray<_, u64> = st.try_into().expect("STATS");
+        for s in 0..N {
+            // CPU c holds (c + 1) * i rx packets and i + c tx packets of peer i.
+            let values: Vec<PeerSlot> = (0..cpus as u32)
+                .map(|c| {
+                    let i = peer_at(c, s);
+                    PeerSlot {
+                        key: addr_key(addr(i).octets()),
+                        v: PeerValue {
+                            rx: PeerCounters {
+                                packets: u64::from(c + 1) * u64::from(i),
+                                ..Default::default()
+                            },
+                            tx: PeerCounters {
+                                packets: u64::from(i + c),
+                                ..Default::default()
+                            },
+                        },
+                    }
                 })
                 .collect();
             peers
-                .insert(
-                    PeerKey {
-                        addr: addr(i).octets(),
+                .set(s, PerCpuValues::try_from(values).expect("values"), 0)
+                .expect("write a PEERS slot");
+            let values: Vec<MacSlot> = (0..cpus as u32)
+                .map(|c| MacSlot {
+                    key: mac_key(mac(peer_at(c, s))),
+                    v: InnerValue {
+                        rx: InnerCounters {
+                            packets: u64::from(c) + 1,
+                            bytes: 100,
+                        },
+                        ..Default::default()
                     },
-                    PerCpuValues::try_from(values).expect("values"),
-                    0,
-                )
-                .expect("insert peer");
-            let values: Vec<InnerValue> = (0..cpus as u64)
-                .map(|c| InnerValue {
-                    rx: InnerCounters {
-                        packets: c + 1,
-                        bytes: 100,
-                    },
-                    ..Default::default()
                 })
                 .collect();
             inner
-                .insert(
-                    MacKey {
-                        mac: mac(i),
-                        _pad: [0; 2],
-                    },
-                    PerCpuValues::try_from(values).expect("values"),
+                .set(s, PerCpuValues::try_from(values).expect("values"), 0)
+                .expect("write an INNER slot");
+        }
+        for stat in [STAT_PEERS_USED, STAT_MACS_USED] {
+            stats
+                .set(
+                    stat,
+                    PerCpuValues::try_from(vec![u64::from(N); cpus]).expect("values"),
                     0,
                 )
-                .expect("insert mac");
+                .expect("write STATS");
         }
     }
     let n = cpus as u64;

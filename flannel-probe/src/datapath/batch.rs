@@ -1,6 +1,6 @@
-//! Reading a whole per-CPU hash map in a few `BPF_MAP_LOOKUP_BATCH` calls
-//! (Linux 5.6+) instead of two `bpf()` calls per entry: at 10 000 peers the
-//! maps hold 40 000 entries, and aya 0.14 only iterates key by key.
+//! Reading per-CPU maps in a few `BPF_MAP_LOOKUP_BATCH` calls (Linux 5.6+)
+//! instead of one or two `bpf()` calls per entry: at 10 000 peers the maps
+//! hold 20 000 entries, and aya 0.14 only reads key by key.
 use std::{
     io,
     mem::size_of,
@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     Pod,
-    maps::{MapData, PerCpuHashMap},
+    maps::{MapData, PerCpuArray, PerCpuHashMap},
 };
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 
@@ -38,7 +38,7 @@ pub(super) fn for_each<K: Pod, V: Pod>(
     data: &MapData,
     mut f: impl FnMut(&K, &V),
 ) -> io::Result<()> {
-    match lookup_batch(data, &mut f) {
+    match lookup_batch(data, None, &mut f) {
         Err(e) if unsupported(&e) => {}
         other => return other,
     }
@@ -51,9 +51,35 @@ pub(super) fn for_each<K: Pod, V: Pod>(
     Ok(())
 }
 
-/// The batched walk alone (also what the tests compare with the fallback).
-pub(super) fn lookup_batch<K: Pod, V: Pod>(
+/// Calls `f` with each CPU's value of the first `n` slots of a per-CPU
+/// array, in a batch where the kernel has them, else slot by slot.
+pub(super) fn for_each_slot<V: Pod>(
+    map: &PerCpuArray<&MapData, V>,
     data: &MapData,
+    n: u32,
+    mut f: impl FnMut(&V),
+) -> io::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    match lookup_batch(data, Some(n as usize), &mut |_: &u32, v: &V| f(v)) {
+        Err(e) if unsupported(&e) => {}
+        other => return other,
+    }
+    for i in 0..n {
+        let values = map.get(&i, 0).map_err(io::Error::other)?;
+        for v in values.iter() {
+            f(v);
+        }
+    }
+    Ok(())
+}
+
+/// The batched walk: every entry, or the first `limit` (the order is the
+/// map's: index order for arrays).
+fn lookup_batch<K: Pod, V: Pod>(
+    data: &MapData,
+    limit: Option<usize>,
     f: &mut impl FnMut(&K, &V),
 ) -> io::Result<()> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
@@ -68,7 +94,12 @@ pub(super) fn lookup_batch<K: Pod, V: Pod>(
     // leave room for whatever a later kernel keeps there.
     let mut token = [0u64; 1];
     let mut first = true;
+    let mut left = limit.unwrap_or(usize::MAX);
     loop {
+        let batch_now = batch.min(left);
+        if batch_now == 0 {
+            return Ok(());
+        }
         keys.resize(batch * size_of::<K>(), 0);
         values.resize(batch * stride / 8, 0);
         // SAFETY: bpf_attr is plain data; all-zero is its "unset" state.
@@ -80,7 +111,7 @@ pub(super) fn lookup_batch<K: Pod, V: Pod>(
             b.out_batch = token.as_mut_ptr() as u64;
             b.keys = keys.as_mut_ptr() as u64;
             b.values = values.as_mut_ptr() as u64;
-            b.count = u32::try_from(batch).unwrap_or(u32::MAX);
+            b.count = u32::try_from(batch_now).unwrap_or(u32::MAX);
             b.map_fd = data.fd().as_fd().as_raw_fd() as u32;
         }
         // SAFETY: attr points at buffers sized for `count` keys and values,
@@ -111,7 +142,8 @@ pub(super) fn lookup_batch<K: Pod, V: Pod>(
         };
         // SAFETY: the kernel wrote `count` back into the union member it read.
         let got = unsafe { attr.batch.count } as usize;
-        let got = got.min(batch);
+        let got = got.min(batch_now);
+        left -= got;
         let vbytes = values.as_ptr().cast::<u8>();
         for i in 0..got {
             // SAFETY: i < got <= batch, so both reads stay inside the

@@ -10,9 +10,9 @@ use aya::{
 
 use super::batch;
 use flannel_probe_common::abi::{
-    DropKey, InnerCounters, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacKey,
-    NUM_STATS, PeerCounters, PeerKey, PeerValue, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW,
-    STAT_PEER_OVERFLOW,
+    DropKey, InnerCounters, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot,
+    NUM_STATS, PeerCounters, PeerSlot, PeerValue, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW,
+    STAT_MACS_USED, STAT_PEER_OVERFLOW, STAT_PEERS_USED, key_addr, key_mac,
 };
 use serde::Serialize;
 
@@ -224,35 +224,113 @@ fn fold_cpu<K: PartialEq + Copy, V: Default>(
 }
 
 /// Entries above which `PEERS` and `INNER` are read side by side: the
-/// kernel spends most of a microsecond per entry handing them over, and a
-/// thread costs tens of microseconds to start.
+/// kernel spends hundreds of nanoseconds per entry handing them over, and
+/// a thread costs tens of microseconds to start.
 pub(super) const PARALLEL_ABOVE: usize = 2000;
 
-fn read_peers(ebpf: &Ebpf) -> Result<BTreeMap<Ipv4Addr, PeerTotals>> {
-    // Sorted first, so that the BTreeMap is built in one pass rather than
-    // by an insert per entry.
-    let mut peers = summed::<PeerKey, PeerValue>(ebpf, MAP_PEERS, add_peer_value)?;
-    peers.sort_unstable_by_key(|(k, _)| k.addr);
-    Ok(peers
-        .into_iter()
-        .map(|(k, v)| (Ipv4Addr::from(k.addr), v))
-        .collect())
+/// Every CPU's values of `STATS`, by slot.
+fn read_stats(ebpf: &Ebpf) -> Result<Vec<Vec<u64>>> {
+    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+        ebpf.map(MAP_STATS)
+            .ok_or_else(|| anyhow!("the eBPF object has no {MAP_STATS} map"))?,
+    )?;
+    (0..NUM_STATS)
+        .map(|i| {
+            Ok(stats
+                .get(&i, 0)
+                .with_context(|| format!("reading STATS[{i}] failed"))?
+                .iter()
+                .copied()
+                .collect())
+        })
+        .collect()
 }
 
-fn read_inner(ebpf: &Ebpf) -> Result<BTreeMap<[u8; 6], InnerTotals>> {
-    let mut inner = summed::<MacKey, InnerValue>(ebpf, MAP_INNER, add_inner_value)?;
-    inner.sort_unstable_by_key(|(k, _)| k.mac);
-    Ok(inner.into_iter().map(|(k, v)| (k.mac, v)).collect())
+/// The used slots of a slot table (`PEERS` or `INNER`): each CPU's slot
+/// with its key, where the CPU has used it.
+fn read_slots<S: Pod, K, V: Copy>(
+    ebpf: &Ebpf,
+    name: &str,
+    used: u32,
+    split: fn(&S) -> (u64, V),
+    key: fn(u64) -> K,
+) -> Result<Vec<(K, V)>> {
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
+    let Map::PerCpuArray(data) = map else {
+        return Err(anyhow!(
+            "{name} is not a per-CPU array: rebuild flannel-probe"
+        ));
+    };
+    let typed: PerCpuArray<&MapData, S> =
+        PerCpuArray::try_from(map).with_context(|| format!("opening the {name} map failed"))?;
+    let mut out = Vec::with_capacity(used as usize);
+    batch::for_each_slot(&typed, data, used, |s: &S| {
+        let (k, v) = split(s);
+        if k != 0 {
+            out.push((key(k), v));
+        }
+    })
+    .with_context(|| format!("reading the {name} map failed"))?;
+    Ok(out)
+}
+
+/// One value per key, summed over the CPUs that hold it (each CPU keeps a
+/// key in a slot of its own); the map is built from sorted input in one
+/// pass.
+fn fold_sorted<K: Ord + Copy, V>(mut v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTreeMap<K, V> {
+    v.sort_unstable_by_key(|(k, _)| *k);
+    let mut out: Vec<(K, V)> = Vec::with_capacity(v.len());
+    for (k, x) in v {
+        match out.last_mut() {
+            Some((last, sum)) if *last == k => add(sum, &x),
+            _ => out.push((k, x)),
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<Ipv4Addr, PeerTotals>> {
+    let slots = read_slots(
+        ebpf,
+        MAP_PEERS,
+        used,
+        |s: &PeerSlot| (s.key, s.v),
+        |k| Ipv4Addr::from(key_addr(k)),
+    )?;
+    Ok(fold_sorted(slots, add_peer_value))
+}
+
+fn read_inner(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<[u8; 6], InnerTotals>> {
+    let slots = read_slots(ebpf, MAP_INNER, used, |s: &MacSlot| (s.key, s.v), key_mac)?;
+    Ok(fold_sorted(slots, add_inner_value))
 }
 
 /// Reads and sums every map; `parallel` reads the two big ones at once
 /// (the caller knows from the last read whether they are big).
 pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
+    let stats = read_stats(ebpf)?;
+    let sum = |i: u32| stats.get(i as usize).map_or(0, |v| v.iter().sum());
+    // Each CPU fills its slots from 0: read as far as the furthest CPU.
+    let used = |i: u32| {
+        stats
+            .get(i as usize)
+            .and_then(|v| v.iter().max())
+            .map_or(0, |n| u32::try_from(*n).unwrap_or(u32::MAX))
+    };
+    const { assert!(STAT_MACS_USED < NUM_STATS && STAT_DROP_OVERFLOW < NUM_STATS) };
+    snap.overflow = Overflow {
+        peers: sum(STAT_PEER_OVERFLOW),
+        macs: sum(STAT_MAC_OVERFLOW),
+        drops: sum(STAT_DROP_OVERFLOW),
+    };
+    let (peers_used, macs_used) = (used(STAT_PEERS_USED), used(STAT_MACS_USED));
     if parallel {
         let (peers, inner) = std::thread::scope(|s| {
-            let inner = s.spawn(|| read_inner(ebpf));
-            let peers = read_peers(ebpf);
+            let inner = s.spawn(|| read_inner(ebpf, macs_used));
+            let peers = read_peers(ebpf, peers_used);
             let inner = inner
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("reading the {MAP_INNER} map panicked")));
@@ -261,8 +339,8 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
         snap.peers = peers?;
         snap.inner = inner?;
     } else {
-        snap.peers = read_peers(ebpf)?;
-        snap.inner = read_inner(ebpf)?;
+        snap.peers = read_peers(ebpf, peers_used)?;
+        snap.inner = read_inner(ebpf, macs_used)?;
     }
     // The drop map belongs to an optional program: absent in older objects.
     if ebpf.map(MAP_DROPS).is_some() {
@@ -271,23 +349,6 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
             snap.add_drop(key, *n);
         }
     }
-    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-        ebpf.map(MAP_STATS)
-            .ok_or_else(|| anyhow!("the eBPF object has no {MAP_STATS} map"))?,
-    )?;
-    let sum = |i: u32| -> Result<u64> {
-        Ok(stats
-            .get(&i, 0)
-            .with_context(|| format!("reading STATS[{i}] failed"))?
-            .iter()
-            .sum())
-    };
-    const { assert!(STAT_DROP_OVERFLOW < NUM_STATS) };
-    snap.overflow = Overflow {
-        peers: sum(STAT_PEER_OVERFLOW)?,
-        macs: sum(STAT_MAC_OVERFLOW)?,
-        drops: sum(STAT_DROP_OVERFLOW)?,
-    };
     Ok(snap)
 }
 
@@ -304,39 +365,27 @@ mod tests {
     }
 
     #[test]
-    fn per_cpu_values_are_summed_per_peer_and_direction() {
-        let k1 = PeerKey {
-            addr: [192, 0, 2, 11],
-        };
-        let k2 = PeerKey {
-            addr: [192, 0, 2, 12],
-        };
+    fn each_cpus_slots_are_summed_per_peer_and_direction() {
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 11), Ipv4Addr::new(192, 0, 2, 12));
         let cpu = |rx, tx| PeerValue {
             rx: counters(rx),
             tx: counters(tx),
         };
-        let mut out = Vec::new();
-        for (k, v) in [
-            (k1, cpu(2, 1)),
-            (k1, cpu(2, 0)),
-            (k2, cpu(0, 5)),
-            (k2, cpu(0, 0)),
-        ] {
-            fold_cpu(&mut out, &k, &v, add_peer_value);
-        }
+        // CPU 0 met a then b, CPU 1 only b: slots in another order.
+        let slots = vec![(a, cpu(2, 1)), (b, cpu(0, 5)), (b, cpu(3, 0))];
+        let out = fold_sorted(slots, add_peer_value);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].0, k1);
-        assert_eq!(out[0].1.rx.packets, 4);
-        assert_eq!(out[0].1.rx.bytes, 400);
-        assert_eq!(out[0].1.tx.packets, 1);
-        assert_eq!(out[1].1.tx.packets, 5);
-        assert_eq!(out[1].1.rx.packets, 0);
+        assert_eq!(out[&a].rx.packets, 2);
+        assert_eq!(out[&a].rx.bytes, 200);
+        assert_eq!(out[&a].tx.packets, 1);
+        assert_eq!(out[&b].rx.packets, 3);
+        assert_eq!(out[&b].tx.packets, 5);
+        assert_eq!(out[&b].tx.bytes, 500);
     }
 
     #[test]
     fn the_last_seen_fields_come_from_the_cpu_that_saw_them() {
-        let k = MacKey::default();
-        let mut out = Vec::new();
+        let a = Ipv4Addr::new(192, 0, 2, 11);
         let saw = PeerValue {
             rx: PeerCounters {
                 last_inner_src: [2, 0, 0, 0, 0, 1],
@@ -346,11 +395,31 @@ mod tests {
             },
             ..Default::default()
         };
-        fold_cpu(&mut out, &k, &saw, add_peer_value);
-        fold_cpu(&mut out, &k, &PeerValue::default(), add_peer_value);
-        assert_eq!(out[0].1.rx.last_inner_src, [2, 0, 0, 0, 0, 1]);
-        assert_eq!(out[0].1.rx.last_other_vni, 7);
-        assert_eq!(out[0].1.rx.other_vni, 1);
+        for slots in [
+            vec![(a, saw), (a, PeerValue::default())],
+            vec![(a, PeerValue::default()), (a, saw)],
+        ] {
+            let out = fold_sorted(slots, add_peer_value);
+            assert_eq!(out[&a].rx.last_inner_src, [2, 0, 0, 0, 0, 1]);
+            assert_eq!(out[&a].rx.last_other_vni, 7);
+            assert_eq!(out[&a].rx.other_vni, 1);
+        }
+    }
+
+    #[test]
+    fn a_hash_maps_cpu_values_arrive_together_and_are_summed() {
+        let (k1, k2) = (
+            DropKey::default(),
+            DropKey {
+                reason: 2,
+                ..Default::default()
+            },
+        );
+        let mut out = Vec::new();
+        for (k, v) in [(k1, 1u64), (k1, 2), (k2, 5), (k2, 0)] {
+            fold_cpu(&mut out, &k, &v, |a, b| *a += b);
+        }
+        assert_eq!(out, vec![(k1, 3), (k2, 5)]);
     }
 
     #[test]

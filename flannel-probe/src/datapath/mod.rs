@@ -19,7 +19,7 @@ use aya::{
 };
 use flannel_probe_common::abi::{
     CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, MAP_CONFIG, MAP_DROP_CONFIG,
-    MAP_INNER, MAP_PEERS,
+    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, index_slots,
 };
 
 pub use attach::{AttachMode, Hook};
@@ -66,6 +66,8 @@ pub struct Datapath {
     drops: std::result::Result<(DropConfig, DropReasons), String>,
     /// `PEERS` plus `INNER` entries at the last read.
     last_entries: usize,
+    /// Slots of each index minus one.
+    index_mask: u32,
 }
 
 impl Datapath {
@@ -75,6 +77,8 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_PEERS, opts.max_peers)
             .map_max_entries(MAP_INNER, opts.max_peers)
+            .map_max_entries(MAP_PEER_INDEX, index_slots(opts.max_peers))
+            .map_max_entries(MAP_MAC_INDEX, index_slots(opts.max_peers))
             .load(EBPF_OBJECT)
             .context("loading the eBPF object failed: the kernel needs BTF and eBPF support, and the probe CAP_BPF")?;
         // Rare events only (a new peer): a missing log map is not fatal.
@@ -100,7 +104,7 @@ impl Datapath {
             tracing::warn!("kernel drop reasons unavailable: {e:#}");
             format!("{e:#}")
         });
-        Ok(Self {
+        let mut dp = Self {
             ebpf,
             logger,
             attached: BTreeMap::new(),
@@ -108,7 +112,11 @@ impl Datapath {
             created_qdiscs: Vec::new(),
             drops,
             last_entries: 0,
-        })
+            index_mask: index_slots(opts.max_peers) - 1,
+        };
+        // The tables work from the start; VXLAN is matched once configured.
+        dp.write_config(Config::default())?;
+        Ok(dp)
     }
 
     /// Tells the drop tracer what to match (no-op when it is not running).
@@ -142,15 +150,24 @@ impl Datapath {
 
     /// Sets the port and VNI the programs match.
     pub fn configure(&mut self, m: Matching) -> Result<()> {
+        self.write_config(Config {
+            vxlan_port: m.vxlan_port,
+            flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
+            vni: m.vni.unwrap_or(0),
+            ..Config::default()
+        })
+    }
+
+    /// Writes `value` with this datapath's index size.
+    fn write_config(&mut self, value: Config) -> Result<()> {
         let mut config: Array<&mut MapData, Config> = Array::try_from(
             self.ebpf
                 .map_mut(MAP_CONFIG)
                 .ok_or_else(|| anyhow!("the eBPF object has no {MAP_CONFIG} map"))?,
         )?;
         let value = Config {
-            vxlan_port: m.vxlan_port,
-            flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
-            vni: m.vni.unwrap_or(0),
+            index_mask: self.index_mask,
+            ..value
         };
         config
             .set(0, value, 0)
