@@ -5,6 +5,7 @@
 //! bench_agent timing --peers 1,100,1000,10000 [--reps 15] [--budget-secs 60] [--max-peers 24576]
 //! bench_agent fill --pid PID --peers N [--every-ms MS]
 //! bench_agent hooks [--repeat 200000] [--stats]
+//! bench_agent reference --iface IFACE
 //! ```
 //!
 //! - `timing` loads the datapath (nothing attached), fills `PEERS` and
@@ -22,7 +23,11 @@
 //!   probe diagnoses has traffic from every peer.
 //! - `hooks` runs each classifier under `BPF_PROG_TEST_RUN` (kernel-side
 //!   repeat) on the frames the load produces: the cost per run in isolation;
-//!   with `--stats` while the kernel's BPF run-time statistics are on.
+//!   with `--stats` while the kernel's BPF run-time statistics are on; the
+//!   do-nothing `reference_pass` alongside, for what any run costs.
+//! - `reference` attaches `reference_pass` to an interface (tcx ingress and
+//!   egress) until killed: the lab's part 3 reads its statistics next to
+//!   the probe's.
 use std::{
     borrow::{Borrow, BorrowMut},
     collections::BTreeMap,
@@ -34,10 +39,12 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
     maps::{Map, MapData, MapInfo, PerCpuArray, PerCpuValues},
-    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, tc::TcAttachOptions,
+    },
 };
 use flannel_probe::{
-    datapath::{AttachMode, Datapath, Hook, LoadOptions, Matching},
+    datapath::{AttachMode, Datapath, EBPF_OBJECT, Hook, LoadOptions, Matching},
     diagnose::{Inputs, diagnose},
     node::{FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink},
     report::Severity,
@@ -107,6 +114,10 @@ fn real_main() -> Result<()> {
             let n = u32::try_from(num("--peers", 1)?)?;
             fill_process(pid, n, Duration::from_millis(num("--every-ms", 0)?))?;
         }
+        "reference" => {
+            let iface = opt("--iface").ok_or_else(|| anyhow!("reference needs --iface"))?;
+            reference(iface)?;
+        }
         "hooks" => {
             let repeat = u32::try_from(num("--repeat", 200_000)?)?;
             // The kernel's run-time statistics on, as in the lab's part 3:
@@ -118,7 +129,7 @@ fn real_main() -> Result<()> {
             };
             println!("{}", hooks(repeat)?);
         }
-        other => bail!("unknown command {other:?}: timing, fill or hooks"),
+        other => bail!("unknown command {other:?}: timing, fill, hooks or reference"),
     }
     Ok(())
 }
@@ -411,6 +422,28 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
 
 /// The eBPF object's do-nothing classifier (never attached by the agent).
 const REFERENCE: &str = "reference_pass";
+
+/// Attaches the do-nothing reference at `iface`'s tcx ingress and egress
+/// (after whatever is there) and holds it until killed. In the lab its
+/// statistics show what any program costs per run there, next to ours,
+/// for the same packets; its links go with the process.
+fn reference(iface: &str) -> Result<()> {
+    // The raw object: only this program is loaded, and no drop tracer.
+    let mut ebpf = aya::Ebpf::load(EBPF_OBJECT).context("loading the eBPF object")?;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(REFERENCE)
+        .ok_or_else(|| anyhow!("no program {REFERENCE}"))?
+        .try_into()?;
+    prog.load()?;
+    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+        prog.attach_with_options(iface, t, TcAttachOptions::TcxOrder(LinkOrder::last()))
+            .with_context(|| format!("attaching {REFERENCE} to {iface} ({t:?}, tcx)"))?;
+    }
+    println!("ready");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
 
 /// `struct __sk_buff` is UAPI: 192 bytes.
 const SKB_SIZE: usize = 192;

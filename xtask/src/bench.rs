@@ -33,13 +33,16 @@ use flannel_probe_tests::{
     synthetic,
 };
 
-use agent::Agent;
+use agent::{Agent, Reference};
 use results::{
     AgentPeers, AgentSample, HookRun, Machine, MicroCost, Pair, ProgCost, Results, Run, Settings,
     Timing, Workload,
 };
 
 use crate::workspace;
+
+/// The lab nodes' underlay interface, where the uplink programs sit.
+const UPLINK_IFACE: &str = "eth0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Part {
@@ -406,6 +409,26 @@ impl Bench<'_> {
         }
     }
 
+    /// One pair: off and `second`, in that order or (`flip`) the other.
+    fn pair<T>(
+        &self,
+        w: Workload,
+        second: Side,
+        flip: bool,
+        parse: fn(&str) -> Result<T>,
+        r: &mut Results,
+    ) -> Result<Pair<T>> {
+        if flip {
+            let on = self.side(w, second, parse, r)?;
+            let off = self.side(w, Side::Off, parse, r)?;
+            Ok(Pair { off, on })
+        } else {
+            let off = self.side(w, Side::Off, parse, r)?;
+            let on = self.side(w, second, parse, r)?;
+            Ok(Pair { off, on })
+        }
+    }
+
     /// Parts 1 and 2: interleaved off/on pairs of each load, then (with
     /// `--control`) as many off/off pairs.
     fn network(&self, r: &mut Results) -> Result<()> {
@@ -418,14 +441,12 @@ impl Bench<'_> {
             .chain(self.args.control.then_some((Side::Control, "control pair")));
         for (second, what) in rounds {
             for i in 0..self.args.pairs {
-                let tcp = Pair {
-                    off: self.side(Workload::Tcp, Side::Off, iperf::parse_tcp, r)?,
-                    on: self.side(Workload::Tcp, second, iperf::parse_tcp, r)?,
-                };
-                let udp = Pair {
-                    off: self.side(Workload::Udp64, Side::Off, iperf::parse_udp, r)?,
-                    on: self.side(Workload::Udp64, second, iperf::parse_udp, r)?,
-                };
+                // Every other pair runs its second side first (off, on,
+                // on, off, ...): a drift of the machine, or a bias of going
+                // second, then falls on both sides alike.
+                let flip = i % 2 == 1;
+                let tcp = self.pair(Workload::Tcp, second, flip, iperf::parse_tcp, r)?;
+                let udp = self.pair(Workload::Udp64, second, flip, iperf::parse_udp, r)?;
                 progress(format_args!(
                     "{what} {}/{}: TCP {:.2} -> {:.2} Gbit/s ({:.3}), UDP {:.1} -> {:.1} kpps ({:.3}), load {:.1}",
                     i + 1,
@@ -460,18 +481,29 @@ impl Bench<'_> {
             let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
                 .context("enabling the kernel's BPF statistics")?;
             let agents = self.start_agents(&[])?;
-            let ids: Vec<u32> = agents
+            // The do-nothing reference next to ours on both uplinks: the
+            // same packets, run for run.
+            let refs = [self.server(), self.client()]
+                .into_iter()
+                .map(|n| Reference::start(self.lab, n, &self.bins.helper, UPLINK_IFACE))
+                .collect::<Result<Vec<_>>>()?;
+            let pids: Vec<u32> = agents
                 .iter()
-                .map(Agent::programs)
+                .map(Agent::pid)
+                .chain(refs.iter().map(Reference::pid))
+                .collect();
+            let ids: Vec<u32> = pids
+                .iter()
+                .map(|p| procfs::process_programs(*p))
                 .collect::<Result<Vec<_>>>()?
                 .into_iter()
                 .flat_map(|m| m.into_keys())
                 .collect();
             let names = agent::program_names(ids);
-            let totals = |agents: &[Agent]| -> Result<Vec<ProgCost>> {
+            let totals = |pids: &[u32]| -> Result<Vec<ProgCost>> {
                 let mut by_name: std::collections::BTreeMap<String, ProgCost> = Default::default();
-                for a in agents {
-                    for (id, p) in a.programs()? {
+                for pid in pids {
+                    for (id, p) in procfs::process_programs(*pid)? {
                         let name = names
                             .get(&id)
                             .cloned()
@@ -489,11 +521,11 @@ impl Bench<'_> {
             };
             for w in [Workload::Tcp, Workload::Udp64] {
                 for i in 0..self.args.hook_runs {
-                    let before = totals(&agents)?;
+                    let before = totals(&pids)?;
                     let t0 = Instant::now();
                     self.iperf(w)?;
                     let seconds = t0.elapsed().as_secs_f64();
-                    let after = totals(&agents)?;
+                    let after = totals(&pids)?;
                     let progs: Vec<ProgCost> = after
                         .iter()
                         .map(|a| {
@@ -527,6 +559,7 @@ impl Bench<'_> {
                     });
                 }
             }
+            drop(refs);
             Self::stop_agents(agents)?;
         }
         // Each classifier alone, then again with the statistics on: what

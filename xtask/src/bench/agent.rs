@@ -198,6 +198,55 @@ impl Drop for Agent {
     }
 }
 
+/// The do-nothing reference program (`bench_agent reference`) attached next
+/// to the probe's on a node's uplink: the floor of what the kernel's
+/// statistics report per run there.
+pub struct Reference {
+    child: Child,
+    pid: u32,
+}
+
+impl Reference {
+    pub fn start(lab: &Lab, node: &LabNode, helper: &Path, iface: &str) -> Result<Reference> {
+        let mut cmd = lab.node_command(node, helper);
+        cmd.args(["reference", "--iface", iface])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
+        // One line once attached; EOF if it failed.
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!(
+                "the reference program did not attach on {}: {}",
+                node.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let pid = child.id();
+        Ok(Reference { child, pid })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        // Its tcx links are file descriptors: they go with the process.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Names of BPF programs by id (`BPF_OBJ_GET_INFO_BY_FD` through aya).
 pub fn program_names(ids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, String> {
     let wanted: std::collections::BTreeSet<u32> = ids.into_iter().collect();

@@ -3,8 +3,8 @@ use std::fmt::Write as _;
 
 use super::{
     results::{
-        DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, RSS_MB_TARGET, Results, TARGET_PEERS,
-        TCP_RATIO_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
+        DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, REFERENCE_PROGRAM, RSS_MB_TARGET, Results,
+        TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
     },
     stats::Summary,
 };
@@ -124,13 +124,22 @@ fn upper_verdict(
 
 /// The five figures of the issue against their targets.
 pub fn verdicts(r: &Results) -> Vec<Verdict> {
-    // The worst uplink program under either load (median over the runs).
+    // The worst uplink program under either load (median over the runs),
+    // net of the do-nothing reference when it ran alongside.
+    let with_reference = !r.hook_ns(REFERENCE_PROGRAM, Workload::Tcp).is_empty();
+    let cost = |p: &str, w| {
+        if with_reference {
+            r.hook_net_ns(p, w)
+        } else {
+            r.hook_ns(p, w)
+        }
+    };
     let worst_hook = UPLINK
         .iter()
         .flat_map(|p| {
             [Workload::Tcp, Workload::Udp64]
                 .into_iter()
-                .filter_map(move |w| Summary::of(&r.hook_ns(p, w)).map(|s| (*p, w, s.median)))
+                .filter_map(move |w| Summary::of(&cost(p, w)).map(|s| (*p, w, s.median)))
         })
         .max_by(|a, b| a.2.total_cmp(&b.2));
     let all_hooks = UPLINK
@@ -139,9 +148,25 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
             [Workload::Tcp, Workload::Udp64]
                 .into_iter()
                 .filter_map(move |w| {
-                    Summary::of(&r.hook_ns(p, w))
-                        .map(|s| format!("{p} {:.0} ns ({})", s.median, short(w)))
+                    let raw = Summary::of(&r.hook_ns(p, w))?;
+                    Some(match Summary::of(&cost(p, w)) {
+                        Some(net) if with_reference => format!(
+                            "{p} {:.0} ns ({}: {:.0} ns as counted, minus the reference)",
+                            net.median,
+                            short(w),
+                            raw.median
+                        ),
+                        _ => format!("{p} {:.0} ns ({})", raw.median, short(w)),
+                    })
                 })
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let floor = [Workload::Tcp, Workload::Udp64]
+        .into_iter()
+        .filter_map(|w| {
+            Summary::of(&r.hook_ns(REFERENCE_PROGRAM, w))
+                .map(|s| format!("{:.0} ns ({})", s.median, short(w)))
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -173,10 +198,15 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
             HOOK_NS_TARGET,
             "ns",
             worst_hook.map(|(p, w, ns)| {
-                (
-                    ns,
-                    format!("worst {ns:.0} ns ({p}, {}); {all_hooks}", short(w)),
-                )
+                let what = if with_reference {
+                    format!(
+                        "worst {ns:.0} ns of its own ({p}, {}); the statistics count {floor} for a                          program that does nothing, measured alongside; {all_hooks}",
+                        short(w)
+                    )
+                } else {
+                    format!("worst {ns:.0} ns ({p}, {}); {all_hooks}", short(w))
+                };
+                (ns, what)
             }),
         ),
         upper_verdict(
@@ -246,9 +276,9 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
     );
     let _ = writeln!(
         o,
-        "Every ratio is *probe on / probe off* measured in the same run, interleaved (off, on, \
-         off, on, ...: {} pairs per load), so that whatever else the machine does falls on both \
-         sides alike. \"Probe on\" is the real agent, `flannel-probe watch --plain`, on both \
+        "Every ratio is *probe on / probe off* measured in the same run, interleaved ({} pairs \
+         per load, every other pair in the other order: off, on, on, off, ...), so that whatever \
+         else the machine does falls on both sides alike. \"Probe on\" is the real agent, `flannel-probe watch --plain`, on both \
          nodes of the path: all four classifiers (tcx) and the `kfree_skb` drop tracer.\n",
         s.pairs
     );
@@ -395,14 +425,19 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
          over both nodes. The mean per run is the run time over the run count; the table gives \
          its median over the runs (min–max). These runs are separate from the pairs above, so \
          the statistics' own overhead (two clock reads per program run) does not weigh on the \
-         ratios.\n",
+         ratios.\n\n\
+         `{REFERENCE_PROGRAM}` is a classifier that returns at once, attached with tcx next to \
+         ours on both uplinks for these runs (`bench_agent reference`): what the statistics \
+         count per run for a program that does nothing (their clock reads, the call) on the same \
+         packets. The net columns subtract it, run by run, from ours: each program's own cost.\n",
         s.hook_runs
     );
     let _ = writeln!(
         o,
-        "| program | where | TCP: runs/s | TCP: ns per run | UDP 64 B: runs/s | UDP 64 B: ns per run |"
+        "| program | where | TCP: runs/s | TCP: ns per run | TCP: net of the reference | \
+         UDP 64 B: runs/s | UDP 64 B: ns per run | UDP 64 B: net of the reference |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for name in r.program_names() {
         if !r
             .hooks
@@ -415,14 +450,23 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
             Summary::of(&r.hook_rate(&name, w))
                 .map_or_else(|| "–".into(), |s| format!("{:.0}", s.median))
         };
+        let net = |w| {
+            if name == REFERENCE_PROGRAM {
+                "–".to_string()
+            } else {
+                summary_cell(&r.hook_net_ns(&name, w), 1)
+            }
+        };
         let _ = writeln!(
             o,
-            "| `{name}` | {} | {} | {} | {} | {} |",
+            "| `{name}` | {} | {} | {} | {} | {} | {} | {} |",
             where_is(&name),
             rate(Workload::Tcp),
             summary_cell(&r.hook_ns(&name, Workload::Tcp), 1),
+            net(Workload::Tcp),
             rate(Workload::Udp64),
             summary_cell(&r.hook_ns(&name, Workload::Udp64), 1),
+            net(Workload::Udp64),
         );
     }
     let _ = writeln!(
@@ -438,7 +482,8 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
             "In isolation: each classifier under `BPF_PROG_TEST_RUN` (the kernel repeats it and \
              reports the mean; median of 5 such loops). No other traffic, warm caches, no \
              statistics overhead: the floor of what a run costs, and a stable figure to compare \
-             datapath changes with.\n"
+             datapath changes with. `{REFERENCE_PROGRAM}` does nothing: its rows are what the \
+             test harness (and the statistics) cost per run by themselves.\n"
         );
         let _ = writeln!(
             o,
@@ -464,8 +509,9 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         o,
         "Read + sum: `Datapath::snapshot()` (every entry of the per-CPU maps, summed over CPUs); \
          window: `Snapshot::since()`; diagnose: `diagnose()`. The maps are the real ones (the \
-         eBPF object loaded, max_peers {}), filled through `PerCpuHashMap::insert` with N \
-         synthetic peers, each with traffic both ways (one PEERS and one INNER entry per peer), \
+         eBPF object loaded, max_peers {}), N synthetic peers written into their slots on every \
+         CPU (`PerCpuArray::set`) and marked used, as the datapath does when it meets a peer, \
+         each with traffic both ways (one PEERS and one INNER slot per peer and CPU), \
          and the node state has every peer programmed as Flannel does (route, neighbour, FDB \
          entry). Counters grow between repetitions, so every window is non-empty.\n",
         s.max_peers
@@ -729,9 +775,9 @@ fn control<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
     let ratios = ratios(pairs, value);
     let _ = writeln!(
         o,
-        "Control, the method checked against itself: {} off/off pairs, the second run after \
-         the same wait as for starting the probes but without them, give a ratio of {} \
-         (per pair: {}).\n",
+        "Control, the method checked against itself: {} off/off pairs, one run of each after \
+         the same wait as for starting the probes but without them (in the same alternating \
+         order), give a ratio of {} (per pair: {}).\n",
         pairs.len(),
         summary_cell(&ratios, 3),
         ratios
@@ -749,6 +795,7 @@ fn where_is(program: &str) -> &'static str {
         "overlay_ingress" => "flannel.1, tc ingress",
         "overlay_egress" => "flannel.1, tc egress",
         "kfree_skb" => "tp_btf/kfree_skb (every drop on the machine)",
+        REFERENCE_PROGRAM => "eth0, tc ingress and egress (does nothing; not the probe's)",
         _ => "",
     }
 }
@@ -1053,8 +1100,9 @@ mod tests {
             "| TCP | `iperf3 -c 10.42.1.54 \\| x` |",
             "## Analysis",
             "The UDP flood is sender-bound.",
-            "1 off/off pairs, the second run after the same wait as for starting the probes but \
-             without them, give a ratio of 1.010 (1.010–1.010, n=1) (per pair: 1.010).",
+            "1 off/off pairs, one run of each after the same wait as for starting the probes but \
+             without them (in the same alternating order), give a ratio of 1.010 (1.010–1.010, \
+             n=1) (per pair: 1.010).",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
         }
