@@ -157,11 +157,6 @@ impl Agent {
         })
     }
 
-    /// Its BPF programs' statistics, by program id.
-    pub fn programs(&self) -> Result<BTreeMap<u32, procfs::ProgFdInfo>> {
-        procfs::process_programs(self.pid)
-    }
-
     /// SIGTERM, and a clean exit (status 0) within `timeout`.
     pub fn stop(mut self, timeout: Duration) -> Result<()> {
         let pid = libc::pid_t::try_from(self.pid)?;
