@@ -15,7 +15,7 @@ mod uplink;
 #[cfg(target_arch = "bpf")]
 mod programs {
     use aya_ebpf::{
-        bindings::TC_ACT_PIPE,
+        bindings::tcx_action_base::TCX_NEXT,
         macros::{btf_tracepoint, classifier, map},
         maps::{Array, PerCpuArray, PerCpuHashMap},
         programs::{BtfTracePointContext, TcContext},
@@ -52,31 +52,35 @@ mod programs {
     #[map(name = "DROP_CONFIG")]
     pub static DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
 
-    // Observers only: every program returns TC_ACT_PIPE, which both tcx and
-    // cls_bpf treat as "go on to the next program", and never touch the packet.
+    // Observers only: every program returns TCX_NEXT (-1, TC_ACT_UNSPEC) and
+    // never touches the packet. tcx runs the next program in its chain only
+    // on TCX_NEXT: any other code, TC_ACT_PIPE included, ends the chain
+    // (seen in the lab: a program attached after ours never ran). cls_bpf
+    // goes on to the next filter on TC_ACT_UNSPEC. So -1 is "carry on" for
+    // both, and the packet's fate stays with the programs around us.
 
     #[classifier]
     pub fn uplink_ingress(ctx: TcContext) -> i32 {
         crate::uplink::observe(&ctx, DIR_RX);
-        TC_ACT_PIPE
+        TCX_NEXT
     }
 
     #[classifier]
     pub fn uplink_egress(ctx: TcContext) -> i32 {
         crate::uplink::observe(&ctx, DIR_TX);
-        TC_ACT_PIPE
+        TCX_NEXT
     }
 
     #[classifier]
     pub fn overlay_ingress(ctx: TcContext) -> i32 {
         crate::overlay::observe(&ctx, DIR_RX);
-        TC_ACT_PIPE
+        TCX_NEXT
     }
 
     #[classifier]
     pub fn overlay_egress(ctx: TcContext) -> i32 {
         crate::overlay::observe(&ctx, DIR_TX);
-        TC_ACT_PIPE
+        TCX_NEXT
     }
 
     /// Does nothing and is never attached by the agent: the benchmark's
@@ -85,7 +89,7 @@ mod programs {
     /// from ours side by side.
     #[classifier]
     pub fn reference_pass(_ctx: TcContext) -> i32 {
-        TC_ACT_PIPE
+        TCX_NEXT
     }
 
     /// Every packet the kernel frees as dropped, with its reason.

@@ -5,7 +5,7 @@
 //! bench_agent timing --peers 1,100,1000,10000 [--reps 15] [--budget-secs 60] [--max-peers 24576]
 //! bench_agent fill --pid PID --peers N [--every-ms MS]
 //! bench_agent hooks [--repeat 200000] [--stats]
-//! bench_agent reference --iface IFACE
+//! bench_agent reference --iface IFACE [--iface IFACE ...]
 //! ```
 //!
 //! - `timing` loads the datapath (nothing attached), fills `PEERS` and
@@ -115,8 +115,14 @@ fn real_main() -> Result<()> {
             fill_process(pid, n, Duration::from_millis(num("--every-ms", 0)?))?;
         }
         "reference" => {
-            let iface = opt("--iface").ok_or_else(|| anyhow!("reference needs --iface"))?;
-            reference(iface)?;
+            let ifaces: Vec<&str> = rest
+                .iter()
+                .zip(rest.iter().skip(1))
+                .filter(|(flag, _)| *flag == "--iface")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            ensure!(!ifaces.is_empty(), "reference needs --iface");
+            reference(&ifaces)?;
         }
         "hooks" => {
             let repeat = u32::try_from(num("--repeat", 200_000)?)?;
@@ -423,11 +429,11 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
 /// The eBPF object's do-nothing classifier (never attached by the agent).
 const REFERENCE: &str = "reference_pass";
 
-/// Attaches the do-nothing reference at `iface`'s tcx ingress and egress
-/// (after whatever is there) and holds it until killed. In the lab its
-/// statistics show what any program costs per run there, next to ours,
-/// for the same packets; its links go with the process.
-fn reference(iface: &str) -> Result<()> {
+/// Attaches the do-nothing reference at each interface's tcx ingress and
+/// egress (after whatever is there) and holds it until killed. In the lab
+/// its statistics show what any program costs per run there, next to
+/// ours, for the same packets; its links go with the process.
+fn reference(ifaces: &[&str]) -> Result<()> {
     // The raw object: only this program is loaded, and no drop tracer.
     let mut ebpf = aya::Ebpf::load(EBPF_OBJECT).context("loading the eBPF object")?;
     let prog: &mut SchedClassifier = ebpf
@@ -435,9 +441,11 @@ fn reference(iface: &str) -> Result<()> {
         .ok_or_else(|| anyhow!("no program {REFERENCE}"))?
         .try_into()?;
     prog.load()?;
-    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-        prog.attach_with_options(iface, t, TcAttachOptions::TcxOrder(LinkOrder::last()))
-            .with_context(|| format!("attaching {REFERENCE} to {iface} ({t:?}, tcx)"))?;
+    for iface in ifaces {
+        for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+            prog.attach_with_options(iface, t, TcAttachOptions::TcxOrder(LinkOrder::last()))
+                .with_context(|| format!("attaching {REFERENCE} to {iface} ({t:?}, tcx)"))?;
+        }
     }
     println!("ready");
     loop {

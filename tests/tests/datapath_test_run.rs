@@ -10,7 +10,8 @@ use flannel_probe_common::{
 };
 use flannel_probe_tests::require_root;
 
-const TC_ACT_PIPE: u32 = 3;
+/// TCX_NEXT / TC_ACT_UNSPEC (-1) as the test run reports it.
+const CARRY_ON: u32 = u32::MAX;
 const ME: [u8; 4] = [192, 0, 2, 13];
 const PEER: [u8; 4] = [192, 0, 2, 11];
 const OTHER: [u8; 4] = [192, 0, 2, 12];
@@ -57,8 +58,8 @@ fn run(dp: &mut Datapath, hook: Hook, frame: &[u8], segs: Option<(u32, u32)>, ti
         let res = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
         assert_eq!(
             res.return_value,
-            TC_ACT_PIPE,
-            "{} must return TC_ACT_PIPE",
+            CARRY_ON,
+            "{} must return TCX_NEXT (-1): anything else ends a tcx chain",
             hook.program()
         );
         assert_eq!(

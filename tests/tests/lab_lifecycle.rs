@@ -117,6 +117,77 @@ fn clsact_attachment_counts_the_same_and_cleans_up() {
     );
 }
 
+/// tcx runs a chain's next program only when the one before returns
+/// TCX_NEXT: a program attached after ours (on ingress, where ours go
+/// first, and on egress, behind ours) must still see every packet.
+#[test]
+fn programs_after_ours_in_a_tcx_chain_still_run() {
+    use aya::{
+        Ebpf,
+        programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
+    };
+    use flannel_probe::datapath::EBPF_OBJECT;
+    use flannel_probe_tests::support::in_netns;
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    let mut on_e = probe(&lab, e, &["watch", "--plain", "--interval", "1s"]);
+    on_e.wait_for("watching the overlay device", Duration::from_secs(60))
+        .expect("watching");
+    // Run counts need the kernel's statistics, on while this is held.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF statistics");
+    // The eBPF object's do-nothing program, once per direction, behind ours.
+    let after: Vec<Ebpf> = in_netns(&e.ns, || {
+        [TcAttachType::Ingress, TcAttachType::Egress]
+            .into_iter()
+            .map(|t| {
+                let mut ebpf = Ebpf::load(EBPF_OBJECT).expect("load the object");
+                let p: &mut SchedClassifier = ebpf
+                    .program_mut("reference_pass")
+                    .expect("reference_pass")
+                    .try_into()
+                    .expect("classifier");
+                p.load().expect("load reference_pass");
+                p.attach_with_options("eth0", t, TcAttachOptions::TcxOrder(LinkOrder::last()))
+                    .expect("attach behind ours");
+                ebpf
+            })
+            .collect()
+    })
+    .expect("enter eq14-001");
+    let chain = tcx_programs(&e.ns, "eth0");
+    assert_eq!(
+        chain,
+        [
+            "uplink_ingress",
+            "reference_pass",
+            "uplink_egress",
+            "reference_pass"
+        ],
+        "ours, then the other program, in both directions"
+    );
+    let stats = lab.ping(g, e.pod_ip, PINGS, 0.1).expect("ping");
+    assert_eq!(stats.received, PINGS);
+    for (dir, ebpf) in ["ingress", "egress"].iter().zip(&after) {
+        let runs = ebpf
+            .program("reference_pass")
+            .expect("reference_pass")
+            .info()
+            .expect("program info")
+            .run_count();
+        assert!(
+            runs >= u64::from(PINGS),
+            "the program after ours on eth0 {dir} ran {runs} times for {PINGS} pings each way"
+        );
+    }
+    drop(after);
+    flannel_probe_tests::support::terminate(on_e.pid());
+    let (code, _) = on_e.finish(Duration::from_secs(30)).expect("probe exits");
+    assert_eq!(code, 0, "SIGTERM ends watch cleanly");
+}
+
 #[test]
 fn sigint_sigterm_and_sighup_detach_everything() {
     if !require_root() {

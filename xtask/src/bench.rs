@@ -43,6 +43,8 @@ use crate::workspace;
 
 /// The lab nodes' underlay interface, where the uplink programs sit.
 const UPLINK_IFACE: &str = "eth0";
+/// Where all four classifiers sit.
+const REFERENCE_IFACES: [&str; 2] = [UPLINK_IFACE, "flannel.1"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Part {
@@ -84,6 +86,11 @@ pub struct BenchArgs {
     /// same wait as for starting it): the method's own bias and noise.
     #[arg(long)]
     control: bool,
+    /// Also run as many pairs of off against the do-nothing reference
+    /// program at the same four hooks: what having programs there costs,
+    /// whatever they do.
+    #[arg(long)]
+    reference_pairs: bool,
     /// Measure nothing: render the report and the plot again from
     /// bench/results.json (after editing bench/analysis.md, say).
     #[arg(long)]
@@ -97,6 +104,8 @@ enum Side {
     On,
     /// Off again, after a wait like the one for the probes to start.
     Control,
+    /// The do-nothing reference program where the probe's classifiers go.
+    Reference,
 }
 
 /// About what starting the probes takes (ready, then settled).
@@ -310,6 +319,7 @@ impl Bench<'_> {
             agent_secs: a.agent_secs,
             max_peers: MAX_PEERS_SLOTS,
             control: a.control,
+            reference_pairs: a.reference_pairs,
             commands,
         }
     }
@@ -407,6 +417,17 @@ impl Bench<'_> {
                 Self::stop_agents(agents)?;
                 Ok(run)
             }
+            Side::Reference => {
+                let refs = [self.server(), self.client()]
+                    .into_iter()
+                    .map(|n| Reference::start(self.lab, n, &self.bins.helper, &REFERENCE_IFACES))
+                    .collect::<Result<Vec<_>>>()?;
+                // The same wait as for the probes.
+                std::thread::sleep(Duration::from_millis(1500));
+                let run = self.measured(w, &[], parse, r)?;
+                drop(refs);
+                Ok(run)
+            }
         }
     }
 
@@ -439,7 +460,12 @@ impl Bench<'_> {
         self.iperf(Workload::Udp64)?;
         let rounds = [(Side::On, "pair")]
             .into_iter()
-            .chain(self.args.control.then_some((Side::Control, "control pair")));
+            .chain(self.args.control.then_some((Side::Control, "control pair")))
+            .chain(
+                self.args
+                    .reference_pairs
+                    .then_some((Side::Reference, "reference pair")),
+            );
         for (second, what) in rounds {
             for i in 0..self.args.pairs {
                 // Every other pair runs its second side first (off, on,
@@ -460,12 +486,19 @@ impl Bench<'_> {
                     udp.ratio(results::udp_kpps),
                     procfs::loadavg()[0],
                 ));
-                if second == Side::On {
-                    r.tcp.push(tcp);
-                    r.udp.push(udp);
-                } else {
-                    r.control_tcp.push(tcp);
-                    r.control_udp.push(udp);
+                match second {
+                    Side::On => {
+                        r.tcp.push(tcp);
+                        r.udp.push(udp);
+                    }
+                    Side::Reference => {
+                        r.reference_tcp.push(tcp);
+                        r.reference_udp.push(udp);
+                    }
+                    _ => {
+                        r.control_tcp.push(tcp);
+                        r.control_udp.push(udp);
+                    }
                 }
             }
         }
@@ -486,7 +519,7 @@ impl Bench<'_> {
             // same packets, run for run.
             let refs = [self.server(), self.client()]
                 .into_iter()
-                .map(|n| Reference::start(self.lab, n, &self.bins.helper, UPLINK_IFACE))
+                .map(|n| Reference::start(self.lab, n, &self.bins.helper, &[UPLINK_IFACE]))
                 .collect::<Result<Vec<_>>>()?;
             let pids: Vec<u32> = agents
                 .iter()

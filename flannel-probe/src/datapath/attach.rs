@@ -3,8 +3,8 @@
 //!
 //! Ordering: on ingress we go first, so we see every packet that arrives
 //! even if a CNI program later drops or redirects it; on egress we go last,
-//! so we count what really leaves. We return TC_ACT_PIPE either way, so the
-//! programs already there keep their relative order and verdicts.
+//! so we count what really leaves. We return TCX_NEXT (TC_ACT_UNSPEC) either
+//! way, so every program after ours still runs and the verdict is theirs.
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,

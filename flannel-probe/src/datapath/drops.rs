@@ -88,9 +88,13 @@ pub fn netns_inum() -> Result<u32> {
 /// Loads and attaches the tracer; returns its offsets template and the
 /// reason names.
 pub(super) fn start(ebpf: &mut Ebpf) -> Result<(DropConfig, DropReasons)> {
-    let btf = Btf::from_sys_fs()?;
-    let template = offsets(&btf).context("this kernel's sk_buff layout is not understood")?;
-    let reasons = DropReasons::from_btf(&btf)?;
+    // One parse of the kernel's BTF (several MB) alive at a time: the
+    // agent's peak RSS is start-up's.
+    let (template, reasons) = {
+        let btf = Btf::from_sys_fs()?;
+        let template = offsets(&btf).context("this kernel's sk_buff layout is not understood")?;
+        (template, DropReasons::from_btf(&btf)?)
+    };
     let aya_btf = aya::Btf::from_sys_fs().context("loading the kernel's BTF for tp_btf failed")?;
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(PROG_DROPS)

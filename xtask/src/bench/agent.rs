@@ -202,10 +202,13 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn start(lab: &Lab, node: &LabNode, helper: &Path, iface: &str) -> Result<Reference> {
+    pub fn start(lab: &Lab, node: &LabNode, helper: &Path, ifaces: &[&str]) -> Result<Reference> {
         let mut cmd = lab.node_command(node, helper);
-        cmd.args(["reference", "--iface", iface])
-            .stdin(Stdio::null())
+        cmd.arg("reference");
+        for i in ifaces {
+            cmd.args(["--iface", i]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;

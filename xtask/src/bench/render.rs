@@ -52,11 +52,21 @@ fn spread(s: &Summary, digits: usize) -> String {
     )
 }
 
-fn ratio_verdict(figure: &'static str, ratios: &[f64], control: &[f64], target: f64) -> Verdict {
-    // The control pairs say how far the method itself strays from 1.
+fn ratio_verdict(
+    figure: &'static str,
+    ratios: &[f64],
+    control: &[f64],
+    reference: &[f64],
+    target: f64,
+) -> Verdict {
+    // The control pairs say how far the method itself strays from 1; the
+    // reference pairs what programs at those hooks cost whatever they do.
     let control = Summary::of(control)
         .map(|c| format!("; control (off/off): {}", spread(&c, 3)))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &Summary::of(reference)
+            .map(|c| format!("; do-nothing programs at the same hooks: {}", spread(&c, 3)))
+            .unwrap_or_default();
     match Summary::of(ratios) {
         None => Verdict {
             figure,
@@ -185,12 +195,14 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
             "TCP throughput ratio (probe on / off)",
             &r.tcp_ratios(),
             &ratios(&r.control_tcp, tcp_gbits),
+            &ratios(&r.reference_tcp, tcp_gbits),
             TCP_RATIO_TARGET,
         ),
         ratio_verdict(
             "64-byte UDP pps ratio",
             &r.udp_ratios(),
             &ratios(&r.control_udp, udp_kpps),
+            &ratios(&r.reference_udp, udp_kpps),
             UDP_RATIO_TARGET,
         ),
         upper_verdict(
@@ -374,6 +386,7 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         summary_cell(&r.tcp_ratios(), 3)
     );
     control(&mut o, &r.control_tcp, tcp_gbits);
+    reference(&mut o, &r.reference_tcp, tcp_gbits);
 
     let _ = writeln!(o, "## 2. Small packets: 64-byte UDP\n");
     let _ = writeln!(
@@ -414,6 +427,7 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         summary_cell(&r.udp_ratios(), 3)
     );
     control(&mut o, &r.control_udp, udp_kpps);
+    reference(&mut o, &r.reference_udp, udp_kpps);
 
     let _ = writeln!(o, "## 3. Cost per hook run\n");
     let _ = writeln!(
@@ -607,7 +621,7 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
     let _ = writeln!(o, "```sh");
     let _ = writeln!(
         o,
-        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}{}",
+        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}{}{}",
         s.pairs,
         s.seconds,
         s.hook_runs,
@@ -616,7 +630,12 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(","),
-        if s.control { " --control" } else { "" }
+        if s.control { " --control" } else { "" },
+        if s.reference_pairs {
+            " --reference-pairs"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(o, "```\n");
     let _ = writeln!(o, "What it runs (namespaces are the lab's):\n");
@@ -778,6 +797,28 @@ fn control<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
         "Control, the method checked against itself: {} off/off pairs, one run of each after \
          the same wait as for starting the probes but without them (in the same alternating \
          order), give a ratio of {} (per pair: {}).\n",
+        pairs.len(),
+        summary_cell(&ratios, 3),
+        ratios
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// The reference pairs' ratios, when there are any.
+fn reference<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
+    if pairs.is_empty() {
+        return;
+    }
+    let ratios = ratios(pairs, value);
+    let _ = writeln!(
+        o,
+        "Reference, the price of the hooks themselves: {} pairs of off against `{REFERENCE_PROGRAM}` \
+         (returns at once) attached with tcx where the probe's four classifiers go (`eth0` and \
+         `flannel.1`, both directions, both nodes; no agent, no drop tracer), in the same \
+         alternating order, give a ratio of {} (per pair: {}).\n",
         pairs.len(),
         summary_cell(&ratios, 3),
         ratios
@@ -956,6 +997,7 @@ mod tests {
                 agent_secs: 5,
                 max_peers: 24_576,
                 control: true,
+                reference_pairs: false,
                 commands: vec![("TCP".into(), "iperf3 -c 10.42.1.54 | x".into())],
             },
             tcp: [(8.0, 7.96), (8.2, 8.2), (7.9, 7.6)]
@@ -1029,6 +1071,11 @@ mod tests {
                 on: run(tcp(8.08), None),
             }],
             control_udp: vec![],
+            reference_tcp: vec![Pair {
+                off: run(tcp(10.0), None),
+                on: run(tcp(9.9), None),
+            }],
+            reference_udp: vec![],
         }
     }
 
@@ -1103,7 +1150,7 @@ mod tests {
             "commit `abc1234`",
             "## Summary",
             "| 64-byte UDP pps ratio | ≥ 0.97 | median 0.960 (0.950–0.970, n=3) | **not met**: missed by 0.010",
-            "| TCP throughput ratio (probe on / off) | ≥ 0.98 | median 0.995 (0.962–1.000, n=3); control (off/off): 1.010 (1.010–1.010, n=1) | **met** |",
+            "| TCP throughput ratio (probe on / off) | ≥ 0.98 | median 0.995 (0.962–1.000, n=3); control (off/off): 1.010 (1.010–1.010, n=1); do-nothing programs at the same hooks: 0.990 (0.990–0.990, n=1) | **met** |",
             "![probe on / off per pair](bench/ratios.png)",
             "| CPU | AMD EPYC |",
             "| kernel | 6.18.44 |",
@@ -1119,6 +1166,11 @@ mod tests {
             "| idle (10 s, no traffic), gladius | 0.10 | 9.2 MB | 8.2 MB |",
             "| under TCP, gladius | 0.50 (0.50–0.50, n=3) |",
             "cargo xtask bench --pairs 3 --seconds 5 --hook-runs 1 --peers 1,10000 --control",
+            "Reference, the price of the hooks themselves: 1 pairs of off against \
+             `reference_pass` (returns at once) attached with tcx where the probe's four \
+             classifiers go (`eth0` and `flannel.1`, both directions, both nodes; no agent, no \
+             drop tracer), in the same alternating order, give a ratio of 0.990 (0.990–0.990, \
+             n=1) (per pair: 0.990).",
             "| TCP | `iperf3 -c 10.42.1.54 \\| x` |",
             "## Analysis",
             "The UDP flood is sender-bound.",

@@ -32,6 +32,12 @@ pub struct Results {
     pub control_tcp: Vec<Pair<TcpResult>>,
     #[serde(default)]
     pub control_udp: Vec<Pair<UdpResult>>,
+    /// Reference pairs (`--reference-pairs`): off against the do-nothing
+    /// program at the same four hooks.
+    #[serde(default)]
+    pub reference_tcp: Vec<Pair<TcpResult>>,
+    #[serde(default)]
+    pub reference_udp: Vec<Pair<UdpResult>>,
     /// Probe on, kernel BPF statistics on: per-program cost per run.
     pub hooks: Vec<HookRun>,
     /// Each classifier alone under BPF_PROG_TEST_RUN.
@@ -82,6 +88,9 @@ pub struct Settings {
     /// Control pairs were run.
     #[serde(default)]
     pub control: bool,
+    /// Reference pairs were run.
+    #[serde(default)]
+    pub reference_pairs: bool,
     /// The command lines, for the reader to reproduce by hand.
     pub commands: Vec<(String, String)>,
 }
