@@ -136,9 +136,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ensure!(args.pairs >= 1 && args.seconds >= 1, "nothing to measure");
     let max_peer = args.peers.iter().copied().max().unwrap_or(0);
     ensure!(
-        max_peer < MAX_PEERS_SLOTS && max_peer <= synthetic::MAX_PEERS,
+        max_peer < MAX_PEERS_SLOTS.min(synthetic::MAX_PEERS),
         "at most {} synthetic peers",
-        (MAX_PEERS_SLOTS - 1).min(synthetic::MAX_PEERS)
+        MAX_PEERS_SLOTS.min(synthetic::MAX_PEERS) - 1
     );
     crate::setup::all()?;
     crate::setup::bench_packages()?;
