@@ -1,7 +1,7 @@
 set terminal pngcairo size 900,500
 set output 'bench/ratios.png'
 set title 'flannel-probe: probe on / probe off, per interleaved pair (hollow: off / off)'
-set xlabel 'pair (off run, then on run)'
+set xlabel 'pair (odd: off run first; even: on run first)'
 set ylabel 'on / off'
 set xrange [0.5:9.5]
 set yrange [0.745:1.362]

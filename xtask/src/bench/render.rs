@@ -907,7 +907,7 @@ pub fn plot_script(r: &Results, terminal: &str) -> String {
         "set terminal {terminal} size 900,500\n\
          set output '{PLOT_PNG}'\n\
          set title 'flannel-probe: probe on / probe off, per interleaved pair (hollow: off / off)'\n\
-         set xlabel 'pair (off run, then on run)'\n\
+         set xlabel 'pair (odd: off run first; even: on run first)'\n\
          set ylabel 'on / off'\n\
          set xrange [0.5:{xmax}]\n\
          set yrange [{lo:.3}:{hi:.3}]\n\
