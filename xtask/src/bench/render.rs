@@ -788,38 +788,36 @@ fn ratios<T>(pairs: &[Pair<T>], value: fn(&T) -> f64) -> Vec<f64> {
 
 /// The control pairs' ratios, when there are any.
 fn control<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
-    if pairs.is_empty() {
-        return;
-    }
-    let ratios = ratios(pairs, value);
-    let _ = writeln!(
-        o,
+    let what = format!(
         "Control, the method checked against itself: {} off/off pairs, one run of each after \
          the same wait as for starting the probes but without them (in the same alternating \
-         order), give a ratio of {} (per pair: {}).\n",
-        pairs.len(),
-        summary_cell(&ratios, 3),
-        ratios
-            .iter()
-            .map(|x| format!("{x:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+         order)",
+        pairs.len()
     );
+    other_pairs(o, &what, pairs, value);
 }
 
 /// The reference pairs' ratios, when there are any.
 fn reference<T>(o: &mut String, pairs: &[Pair<T>], value: fn(&T) -> f64) {
+    let what = format!(
+        "Reference, the price of the hooks themselves: {} pairs of off against \
+         `{REFERENCE_PROGRAM}` (returns at once) attached with tcx where the probe's four \
+         classifiers go (`eth0` and `flannel.1`, both directions, both nodes; no agent, no drop \
+         tracer), in the same alternating order",
+        pairs.len()
+    );
+    other_pairs(o, &what, pairs, value);
+}
+
+/// "`what`, give a ratio of ... (per pair: ...)", when there are pairs.
+fn other_pairs<T>(o: &mut String, what: &str, pairs: &[Pair<T>], value: fn(&T) -> f64) {
     if pairs.is_empty() {
         return;
     }
     let ratios = ratios(pairs, value);
     let _ = writeln!(
         o,
-        "Reference, the price of the hooks themselves: {} pairs of off against `{REFERENCE_PROGRAM}` \
-         (returns at once) attached with tcx where the probe's four classifiers go (`eth0` and \
-         `flannel.1`, both directions, both nodes; no agent, no drop tracer), in the same \
-         alternating order, give a ratio of {} (per pair: {}).\n",
-        pairs.len(),
+        "{what}, give a ratio of {} (per pair: {}).\n",
         summary_cell(&ratios, 3),
         ratios
             .iter()
