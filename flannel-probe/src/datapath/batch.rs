@@ -38,8 +38,15 @@ pub(super) fn for_each<K: Pod, V: Pod>(
     data: &MapData,
     mut f: impl FnMut(&K, &V),
 ) -> io::Result<()> {
-    match lookup_batch(data, None, &mut f) {
-        Err(e) if unsupported(&e) => {}
+    // Falling back after some entries were handed over would count them
+    // twice: only a kernel that refuses the first call gets the fallback.
+    let mut delivered = false;
+    let batched = lookup_batch(data, None, &mut |k: &K, v: &V| {
+        delivered = true;
+        f(k, v);
+    });
+    match batched {
+        Err(e) if unsupported(&e) && !delivered => {}
         other => return other,
     }
     for item in map.iter() {
@@ -62,8 +69,13 @@ pub(super) fn for_each_slot<V: Pod>(
     if n == 0 {
         return Ok(());
     }
-    match lookup_batch(data, Some(n as usize), &mut |_: &u32, v: &V| f(v)) {
-        Err(e) if unsupported(&e) => {}
+    let mut delivered = false;
+    let batched = lookup_batch(data, Some(n as usize), &mut |_: &u32, v: &V| {
+        delivered = true;
+        f(v);
+    });
+    match batched {
+        Err(e) if unsupported(&e) && !delivered => {}
         other => return other,
     }
     for i in 0..n {
