@@ -230,20 +230,30 @@ pub(super) const PARALLEL_ABOVE: usize = 2000;
 
 /// Every CPU's values of `STATS`, by slot.
 fn read_stats(ebpf: &Ebpf) -> Result<Vec<Vec<u64>>> {
-    let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-        ebpf.map(MAP_STATS)
-            .ok_or_else(|| anyhow!("the eBPF object has no {MAP_STATS} map"))?,
-    )?;
-    (0..NUM_STATS)
-        .map(|i| {
-            Ok(stats
-                .get(&i, 0)
-                .with_context(|| format!("reading STATS[{i}] failed"))?
-                .iter()
-                .copied()
-                .collect())
-        })
-        .collect()
+    let (stats, data) = per_cpu_array::<u64>(ebpf, MAP_STATS)?;
+    // Slot by slot, each slot's CPUs one after the other.
+    let mut all = Vec::new();
+    batch::for_each_slot(&stats, data, NUM_STATS, |v: &u64| all.push(*v))
+        .with_context(|| format!("reading the {MAP_STATS} map failed"))?;
+    let cpus = all.len() / NUM_STATS as usize;
+    Ok(all.chunks(cpus.max(1)).map(<[u64]>::to_vec).collect())
+}
+
+fn per_cpu_array<'a, S: Pod>(
+    ebpf: &'a Ebpf,
+    name: &str,
+) -> Result<(PerCpuArray<&'a MapData, S>, &'a MapData)> {
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
+    let Map::PerCpuArray(data) = map else {
+        return Err(anyhow!(
+            "{name} is not a per-CPU array: rebuild flannel-probe"
+        ));
+    };
+    let typed =
+        PerCpuArray::try_from(map).with_context(|| format!("opening the {name} map failed"))?;
+    Ok((typed, data))
 }
 
 /// The used slots of a slot table (`PEERS` or `INNER`): each CPU's slot
@@ -255,16 +265,7 @@ fn read_slots<S: Pod, K, V: Copy>(
     split: fn(&S) -> (u64, V),
     key: fn(u64) -> K,
 ) -> Result<Vec<(K, V)>> {
-    let map = ebpf
-        .map(name)
-        .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
-    let Map::PerCpuArray(data) = map else {
-        return Err(anyhow!(
-            "{name} is not a per-CPU array: rebuild flannel-probe"
-        ));
-    };
-    let typed: PerCpuArray<&MapData, S> =
-        PerCpuArray::try_from(map).with_context(|| format!("opening the {name} map failed"))?;
+    let (typed, data) = per_cpu_array::<S>(ebpf, name)?;
     let mut out = Vec::with_capacity(used as usize);
     batch::for_each_slot(&typed, data, used, |s: &S| {
         let (k, v) = split(s);
