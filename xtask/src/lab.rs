@@ -7,7 +7,7 @@ use flannel_probe_tests::lab::{Fault, Lab, LabSpec};
 const PREFIX: &str = "fplab";
 
 #[derive(Subcommand)]
-pub enum LabCmd {
+pub(crate) enum LabCmd {
     /// Build the lab (default three nodes: gladius, momonoke, eq14-001).
     Up {
         #[arg(long, default_value_t = 3)]
@@ -33,7 +33,7 @@ pub enum LabCmd {
     },
 }
 
-pub fn run(cmd: LabCmd) -> Result<()> {
+pub(crate) fn run(cmd: LabCmd) -> Result<()> {
     crate::setup::packages()?;
     match cmd {
         LabCmd::Up { nodes } => {

@@ -28,13 +28,13 @@ const PACKAGES: &[(&str, &str)] = &[
 /// Commands only `cargo xtask bench` needs.
 const BENCH_PACKAGES: &[(&str, &str)] = &[("iperf3", "iperf3"), ("gnuplot", "gnuplot-nox")];
 
-pub fn all() -> Result<()> {
+pub(crate) fn all() -> Result<()> {
     toolchain()?;
     packages()
 }
 
 /// The nightly toolchain's rust-src and bpf-linker.
-pub fn toolchain() -> Result<()> {
+pub(crate) fn toolchain() -> Result<()> {
     let installed = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !installed.lines().any(|l| l.starts_with("nightly")) {
         eprintln!("xtask: installing the nightly toolchain");
@@ -100,7 +100,7 @@ fn bpf_linker() -> Result<()> {
     let lib = Path::new(sysroot.trim()).join("lib");
     let llvm = std::fs::read_dir(&lib)
         .with_context(|| format!("reading {} failed", lib.display()))?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with("libLLVM.so."))
         .ok_or_else(|| {
@@ -164,12 +164,12 @@ fn have(cmd: &str) -> bool {
 }
 
 /// Debian packages for the lab, the TUI tests and the Prometheus tests.
-pub fn packages() -> Result<()> {
+pub(crate) fn packages() -> Result<()> {
     install(PACKAGES)
 }
 
 /// Debian packages for the benchmarks (iperf3, gnuplot).
-pub fn bench_packages() -> Result<()> {
+pub(crate) fn bench_packages() -> Result<()> {
     install(BENCH_PACKAGES)
 }
 

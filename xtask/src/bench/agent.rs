@@ -18,9 +18,9 @@ use super::{procfs, results::AgentSample};
 const READY: &str = "watching the overlay device";
 
 /// The arguments every agent gets.
-pub const WATCH_ARGS: [&str; 4] = ["watch", "--plain", "--interval", "1s"];
+pub(super) const WATCH_ARGS: [&str; 4] = ["watch", "--plain", "--interval", "1s"];
 
-pub struct Agent {
+pub(super) struct Agent {
     pub node: String,
     child: Child,
     pid: u32,
@@ -30,7 +30,7 @@ pub struct Agent {
 }
 
 /// A point in an agent's life: wall clock and CPU ticks used so far.
-pub struct Mark {
+pub(super) struct Mark {
     at: Instant,
     ticks: u64,
 }
@@ -38,7 +38,7 @@ pub struct Mark {
 impl Agent {
     /// Starts the probe in `node`'s namespace and waits until it watches
     /// the uplink and the overlay device.
-    pub fn start(lab: &Lab, node: &LabNode, bin: &Path, extra: &[&str]) -> Result<Agent> {
+    pub(super) fn start(lab: &Lab, node: &LabNode, bin: &Path, extra: &[&str]) -> Result<Agent> {
         let mut cmd = lab.node_command(node, bin);
         cmd.args(WATCH_ARGS)
             .args(extra)
@@ -113,17 +113,17 @@ impl Agent {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// When each refresh so far printed its table.
-    pub fn ticks(&self) -> Vec<Instant> {
+    pub(super) fn ticks(&self) -> Vec<Instant> {
         self.ticks.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// Waits until `n` more refreshes than `after` have been printed.
-    pub fn wait_ticks(&self, after: usize, n: usize, timeout: Duration) -> Result<()> {
+    pub(super) fn wait_ticks(&self, after: usize, n: usize, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         while self.ticks().len() < after + n {
             if Instant::now() > deadline {
@@ -138,7 +138,7 @@ impl Agent {
         Ok(())
     }
 
-    pub fn mark(&self) -> Result<Mark> {
+    pub(super) fn mark(&self) -> Result<Mark> {
         Ok(Mark {
             at: Instant::now(),
             ticks: procfs::cpu_ticks(self.pid)?,
@@ -146,7 +146,7 @@ impl Agent {
     }
 
     /// CPU share since `mark` and the peak RSS so far.
-    pub fn sample(&self, since: &Mark) -> Result<AgentSample> {
+    pub(super) fn sample(&self, since: &Mark) -> Result<AgentSample> {
         let ticks = procfs::cpu_ticks(self.pid)?.saturating_sub(since.ticks);
         let wall = since.at.elapsed().as_secs_f64();
         Ok(AgentSample {
@@ -158,7 +158,7 @@ impl Agent {
     }
 
     /// SIGTERM, and a clean exit (status 0) within `timeout`.
-    pub fn stop(mut self, timeout: Duration) -> Result<()> {
+    pub(super) fn stop(mut self, timeout: Duration) -> Result<()> {
         let pid = libc::pid_t::try_from(self.pid)?;
         // SAFETY: our own child, not yet reaped.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -196,13 +196,18 @@ impl Drop for Agent {
 /// The do-nothing reference program (`bench_agent reference`) attached next
 /// to the probe's on a node's uplink: the floor of what the kernel's
 /// statistics report per run there.
-pub struct Reference {
+pub(super) struct Reference {
     child: Child,
     pid: u32,
 }
 
 impl Reference {
-    pub fn start(lab: &Lab, node: &LabNode, helper: &Path, ifaces: &[&str]) -> Result<Reference> {
+    pub(super) fn start(
+        lab: &Lab,
+        node: &LabNode,
+        helper: &Path,
+        ifaces: &[&str],
+    ) -> Result<Reference> {
         let mut cmd = lab.node_command(node, helper);
         cmd.arg("reference");
         for i in ifaces {
@@ -232,7 +237,7 @@ impl Reference {
         Ok(Reference { child, pid })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid
     }
 }
@@ -246,7 +251,7 @@ impl Drop for Reference {
 }
 
 /// Names of BPF programs by id (`BPF_OBJ_GET_INFO_BY_FD` through aya).
-pub fn program_names(ids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, String> {
+pub(super) fn program_names(ids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, String> {
     let wanted: std::collections::BTreeSet<u32> = ids.into_iter().collect();
     aya::programs::loaded_programs()
         .filter_map(Result::ok)

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// A TCP run, as the receiver saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TcpResult {
+pub(super) struct TcpResult {
     pub bits_per_second: f64,
     pub seconds: f64,
     pub retransmits: u64,
@@ -13,7 +13,7 @@ pub struct TcpResult {
 
 /// A UDP run: what was sent and what arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UdpResult {
+pub(super) struct UdpResult {
     pub seconds: f64,
     /// Datagrams the client sent.
     pub sent: u64,
@@ -25,7 +25,7 @@ pub struct UdpResult {
 
 impl UdpResult {
     /// Received datagrams per second.
-    pub fn pps(&self) -> f64 {
+    pub(super) fn pps(&self) -> f64 {
         if self.seconds > 0.0 {
             self.received as f64 / self.seconds
         } else {
@@ -34,7 +34,7 @@ impl UdpResult {
     }
 
     /// Sent datagrams per second.
-    pub fn sent_pps(&self) -> f64 {
+    pub(super) fn sent_pps(&self) -> f64 {
         if self.seconds > 0.0 {
             self.sent as f64 / self.seconds
         } else {
@@ -70,7 +70,7 @@ fn u64_at(v: &Value, path: &[&str]) -> Result<u64> {
 }
 
 /// Parses a TCP client's `-J` output.
-pub fn parse_tcp(json: &str) -> Result<TcpResult> {
+pub(super) fn parse_tcp(json: &str) -> Result<TcpResult> {
     let v = parse(json)?;
     Ok(TcpResult {
         bits_per_second: f64_at(&v, &["end", "sum_received", "bits_per_second"])?,
@@ -81,7 +81,7 @@ pub fn parse_tcp(json: &str) -> Result<TcpResult> {
 
 /// Parses a UDP client's `-J` output (iperf3 3.12 and later put the
 /// server's view in `end.sum_received`; older ones only have `end.sum`).
-pub fn parse_udp(json: &str) -> Result<UdpResult> {
+pub(super) fn parse_udp(json: &str) -> Result<UdpResult> {
     let v = parse(json)?;
     let rx = if field(&v, &["end", "sum_received"]).is_ok() {
         "sum_received"

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::{Context as _, Result, anyhow};
 
 /// utime + stime, in clock ticks, from the text of `/proc/PID/stat`.
-pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+pub(super) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces:
     // count fields from the last ')'. Field 3 (state) comes first after it.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -15,7 +15,7 @@ pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// A `kB` line of `/proc/PID/status` (`VmHWM`, `VmRSS`, ...).
-pub fn status_kb(status: &str, key: &str) -> Option<u64> {
+pub(super) fn status_kb(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|l| {
         let v = l.strip_prefix(key)?.strip_prefix(':')?;
         v.split_whitespace().next()?.parse().ok()
@@ -24,14 +24,14 @@ pub fn status_kb(status: &str, key: &str) -> Option<u64> {
 
 /// The fields of a BPF program's `/proc/PID/fdinfo/FD`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProgFdInfo {
+pub(super) struct ProgFdInfo {
     pub prog_id: u32,
     pub run_time_ns: u64,
     pub run_cnt: u64,
 }
 
 /// `Some` for the fdinfo of a BPF program.
-pub fn parse_prog_fdinfo(text: &str) -> Option<ProgFdInfo> {
+pub(super) fn parse_prog_fdinfo(text: &str) -> Option<ProgFdInfo> {
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
@@ -45,7 +45,7 @@ pub fn parse_prog_fdinfo(text: &str) -> Option<ProgFdInfo> {
 }
 
 /// Every BPF program process `pid` holds, by program id.
-pub fn process_programs(pid: u32) -> Result<BTreeMap<u32, ProgFdInfo>> {
+pub(super) fn process_programs(pid: u32) -> Result<BTreeMap<u32, ProgFdInfo>> {
     let dir = format!("/proc/{pid}/fdinfo");
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
@@ -60,33 +60,33 @@ pub fn process_programs(pid: u32) -> Result<BTreeMap<u32, ProgFdInfo>> {
     Ok(out)
 }
 
-pub fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(super) fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     stat_cpu_ticks(&text).ok_or_else(|| anyhow!("cannot parse {path}"))
 }
 
 /// A `kB` field (`VmHWM`, `VmRSS`) of `/proc/PID/status`.
-pub fn status_field_kb(pid: u32, key: &str) -> Result<u64> {
+pub(super) fn status_field_kb(pid: u32, key: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status_kb(&text, key).ok_or_else(|| anyhow!("no {key} in {path}"))
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`).
-pub fn clk_tck() -> f64 {
+pub(super) fn clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as f64 } else { 100.0 }
 }
 
 /// The 1, 5 and 15 minute load averages.
-pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+pub(super) fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     let mut f = text.split_whitespace().map(|x| x.parse::<f64>().ok());
     Some([f.next()??, f.next()??, f.next()??])
 }
 
-pub fn loadavg() -> [f64; 3] {
+pub(super) fn loadavg() -> [f64; 3] {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|t| parse_loadavg(&t))
@@ -94,14 +94,14 @@ pub fn loadavg() -> [f64; 3] {
 }
 
 /// The first `model name` of /proc/cpuinfo.
-pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
+pub(super) fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k.trim() == "model name").then(|| v.trim().to_string())
     })
 }
 
-pub fn read_or(path: impl AsRef<Path>, default: &str) -> String {
+pub(super) fn read_or(path: impl AsRef<Path>, default: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| default.to_string())

@@ -8,18 +8,18 @@ use super::{
 };
 
 /// Targets of issue #7.
-pub const TCP_RATIO_TARGET: f64 = 0.98;
-pub const UDP_RATIO_TARGET: f64 = 0.97;
-pub const HOOK_NS_TARGET: f64 = 60.0;
+pub(super) const TCP_RATIO_TARGET: f64 = 0.98;
+pub(super) const UDP_RATIO_TARGET: f64 = 0.97;
+pub(super) const HOOK_NS_TARGET: f64 = 60.0;
 /// The eBPF object's do-nothing classifier, attached next to ours in part 3.
-pub const REFERENCE_PROGRAM: &str = "reference_pass";
-pub const DIAGNOSE_MS_TARGET: f64 = 20.0;
-pub const RSS_MB_TARGET: f64 = 50.0;
+pub(super) const REFERENCE_PROGRAM: &str = "reference_pass";
+pub(super) const DIAGNOSE_MS_TARGET: f64 = 20.0;
+pub(super) const RSS_MB_TARGET: f64 = 50.0;
 /// The peer count the agent targets are about.
-pub const TARGET_PEERS: u32 = 10_000;
+pub(super) const TARGET_PEERS: u32 = 10_000;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Results {
+pub(super) struct Results {
     pub machine: Machine,
     pub settings: Settings,
     /// Interleaved off/on pairs of TCP throughput runs.
@@ -55,7 +55,7 @@ pub struct Results {
 
 /// What the run was on and of.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Machine {
+pub(super) struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub kernel: String,
@@ -74,7 +74,7 @@ pub struct Machine {
 
 /// How the run was made (the command line's options).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Settings {
+pub(super) struct Settings {
     pub pairs: usize,
     /// Measured seconds per iperf3 run (after `omit`).
     pub seconds: u32,
@@ -97,14 +97,14 @@ pub struct Settings {
 
 /// One off/on pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Pair<T> {
+pub(super) struct Pair<T> {
     pub off: Run<T>,
     pub on: Run<T>,
 }
 
 /// One iperf3 run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Run<T> {
+pub(super) struct Run<T> {
     pub result: T,
     /// 1-minute load average when it started.
     pub load: f64,
@@ -114,7 +114,7 @@ pub struct Run<T> {
 
 /// One probe process over a stretch of time.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct AgentSample {
+pub(super) struct AgentSample {
     pub node: String,
     /// utime + stime over the stretch, in percent of one core.
     pub cpu_percent: f64,
@@ -126,13 +126,13 @@ pub struct AgentSample {
 
 /// Which load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Workload {
+pub(super) enum Workload {
     Tcp,
     Udp64,
 }
 
 impl Workload {
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Workload::Tcp => "TCP throughput",
             Workload::Udp64 => "UDP 64-byte flood",
@@ -143,7 +143,7 @@ impl Workload {
 /// One run with BPF statistics: each of our programs, summed over the
 /// probes of every node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HookRun {
+pub(super) struct HookRun {
     pub workload: Workload,
     pub seconds: f64,
     pub progs: Vec<ProgCost>,
@@ -151,21 +151,21 @@ pub struct HookRun {
 
 /// A program's runs and run time over one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgCost {
+pub(super) struct ProgCost {
     pub name: String,
     pub runs: u64,
     pub run_time_ns: u64,
 }
 
 impl ProgCost {
-    pub fn ns_per_run(&self) -> Option<f64> {
+    pub(super) fn ns_per_run(&self) -> Option<f64> {
         (self.runs > 0).then(|| self.run_time_ns as f64 / self.runs as f64)
     }
 }
 
 /// A classifier on one frame under BPF_PROG_TEST_RUN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MicroCost {
+pub(super) struct MicroCost {
     pub program: String,
     pub frame: String,
     pub ns: f64,
@@ -176,7 +176,7 @@ pub struct MicroCost {
 
 /// The agent's read + sum + diagnose with `peers` peers in the maps.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Timing {
+pub(super) struct Timing {
     pub peers: u32,
     pub map_entries: u64,
     pub snapshot_us: Vec<f64>,
@@ -188,7 +188,7 @@ pub struct Timing {
 
 /// The real agent with `peers` synthetic peers.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct AgentPeers {
+pub(super) struct AgentPeers {
     pub peers: u32,
     pub sample: AgentSample,
     /// Median time from one printed table to the next (1 s when a refresh
@@ -197,30 +197,30 @@ pub struct AgentPeers {
 }
 
 impl<T> Pair<T> {
-    pub fn ratio(&self, value: impl Fn(&T) -> f64) -> f64 {
+    pub(super) fn ratio(&self, value: impl Fn(&T) -> f64) -> f64 {
         value(&self.on.result) / value(&self.off.result)
     }
 }
 
-pub fn tcp_gbits(r: &TcpResult) -> f64 {
+pub(super) fn tcp_gbits(r: &TcpResult) -> f64 {
     r.bits_per_second / 1e9
 }
 
-pub fn udp_kpps(r: &UdpResult) -> f64 {
+pub(super) fn udp_kpps(r: &UdpResult) -> f64 {
     r.pps() / 1e3
 }
 
 impl Results {
-    pub fn tcp_ratios(&self) -> Vec<f64> {
+    pub(super) fn tcp_ratios(&self) -> Vec<f64> {
         self.tcp.iter().map(|p| p.ratio(tcp_gbits)).collect()
     }
 
-    pub fn udp_ratios(&self) -> Vec<f64> {
+    pub(super) fn udp_ratios(&self) -> Vec<f64> {
         self.udp.iter().map(|p| p.ratio(udp_kpps)).collect()
     }
 
     /// Program names in a stable order: uplink, overlay, then the rest.
-    pub fn program_names(&self) -> Vec<String> {
+    pub(super) fn program_names(&self) -> Vec<String> {
         let order = [
             "uplink_ingress",
             "uplink_egress",
@@ -244,7 +244,7 @@ impl Results {
     }
 
     /// ns per run of `program` in each run of `workload`.
-    pub fn hook_ns(&self, program: &str, workload: Workload) -> Vec<f64> {
+    pub(super) fn hook_ns(&self, program: &str, workload: Workload) -> Vec<f64> {
         self.hooks
             .iter()
             .filter(|h| h.workload == workload)
@@ -257,7 +257,7 @@ impl Results {
     /// same run of `workload` (both saw the same packets): what the
     /// program itself costs, without the statistics' own clock reads and
     /// the dispatch any program pays.
-    pub fn hook_net_ns(&self, program: &str, workload: Workload) -> Vec<f64> {
+    pub(super) fn hook_net_ns(&self, program: &str, workload: Workload) -> Vec<f64> {
         self.hooks
             .iter()
             .filter(|h| h.workload == workload)
@@ -274,7 +274,7 @@ impl Results {
     }
 
     /// Runs per second of `program` in each run of `workload`.
-    pub fn hook_rate(&self, program: &str, workload: Workload) -> Vec<f64> {
+    pub(super) fn hook_rate(&self, program: &str, workload: Workload) -> Vec<f64> {
         self.hooks
             .iter()
             .filter(|h| h.workload == workload && h.seconds > 0.0)
@@ -286,7 +286,7 @@ impl Results {
     }
 
     /// Share of one core spent in all our programs, per run of `workload`.
-    pub fn kernel_cpu_percent(&self, workload: Workload) -> Vec<f64> {
+    pub(super) fn kernel_cpu_percent(&self, workload: Workload) -> Vec<f64> {
         self.hooks
             .iter()
             .filter(|h| h.workload == workload && h.seconds > 0.0)
@@ -303,7 +303,7 @@ impl Results {
     }
 
     /// The agents' CPU share over the on-runs of `pairs`, per node.
-    pub fn agent_cpu_under_load<T>(pairs: &[Pair<T>]) -> Vec<(String, Summary)> {
+    pub(super) fn agent_cpu_under_load<T>(pairs: &[Pair<T>]) -> Vec<(String, Summary)> {
         let mut nodes: Vec<String> = pairs
             .iter()
             .flat_map(|p| p.on.agents.iter().map(|a| a.node.clone()))
@@ -325,7 +325,7 @@ impl Results {
     }
 
     /// The highest VmHWM any probe reached in the network runs.
-    pub fn peak_rss_under_load_kb(&self) -> u64 {
+    pub(super) fn peak_rss_under_load_kb(&self) -> u64 {
         let tcp = self.tcp.iter().flat_map(|p| p.on.agents.iter());
         let udp = self.udp.iter().flat_map(|p| p.on.agents.iter());
         tcp.chain(udp).map(|a| a.vm_hwm_kb).max().unwrap_or(0)

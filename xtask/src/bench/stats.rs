@@ -3,7 +3,7 @@ use serde::Serialize;
 
 /// The centre and spread of some samples.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Summary {
+pub(super) struct Summary {
     pub n: usize,
     pub median: f64,
     pub min: f64,
@@ -14,7 +14,7 @@ pub struct Summary {
 
 impl Summary {
     /// `None` when there is no (finite) sample.
-    pub fn of(samples: &[f64]) -> Option<Summary> {
+    pub(super) fn of(samples: &[f64]) -> Option<Summary> {
         let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return None;
@@ -44,7 +44,7 @@ fn median_sorted(v: &[f64]) -> f64 {
 }
 
 /// The median of `samples`, NaN when there is none.
-pub fn median(samples: &[f64]) -> f64 {
+pub(super) fn median(samples: &[f64]) -> f64 {
     Summary::of(samples).map_or(f64::NAN, |s| s.median)
 }
 

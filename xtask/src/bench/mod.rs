@@ -54,7 +54,7 @@ enum Part {
 }
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Off/on pairs per load (at least 5 for the published figures).
     #[arg(long, default_value_t = 7)]
     pairs: usize,
@@ -118,7 +118,7 @@ const MAX_PEERS_SLOTS: u32 = 16_384;
 const SERVER: &str = "gladius";
 const CLIENT: &str = "momonoke";
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let ws = workspace();
     let out = ws.join(&args.out);
     if args.render {
@@ -531,7 +531,7 @@ impl Bench<'_> {
                 .map(|p| procfs::process_programs(*p))
                 .collect::<Result<Vec<_>>>()?
                 .into_iter()
-                .flat_map(|m| m.into_keys())
+                .flat_map(std::collections::BTreeMap::into_keys)
                 .collect();
             let names = agent::program_names(ids);
             let totals = |pids: &[u32]| -> Result<Vec<ProgCost>> {
@@ -791,7 +791,7 @@ fn machine() -> Machine {
     }
     Machine {
         cpu: procfs::parse_cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".into()),
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         kernel: procfs::read_or("/proc/sys/kernel/osrelease", "unknown"),
         memory_mb: mem_kb / 1024,
         iperf3: first_line(Command::new("iperf3").arg("--version")),

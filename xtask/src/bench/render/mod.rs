@@ -4,25 +4,25 @@ use std::fmt::Write as _;
 use super::{
     results::{
         DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, REFERENCE_PROGRAM, RSS_MB_TARGET, Results,
-        TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
+        Settings, TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
     },
     stats::Summary,
 };
 
 /// Where the plot goes, relative to the workspace (and to BENCHMARKS.md).
-pub const PLOT_PNG: &str = "bench/ratios.png";
-pub const PLOT_DATA: &str = "bench/ratios.dat";
-pub const PLOT_SCRIPT: &str = "bench/ratios.gp";
-pub const RESULTS_JSON: &str = "bench/results.json";
+pub(super) const PLOT_PNG: &str = "bench/ratios.png";
+pub(super) const PLOT_DATA: &str = "bench/ratios.dat";
+pub(super) const PLOT_SCRIPT: &str = "bench/ratios.gp";
+pub(super) const RESULTS_JSON: &str = "bench/results.json";
 /// An earlier run's results.json, compared with in "Before and after".
-pub const BASELINE_JSON: &str = "bench/baseline.json";
+pub(super) const BASELINE_JSON: &str = "bench/baseline.json";
 
 /// The uplink programs: the target on cost per run is about them.
 const UPLINK: [&str; 2] = ["uplink_ingress", "uplink_egress"];
 
 /// One row of the summary table.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Verdict {
+pub(super) struct Verdict {
     pub figure: &'static str,
     pub target: String,
     pub measured: String,
@@ -133,7 +133,7 @@ fn upper_verdict(
 }
 
 /// The five figures of the issue against their targets.
-pub fn verdicts(r: &Results) -> Vec<Verdict> {
+pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
     // The worst uplink program under either load (median over the runs),
     // net of the do-nothing reference when it ran alongside.
     let with_reference = !r.hook_ns(REFERENCE_PROGRAM, Workload::Tcp).is_empty();
@@ -274,11 +274,31 @@ fn agent_cells<T>(p: &Pair<T>) -> String {
         .join(", ")
 }
 
-/// BENCHMARKS.md. `analysis` is the hand-written bench/analysis.md, if any.
-pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -> String {
+/// BENCHMARKS.md, one function per section in the document's order.
+/// `analysis` is the hand-written bench/analysis.md, if any; `baseline` an
+/// earlier run to compare with.
+pub(crate) fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -> String {
     let mut o = String::new();
-    let m = &r.machine;
-    let s = &r.settings;
+    intro(&mut o, r);
+    summary(&mut o, r);
+    if let Some(b) = baseline {
+        o.push_str(&compare(b, r));
+    }
+    machine(&mut o, r);
+    tcp_throughput(&mut o, r);
+    small_packets(&mut o, r);
+    hook_costs(&mut o, r);
+    the_agent(&mut o, r);
+    reproduce(&mut o, &r.settings);
+    if let Some(a) = analysis {
+        hand_analysis(&mut o, a);
+    }
+    o
+}
+
+/// The title, where the numbers come from and what a ratio means.
+fn intro(o: &mut String, r: &Results) {
+    let (m, s) = (&r.machine, &r.settings);
     let _ = writeln!(o, "# What it costs: flannel-probe's overhead, measured\n");
     let _ = writeln!(
         o,
@@ -294,7 +314,10 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
          nodes of the path: all four classifiers (tcx) and the `kfree_skb` drop tracer.\n",
         s.pairs
     );
+}
 
+/// "Summary": every target with its verdict.
+fn summary(o: &mut String, r: &Results) {
     let _ = writeln!(o, "## Summary\n");
     let _ = writeln!(o, "| figure | target | measured | verdict |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -316,10 +339,11 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
          about 95 % of the baseline packet rate at about 4 % extra CPU.\n"
     );
     let _ = writeln!(o, "![probe on / off per pair]({PLOT_PNG})\n");
-    if let Some(b) = baseline {
-        o.push_str(&compare(b, r));
-    }
+}
 
+/// "Machine": where it ran and how loaded the machine was.
+fn machine(o: &mut String, r: &Results) {
+    let m = &r.machine;
     let _ = writeln!(o, "## Machine\n");
     let _ = writeln!(o, "| | |\n|---|---|");
     let _ = writeln!(o, "| CPU | {} |", m.cpu);
@@ -350,7 +374,11 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         super::stats::median(&r.load),
         m.cores
     );
+}
 
+/// "1. TCP throughput".
+fn tcp_throughput(o: &mut String, r: &Results) {
+    let s = &r.settings;
     let _ = writeln!(o, "## 1. TCP throughput, pod to pod across nodes\n");
     let _ = writeln!(
         o,
@@ -385,9 +413,13 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         summary_cell(&on, 3),
         summary_cell(&r.tcp_ratios(), 3)
     );
-    control(&mut o, &r.control_tcp, tcp_gbits);
-    reference(&mut o, &r.reference_tcp, tcp_gbits);
+    control(o, &r.control_tcp, tcp_gbits);
+    reference(o, &r.reference_tcp, tcp_gbits);
+}
 
+/// "2. Small packets: 64-byte UDP".
+fn small_packets(o: &mut String, r: &Results) {
+    let s = &r.settings;
     let _ = writeln!(o, "## 2. Small packets: 64-byte UDP\n");
     let _ = writeln!(
         o,
@@ -426,9 +458,13 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         summary_cell(&on, 1),
         summary_cell(&r.udp_ratios(), 3)
     );
-    control(&mut o, &r.control_udp, udp_kpps);
-    reference(&mut o, &r.reference_udp, udp_kpps);
+    control(o, &r.control_udp, udp_kpps);
+    reference(o, &r.reference_udp, udp_kpps);
+}
 
+/// "3. Cost per hook run": BPF statistics in the lab, then in isolation.
+fn hook_costs(o: &mut String, r: &Results) {
+    let s = &r.settings;
     let _ = writeln!(o, "## 3. Cost per hook run\n");
     let _ = writeln!(
         o,
@@ -517,7 +553,11 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         }
         let _ = writeln!(o);
     }
+}
 
+/// "4. The agent": one refresh's parts, the running agent, idle and under load.
+fn the_agent(o: &mut String, r: &Results) {
+    let s = &r.settings;
     let _ = writeln!(o, "## 4. The agent\n");
     let _ = writeln!(
         o,
@@ -611,7 +651,10 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         }
     }
     let _ = writeln!(o);
+}
 
+/// "Reproduce": the command line of this run and what it runs.
+fn reproduce(o: &mut String, s: &Settings) {
     let _ = writeln!(o, "## Reproduce\n");
     let _ = writeln!(
         o,
@@ -645,17 +688,17 @@ pub fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Results>) -
         let _ = writeln!(o, "| {what} | `{}` |", cmd.replace('|', "\\|"));
     }
     let _ = writeln!(o);
+}
 
-    if let Some(a) = analysis {
-        let _ = writeln!(o, "## Analysis\n");
-        let _ = writeln!(
-            o,
-            "Written by hand (`bench/analysis.md`) after looking at the numbers of a run; the \
-             tables above are regenerated on every run and are the reference.\n"
-        );
-        let _ = writeln!(o, "{}", a.trim());
-    }
-    o
+/// "Analysis": the hand-written part.
+fn hand_analysis(o: &mut String, a: &str) {
+    let _ = writeln!(o, "## Analysis\n");
+    let _ = writeln!(
+        o,
+        "Written by hand (`bench/analysis.md`) after looking at the numbers of a run; the \
+         tables above are regenerated on every run and are the reference.\n"
+    );
+    let _ = writeln!(o, "{}", a.trim());
 }
 
 /// A median, or `None` without samples.
@@ -665,7 +708,7 @@ fn med(v: &[f64]) -> Option<f64> {
 
 /// "Before and after": the main figures of an earlier run ([`BASELINE_JSON`])
 /// next to this one's.
-pub fn compare(before: &Results, after: &Results) -> String {
+pub(super) fn compare(before: &Results, after: &Results) -> String {
     let mut rows: Vec<(String, Option<f64>, Option<f64>, &str)> = vec![
         (
             "TCP throughput ratio, median".into(),
@@ -849,388 +892,9 @@ fn frame_text(frame: &str) -> &str {
     }
 }
 
-/// `pair tcp_ratio udp_ratio` per line, for gnuplot.
-pub fn plot_data(r: &Results) -> String {
-    let mut o =
-        String::from("# pair tcp_on_off udp64_on_off tcp_control_off_off udp64_control_off_off\n");
-    let cols = [
-        r.tcp_ratios(),
-        r.udp_ratios(),
-        ratios(&r.control_tcp, tcp_gbits),
-        ratios(&r.control_udp, udp_kpps),
-    ];
-    let rows = cols.iter().map(Vec::len).max().unwrap_or(0);
-    for i in 0..rows {
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|v| v.get(i).map_or_else(|| "NaN".into(), |x| format!("{x:.5}")))
-            .collect();
-        let _ = writeln!(o, "{} {}", i + 1, cells.join(" "));
-    }
-    o
-}
+mod plot;
 
-/// The gnuplot script that draws [`PLOT_PNG`] from [`PLOT_DATA`].
-pub fn plot_script(r: &Results, terminal: &str) -> String {
-    let n = [
-        r.tcp.len(),
-        r.udp.len(),
-        r.control_tcp.len(),
-        r.control_udp.len(),
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0)
-    .max(1);
-    let all: Vec<f64> = r
-        .tcp_ratios()
-        .into_iter()
-        .chain(r.udp_ratios())
-        .chain(ratios(&r.control_tcp, tcp_gbits))
-        .chain(ratios(&r.control_udp, udp_kpps))
-        .filter(|x| x.is_finite())
-        .collect();
-    let control = if r.control_tcp.is_empty() && r.control_udp.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "     '{PLOT_DATA}' using 1:4 with points pt 6 ps 1.5 lc rgb '#9467bd' title 'control TCP (off/off)', \\\n\
-             \x20    '{PLOT_DATA}' using 1:5 with points pt 4 ps 1.5 lc rgb '#2ca02c' title 'control UDP (off/off)', \\\n"
-        )
-    };
-    // Room around every point and the targets.
-    let lo = (all.iter().copied().fold(UDP_RATIO_TARGET, f64::min) - 0.02).min(0.9);
-    let hi = (all.iter().copied().fold(1.0, f64::max) + 0.02).max(1.05);
-    format!(
-        "set terminal {terminal} size 900,500\n\
-         set output '{PLOT_PNG}'\n\
-         set title 'flannel-probe: probe on / probe off, per interleaved pair (hollow: off / off)'\n\
-         set xlabel 'pair (odd: off run first; even: on run first)'\n\
-         set ylabel 'on / off'\n\
-         set xrange [0.5:{xmax}]\n\
-         set yrange [{lo:.3}:{hi:.3}]\n\
-         set xtics 1\n\
-         set grid ytics\n\
-         set key below\n\
-         plot '{PLOT_DATA}' using 1:2 with linespoints lw 2 pt 7 title 'TCP throughput', \\\n\
-         \x20    '{PLOT_DATA}' using 1:3 with linespoints lw 2 pt 5 title '64-byte UDP pps (received)', \\\n\
-         {control}\
-         \x20    {TCP_RATIO_TARGET} with lines dt 2 lc rgb '#1f77b4' title 'TCP target {TCP_RATIO_TARGET}', \\\n\
-         \x20    {UDP_RATIO_TARGET} with lines dt 2 lc rgb '#ff7f0e' title 'UDP target {UDP_RATIO_TARGET}', \\\n\
-         \x20    1 with lines lc rgb '#888888' notitle\n",
-        xmax = n as f64 + 0.5,
-    )
-}
+pub(super) use plot::{plot_data, plot_script};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bench::{
-        iperf::{TcpResult, UdpResult},
-        results::{
-            AgentPeers, AgentSample, HookRun, Machine, MicroCost, ProgCost, Run, Settings, Timing,
-        },
-    };
-
-    fn run<T>(result: T, cpu: Option<f64>) -> Run<T> {
-        Run {
-            result,
-            load: 2.0,
-            agents: cpu
-                .map(|c| {
-                    vec![AgentSample {
-                        node: "gladius".into(),
-                        cpu_percent: c,
-                        vm_hwm_kb: 10_000,
-                        vm_rss_kb: 9_000,
-                    }]
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    fn tcp(gbit: f64) -> TcpResult {
-        TcpResult {
-            bits_per_second: gbit * 1e9,
-            seconds: 5.0,
-            retransmits: 0,
-        }
-    }
-
-    fn udp(kpps: f64) -> UdpResult {
-        UdpResult {
-            seconds: 5.0,
-            sent: (kpps * 5e3 * 2.0) as u64,
-            received: (kpps * 5e3) as u64,
-            lost_percent: 50.0,
-        }
-    }
-
-    fn sample() -> Results {
-        let prog = |name: &str, runs: u64, ns: u64| ProgCost {
-            name: name.into(),
-            runs,
-            run_time_ns: runs * ns,
-        };
-        Results {
-            machine: Machine {
-                cpu: "AMD EPYC".into(),
-                cores: 2,
-                kernel: "6.18.44".into(),
-                memory_mb: 4096,
-                iperf3: "iperf 3.12".into(),
-                commit: "abc1234".into(),
-                date: "2025-01-01 00:00 UTC".into(),
-                minutes: 6.0,
-                load_start: [2.0, 2.5, 3.0],
-                load_end: [2.2, 2.4, 2.9],
-            },
-            settings: Settings {
-                pairs: 3,
-                seconds: 5,
-                omit: 1,
-                hook_runs: 1,
-                peers: vec![1, 10_000],
-                idle_secs: 10,
-                agent_secs: 5,
-                max_peers: 24_576,
-                control: true,
-                reference_pairs: false,
-                commands: vec![("TCP".into(), "iperf3 -c 10.42.1.54 | x".into())],
-            },
-            tcp: [(8.0, 7.96), (8.2, 8.2), (7.9, 7.6)]
-                .into_iter()
-                .map(|(off, on)| Pair {
-                    off: run(tcp(off), None),
-                    on: run(tcp(on), Some(0.5)),
-                })
-                .collect(),
-            udp: [(100.0, 95.0), (100.0, 96.0), (100.0, 97.0)]
-                .into_iter()
-                .map(|(off, on)| Pair {
-                    off: run(udp(off), None),
-                    on: run(udp(on), Some(1.0)),
-                })
-                .collect(),
-            hooks: vec![
-                HookRun {
-                    workload: Workload::Tcp,
-                    seconds: 5.0,
-                    progs: vec![
-                        prog("kfree_skb", 10, 30),
-                        prog("uplink_egress", 1000, 50),
-                        prog(REFERENCE_PROGRAM, 1000, 30),
-                    ],
-                },
-                HookRun {
-                    workload: Workload::Udp64,
-                    seconds: 5.0,
-                    progs: vec![
-                        prog("uplink_egress", 2000, 80),
-                        prog("uplink_ingress", 2000, 40),
-                        prog(REFERENCE_PROGRAM, 2000, 35),
-                    ],
-                },
-            ],
-            hook_micro: vec![MicroCost {
-                program: "uplink_egress".into(),
-                frame: "vxlan_udp64".into(),
-                ns: 115.0,
-                ns_with_stats: Some(160.0),
-            }],
-            agent_idle: vec![AgentSample {
-                node: "gladius".into(),
-                cpu_percent: 0.1,
-                vm_hwm_kb: 9000,
-                vm_rss_kb: 8000,
-            }],
-            agent_timing: vec![Timing {
-                peers: 10_000,
-                map_entries: 40_000,
-                snapshot_us: vec![9000.0, 11000.0, 10000.0],
-                since_us: vec![1000.0; 3],
-                diagnose_us: vec![5000.0; 3],
-                total_us: vec![15000.0, 17000.0, 16000.0],
-                serious_findings: 0,
-            }],
-            agent_peers: vec![AgentPeers {
-                peers: 10_000,
-                sample: AgentSample {
-                    node: "gladius".into(),
-                    cpu_percent: 12.0,
-                    vm_hwm_kb: 60_000,
-                    vm_rss_kb: 30_000,
-                },
-                refresh_secs: 1.0,
-            }],
-            load: vec![1.0, 2.0, 3.0],
-            control_tcp: vec![Pair {
-                off: run(tcp(8.0), None),
-                on: run(tcp(8.08), None),
-            }],
-            control_udp: vec![],
-            reference_tcp: vec![Pair {
-                off: run(tcp(10.0), None),
-                on: run(tcp(9.9), None),
-            }],
-            reference_udp: vec![],
-        }
-    }
-
-    #[test]
-    fn verdicts_compare_medians_with_the_targets() {
-        let v = verdicts(&sample());
-        assert_eq!(v.len(), 5);
-        // TCP ratios 0.995, 1.0, 0.962: median 0.995.
-        assert_eq!(v[0].met, Some(true));
-        assert!(
-            v[0].measured.starts_with("median 0.995 (0.962–1.000, n=3)"),
-            "{}",
-            v[0].measured
-        );
-        // UDP 0.95, 0.96, 0.97: median 0.96, missed by 0.01.
-        assert_eq!(v[1].met, Some(false));
-        assert_eq!(
-            v[1].note,
-            "missed by 0.010 (4.0 % of the baseline lost, 3.0 % allowed)"
-        );
-        // The worst uplink program: uplink_egress under UDP, 80 ns as
-        // counted, 45 ns past the reference's 35.
-        assert_eq!(v[2].met, Some(true), "{}", v[2].measured);
-        assert!(
-            v[2].measured.starts_with(
-                "worst 45 ns of its own (uplink_egress, UDP 64 B); the statistics count 30 ns \
-                 (TCP), 35 ns (UDP 64 B) for a program that does nothing"
-            ),
-            "{}",
-            v[2].measured
-        );
-        // Without the reference (older runs) the figure is the counted one.
-        let mut old = sample();
-        for h in &mut old.hooks {
-            h.progs.retain(|p| p.name != REFERENCE_PROGRAM);
-        }
-        let v2 = verdicts(&old);
-        assert!(
-            v2[2]
-                .measured
-                .starts_with("worst 80 ns (uplink_egress, UDP 64 B)"),
-            "{}",
-            v2[2].measured
-        );
-        assert_eq!(v2[2].note, "missed by 20.0 ns (1.3× the target)");
-        assert_eq!(v[3].met, Some(true));
-        assert_eq!(v[3].measured, "median 16.0 ms (15.0–17.0, n=3)");
-        // 60 000 kB = 61.4 MB.
-        assert_eq!(v[4].met, Some(false));
-        assert_eq!(v[4].measured, "61.4 MB (VmHWM)");
-    }
-
-    #[test]
-    fn what_was_not_measured_says_so() {
-        let v = verdicts(&Results::default());
-        assert!(
-            v.iter()
-                .all(|v| v.met.is_none() && v.measured == "not measured")
-        );
-        // And the document still renders.
-        let md = render(&Results::default(), None, None);
-        assert!(md.contains(
-            "| TCP throughput ratio (probe on / off) | ≥ 0.98 | not measured | not measured |"
-        ));
-    }
-
-    #[test]
-    fn the_document_has_every_section_and_the_numbers() {
-        let md = render(&sample(), Some("The UDP flood is sender-bound.\n"), None);
-        for needle in [
-            "# What it costs",
-            "commit `abc1234`",
-            "## Summary",
-            "| 64-byte UDP pps ratio | ≥ 0.97 | median 0.960 (0.950–0.970, n=3) | **not met**: missed by 0.010",
-            "| TCP throughput ratio (probe on / off) | ≥ 0.98 | median 0.995 (0.962–1.000, n=3); control (off/off): 1.010 (1.010–1.010, n=1); do-nothing programs at the same hooks: 0.990 (0.990–0.990, n=1) | **met** |",
-            "![probe on / off per pair](bench/ratios.png)",
-            "| CPU | AMD EPYC |",
-            "| kernel | 6.18.44 |",
-            "| 1-min load at the start of each network run | 2.00 (1.00–3.00, n=3) |",
-            "| 1 | 8.000 | 7.960 | 0.995 | 2.00 / 2.00 | gladius 0.5 % |",
-            "| 3 | 100.0 | 97.0 | 0.970 | 200.0 | 194.0 | 50.0 % | 50.0 % | 2.00 / 2.00 |",
-            "| `uplink_egress` | eth0, tc egress | 200 | 50.0 (50.0–50.0, n=1) | 20.0 (20.0–20.0, n=1) | 400 | 80.0 (80.0–80.0, n=1) | 45.0 (45.0–45.0, n=1) |",
-            "| `reference_pass` | eth0, tc ingress and egress (does nothing; not the probe's) | 200 | 30.0 (30.0–30.0, n=1) | – |",
-            "| `kfree_skb` | tp_btf/kfree_skb",
-            "| `uplink_egress` | VXLAN carrying a 64-byte UDP datagram (counted) | 115 | 160 |",
-            "| 10000 | 40000 | 10.000 (9.000–11.000, n=3) |",
-            "| 10000 | 12.0 | 61.4 MB | 30.7 MB | 1.00 s |",
-            "| idle (10 s, no traffic), gladius | 0.10 | 9.2 MB | 8.2 MB |",
-            "| under TCP, gladius | 0.50 (0.50–0.50, n=3) |",
-            "cargo xtask bench --pairs 3 --seconds 5 --hook-runs 1 --peers 1,10000 --control",
-            "Reference, the price of the hooks themselves: 1 pairs of off against \
-             `reference_pass` (returns at once) attached with tcx where the probe's four \
-             classifiers go (`eth0` and `flannel.1`, both directions, both nodes; no agent, no \
-             drop tracer), in the same alternating order, give a ratio of 0.990 (0.990–0.990, \
-             n=1) (per pair: 0.990).",
-            "| TCP | `iperf3 -c 10.42.1.54 \\| x` |",
-            "## Analysis",
-            "The UDP flood is sender-bound.",
-            "1 off/off pairs, one run of each after the same wait as for starting the probes but \
-             without them (in the same alternating order), give a ratio of 1.010 (1.010–1.010, \
-             n=1) (per pair: 1.010).",
-        ] {
-            assert!(md.contains(needle), "missing {needle:?} in\n{md}");
-        }
-        // Programs in a stable order: uplink first, kfree_skb last.
-        let up = md.find("| `uplink_ingress`").unwrap();
-        let eg = md.find("| `uplink_egress`").unwrap();
-        let kf = md.find("| `kfree_skb`").unwrap();
-        assert!(up < eg && eg < kf);
-    }
-
-    #[test]
-    fn before_and_after() {
-        let after = sample();
-        let mut before = sample();
-        before.machine.commit = "0ld0ld0".into();
-        before.agent_timing[0].total_us = vec![20_000_000.0; 3];
-        before.agent_peers[0].sample.vm_hwm_kb = 40_000;
-        let md = render(&after, None, Some(&before));
-        for needle in [
-            "## Before and after",
-            "commit `0ld0ld0`",
-            "| TCP throughput ratio, median | 0.995 | 0.995 | 1.00× |",
-            "| `uplink_egress` per run, in the lab (UDP 64 B) | 80.0 ns | 80.0 ns | 1.00× |",
-            "| read + sum + diagnose, 10000 peers | 20000.0 ms | 16.0 ms | 1/1250 |",
-            "| running agent with 10000 peers, peak RSS | 41.0 MB | 61.4 MB | 1.50× |",
-        ] {
-            assert!(md.contains(needle), "missing {needle:?} in\n{md}");
-        }
-        // Nothing to compare with: no section.
-        assert!(!render(&after, None, None).contains("Before and after"));
-    }
-
-    #[test]
-    fn plot_input() {
-        let r = sample();
-        assert_eq!(
-            plot_data(&r),
-            "# pair tcp_on_off udp64_on_off tcp_control_off_off udp64_control_off_off\n\
-             1 0.99500 0.95000 1.01000 NaN\n2 1.00000 0.96000 NaN NaN\n3 0.96203 0.97000 NaN NaN\n"
-        );
-        let gp = plot_script(&r, "pngcairo");
-        assert!(
-            gp.starts_with("set terminal pngcairo size 900,500\nset output 'bench/ratios.png'\n")
-        );
-        assert!(gp.contains("set xrange [0.5:3.5]"));
-        assert!(gp.contains("set yrange [0.900:1.050]"));
-        // A point below 0.9 gets room under it.
-        let mut low = r.clone();
-        low.tcp[0].on.result.bits_per_second = 0.8 * low.tcp[0].off.result.bits_per_second;
-        assert!(plot_script(&low, "png").contains("set yrange [0.780:1.050]"));
-        assert!(gp.contains("'bench/ratios.dat' using 1:3"));
-        assert!(gp.contains("'bench/ratios.dat' using 1:4 with points"));
-        let without = Results {
-            control_tcp: vec![],
-            ..r.clone()
-        };
-        assert!(!plot_script(&without, "png").contains("using 1:4"));
-    }
-}
+mod tests;
