@@ -64,17 +64,16 @@ fn real_main() -> Result<()> {
         Cmd::Setup => setup::all(),
         Cmd::Build => {
             setup::toolchain()?;
-            cargo(&["build", "--release", "-p", "flannel-probe"])
+            probe(Profile::Release).map(drop)
         }
         Cmd::Run { args } => {
             setup::toolchain()?;
-            cargo(&["build", "--release", "-p", "flannel-probe"])?;
+            let bin = probe(Profile::Release)?;
             let args = if args.is_empty() {
                 vec!["watch".to_string()]
             } else {
                 args
             };
-            let bin = workspace().join("target/release/flannel-probe");
             let status = Command::new(&bin)
                 .args(&args)
                 .status()
@@ -83,38 +82,57 @@ fn real_main() -> Result<()> {
         }
         Cmd::Test { args } => {
             setup::all()?;
-            // The lab tests run the binary itself, as an operator would.
-            cargo(&["build", "-p", "flannel-probe"])?;
-            let bin = workspace().join("target/debug/flannel-probe");
-            let mut cmd = Command::new(cargo_bin());
-            cmd.current_dir(workspace())
-                .args(["test", "--workspace"])
-                .args(&args)
-                .env("FLANNEL_PROBE_BIN", &bin);
-            run(&mut cmd)
+            cargo_test(&["--workspace"], &args)
         }
         Cmd::Soak => {
             setup::all()?;
-            cargo(&["build", "-p", "flannel-probe"])?;
-            let bin = workspace().join("target/debug/flannel-probe");
-            let mut cmd = Command::new(cargo_bin());
-            cmd.current_dir(workspace())
-                .args([
-                    "test",
-                    "-p",
-                    "flannel-probe-tests",
-                    "--test",
-                    "soak",
-                    "--",
-                    "--ignored",
-                    "--nocapture",
-                ])
-                .env("FLANNEL_PROBE_BIN", &bin);
-            run(&mut cmd)
+            cargo_test(
+                &["-p", "flannel-probe-tests", "--test", "soak"],
+                &["--".into(), "--ignored".into(), "--nocapture".into()],
+            )
         }
         Cmd::Lab { cmd } => lab::run(cmd),
         Cmd::Bench(args) => bench::run(args),
     }
+}
+
+#[derive(Clone, Copy)]
+enum Profile {
+    Debug,
+    Release,
+}
+
+/// Builds the agent (and with it the eBPF object) and returns its path.
+fn probe(profile: Profile) -> Result<PathBuf> {
+    match profile {
+        Profile::Debug => cargo(&["build", "-p", "flannel-probe"])?,
+        Profile::Release => cargo(&["build", "--release", "-p", "flannel-probe"])?,
+    }
+    Ok(built(profile, "flannel-probe"))
+}
+
+/// Where cargo put a build product: under `CARGO_TARGET_DIR` when it is set
+/// (as cargo itself resolves it), else under the workspace's target/.
+pub(crate) fn built(profile: Profile, rel: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), |t| workspace().join(t));
+    let dir = match profile {
+        Profile::Debug => "debug",
+        Profile::Release => "release",
+    };
+    target.join(dir).join(rel)
+}
+
+/// `cargo test ARGS -- TEST_ARGS` with the debug agent built: the lab tests
+/// run the binary itself, as an operator would.
+fn cargo_test(args: &[&str], test_args: &[String]) -> Result<()> {
+    let bin = probe(Profile::Debug)?;
+    run(Command::new(cargo_bin())
+        .current_dir(workspace())
+        .arg("test")
+        .args(args)
+        .args(test_args)
+        .env("FLANNEL_PROBE_BIN", &bin))
 }
 
 /// The workspace root (xtask lives one level below it).

@@ -39,7 +39,7 @@ use results::{
     Timing, Workload,
 };
 
-use crate::workspace;
+use crate::{Profile, workspace};
 
 /// The lab nodes' underlay interface, where the uplink programs sit.
 const UPLINK_IFACE: &str = "eth0";
@@ -142,14 +142,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     crate::setup::all()?;
     crate::setup::bench_packages()?;
-    crate::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "flannel-probe",
-        "--bin",
-        "flannel-probe",
-    ])?;
+    let probe = crate::probe(Profile::Release)?;
     crate::cargo(&[
         "build",
         "--release",
@@ -159,8 +152,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         "bench_agent",
     ])?;
     let bins = Bins {
-        probe: ws.join("target/release/flannel-probe"),
-        helper: ws.join("target/release/examples/bench_agent"),
+        probe,
+        helper: crate::built(Profile::Release, "examples/bench_agent"),
     };
 
     let started = Instant::now();
