@@ -1,5 +1,5 @@
 //! The flannel-probe lab: a Flannel VXLAN cluster built from network
-//! namespaces on one machine (see LAB.md), used by the integration tests,
+//! namespaces on one machine (see docs/LAB.md), used by the integration tests,
 //! the benchmarks and `cargo xtask lab`.
 //!
 //! Everything the lab creates lives in namespaces it owns; the host's root

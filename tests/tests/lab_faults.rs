@@ -1,4 +1,4 @@
-//! One lab test per fault of LAB.md: the probe runs on all three nodes
+//! One lab test per fault of docs/LAB.md: the probe runs on all three nodes
 //! while pods talk, and each node's report must name exactly what the fault
 //! causes there: the codes above `info`, the peer each names, the exit
 //! code, and the kernel's drop reason where it gives one. Reason names are

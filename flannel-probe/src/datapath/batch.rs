@@ -1,6 +1,10 @@
 //! Reading per-CPU maps in a few `BPF_MAP_LOOKUP_BATCH` calls (Linux 5.6+)
 //! instead of one or two `bpf()` calls per entry: at 10 000 peers the maps
 //! hold 20 000 entries, and aya 0.14 only reads key by key.
+//!
+//! Hand-written on purpose: aya 0.14 (pinned, see the workspace Cargo.toml)
+//! has no batch map API; aya-rs/aya#1434, which adds one, is still open.
+//! When a release with it is usable here, this module goes.
 use std::{
     io,
     mem::size_of,

@@ -1,4 +1,4 @@
-//! The faults the lab can inject (LAB.md, "Faults the lab can inject").
+//! The faults the lab can inject (docs/LAB.md, "Faults the lab can inject").
 
 use std::fmt;
 use std::net::Ipv4Addr;

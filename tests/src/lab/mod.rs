@@ -1,4 +1,4 @@
-//! A Flannel VXLAN cluster in network namespaces (LAB.md).
+//! A Flannel VXLAN cluster in network namespaces (docs/LAB.md).
 //!
 //! One namespace is the underlay switch (bridge `br0`); each node is a
 //! namespace with `eth0` plugged into the switch, a `cni0` bridge with one
