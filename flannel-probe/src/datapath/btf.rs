@@ -2,6 +2,17 @@
 //! values in the running kernel's `/sys/kernel/btf/vmlinux`: the drop
 //! tracer reads `struct sk_buff` fields at offsets this kernel says, and
 //! names drop reasons as this kernel numbers them.
+//!
+//! Kept by hand rather than replaced by the `btfparse` crate (Apache-2.0;
+//! btf-rs is LGPL and not an option): btfparse 1.3.9 finds the same twelve
+//! offsets and 131 drop reasons on this machine's 6.18 vmlinux, but it keeps
+//! every type of the blob with owned names in three maps, so parsing took
+//! 62.5 MB peak RSS (VmHWM) and 2.1-2.6 s against this reader's 22 MB and
+//! 0.3-0.5 s (release builds, same loaded 2-core machine, measured
+//! 2026-12-01). The agent's peak RSS is this parse, so that would nearly
+//! triple it. btfparse also keeps one type per name (a later `struct` of the
+//! same name replaces an earlier one), where this reader looks past forward
+//! declarations, and reads no split (module) BTF either.
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result, anyhow, bail};
