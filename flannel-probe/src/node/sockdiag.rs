@@ -1,5 +1,23 @@
 //! UDP sockets through `NETLINK_SOCK_DIAG` (what `ss -uan` shows), kernel
 //! sockets such as the VXLAN device's included.
+//!
+//! The request/receive loop is written here rather than taken from
+//! netlink-proto (in the lock through rtnetlink), on purpose:
+//! - netlink-proto is async: a connection task on a tokio runtime, a handle,
+//!   a stream of replies. These functions are synchronous and answer for
+//!   the *calling thread's* network namespace (tests call them on a thread
+//!   moved into a test namespace with `setns`); a runtime per call, or a
+//!   connection task that may run on another worker thread in another
+//!   namespace, is more machinery than the loop it would replace.
+//! - Its sync part, `NetlinkCodec::decode`, splits a datagram into messages
+//!   but logs and skips an undecodable message and clears the buffer on a
+//!   bad header: a garbled reply would then look like "more to come" and
+//!   end in the receive timeout instead of the error `parse_datagram` gives.
+//! - It has no receive timeout; this loop has one (`SO_RCVTIMEO`), so a
+//!   kernel that never answers cannot hang the snapshot.
+//!
+//! Sockets, addresses and message (de)serialisation are netlink-sys's and
+//! the netlink-packet crates'; only the loop over datagrams is ours.
 
 use std::io;
 use std::net::SocketAddr;
