@@ -197,7 +197,8 @@ impl Drop for Agent {
 /// to the probe's on a node's uplink: the floor of what the kernel's
 /// statistics report per run there.
 pub(super) struct Reference {
-    child: Child,
+    /// Its tcx links are file descriptors: they go with the process.
+    _child: super::Killed,
     pid: u32,
 }
 
@@ -234,19 +235,14 @@ impl Reference {
             );
         }
         let pid = child.id();
-        Ok(Reference { child, pid })
+        Ok(Reference {
+            _child: super::Killed(child),
+            pid,
+        })
     }
 
     pub(super) fn pid(&self) -> u32 {
         self.pid
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        // Its tcx links are file descriptors: they go with the process.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -202,20 +202,11 @@ struct Bench<'a> {
     args: &'a BenchArgs,
 }
 
-/// `iperf3 -s` in the server's pod, stopped when dropped.
-struct Server(Child);
+/// A helper process (`iperf3 -s`, `bench_agent fill`, the reference
+/// program), killed and reaped when dropped.
+struct Killed(Child);
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `bench_agent fill --every-ms`, stopped when dropped.
-struct Filler(Child);
-
-impl Drop for Filler {
+impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -317,7 +308,7 @@ impl Bench<'_> {
         }
     }
 
-    fn start_server(&self) -> Result<Server> {
+    fn start_server(&self) -> Result<Killed> {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.server().pod_ns, "iperf3", "-s"])
             .stdin(Stdio::null())
@@ -326,7 +317,7 @@ impl Bench<'_> {
             .spawn()
             .context("starting the iperf3 server")?;
         std::thread::sleep(Duration::from_millis(500));
-        Ok(Server(child))
+        Ok(Killed(child))
     }
 
     /// One iperf3 client run (retried once: the server may still be
@@ -689,7 +680,7 @@ impl Bench<'_> {
             let a = Agent::start(self.lab, node, &self.bins.probe, &["--max-peers", &slots])?;
             // Traffic from every peer in every window: the counters rise
             // every second until the filler is dropped.
-            let _filler = Filler(
+            let _filler = Killed(
                 Command::new(&self.bins.helper)
                     .args(["fill", "--pid", &a.pid().to_string()])
                     .args(["--peers", &n.to_string(), "--every-ms", "1000"])
