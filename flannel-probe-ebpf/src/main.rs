@@ -2,6 +2,12 @@
 //! lives in its own file.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Host builds compile nothing but an empty main.
+#![cfg_attr(not(target_arch = "bpf"), allow(unused_crate_dependencies))]
+
+// Cargo links the package's (empty) library into every binary.
+#[cfg(target_arch = "bpf")]
+use flannel_probe_ebpf as _;
 
 #[cfg(target_arch = "bpf")]
 mod counters;
@@ -27,58 +33,60 @@ mod programs {
 
     // Sizes are the defaults; the agent sets them at load (--max-peers).
     #[map(name = "PEERS")]
-    pub static PEERS: PerCpuArray<PeerSlot> = PerCpuArray::with_max_entries(DEFAULT_MAX_PEERS, 0);
+    pub(crate) static PEERS: PerCpuArray<PeerSlot> =
+        PerCpuArray::with_max_entries(DEFAULT_MAX_PEERS, 0);
 
     #[map(name = "PEER_INDEX")]
-    pub static PEER_INDEX: PerCpuArray<IndexSlot> =
+    pub(crate) static PEER_INDEX: PerCpuArray<IndexSlot> =
         PerCpuArray::with_max_entries(index_slots(DEFAULT_MAX_PEERS), 0);
 
     #[map(name = "INNER")]
-    pub static INNER: PerCpuArray<MacSlot> = PerCpuArray::with_max_entries(DEFAULT_MAX_PEERS, 0);
+    pub(crate) static INNER: PerCpuArray<MacSlot> =
+        PerCpuArray::with_max_entries(DEFAULT_MAX_PEERS, 0);
 
     #[map(name = "MAC_INDEX")]
-    pub static MAC_INDEX: PerCpuArray<IndexSlot> =
+    pub(crate) static MAC_INDEX: PerCpuArray<IndexSlot> =
         PerCpuArray::with_max_entries(index_slots(DEFAULT_MAX_PEERS), 0);
 
     #[map(name = "CONFIG")]
-    pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+    pub(crate) static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
     #[map(name = "STATS")]
-    pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_STATS, 0);
+    pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_STATS, 0);
 
     #[map(name = "DROPS")]
-    pub static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+    pub(crate) static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
 
     #[map(name = "DROP_CONFIG")]
-    pub static DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
+    pub(crate) static DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
 
     // Observers only: every program returns TCX_NEXT (-1, TC_ACT_UNSPEC) and
     // never touches the packet. tcx runs the next program in its chain only
-    // on TCX_NEXT: any other code, TC_ACT_PIPE included, ends the chain
+    // on TCX_NEXT: any other code, tc's "pipe" action (3) included, ends the chain
     // (seen in the lab: a program attached after ours never ran). cls_bpf
     // goes on to the next filter on TC_ACT_UNSPEC. So -1 is "carry on" for
     // both, and the packet's fate stays with the programs around us.
 
     #[classifier]
-    pub fn uplink_ingress(ctx: TcContext) -> i32 {
+    pub(crate) fn uplink_ingress(ctx: TcContext) -> i32 {
         crate::uplink::observe(&ctx, DIR_RX);
         TCX_NEXT
     }
 
     #[classifier]
-    pub fn uplink_egress(ctx: TcContext) -> i32 {
+    pub(crate) fn uplink_egress(ctx: TcContext) -> i32 {
         crate::uplink::observe(&ctx, DIR_TX);
         TCX_NEXT
     }
 
     #[classifier]
-    pub fn overlay_ingress(ctx: TcContext) -> i32 {
+    pub(crate) fn overlay_ingress(ctx: TcContext) -> i32 {
         crate::overlay::observe(&ctx, DIR_RX);
         TCX_NEXT
     }
 
     #[classifier]
-    pub fn overlay_egress(ctx: TcContext) -> i32 {
+    pub(crate) fn overlay_egress(ctx: TcContext) -> i32 {
         crate::overlay::observe(&ctx, DIR_TX);
         TCX_NEXT
     }
@@ -88,13 +96,13 @@ mod programs {
     /// they and the hook dispatch add to any program, so it is subtracted
     /// from ours side by side.
     #[classifier]
-    pub fn reference_pass(_ctx: TcContext) -> i32 {
+    pub(crate) fn reference_pass(_ctx: TcContext) -> i32 {
         TCX_NEXT
     }
 
     /// Every packet the kernel frees as dropped, with its reason.
     #[btf_tracepoint(function = "kfree_skb")]
-    pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    pub(crate) fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
         crate::drops::observe(&ctx);
         0
     }

@@ -13,7 +13,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn observe(ctx: &TcContext, dir: u8) {
+pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     let Some(cfg) = CONFIG.get(0) else { return };
     let Some((src, dst)) = macs(ctx) else { return };
     let key = mac_key(if dir == DIR_RX { src } else { dst });

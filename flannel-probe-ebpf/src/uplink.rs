@@ -38,7 +38,7 @@ fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut Pee
 const PACKET_HOST: u32 = 0;
 
 #[inline(always)]
-pub fn observe(ctx: &TcContext, dir: u8) {
+pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     let Some(cfg) = CONFIG.get(0) else { return };
     if cfg.vxlan_port == 0 {
         return;

@@ -209,3 +209,38 @@ fn wire_bytes_counts_repeated_headers() {
     assert_eq!(wire_bytes(1500, 1, 116), 1500);
     assert_eq!(wire_bytes(64_000, 44, 116), 64_000 + 43 * 116);
 }
+
+#[test]
+fn udp4_from_the_ip_header() {
+    let mut f = vxlan_frame(A, B, 8472, 1, &inner());
+    f.options = alloc::vec![1, 1, 1, 1];
+    let ip = f.ip_packet();
+    assert_eq!(
+        udp4(&ip.as_slice(), 0),
+        Some(Udp4 {
+            src: A,
+            dst: B,
+            sport: 40000,
+            dport: 8472,
+        })
+    );
+    // The same through a frame: the header after Ethernet.
+    let frame = f.build();
+    assert_eq!(udp4(&frame.as_slice(), ETH_HLEN), udp4(&ip.as_slice(), 0));
+}
+
+#[test]
+fn udp4_is_only_first_fragments_of_udp() {
+    let mut later = vxlan_frame(A, B, 8472, 1, &inner());
+    later.frag_offset = 10;
+    assert_eq!(udp4(&later.ip_packet().as_slice(), 0), None);
+    let mut first = vxlan_frame(A, B, 8472, 1, &inner());
+    first.more_fragments = true;
+    assert!(udp4(&first.ip_packet().as_slice(), 0).is_some());
+    let tcp = Ipv4Frame::new(A, B, 6, tcp(1, 2, 5, 0)).ip_packet();
+    assert_eq!(udp4(&tcp.as_slice(), 0), None);
+    // Truncated before the ports.
+    let ip = vxlan_frame(A, B, 8472, 1, &inner()).ip_packet();
+    assert_eq!(udp4(&&ip[..22], 0), None);
+    assert!(udp4(&&ip[..24], 0).is_some());
+}

@@ -30,8 +30,6 @@ const VXLAN_FLAGS_I: u8 = 0x08;
 /// Reads packet bytes at an offset; `None` when they are not all there.
 pub trait Load {
     fn load_bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
-    /// Length of the whole packet, as the kernel counts it (`skb->len`).
-    fn packet_len(&self) -> usize;
 }
 
 impl Load for &[u8] {
@@ -42,11 +40,6 @@ impl Load for &[u8] {
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);
         Some(out)
-    }
-
-    #[inline(always)]
-    fn packet_len(&self) -> usize {
-        self.len()
     }
 }
 
@@ -133,6 +126,33 @@ fn ipv4<L: Load>(pkt: &L, off: usize) -> Option<(usize, u8, [u8; 4], [u8; 4])> {
     let src = [h[12], h[13], h[14], h[15]];
     let dst = [h[16], h[17], h[18], h[19]];
     Some((off + ihl, h[9], src, dst))
+}
+
+/// A UDP datagram over IPv4: addresses in network byte order, ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Udp4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// The UDP datagram whose IPv4 header starts at `off`; `None` for anything
+/// else, bad header lengths and non-first fragments. For callers that know
+/// where the IP header is but not the Ethernet header (the drop tracer).
+#[inline(always)]
+pub fn udp4<L: Load>(pkt: &L, off: usize) -> Option<Udp4> {
+    let (l4, proto, src, dst) = ipv4(pkt, off)?;
+    if proto != IPPROTO_UDP {
+        return None;
+    }
+    let ports = pkt.load_bytes::<4>(l4)?;
+    Some(Udp4 {
+        src,
+        dst,
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+    })
 }
 
 /// Classifies an outer frame seen on the uplink; `port` is the VXLAN port.
