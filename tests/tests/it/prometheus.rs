@@ -17,11 +17,11 @@ use flannel_probe_tests::{
 };
 use serde_json::Value;
 
-const RULES: &str = include_str!("../../deploy/prometheus/flannel-probe.rules.yml");
+const RULES: &str = include_str!("../../../deploy/prometheus/flannel-probe.rules.yml");
 
 /// The shipped rules, evaluated every second and firing without `for:`.
 fn test_rules() -> String {
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(RULES).expect("rules parse");
+    let mut doc: serde_norway::Value = serde_norway::from_str(RULES).expect("rules parse");
     for group in doc["groups"].as_sequence_mut().expect("groups") {
         group["interval"] = "1s".into();
         for rule in group["rules"].as_sequence_mut().expect("rules") {
@@ -32,7 +32,7 @@ fn test_rules() -> String {
             }
         }
     }
-    serde_yaml::to_string(&doc).expect("rules encode")
+    serde_norway::to_string(&doc).expect("rules encode")
 }
 
 fn config(targets: &[String]) -> String {

@@ -17,10 +17,10 @@ use flannel_probe::{
 };
 use flannel_probe_tests::{
     prometheus::promtool_bin,
-    support::{TempDir, require_tool},
+    support::require_tool,
 };
 use serde_json::Value as Json;
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -34,7 +34,7 @@ fn read(rel: &str) -> String {
 /// Every YAML document in a file.
 fn yaml_docs(rel: &str) -> Vec<Yaml> {
     let text = read(rel);
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|d| {
             serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{rel} is not YAML: {e}"))
         })
@@ -291,7 +291,7 @@ fn the_scrape_config_matches_the_rules() {
             .any(|r| r["action"] == "keep" && r["regex"] == "metrics")
     );
     assert_eq!(strings(&cfg["rule_files"]), ["flannel-probe.rules.yml"]);
-    let down = serde_yaml::to_string(&rules_yaml()).expect("encode");
+    let down = serde_norway::to_string(&rules_yaml()).expect("encode");
     assert!(down.contains("up{job=~\"(.*/)?flannel-probe\"}"), "{down}");
 }
 
@@ -411,7 +411,10 @@ fn promtool_accepts_the_rules_their_tests_and_the_dashboard_queries() {
 
     // Every dashboard query is valid PromQL once Grafana's variables are
     // filled in: promtool checks it as a recording rule.
-    let tmp = TempDir::new("dashboard-rules").expect("tmp dir");
+    let tmp = tempfile::Builder::new()
+        .prefix("flannel-probe-dashboard-rules-")
+        .tempdir()
+        .expect("tmp dir");
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, e) in dashboard_exprs().iter().enumerate() {
         let e = e
@@ -426,8 +429,8 @@ fn promtool_accepts_the_rules_their_tests_and_the_dashboard_queries() {
             serde_json::to_string(&e).expect("quote")
         ));
     }
-    std::fs::write(tmp.0.join("dashboard.rules.yml"), rules).expect("write");
-    promtool(&["check", "rules", "dashboard.rules.yml"], &tmp.0, None);
+    std::fs::write(tmp.path().join("dashboard.rules.yml"), rules).expect("write");
+    promtool(&["check", "rules", "dashboard.rules.yml"], tmp.path(), None);
 }
 
 #[test]
