@@ -130,7 +130,10 @@ impl Prometheus {
 
     /// An instant query; returns the result vector.
     pub fn query(&self, expr: &str) -> Result<Vec<Value>> {
-        let data = self.api(&format!("query?query={}", utf8_percent_encode(expr, QUERY_VALUE)))?;
+        let data = self.api(&format!(
+            "query?query={}",
+            utf8_percent_encode(expr, QUERY_VALUE)
+        ))?;
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 

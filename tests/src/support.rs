@@ -14,9 +14,7 @@ pub fn require_root() -> bool {
     // libtest names each test's thread after the test.
     let test = std::thread::current().name().unwrap_or("test").to_owned();
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test} needs root (eBPF and network namespaces), and CI=true forbids skipping it"
-        );
+        panic!("{test} needs root (eBPF and network namespaces), and CI=true forbids skipping it");
     }
     // Straight to stderr, past libtest's capture, so the skip is visible.
     let _ = writeln!(

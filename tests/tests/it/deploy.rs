@@ -15,10 +15,7 @@ use flannel_probe::{
     cli::Cli,
     metrics::{self, METRIC_NAMES},
 };
-use flannel_probe_tests::{
-    prometheus::promtool_bin,
-    support::require_tool,
-};
+use flannel_probe_tests::{prometheus::promtool_bin, support::require_tool};
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 
@@ -76,7 +73,7 @@ const CHECKED: &[&str] = &[
 fn every_file_in_deploy_is_checked_and_parses() {
     let mut found = BTreeSet::new();
     files(&deploy(), &deploy(), &mut found);
-    let known: BTreeSet<String> = CHECKED.iter().map(|s| s.to_string()).collect();
+    let known: BTreeSet<String> = CHECKED.iter().map(ToString::to_string).collect();
     assert_eq!(found, known, "deploy/ and this test's list differ");
     for f in CHECKED {
         if f.ends_with(".yaml") || f.ends_with(".yml") {
@@ -349,7 +346,7 @@ fn the_dashboard_uses_only_metrics_that_exist() {
     let d = json("grafana/flannel-probe-dashboard.json");
     assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(d["panels"].as_array().is_some_and(|p| p.len() >= 6));
-    let mut known: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut known: BTreeSet<String> = METRIC_NAMES.iter().map(ToString::to_string).collect();
     known.extend(recorded());
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 8, "{exprs:?}");

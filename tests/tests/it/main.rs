@@ -17,3 +17,7 @@ mod prometheus;
 mod reattach;
 mod selftest;
 mod watch;
+
+// The library's dependencies, which a test binary sees too but these tests
+// do not call directly.
+use {anyhow as _, percent_encoding as _};

@@ -12,7 +12,6 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
     prometheus::{Prometheus, prometheus_bin, promtool_bin},
-    require_root,
     support::{http_get_in, in_netns, require_tool, start_agent, terminate},
 };
 use serde_json::Value;
@@ -84,10 +83,12 @@ fn one(p: &Prometheus, expr: &str, timeout: Duration) -> Value {
 
 #[test]
 fn prometheus_scrapes_the_agents_and_the_incident_alerts_fire() {
-    if !require_root() || !require_tool(&prometheus_bin()) || !require_tool(&promtool_bin()) {
+    if !require_tool(&prometheus_bin()) || !require_tool(&promtool_bin()) {
         return;
     }
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
+        return;
+    };
     let (g, m, e) = (
         lab.node("gladius").clone(),
         lab.node("momonoke").clone(),

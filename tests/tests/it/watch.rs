@@ -14,7 +14,6 @@ use std::{
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
-    require_root,
     support::{ProbeRun, probe_bin},
 };
 
@@ -210,10 +209,9 @@ fn save(name: &str, screen: &str) {
 
 #[test]
 fn watch_shows_the_peers_live_and_the_incident_in_time() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let (gladius, momonoke, eq14) = (
         lab.node("gladius").clone(),
         lab.node("momonoke").clone(),
@@ -354,14 +352,12 @@ fn watch_shows_the_peers_live_and_the_incident_in_time() {
 
 #[test]
 fn watch_restores_the_terminal_on_signals() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::up(LabSpec {
+    let Some(lab) = Lab::for_test(LabSpec {
         nodes: 2,
         ..LabSpec::default()
-    })
-    .expect("lab up");
+    }) else {
+        return;
+    };
     let node = lab.node("gladius");
     for signal in ["TERM", "HUP", "INT"] {
         let mut cmd = lab.node_command(node, &probe_bin());
@@ -404,14 +400,12 @@ fn watch_restores_the_terminal_on_signals() {
 
 #[test]
 fn watch_without_a_terminal_prints_plain_lines() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::up(LabSpec {
+    let Some(lab) = Lab::for_test(LabSpec {
         nodes: 2,
         ..LabSpec::default()
-    })
-    .expect("lab up");
+    }) else {
+        return;
+    };
     let node = lab.node("gladius");
     for format in ["json", "text"] {
         // stdout is a pipe: plain output without asking for it.
