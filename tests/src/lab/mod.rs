@@ -83,6 +83,14 @@ impl Default for LabSpec {
 }
 
 impl LabSpec {
+    /// The default lab with `nodes` nodes.
+    pub fn with_nodes(nodes: usize) -> Self {
+        LabSpec {
+            nodes,
+            ..LabSpec::default()
+        }
+    }
+
     /// MTU of `flannel.<vni>` and of the pods.
     pub fn overlay_mtu(&self) -> u32 {
         self.uplink_mtu.saturating_sub(VXLAN_OVERHEAD)

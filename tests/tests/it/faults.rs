@@ -90,19 +90,20 @@ fn scan(fault: Option<Fault>, secs: u32, pings: u32) -> Option<Scan> {
     ))
 }
 
+/// [`scan`] with `fault`, 5 s of probing and 10 pings each way.
+fn incident(fault: Fault) -> Option<Scan> {
+    scan(Some(fault), 5, 10)
+}
+
 fn on(node: &str) -> String {
     node.to_string()
 }
 
 #[test]
 fn incident_overlay_deleted() {
-    let Some(s) = scan(
-        Some(Fault::DeleteOverlay {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::DeleteOverlay {
+        node: on("eq14-001"),
+    }) else {
         return;
     };
     s.expect(
@@ -125,13 +126,9 @@ fn incident_overlay_deleted() {
 
 #[test]
 fn overlay_down() {
-    let Some(s) = scan(
-        Some(Fault::OverlayDown {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::OverlayDown {
+        node: on("eq14-001"),
+    }) else {
         return;
     };
     s.expect(
@@ -150,14 +147,10 @@ fn overlay_down() {
 
 #[test]
 fn overlay_with_another_vni() {
-    let Some(s) = scan(
-        Some(Fault::OtherVni {
-            node: on("eq14-001"),
-            vni: 2,
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::OtherVni {
+        node: on("eq14-001"),
+        vni: 2,
+    }) else {
         return;
     };
     // Both peers send VNI 1 to eq14-001: it is the odd one out.
@@ -179,13 +172,9 @@ fn overlay_with_another_vni() {
 
 #[test]
 fn underlay_firewall_drops_vxlan() {
-    let Some(s) = scan(
-        Some(Fault::FirewallVxlan {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::FirewallVxlan {
+        node: on("eq14-001"),
+    }) else {
         return;
     };
     s.expect(
@@ -201,14 +190,10 @@ fn underlay_firewall_drops_vxlan() {
 
 #[test]
 fn missing_fdb_entry() {
-    let Some(s) = scan(
-        Some(Fault::MissingFdb {
-            node: on("eq14-001"),
-            peer: on("gladius"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::MissingFdb {
+        node: on("eq14-001"),
+        peer: on("gladius"),
+    }) else {
         return;
     };
     s.expect(
@@ -222,14 +207,10 @@ fn missing_fdb_entry() {
 
 #[test]
 fn missing_neighbour_entry() {
-    let Some(s) = scan(
-        Some(Fault::MissingNeigh {
-            node: on("eq14-001"),
-            peer: on("gladius"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::MissingNeigh {
+        node: on("eq14-001"),
+        peer: on("gladius"),
+    }) else {
         return;
     };
     s.expect(
@@ -246,15 +227,11 @@ fn missing_neighbour_entry() {
 
 #[test]
 fn stale_fdb_entry() {
-    let Some(s) = scan(
-        Some(Fault::StaleFdb {
-            node: on("eq14-001"),
-            peer: on("gladius"),
-            wrong_ip: MOMONOKE.parse().expect("ip"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::StaleFdb {
+        node: on("eq14-001"),
+        peer: on("gladius"),
+        wrong_ip: MOMONOKE.parse().expect("ip"),
+    }) else {
         return;
     };
     s.expect("eq14-001", &[("FDB_ENTRY_STALE", Some(GLADIUS))]);
@@ -273,13 +250,9 @@ fn stale_fdb_entry() {
 
 #[test]
 fn forwarding_disabled() {
-    let Some(s) = scan(
-        Some(Fault::ForwardingOff {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::ForwardingOff {
+        node: on("eq14-001"),
+    }) else {
         return;
     };
     s.expect(
@@ -293,13 +266,9 @@ fn forwarding_disabled() {
 
 #[test]
 fn overlay_mtu_too_large() {
-    let Some(s) = scan(
-        Some(Fault::MtuTooLarge {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::MtuTooLarge {
+        node: on("eq14-001"),
+    }) else {
         return;
     };
     s.expect("eq14-001", &[("MTU_MISMATCH", None)]);
@@ -310,14 +279,10 @@ fn overlay_mtu_too_large() {
 
 #[test]
 fn overlay_on_another_port() {
-    let Some(s) = scan(
-        Some(Fault::OtherPort {
-            node: on("eq14-001"),
-            port: 4789,
-        }),
-        5,
-        10,
-    ) else {
+    let Some(s) = incident(Fault::OtherPort {
+        node: on("eq14-001"),
+        port: 4789,
+    }) else {
         return;
     };
     // eq14-001 hears both peers on 8472 while it uses 4789: it is the odd

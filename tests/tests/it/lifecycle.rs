@@ -275,29 +275,27 @@ fn sigkill_leaves_no_tcx_link_and_clsact_leftovers_are_reclaimed() {
     );
 }
 
-#[test]
-fn missing_capabilities_exit_2_naming_them() {
-    let Some(lab) = Lab::for_test(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    }) else {
-        return;
-    };
-    let g = lab.node("gladius");
-    // Dropped from the bounding set, they are gone after exec even for root.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &g.ns,
-            "setpriv",
-            "--bounding-set=-bpf,-perfmon",
-            "--",
-        ])
+/// `report --duration 1s` on `node` with `caps` (setpriv's
+/// `--bounding-set` syntax) dropped from the bounding set: they are gone
+/// after exec even for root.
+fn report_without(node: &LabNode, caps: &str) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &node.ns, "setpriv"])
+        .arg(format!("--bounding-set={caps}"))
+        .arg("--")
         .arg(probe_bin())
         .args(["report", "--duration", "1s"])
         .output()
-        .expect("run setpriv");
+        .expect("run setpriv")
+}
+
+#[test]
+fn missing_capabilities_exit_2_naming_them() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
+        return;
+    };
+    let g = lab.node("gladius");
+    let out = report_without(g, "-bpf,-perfmon");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -306,19 +304,7 @@ fn missing_capabilities_exit_2_naming_them() {
         "{err}"
     );
     assert!(!err.contains("missing capabilities CAP_NET_ADMIN"), "{err}");
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &g.ns,
-            "setpriv",
-            "--bounding-set=-net_admin",
-            "--",
-        ])
-        .arg(probe_bin())
-        .args(["report", "--duration", "1s"])
-        .output()
-        .expect("run setpriv");
+    let out = report_without(g, "-net_admin");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing capabilities CAP_NET_ADMIN"));
     assert!(ours(&lab, g).is_empty());

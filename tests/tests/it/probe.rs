@@ -193,10 +193,7 @@ fn the_incident_is_named_on_the_broken_node_and_on_its_senders() {
 
 #[test]
 fn bad_input_exits_2_with_one_line() {
-    let Some(lab) = Lab::for_test(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    }) else {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
         return;
     };
     let node = lab.node("gladius");

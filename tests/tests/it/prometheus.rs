@@ -8,11 +8,10 @@ use std::{
     time::Duration,
 };
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
     prometheus::{Prometheus, prometheus_bin, promtool_bin},
-    support::{http_get_in, in_netns, require_tool, start_agent, terminate},
+    support::{attached::tcx_programs, http_get_in, require_tool, start_agent, terminate},
 };
 use serde_json::Value;
 
@@ -45,24 +44,6 @@ fn config(targets: &[String]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
-}
-
-/// Names of the tcx programs on `eth0` in `ns` (none once the agent is gone).
-fn tcx_programs(ns: &str) -> Vec<String> {
-    in_netns(ns, || {
-        let mut names = Vec::new();
-        for t in [TcAttachType::Ingress, TcAttachType::Egress] {
-            if let Ok((_, progs)) = SchedClassifier::query_tcx("eth0", t) {
-                names.extend(
-                    progs
-                        .iter()
-                        .filter_map(|p| p.name_as_str().map(String::from)),
-                );
-            }
-        }
-        names
-    })
-    .expect("enter the node's namespace")
 }
 
 fn value(sample: &Value) -> f64 {
@@ -299,7 +280,7 @@ fn prometheus_scrapes_the_agents_and_the_incident_alerts_fire() {
         terminate(run.pid());
         let (code, _) = run.finish(Duration::from_secs(15)).expect("agent exits");
         assert_eq!(code, 0, "serve on {} exits 0 on SIGTERM", node.name);
-        let left = tcx_programs(&node.ns);
+        let left = tcx_programs(&node.ns, "eth0");
         assert!(left.is_empty(), "{} still has {left:?}", node.name);
     }
 }

@@ -103,6 +103,20 @@ impl Tmux {
         text.trim().parse().ok()
     }
 
+    /// Waits for the command's exit status; fails with `what` and the
+    /// screen after `timeout`. (Not `support::wait_exit`: the command is
+    /// tmux's child, not ours, so its status comes from the wrapper shell.)
+    fn wait_exit(&self, timeout: Duration, what: &str) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{}", self.capture());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The process the wrapper shell started: `ip netns exec` execs down
     /// (unshare, sh, the probe) without forking, so it is the probe.
     fn command_pid(&self) -> Option<u32> {
@@ -330,18 +344,7 @@ fn watch_shows_the_peers_live_and_the_incident_in_time() {
     // q: a clean exit, and the terminal is given back (the table is gone
     // with the alternate screen).
     tmux.send_keys("q");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = tmux.exit_status() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "watch did not exit on q:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = tmux.wait_exit(Duration::from_secs(10), "watch did not exit on q");
     assert_eq!(status, 0, "exit status:\n{}", tmux.capture());
     let after = tmux.capture();
     assert!(
@@ -352,10 +355,7 @@ fn watch_shows_the_peers_live_and_the_incident_in_time() {
 
 #[test]
 fn watch_restores_the_terminal_on_signals() {
-    let Some(lab) = Lab::for_test(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    }) else {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
         return;
     };
     let node = lab.node("gladius");
@@ -377,18 +377,10 @@ fn watch_restores_the_terminal_on_signals() {
             .output()
             .expect("kill");
         assert!(out.status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = tmux.exit_status() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watch ignored SIG{signal}:\n{}",
-                tmux.capture()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = tmux.wait_exit(
+            Duration::from_secs(10),
+            &format!("watch ignored SIG{signal}"),
+        );
         assert_eq!(status, 0, "SIG{signal}");
         let after = tmux.capture();
         assert!(
@@ -400,10 +392,7 @@ fn watch_restores_the_terminal_on_signals() {
 
 #[test]
 fn watch_without_a_terminal_prints_plain_lines() {
-    let Some(lab) = Lab::for_test(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    }) else {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
         return;
     };
     let node = lab.node("gladius");
