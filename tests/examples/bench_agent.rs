@@ -58,6 +58,8 @@ use flannel_probe_common::{
 };
 use flannel_probe_tests::synthetic::{MAX_PEERS, peer_ip, peer_mac, peer_subnet, peer_vtep_ip};
 use serde_json::json;
+// Dependencies of the package's other targets, which an example sees too.
+use {clap as _, libc as _, percent_encoding as _, serde as _, serde_norway as _, tempfile as _};
 
 /// This node: gladius of the lab.
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);

@@ -11,3 +11,7 @@ pub mod support;
 pub mod synthetic;
 
 pub use support::require_root;
+
+// The lib's unit tests see the integration tests' dev-dependencies too.
+#[cfg(test)]
+use {clap as _, flannel_probe as _, flannel_probe_common as _, serde as _, serde_norway as _};

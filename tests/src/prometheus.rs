@@ -8,9 +8,19 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+use tempfile::TempDir;
 
-use crate::support::{TempDir, http_get_in, url_encode};
+use crate::support::{http_get_in, wait_exit};
+
+/// What a query parameter value may carry unencoded: RFC 3986's unreserved
+/// characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Where Prometheus listens inside its namespace.
 pub const LISTEN: &str = "127.0.0.1:9090";
@@ -41,15 +51,18 @@ impl Prometheus {
         files: &[(&str, String)],
         max_life: Duration,
     ) -> Result<Self> {
-        let dir = TempDir::new("prometheus")?;
+        let dir = tempfile::Builder::new()
+            .prefix("flannel-probe-prometheus-")
+            .tempdir()
+            .context("creating a scratch directory for prometheus failed")?;
         for (name, text) in files {
-            std::fs::write(dir.0.join(name), text)
+            std::fs::write(dir.path().join(name), text)
                 .with_context(|| format!("writing {name} failed"))?;
         }
-        let cfg = dir.0.join("prometheus.yml");
+        let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config).context("writing prometheus.yml failed")?;
-        let data = dir.0.join("data");
-        let log = std::fs::File::create(dir.0.join("prometheus.log"))?;
+        let data = dir.path().join("data");
+        let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "timeout", "-s", "TERM", "-k", "5"])
             .arg(format!("{}s", max_life.as_secs().max(1)))
@@ -92,11 +105,11 @@ impl Prometheus {
 
     /// Its log so far (for failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("prometheus.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir.0
+        self.dir.path()
     }
 
     /// `GET /api/v1/<path>`; returns `data` of a successful answer.
@@ -117,7 +130,10 @@ impl Prometheus {
 
     /// An instant query; returns the result vector.
     pub fn query(&self, expr: &str) -> Result<Vec<Value>> {
-        let data = self.api(&format!("query?query={}", url_encode(expr)))?;
+        let data = self.api(&format!(
+            "query?query={}",
+            utf8_percent_encode(expr, QUERY_VALUE)
+        ))?;
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
@@ -154,12 +170,8 @@ impl Drop for Prometheus {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(_)) = wait_exit(&mut self.child, Duration::from_secs(10)) {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

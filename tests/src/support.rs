@@ -2,24 +2,30 @@
 
 /// True when the test can run (we are root). Under `CI=true` a missing
 /// privilege fails the test instead: CI must never skip a kernel test.
+/// Tests call it through [`Lab::for_test`](crate::lab::Lab::for_test) or
+/// [`Netns::for_test`](crate::lab::netns::Netns::for_test) when they need
+/// a lab or a namespace.
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
         return true;
     }
+    // libtest names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("test").to_owned();
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "this test needs root (eBPF and network namespaces), and CI=true forbids skipping it"
-        );
+        panic!("{test} needs root (eBPF and network namespaces), and CI=true forbids skipping it");
     }
-    eprintln!("skipped: this test needs root (eBPF and network namespaces)");
+    // Straight to stderr, past libtest's capture, so the skip is visible.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: it needs root (eBPF and network namespaces)"
+    );
     false
 }
 
 use std::{
-    io::{BufRead as _, BufReader},
-    os::fd::AsRawFd as _,
+    io::{BufRead as _, BufReader, Write as _},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -27,6 +33,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
+
+pub use crate::lab::netns::{in_netns, wait_exit};
 
 /// The flannel-probe binary under test: `FLANNEL_PROBE_BIN` (set by `cargo
 /// xtask test`), else the workspace's debug build.
@@ -41,27 +49,6 @@ pub fn probe_bin() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns`, so
-/// anything it opens (netlink sockets, ifindex lookups) is in that namespace.
-pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {path} failed"))?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on a valid namespace fd affects only this thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(anyhow!(
-                    "setns into {ns} failed: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| anyhow!("the thread in {ns} panicked"))?
-    })
 }
 
 /// A flannel-probe process under test; killed if the test ends first.
@@ -135,25 +122,19 @@ impl ProbeRun {
 
     /// Waits for exit; returns the exit code and stdout.
     pub fn finish(mut self, timeout: Duration) -> Result<(i32, String)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                let out = match self.stdout.take() {
-                    Some(h) => h
-                        .join()
-                        .map_err(|_| anyhow!("the stdout reader panicked"))?,
-                    None => String::new(),
-                };
-                while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(100)) {
-                    self.stderr_lines.push(l);
-                }
-                return Ok((status.code().unwrap_or(-1), out));
-            }
-            if Instant::now() > deadline {
-                bail!("the probe did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(status) = wait_exit(&mut self.child, timeout)? else {
+            bail!("the probe did not exit within {timeout:?}");
+        };
+        let out = match self.stdout.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow!("the stdout reader panicked"))?,
+            None => String::new(),
+        };
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+            self.stderr_lines.push(l);
         }
+        Ok((status.code().unwrap_or(-1), out))
     }
 
     pub fn pid(&self) -> u32 {
@@ -290,43 +271,6 @@ pub fn http_get_in(ns: &str, addr: &str, path: &str, timeout: Duration) -> Resul
             .ok_or_else(|| anyhow!("{addr}{path}: bad status line in {head:?}"))?;
         Ok((status, body.to_string()))
     })?
-}
-
-/// Percent-encodes a query parameter value.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Result<Self> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "flannel-probe-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {} failed", p.display()))?;
-        Ok(Self(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// True when `program` can be started. Under `CI=true` a missing tool fails

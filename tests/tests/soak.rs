@@ -10,10 +10,15 @@ use std::{
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec, parse_ping_summary},
-    require_root,
     support::{ProbeRun, attached::tcx_programs, http_get_in, probe_bin},
 };
 use serde_json::Value;
+// A test binary sees every dependency of the package; these are the
+// integration tests' (`it`), not the soak test's.
+use {
+    anyhow as _, aya as _, clap as _, flannel_probe as _, flannel_probe_common as _, libc as _,
+    percent_encoding as _, serde as _, serde_norway as _, tempfile as _,
+};
 
 fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(
@@ -62,12 +67,11 @@ fn outer(c: &Value, peer: &str, field: &str) -> u64 {
 #[test]
 #[ignore = "soak: ten minutes; run with `cargo xtask soak` (SOAK_SECS to shorten)"]
 fn serve_survives_a_crash_looping_cni() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
+    };
     let total = env_secs("SOAK_SECS", 600);
     let every = env_secs("SOAK_RECREATE_SECS", 30);
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
     let (g, e) = (lab.node("gladius").clone(), lab.node("eq14-001").clone());
     let mut cmd = lab.node_command(&e, &probe_bin());
     cmd.args(["serve", "--listen", "127.0.0.1:9465", "--interval", "1s"]);

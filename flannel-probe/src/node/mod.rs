@@ -13,8 +13,6 @@ mod fdb;
 mod links;
 mod routes;
 mod sockdiag;
-#[cfg(test)]
-mod testns;
 
 use std::net::Ipv4Addr;
 
@@ -387,15 +385,54 @@ fn mac6(bytes: &[u8]) -> Option<[u8; 6]> {
 
 #[cfg(test)]
 mod tests {
-    use super::testns::{TestNs, discover_in, discover_in_strict};
+    use std::future::Future;
+
+    use flannel_probe_tests::lab::netns::Netns;
+
     use super::*;
+
+    /// Runs `f` inside `ns` with a fresh rtnetlink connection (with
+    /// `NETLINK_GET_STRICT_CHK` if `strict`) on a current-thread runtime.
+    fn with_handle<T, F, Fut>(ns: &Netns, strict: bool, f: F) -> anyhow::Result<T>
+    where
+        T: Send,
+        F: FnOnce(rtnetlink::Handle) -> Fut + Send,
+        Fut: Future<Output = anyhow::Result<T>>,
+    {
+        ns.run_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let (conn, handle, _) = if strict {
+                    rtnetlink::new_connection_with_strict_check()?
+                } else {
+                    rtnetlink::new_connection()?
+                };
+                let task = tokio::spawn(conn);
+                let out = f(handle).await;
+                task.abort();
+                out
+            })
+        })
+    }
+
+    /// Runs [`discover`] inside `ns`.
+    fn discover_in(ns: &Netns, opts: DiscoverOptions) -> anyhow::Result<NodeState> {
+        with_handle(ns, false, |h| async move { discover(&h, &opts).await })
+    }
+
+    /// Runs [`discover`] inside `ns` over a strict-checking connection.
+    fn discover_in_strict(ns: &Netns, opts: DiscoverOptions) -> anyhow::Result<NodeState> {
+        with_handle(ns, true, |h| async move { discover(&h, &opts).await })
+    }
 
     fn opts() -> DiscoverOptions {
         DiscoverOptions::default()
     }
 
     /// eth0 with 192.0.2.13/24 and a default route via 192.0.2.1.
-    fn underlay(ns: &TestNs) {
+    fn underlay(ns: &Netns) {
         ns.add_nic("eth0");
         ns.ip("addr add 192.0.2.13/24 dev eth0");
         ns.ip("route add default via 192.0.2.1 dev eth0");
@@ -403,7 +440,7 @@ mod tests {
 
     /// flannel.1 as Flannel sets it up, with one remote node (10.42.1.0/24
     /// behind VTEP 192.0.2.11).
-    fn flannel(ns: &TestNs, dstport: u16) {
+    fn flannel(ns: &Netns, dstport: u16) {
         ns.ip(&format!(
             "link add flannel.1 type vxlan id 1 local 192.0.2.13 dev eth0 dstport {dstport} nolearning"
         ));
@@ -419,7 +456,7 @@ mod tests {
 
     #[test]
     fn full_flannel_node() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         underlay(&ns);
         flannel(&ns, 8472);
         ns.write_sysctl("net/ipv4/conf/flannel.1/forwarding", "1");
@@ -519,7 +556,7 @@ mod tests {
 
     #[test]
     fn overlay_deleted_is_missing_not_an_error() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         underlay(&ns);
         flannel(&ns, 8472);
         ns.ip("link del flannel.1");
@@ -545,7 +582,7 @@ mod tests {
 
     #[test]
     fn overlay_down() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         underlay(&ns);
         flannel(&ns, 8472);
         ns.ip("link set flannel.1 down");
@@ -562,7 +599,7 @@ mod tests {
 
     #[test]
     fn iana_port_4789() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         underlay(&ns);
         flannel(&ns, 4789);
 
@@ -584,7 +621,7 @@ mod tests {
 
     #[test]
     fn explicit_unknown_uplink_is_an_error() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         underlay(&ns);
         flannel(&ns, 8472);
         let o = DiscoverOptions {
@@ -602,7 +639,7 @@ mod tests {
 
     #[test]
     fn explicit_uplink_and_no_default_route() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         ns.add_nic("eth0");
         ns.add_nic("eth1");
         ns.ip("addr add 198.51.100.7/24 dev eth1");
@@ -644,7 +681,7 @@ mod tests {
 
     #[test]
     fn overlay_that_is_not_vxlan() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         underlay(&ns);
         ns.ip("link add flannel.1 type veth peer name flannel.1p");
         ns.ip("link set flannel.1 up");
@@ -662,16 +699,15 @@ mod tests {
 
     #[test]
     fn ifindex_by_name_in_namespace() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         ns.add_nic("eth0");
         let want = ns.ifindex("eth0");
-        let (found, missing) = ns
-            .with_handle(|h| async move {
-                let found = ifindex_by_name(&h, "eth0").await?;
-                let missing = ifindex_by_name(&h, "eth9").await?;
-                anyhow::Ok((found, missing))
-            })
-            .expect("lookups");
+        let (found, missing) = with_handle(&ns, false, |h| async move {
+            let found = ifindex_by_name(&h, "eth0").await?;
+            let missing = ifindex_by_name(&h, "eth9").await?;
+            anyhow::Ok((found, missing))
+        })
+        .expect("lookups");
         assert_eq!(found, Some(want));
         assert_eq!(missing, None);
     }

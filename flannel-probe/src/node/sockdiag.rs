@@ -205,13 +205,14 @@ fn parse_datagram(mut bytes: &[u8], seq: u32, out: &mut Vec<SocketAddr>) -> io::
 
 #[cfg(test)]
 mod tests {
-    use super::super::testns::TestNs;
+    use flannel_probe_tests::lab::netns::Netns;
+
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 
     #[test]
     fn sees_user_sockets_v4_and_v6() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         let (before, v4, v6, other) = ns.run_in(|| {
             let before = udp_port_bound(40001).expect("sock_diag");
             let _a = UdpSocket::bind((Ipv4Addr::LOCALHOST, 40001)).expect("bind v4");
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn sees_kernel_vxlan_socket() {
-        let Some(ns) = TestNs::new() else { return };
+        let Some(ns) = Netns::for_test() else { return };
         ns.ip("link add vx0 type vxlan id 42 dstport 4790");
         ns.ip("link set vx0 up");
         let addrs = ns.run_in(|| udp_local_addrs_on_port(4790).expect("sock_diag"));

@@ -23,7 +23,7 @@
 //! it again later and `Lab::down` removes it.
 
 mod faults;
-mod netns;
+pub mod netns;
 mod topology;
 mod traffic;
 
@@ -83,6 +83,14 @@ impl Default for LabSpec {
 }
 
 impl LabSpec {
+    /// The default lab with `nodes` nodes.
+    pub fn with_nodes(nodes: usize) -> Self {
+        LabSpec {
+            nodes,
+            ..LabSpec::default()
+        }
+    }
+
     /// MTU of `flannel.<vni>` and of the pods.
     pub fn overlay_mtu(&self) -> u32 {
         self.uplink_mtu.saturating_sub(VXLAN_OVERHEAD)
@@ -220,6 +228,16 @@ impl Lab {
             .with_context(|| format!("building lab {prefix}"))?;
         lab.kept = lab.spec.prefix.is_some();
         Ok(lab)
+    }
+
+    /// The lab for one test: `None` (the test returns, skipped) when not
+    /// root, except under `CI=true`, where that fails the test. The one root
+    /// check of the lab tests; a lab that cannot be built fails the test.
+    pub fn for_test(spec: LabSpec) -> Option<Lab> {
+        if !crate::require_root() {
+            return None;
+        }
+        Some(Lab::up(spec).unwrap_or_else(|err| panic!("lab up: {err:#}")))
     }
 
     /// The node called `name`. Panics if there is none (a test helper).

@@ -1,17 +1,21 @@
-//! Running commands and managing the lab's network namespaces.
+//! Running commands and managing network namespaces: the lab's, and the
+//! single throw-away namespace a unit test needs ([`Netns`]). This is the
+//! one namespace harness of the workspace (flannel-probe's own tests use it
+//! too, as a dev-dependency).
 //!
-//! Every command that changes network state names a lab namespace (`ip -n`,
-//! `bridge -netns`, `ip netns exec`); nothing here runs a state-changing
-//! command in the caller's own namespace.
+//! Every command that changes network state names a namespace we created
+//! (`ip -n`, `bridge -netns`, `ip netns exec`, or a thread that entered it);
+//! nothing here runs a state-changing command in the caller's own namespace.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd as _;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// First component of the names of test labs' namespaces, which are
 /// `fpt-<pid>-<counter>-<role>`.
@@ -134,8 +138,12 @@ pub fn run_with_timeout(program: &str, args: &[&str], timeout: Duration) -> Resu
         .with_context(|| format!("cannot start `{cmdline}`"))?;
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
-    let status = wait_until(&mut child, Instant::now() + timeout)
-        .with_context(|| format!("waiting for `{cmdline}`"))?;
+    let status =
+        wait_exit(&mut child, timeout).with_context(|| format!("waiting for `{cmdline}`"))?;
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let collect = |reader: Option<thread::JoinHandle<Vec<u8>>>| {
         reader
             .map(|handle| handle.join().unwrap_or_default())
@@ -166,19 +174,44 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-/// Waits for the child until `deadline`; `None` means it was killed.
-fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>> {
+/// Waits up to `timeout` for `child` to exit; `None` means it still runs
+/// (the caller decides whether to kill it). The one wait-for-exit loop of
+/// the tests.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_wait().context("waiting for a child failed")? {
             return Ok(Some(status));
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             return Ok(None);
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns` (a name in
+/// /run/netns), so anything it opens (netlink sockets, ifindex lookups,
+/// /proc/sys) is that namespace's. A panic in `f` is passed on unchanged.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {path} failed"))?;
+    thread::scope(|s| {
+        let entered = s.spawn(|| {
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(anyhow!(
+                    "setns into {ns} failed: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok(f())
+        });
+        match entered.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// `ip -n NS args...`
@@ -328,6 +361,97 @@ pub fn sweep_stale() -> Vec<String> {
         }
     }
     removed
+}
+
+/// One throw-away network namespace for a test, `fpt-<pid>-<n>-ns` (so a
+/// killed test's leftover is swept like a lab's), deleted on drop, also when
+/// the test panics. Its helpers panic on failure: they are test steps.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// The namespace for one test: `None` (the test returns, skipped) when
+    /// not root, except under `CI=true`, where that fails the test.
+    pub fn for_test() -> Option<Netns> {
+        if !crate::require_root() {
+            return None;
+        }
+        Some(Netns::new().unwrap_or_else(|err| panic!("{err:#}")))
+    }
+
+    /// Creates the namespace with `lo` up (needs root).
+    pub fn new() -> Result<Netns> {
+        sweep_stale();
+        let ns = Netns {
+            name: format!("{}-ns", unique_prefix()),
+        };
+        add_namespace(&ns.name)?;
+        // From here on `ns` is dropped (and deleted) on error.
+        ip(&ns.name, &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name (in /run/netns).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n <ns> <args>` (args split on whitespace).
+    pub fn ip(&self, args: &str) {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        ip(&self.name, &args).unwrap_or_else(|err| panic!("{err:#}"));
+    }
+
+    /// `bridge -netns <ns> <args>` (args split on whitespace).
+    pub fn bridge(&self, args: &str) {
+        let mut full = vec!["-netns", self.name.as_str()];
+        full.extend(args.split_whitespace());
+        run("bridge", &full).unwrap_or_else(|err| panic!("{err:#}"));
+    }
+
+    /// Adds an up NIC named `name`: a dummy device if the kernel has them,
+    /// else a veth whose peer (`<name>p`, also up) stays in the namespace.
+    pub fn add_nic(&self, name: &str) {
+        if ip(&self.name, &["link", "add", name, "type", "dummy"]).is_err() {
+            self.ip(&format!("link add {name} type veth peer name {name}p"));
+            self.ip(&format!("link set {name}p up"));
+        }
+        self.ip(&format!("link set {name} up"));
+    }
+
+    /// The ifindex of `ifname` as seen inside the namespace.
+    pub fn ifindex(&self, ifname: &str) -> u32 {
+        self.run_in(|| {
+            let c = std::ffi::CString::new(ifname).expect("no NUL in an interface name");
+            // SAFETY: `c` is a valid C string that outlives the call.
+            let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+            assert_ne!(index, 0, "no interface {ifname} in {}", self.name);
+            index
+        })
+    }
+
+    /// Writes `value` to `/proc/sys/<key>` inside the namespace.
+    pub fn write_sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{key}");
+        self.run_in(|| {
+            std::fs::write(&path, value).unwrap_or_else(|err| panic!("writing {path}: {err}"));
+        });
+    }
+
+    /// Runs `f` on a thread inside the namespace ([`in_netns`]).
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        in_netns(&self.name, f).unwrap_or_else(|err| panic!("{err:#}"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(err) = remove_namespace(&self.name) {
+            log(format_args!("{err:#}"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn octet(value: usize) -> u8 {
 }
 
 /// `a.b.c.<last>` within the /24 of `net`.
-pub fn host(net: Ipv4Addr, last: u8) -> Ipv4Addr {
+pub(crate) fn host(net: Ipv4Addr, last: u8) -> Ipv4Addr {
     let [a, b, c, _] = net.octets();
     Ipv4Addr::new(a, b, c, last)
 }
@@ -108,7 +108,7 @@ fn pod_mac(node: &LabNode) -> [u8; 6] {
 }
 
 /// A random locally administered unicast MAC, as Flannel gives its VTEP.
-pub fn random_mac() -> Result<[u8; 6]> {
+pub(crate) fn random_mac() -> Result<[u8; 6]> {
     let mut mac = [0u8; 6];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut file| file.read_exact(&mut mac))
@@ -119,7 +119,7 @@ pub fn random_mac() -> Result<[u8; 6]> {
 }
 
 /// The description of node `index` in a lab whose namespaces start with `prefix`.
-pub fn plan_node(prefix: &str, index: usize, spec: &LabSpec, vtep_mac: [u8; 6]) -> LabNode {
+pub(crate) fn plan_node(prefix: &str, index: usize, spec: &LabSpec, vtep_mac: [u8; 6]) -> LabNode {
     let name = node_name(index);
     let subnet = node_subnet(index);
     LabNode {
@@ -140,7 +140,7 @@ pub fn plan_node(prefix: &str, index: usize, spec: &LabSpec, vtep_mac: [u8; 6]) 
 /// brief for Flannel's first programming says) or replaced (idempotent
 /// reprogramming, as Flannel's own netlink NeighSet does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdbVerb {
+pub(crate) enum FdbVerb {
     Append,
     Replace,
 }
@@ -226,7 +226,7 @@ impl Lab {
                 .iter()
                 .filter(|p| p.index != node.index)
                 .collect();
-            self.program_peers_on(node, &peers, FdbVerb::Append)?;
+            Self::program_peers_on(node, &peers, FdbVerb::Append)?;
             if self.static_neighbours() {
                 let mut script = String::new();
                 for peer in &peers {
@@ -323,12 +323,7 @@ impl Lab {
     /// What Flannel installs on `on` for each of `peers`: a route to the
     /// peer's subnet via its VTEP address, a permanent neighbour entry for
     /// that address, and an FDB entry sending the VTEP MAC to the peer's IP.
-    pub(super) fn program_peers_on(
-        &self,
-        on: &LabNode,
-        peers: &[&LabNode],
-        fdb: FdbVerb,
-    ) -> Result<()> {
+    pub(super) fn program_peers_on(on: &LabNode, peers: &[&LabNode], fdb: FdbVerb) -> Result<()> {
         if peers.is_empty() {
             return Ok(());
         }
@@ -360,7 +355,7 @@ impl Lab {
     }
 
     /// Whether the node's overlay device currently exists.
-    pub(super) fn overlay_exists(&self, node: &LabNode) -> bool {
+    pub(super) fn overlay_exists(node: &LabNode) -> bool {
         netns::try_run(
             "ip",
             &["-n", &node.ns, "link", "show", "dev", &node.overlay],
@@ -375,7 +370,7 @@ impl Lab {
     /// vanished with the old device).
     pub(super) fn recreate_overlay(&self, index: usize, vni: u32, port: u16) -> Result<()> {
         let node = &self.nodes[index];
-        if self.overlay_exists(node) {
+        if Self::overlay_exists(node) {
             ip(&node.ns, &["link", "del", "dev", &node.overlay])?;
         }
         ip_batch(
@@ -384,7 +379,7 @@ impl Lab {
         )
         .with_context(|| format!("recreating {} on {}", node.overlay, node.name))?;
         let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
-        self.program_peers_on(node, &peers, FdbVerb::Replace)
+        Self::program_peers_on(node, &peers, FdbVerb::Replace)
     }
 
     /// On every other node, points the route, neighbour and FDB entries for
@@ -394,7 +389,7 @@ impl Lab {
         let node = &self.nodes[index];
         let wanted = node.vtep_mac_string();
         for other in self.nodes.iter().filter(|p| p.index != index) {
-            if !self.overlay_exists(other) {
+            if !Self::overlay_exists(other) {
                 // Nothing to program on a node whose overlay is gone (a fault).
                 continue;
             }
@@ -408,7 +403,7 @@ impl Lab {
                 bridge_batch(&other.ns, &stale)
                     .with_context(|| format!("removing stale FDB entries on {}", other.name))?;
             }
-            self.program_peers_on(other, &[node], FdbVerb::Replace)?;
+            Self::program_peers_on(other, &[node], FdbVerb::Replace)?;
         }
         Ok(())
     }
@@ -633,7 +628,7 @@ fn read_devices(ns: &str) -> Result<NodeDevices> {
 }
 
 /// Checks a fixed lab prefix: it becomes part of namespace names.
-pub fn validate_prefix(prefix: &str) -> Result<()> {
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     if prefix.is_empty()
         || prefix.len() > 24
         || !prefix

@@ -76,7 +76,7 @@ impl Lab {
         count: u32,
         interval_secs: f64,
     ) -> Result<PingStats> {
-        self.ping_with(from, to, count, interval_secs, None)
+        Self::ping_with(from, to, count, interval_secs, None)
     }
 
     /// `ping` with `payload` bytes of ICMP data (`ping -s`); a payload of
@@ -89,11 +89,10 @@ impl Lab {
         interval_secs: f64,
         payload: u32,
     ) -> Result<PingStats> {
-        self.ping_with(from, to, count, interval_secs, Some(payload))
+        Self::ping_with(from, to, count, interval_secs, Some(payload))
     }
 
     fn ping_with(
-        &self,
         from: &LabNode,
         to: Ipv4Addr,
         count: u32,

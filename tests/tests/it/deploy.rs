@@ -15,12 +15,9 @@ use flannel_probe::{
     cli::Cli,
     metrics::{self, METRIC_NAMES},
 };
-use flannel_probe_tests::{
-    prometheus::promtool_bin,
-    support::{TempDir, require_tool},
-};
+use flannel_probe_tests::{prometheus::promtool_bin, support::require_tool};
 use serde_json::Value as Json;
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -34,7 +31,7 @@ fn read(rel: &str) -> String {
 /// Every YAML document in a file.
 fn yaml_docs(rel: &str) -> Vec<Yaml> {
     let text = read(rel);
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|d| {
             serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{rel} is not YAML: {e}"))
         })
@@ -76,7 +73,7 @@ const CHECKED: &[&str] = &[
 fn every_file_in_deploy_is_checked_and_parses() {
     let mut found = BTreeSet::new();
     files(&deploy(), &deploy(), &mut found);
-    let known: BTreeSet<String> = CHECKED.iter().map(|s| s.to_string()).collect();
+    let known: BTreeSet<String> = CHECKED.iter().map(ToString::to_string).collect();
     assert_eq!(found, known, "deploy/ and this test's list differ");
     for f in CHECKED {
         if f.ends_with(".yaml") || f.ends_with(".yml") {
@@ -291,7 +288,7 @@ fn the_scrape_config_matches_the_rules() {
             .any(|r| r["action"] == "keep" && r["regex"] == "metrics")
     );
     assert_eq!(strings(&cfg["rule_files"]), ["flannel-probe.rules.yml"]);
-    let down = serde_yaml::to_string(&rules_yaml()).expect("encode");
+    let down = serde_norway::to_string(&rules_yaml()).expect("encode");
     assert!(down.contains("up{job=~\"(.*/)?flannel-probe\"}"), "{down}");
 }
 
@@ -349,7 +346,7 @@ fn the_dashboard_uses_only_metrics_that_exist() {
     let d = json("grafana/flannel-probe-dashboard.json");
     assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(d["panels"].as_array().is_some_and(|p| p.len() >= 6));
-    let mut known: BTreeSet<String> = METRIC_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut known: BTreeSet<String> = METRIC_NAMES.iter().map(ToString::to_string).collect();
     known.extend(recorded());
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 8, "{exprs:?}");
@@ -411,7 +408,10 @@ fn promtool_accepts_the_rules_their_tests_and_the_dashboard_queries() {
 
     // Every dashboard query is valid PromQL once Grafana's variables are
     // filled in: promtool checks it as a recording rule.
-    let tmp = TempDir::new("dashboard-rules").expect("tmp dir");
+    let tmp = tempfile::Builder::new()
+        .prefix("flannel-probe-dashboard-rules-")
+        .tempdir()
+        .expect("tmp dir");
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, e) in dashboard_exprs().iter().enumerate() {
         let e = e
@@ -426,8 +426,8 @@ fn promtool_accepts_the_rules_their_tests_and_the_dashboard_queries() {
             serde_json::to_string(&e).expect("quote")
         ));
     }
-    std::fs::write(tmp.0.join("dashboard.rules.yml"), rules).expect("write");
-    promtool(&["check", "rules", "dashboard.rules.yml"], &tmp.0, None);
+    std::fs::write(tmp.path().join("dashboard.rules.yml"), rules).expect("write");
+    promtool(&["check", "rules", "dashboard.rules.yml"], tmp.path(), None);
 }
 
 #[test]

@@ -5,7 +5,6 @@ use std::{process::Command, time::Duration};
 
 use flannel_probe_tests::{
     lab::{Lab, LabNode, LabSpec},
-    require_root,
     support::{
         ProbeRun,
         attached::{add_cni_filter, tcx_programs},
@@ -58,10 +57,9 @@ fn probe(lab: &Lab, node: &LabNode, args: &[&str]) -> ProbeRun {
 
 #[test]
 fn clsact_attachment_counts_the_same_and_cleans_up() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
     // eq14-001 has the CNI's qdisc and filter; gladius has no qdisc at all.
     add_cni_filter(&lab, e);
@@ -128,10 +126,9 @@ fn programs_after_ours_in_a_tcx_chain_still_run() {
     };
     use flannel_probe::datapath::EBPF_OBJECT;
     use flannel_probe_tests::support::in_netns;
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
     let mut on_e = probe(&lab, e, &["watch", "--plain", "--interval", "1s"]);
     on_e.wait_for("watching the overlay device", Duration::from_secs(60))
@@ -190,10 +187,9 @@ fn programs_after_ours_in_a_tcx_chain_still_run() {
 
 #[test]
 fn sigint_sigterm_and_sighup_detach_everything() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let e = lab.node("eq14-001");
     add_cni_filter(&lab, e);
     for (signal, name) in [
@@ -226,10 +222,9 @@ fn sigint_sigterm_and_sighup_detach_everything() {
 
 #[test]
 fn sigkill_leaves_no_tcx_link_and_clsact_leftovers_are_reclaimed() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let e = lab.node("eq14-001");
     // tcx links are file descriptors: the kernel removes them with the process.
     let mut run = probe(&lab, e, &["watch", "--plain"]);
@@ -280,31 +275,27 @@ fn sigkill_leaves_no_tcx_link_and_clsact_leftovers_are_reclaimed() {
     );
 }
 
-#[test]
-fn missing_capabilities_exit_2_naming_them() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::up(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    })
-    .expect("lab up");
-    let g = lab.node("gladius");
-    // Dropped from the bounding set, they are gone after exec even for root.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &g.ns,
-            "setpriv",
-            "--bounding-set=-bpf,-perfmon",
-            "--",
-        ])
+/// `report --duration 1s` on `node` with `caps` (setpriv's
+/// `--bounding-set` syntax) dropped from the bounding set: they are gone
+/// after exec even for root.
+fn report_without(node: &LabNode, caps: &str) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &node.ns, "setpriv"])
+        .arg(format!("--bounding-set={caps}"))
+        .arg("--")
         .arg(probe_bin())
         .args(["report", "--duration", "1s"])
         .output()
-        .expect("run setpriv");
+        .expect("run setpriv")
+}
+
+#[test]
+fn missing_capabilities_exit_2_naming_them() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
+        return;
+    };
+    let g = lab.node("gladius");
+    let out = report_without(g, "-bpf,-perfmon");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -313,19 +304,7 @@ fn missing_capabilities_exit_2_naming_them() {
         "{err}"
     );
     assert!(!err.contains("missing capabilities CAP_NET_ADMIN"), "{err}");
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &g.ns,
-            "setpriv",
-            "--bounding-set=-net_admin",
-            "--",
-        ])
-        .arg(probe_bin())
-        .args(["report", "--duration", "1s"])
-        .output()
-        .expect("run setpriv");
+    let out = report_without(g, "-net_admin");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing capabilities CAP_NET_ADMIN"));
     assert!(ours(&lab, g).is_empty());

@@ -10,7 +10,6 @@ use flannel_probe_common::{
 };
 use flannel_probe_tests::{
     lab::{Lab, LabNode, LabSpec, parse_mac},
-    require_root,
     support::{
         in_netns,
         reports::{finish, peer, start},
@@ -50,7 +49,7 @@ fn send_raw(ns: &str, frames: &[Vec<u8>]) {
                     f.len(),
                     0,
                     (&raw const addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    size_of::<libc::sockaddr_ll>() as u32,
                 );
                 assert_eq!(
                     n,
@@ -77,10 +76,9 @@ impl XorShift {
 
 #[test]
 fn malformed_vxlan_is_counted_exactly_and_good_vxlan_still_flows() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
     let (g_mac, e_mac) = (eth0_mac(&lab, g), eth0_mac(&lab, e));
     let (src, dst) = (g.ip.octets(), e.ip.octets());

@@ -8,17 +8,15 @@ use std::{
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
-    require_root,
     support::{ProbeRun, probe_bin},
 };
 use serde_json::Value;
 
 #[test]
 fn recreated_overlay_is_reattached_within_two_seconds() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let e = lab.node("eq14-001").clone();
     let g = lab.node("gladius").clone();
     let old_mac = e.vtep_mac_string();

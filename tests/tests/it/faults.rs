@@ -7,7 +7,6 @@ use std::{collections::BTreeMap, thread};
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
-    require_root,
     support::reports::{self, drops, finding, peer, serious},
 };
 use serde_json::Value;
@@ -60,8 +59,9 @@ impl Scan {
 /// Builds a lab, injects `fault`, runs the probe on every node while pods
 /// ping: gladius <-> eq14-001 both ways, gladius -> momonoke, and
 /// momonoke -> eq14-001 with full-size packets.
-fn scan(fault: Option<Fault>, secs: u32, pings: u32) -> Scan {
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+/// `None` (the test returns, skipped) when not root.
+fn scan(fault: Option<Fault>, secs: u32, pings: u32) -> Option<Scan> {
+    let mut lab = Lab::for_test(LabSpec::default())?;
     if let Some(f) = &fault {
         lab.fault(f).unwrap_or_else(|e| panic!("inject {f}: {e:#}"));
     }
@@ -80,14 +80,19 @@ fn scan(fault: Option<Fault>, secs: u32, pings: u32) -> Scan {
         s.spawn(|| lab.ping(g, m.pod_ip, pings, 0.2));
         s.spawn(|| lab.ping_size(m, e.pod_ip, pings, 0.2, 1400));
     });
-    Scan(
+    Some(Scan(
         runs.into_iter()
             .map(|(n, run)| {
                 let r = reports::finish(run, &n);
                 (n, r)
             })
             .collect(),
-    )
+    ))
+}
+
+/// [`scan`] with `fault`, 5 s of probing and 10 pings each way.
+fn incident(fault: Fault) -> Option<Scan> {
+    scan(Some(fault), 5, 10)
 }
 
 fn on(node: &str) -> String {
@@ -96,16 +101,11 @@ fn on(node: &str) -> String {
 
 #[test]
 fn incident_overlay_deleted() {
-    if !require_root() {
+    let Some(s) = incident(Fault::DeleteOverlay {
+        node: on("eq14-001"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::DeleteOverlay {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect(
         "eq14-001",
         &[
@@ -126,16 +126,11 @@ fn incident_overlay_deleted() {
 
 #[test]
 fn overlay_down() {
-    if !require_root() {
+    let Some(s) = incident(Fault::OverlayDown {
+        node: on("eq14-001"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::OverlayDown {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect(
         "eq14-001",
         &[
@@ -152,17 +147,12 @@ fn overlay_down() {
 
 #[test]
 fn overlay_with_another_vni() {
-    if !require_root() {
+    let Some(s) = incident(Fault::OtherVni {
+        node: on("eq14-001"),
+        vni: 2,
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::OtherVni {
-            node: on("eq14-001"),
-            vni: 2,
-        }),
-        5,
-        10,
-    );
+    };
     // Both peers send VNI 1 to eq14-001: it is the odd one out.
     s.expect("eq14-001", &[("VNI_MISMATCH", None), ("VXLAN_DROPS", None)]);
     s.expect_drops("eq14-001", &[("VXLAN_VNI_NOT_FOUND", "rx")]);
@@ -182,16 +172,11 @@ fn overlay_with_another_vni() {
 
 #[test]
 fn underlay_firewall_drops_vxlan() {
-    if !require_root() {
+    let Some(s) = incident(Fault::FirewallVxlan {
+        node: on("eq14-001"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::FirewallVxlan {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect(
         "eq14-001",
         &[("VXLAN_DROPS", None), ("VXLAN_NOT_DECAPSULATED", None)],
@@ -205,17 +190,12 @@ fn underlay_firewall_drops_vxlan() {
 
 #[test]
 fn missing_fdb_entry() {
-    if !require_root() {
+    let Some(s) = incident(Fault::MissingFdb {
+        node: on("eq14-001"),
+        peer: on("gladius"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::MissingFdb {
-            node: on("eq14-001"),
-            peer: on("gladius"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect(
         "eq14-001",
         &[("FDB_ENTRY_MISSING", Some(GLADIUS)), ("VXLAN_DROPS", None)],
@@ -227,17 +207,12 @@ fn missing_fdb_entry() {
 
 #[test]
 fn missing_neighbour_entry() {
-    if !require_root() {
+    let Some(s) = incident(Fault::MissingNeigh {
+        node: on("eq14-001"),
+        peer: on("gladius"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::MissingNeigh {
-            node: on("eq14-001"),
-            peer: on("gladius"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect(
         "eq14-001",
         &[
@@ -252,18 +227,13 @@ fn missing_neighbour_entry() {
 
 #[test]
 fn stale_fdb_entry() {
-    if !require_root() {
+    let Some(s) = incident(Fault::StaleFdb {
+        node: on("eq14-001"),
+        peer: on("gladius"),
+        wrong_ip: MOMONOKE.parse().expect("ip"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::StaleFdb {
-            node: on("eq14-001"),
-            peer: on("gladius"),
-            wrong_ip: MOMONOKE.parse().expect("ip"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect("eq14-001", &[("FDB_ENTRY_STALE", Some(GLADIUS))]);
     let f = finding(s.of("eq14-001"), "FDB_ENTRY_STALE").expect("stale");
     assert!(
@@ -280,16 +250,11 @@ fn stale_fdb_entry() {
 
 #[test]
 fn forwarding_disabled() {
-    if !require_root() {
+    let Some(s) = incident(Fault::ForwardingOff {
+        node: on("eq14-001"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::ForwardingOff {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect(
         "eq14-001",
         &[("FORWARDING_DISABLED", None), ("VXLAN_DROPS", None)],
@@ -301,16 +266,11 @@ fn forwarding_disabled() {
 
 #[test]
 fn overlay_mtu_too_large() {
-    if !require_root() {
+    let Some(s) = incident(Fault::MtuTooLarge {
+        node: on("eq14-001"),
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::MtuTooLarge {
-            node: on("eq14-001"),
-        }),
-        5,
-        10,
-    );
+    };
     s.expect("eq14-001", &[("MTU_MISMATCH", None)]);
     // Small pings pass; momonoke's full-size ones never arrive.
     s.expect("momonoke", &[("PEER_SILENT", Some(EQ14))]);
@@ -319,17 +279,12 @@ fn overlay_mtu_too_large() {
 
 #[test]
 fn overlay_on_another_port() {
-    if !require_root() {
+    let Some(s) = incident(Fault::OtherPort {
+        node: on("eq14-001"),
+        port: 4789,
+    }) else {
         return;
-    }
-    let s = scan(
-        Some(Fault::OtherPort {
-            node: on("eq14-001"),
-            port: 4789,
-        }),
-        5,
-        10,
-    );
+    };
     // eq14-001 hears both peers on 8472 while it uses 4789: it is the odd
     // one out, and the peers rejecting its 4789 are not blamed.
     s.expect("eq14-001", &[("VXLAN_PORT_MISMATCH", None)]);
@@ -345,10 +300,9 @@ fn overlay_on_another_port() {
 
 #[test]
 fn healthy_mesh_under_steady_traffic_raises_nothing() {
-    if !require_root() {
+    let Some(s) = scan(None, 30, 140) else {
         return;
-    }
-    let s = scan(None, 30, 140);
+    };
     for n in NODES {
         s.expect(n, &[]);
         s.expect_drops(n, &[]);

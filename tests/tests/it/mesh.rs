@@ -5,7 +5,6 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
-    require_root,
     support::{ProbeRun, probe_bin, start_agent},
 };
 use serde_json::Value;
@@ -38,10 +37,9 @@ fn link(m: &Value, from: Ipv4Addr, to: Ipv4Addr) -> &Value {
 
 #[test]
 fn mesh_names_exactly_the_lossy_links() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let runs: Vec<ProbeRun> = lab
         .nodes
         .iter()

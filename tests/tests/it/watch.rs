@@ -14,7 +14,6 @@ use std::{
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
-    require_root,
     support::{ProbeRun, probe_bin},
 };
 
@@ -102,6 +101,20 @@ impl Tmux {
         let text = std::fs::read_to_string(&self.status).ok()?;
         // Written but not yet flushed: ask again.
         text.trim().parse().ok()
+    }
+
+    /// Waits for the command's exit status; fails with `what` and the
+    /// screen after `timeout`. (Not `support::wait_exit`: the command is
+    /// tmux's child, not ours, so its status comes from the wrapper shell.)
+    fn wait_exit(&self, timeout: Duration, what: &str) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{}", self.capture());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The process the wrapper shell started: `ip netns exec` execs down
@@ -210,10 +223,9 @@ fn save(name: &str, screen: &str) {
 
 #[test]
 fn watch_shows_the_peers_live_and_the_incident_in_time() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let (gladius, momonoke, eq14) = (
         lab.node("gladius").clone(),
         lab.node("momonoke").clone(),
@@ -332,18 +344,7 @@ fn watch_shows_the_peers_live_and_the_incident_in_time() {
     // q: a clean exit, and the terminal is given back (the table is gone
     // with the alternate screen).
     tmux.send_keys("q");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = tmux.exit_status() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "watch did not exit on q:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = tmux.wait_exit(Duration::from_secs(10), "watch did not exit on q");
     assert_eq!(status, 0, "exit status:\n{}", tmux.capture());
     let after = tmux.capture();
     assert!(
@@ -354,14 +355,9 @@ fn watch_shows_the_peers_live_and_the_incident_in_time() {
 
 #[test]
 fn watch_restores_the_terminal_on_signals() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
         return;
-    }
-    let lab = Lab::up(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    })
-    .expect("lab up");
+    };
     let node = lab.node("gladius");
     for signal in ["TERM", "HUP", "INT"] {
         let mut cmd = lab.node_command(node, &probe_bin());
@@ -381,18 +377,10 @@ fn watch_restores_the_terminal_on_signals() {
             .output()
             .expect("kill");
         assert!(out.status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = tmux.exit_status() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watch ignored SIG{signal}:\n{}",
-                tmux.capture()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = tmux.wait_exit(
+            Duration::from_secs(10),
+            &format!("watch ignored SIG{signal}"),
+        );
         assert_eq!(status, 0, "SIG{signal}");
         let after = tmux.capture();
         assert!(
@@ -404,14 +392,9 @@ fn watch_restores_the_terminal_on_signals() {
 
 #[test]
 fn watch_without_a_terminal_prints_plain_lines() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
         return;
-    }
-    let lab = Lab::up(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    })
-    .expect("lab up");
+    };
     let node = lab.node("gladius");
     for format in ["json", "text"] {
         // stdout is a pipe: plain output without asking for it.

@@ -3,7 +3,6 @@
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
-    require_root,
     support::{
         ProbeRun,
         attached::{add_cni_filter, cni_filter_present, tcx_programs},
@@ -32,10 +31,9 @@ fn serious(report: &Value) -> Vec<String> {
 
 #[test]
 fn healthy_mesh_counts_every_ping_exactly() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     let (gladius, eq14) = (lab.node("gladius"), lab.node("eq14-001"));
     add_cni_filter(&lab, eq14);
     // Warm up once so no first-packet effects fall into the window.
@@ -103,10 +101,9 @@ fn healthy_mesh_counts_every_ping_exactly() {
 
 #[test]
 fn the_incident_is_named_on_the_broken_node_and_on_its_senders() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
+    };
     lab.fault(&Fault::DeleteOverlay {
         node: "eq14-001".into(),
     })
@@ -196,14 +193,9 @@ fn the_incident_is_named_on_the_broken_node_and_on_its_senders() {
 
 #[test]
 fn bad_input_exits_2_with_one_line() {
-    if !require_root() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
         return;
-    }
-    let lab = Lab::up(LabSpec {
-        nodes: 2,
-        ..LabSpec::default()
-    })
-    .expect("lab up");
+    };
     let node = lab.node("gladius");
     for args in [
         vec!["report", "--uplink", "eth9"],

@@ -23,14 +23,23 @@ const SKB_SIZE: usize = 192;
 const SKB_GSO_SEGS: usize = 164;
 const SKB_GSO_SIZE: usize = 176;
 
-fn datapath() -> Datapath {
-    let mut dp = Datapath::load(&LoadOptions::default()).expect("load the eBPF object");
+/// The datapath for one test, matching VXLAN on 8472 with VNI 1: `None`
+/// (the test returns, skipped) when not root, except under `CI=true`.
+fn datapath_with(opts: &LoadOptions) -> Option<Datapath> {
+    if !require_root() {
+        return None;
+    }
+    let mut dp = Datapath::load(opts).expect("load the eBPF object");
     dp.configure(Matching {
         vxlan_port: 8472,
         vni: Some(1),
     })
     .expect("configure");
-    dp
+    Some(dp)
+}
+
+fn datapath() -> Option<Datapath> {
+    datapath_with(&LoadOptions::default())
 }
 
 /// Runs `hook` on `frame` `times` times, optionally as a GSO packet of
@@ -88,10 +97,9 @@ fn inner_frame() -> Vec<u8> {
 
 #[test]
 fn uplink_ingress_counts_vxlan_per_peer() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     let f = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
     run(&mut dp, Hook::UplinkIngress, &f, None, 7);
     let other = to_host(vxlan_frame(OTHER, ME, 8472, 1, &inner_frame()));
@@ -111,7 +119,7 @@ fn pin(cpu: usize) -> bool {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
@@ -120,15 +128,14 @@ fn pin(cpu: usize) -> bool {
 /// directions of it share one entry.
 #[test]
 fn a_peer_met_on_several_cpus_is_one_peer() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
+    };
     let online: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
         .filter(|c| std::path::Path::new(&format!("/sys/devices/system/cpu/cpu{c}")).exists())
         .filter(|c| pin(*c))
         .collect();
     assert!(!online.is_empty(), "no CPU to pin to");
-    let mut dp = datapath();
     let peer = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
     let other = to_host(vxlan_frame(OTHER, ME, 8472, 1, &inner_frame()));
     let out = vxlan_frame(ME, PEER, 8472, 1, &inner_frame()).build();
@@ -152,10 +159,9 @@ fn a_peer_met_on_several_cpus_is_one_peer() {
 
 #[test]
 fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     // A flooded frame for another MAC: PACKET_OTHERHOST.
     let mut flooded = vxlan_frame(PEER, OTHER, 8472, 1, &inner_frame());
     flooded.dst_mac = [0x02, 9, 9, 9, 9, 9];
@@ -188,10 +194,9 @@ fn uplink_ingress_ignores_frames_for_other_hosts_and_other_traffic() {
 
 #[test]
 fn uplink_ingress_counts_vxlan_to_the_other_well_known_port_apart() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     run(
         &mut dp,
         Hook::UplinkIngress,
@@ -208,10 +213,9 @@ fn uplink_ingress_counts_vxlan_to_the_other_well_known_port_apart() {
 
 #[test]
 fn uplink_ingress_remembers_the_inner_source_mac() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     run(
         &mut dp,
         Hook::UplinkIngress,
@@ -225,10 +229,9 @@ fn uplink_ingress_remembers_the_inner_source_mac() {
 
 #[test]
 fn uplink_egress_counts_gso_segments_and_wire_bytes() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     // A TCP super-packet of 10 segments of 300 bytes inside VXLAN (test
     // runs take at most about a page of data).
     let mut inner = Ipv4Frame::new(
@@ -254,10 +257,9 @@ fn uplink_egress_counts_gso_segments_and_wire_bytes() {
 
 #[test]
 fn uplink_counts_malformed_and_foreign_vni_headers() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     let mut no_i = vxlan_header(0x00, 1).to_vec();
     no_i.extend_from_slice(&inner_frame());
     run(
@@ -294,10 +296,9 @@ fn uplink_counts_malformed_and_foreign_vni_headers() {
 
 #[test]
 fn uplink_ingress_counts_icmp_port_unreachable_per_vtep() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     let sent = vxlan_frame(ME, PEER, 8472, 1, &inner_frame());
     let icmp = to_host(icmp_port_unreachable(PEER, &sent.ip_packet()));
     run(&mut dp, Hook::UplinkIngress, &icmp, None, 3);
@@ -314,10 +315,9 @@ fn uplink_ingress_counts_icmp_port_unreachable_per_vtep() {
 
 #[test]
 fn overlay_counts_inner_frames_per_vtep_mac() {
-    if !require_root() {
+    let Some(mut dp) = datapath() else {
         return;
-    }
-    let mut dp = datapath();
+    };
     let inbound = inner_frame();
     run(&mut dp, Hook::OverlayIngress, &inbound, None, 5);
     let outbound = inner_echo(MAC_ME, MAC_PEER, [10, 42, 0, 54], [10, 42, 1, 54]);
@@ -332,19 +332,12 @@ fn overlay_counts_inner_frames_per_vtep_mac() {
 
 #[test]
 fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
-    if !require_root() {
-        return;
-    }
-    let mut dp = Datapath::load(&LoadOptions {
+    let Some(mut dp) = datapath_with(&LoadOptions {
         max_peers: 16,
         ..LoadOptions::default()
-    })
-    .expect("load");
-    dp.configure(Matching {
-        vxlan_port: 8472,
-        vni: Some(1),
-    })
-    .expect("configure");
+    }) else {
+        return;
+    };
     for i in 0..20u8 {
         let f = to_host(vxlan_frame(
             [192, 0, 2, 100 + i],
@@ -377,6 +370,7 @@ fn big_tables_are_read_whole_and_summed_over_cpus() {
         InnerCounters, InnerValue, MacSlot, PeerCounters, PeerSlot, PeerValue, STAT_MACS_USED,
         STAT_PEERS_USED, addr_key, mac_key,
     };
+    // Loaded unconfigured: the test fills the maps itself.
     if !require_root() {
         return;
     }

@@ -5,28 +5,12 @@
 //! (`CI=true`), where skipping would hide that they never ran.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use flannel_probe_tests::lab::{Fault, Lab, LabSpec, PingStats};
-
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: lab tests need root and CI=true does not allow skipping them");
-    }
-    // Straight to stderr, past libtest's capture, so the skip is visible.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: lab tests need root (run as root to exercise the lab)"
-    );
-    false
-}
+use flannel_probe_tests::{require_root, support::wait_exit};
 
 fn netns_list() -> HashSet<String> {
     let output = std::process::Command::new("ip")
@@ -46,10 +30,11 @@ fn assert_gone(names: &[String]) {
     assert!(still.is_empty(), "namespaces left behind: {still:?}");
 }
 
-fn up() -> Lab {
-    let lab = Lab::up(LabSpec::default()).expect("lab up");
+/// A ready lab: `None` (the test returns, skipped) when not root.
+fn up() -> Option<Lab> {
+    let lab = Lab::for_test(LabSpec::default())?;
     lab.wait_ready(Duration::from_secs(10)).expect("lab ready");
-    lab
+    Some(lab)
 }
 
 fn assert_mesh_works(lab: &Lab) {
@@ -91,10 +76,9 @@ fn icmp_in_dest_unreachs(lab: &Lab, ns: &str) -> u64 {
 
 #[test]
 fn lab_comes_up_carries_traffic_and_goes_away() {
-    if !have_root("lab_comes_up_carries_traffic_and_goes_away") {
+    let Some(lab) = up() else {
         return;
-    }
-    let lab = up();
+    };
     let names = lab.namespaces().to_vec();
     assert_eq!(names.len(), 1 + 2 * 3);
     let listed = netns_list();
@@ -129,26 +113,17 @@ fn lab_comes_up_carries_traffic_and_goes_away() {
 
     drop(lab);
     assert_gone(&names);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = sleeper.try_wait().expect("try_wait") {
-            assert!(!status.success(), "sleep was not killed: {status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a process in the lab survived the teardown"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = wait_exit(&mut sleeper, Duration::from_secs(5))
+        .expect("try_wait")
+        .expect("a process in the lab survived the teardown");
+    assert!(!status.success(), "sleep was not killed: {status}");
 }
 
 #[test]
 fn deleting_the_overlay_cuts_only_that_node() {
-    if !have_root("deleting_the_overlay_cuts_only_that_node") {
+    let Some(mut lab) = up() else {
         return;
-    }
-    let mut lab = up();
+    };
     let gladius_ns = lab.node("gladius").ns.clone();
     let unreachs_before = icmp_in_dest_unreachs(&lab, &gladius_ns);
 
@@ -177,7 +152,7 @@ fn deleting_the_overlay_cuts_only_that_node() {
 
 #[test]
 fn a_panicking_test_still_removes_its_lab() {
-    if !have_root("a_panicking_test_still_removes_its_lab") {
+    if !require_root() {
         return;
     }
     let names = Mutex::new(Vec::new());
@@ -197,10 +172,9 @@ fn a_panicking_test_still_removes_its_lab() {
 
 #[test]
 fn recreating_the_overlay_changes_the_mac_and_heals() {
-    if !have_root("recreating_the_overlay_changes_the_mac_and_heals") {
+    let Some(mut lab) = up() else {
         return;
-    }
-    let mut lab = up();
+    };
     let old_mac = lab.node("eq14-001").vtep_mac;
     lab.fault(&Fault::RecreateOverlay {
         node: "eq14-001".into(),
@@ -240,7 +214,7 @@ fn recreating_the_overlay_changes_the_mac_and_heals() {
 /// lab (the MTU fault only for full-size packets).
 #[test]
 fn faults_break_the_path() {
-    if !have_root("faults_break_the_path") {
+    if !require_root() {
         return;
     }
     let eq = || "eq14-001".to_owned();
@@ -284,7 +258,7 @@ fn faults_break_the_path() {
         (Fault::MtuTooLarge { node: eq() }, true),
     ];
     for (fault, still_works) in cases {
-        let mut lab = up();
+        let mut lab = up().expect("root was checked above");
         lab.fault(&fault).expect("fault");
         let stats = ping(&lab, "gladius", "eq14-001", 3);
         assert_eq!(stats.transmitted, 3, "{fault}");
@@ -318,10 +292,9 @@ fn faults_break_the_path() {
 
 #[test]
 fn partial_underlay_loss_is_partial() {
-    if !have_root("partial_underlay_loss_is_partial") {
+    let Some(mut lab) = up() else {
         return;
-    }
-    let mut lab = up();
+    };
     lab.fault(&Fault::UnderlayLoss {
         node: "eq14-001".into(),
         percent: 50,

@@ -7,7 +7,6 @@ use std::{path::PathBuf, time::Duration};
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
-    require_root,
     support::{ProbeRun, probe_bin},
 };
 use serde_json::Value;
@@ -33,15 +32,14 @@ fn start(lab: &Lab, node: &LabNode, rule: &Value) -> ProbeRun {
 
 #[test]
 fn the_plugin_command_says_ok_on_a_healthy_node_and_problem_on_the_broken_one() {
-    if !require_root() {
+    let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
-    }
+    };
     let plugin = plugin();
     let rule = &plugin["rules"][0];
     let max_output = plugin["pluginConfig"]["max_output_length"]
         .as_u64()
         .expect("max_output_length") as usize;
-    let mut lab = Lab::up(LabSpec::default()).expect("lab up");
     lab.fault(&Fault::DeleteOverlay {
         node: "eq14-001".into(),
     })

@@ -1,0 +1,23 @@
+//! The integration tests, one binary with a module per area (as aya's
+//! integration tests are), so the agent is linked once instead of once per
+//! area. Most need root (eBPF, network namespaces) and build their own lab
+//! through `Lab::for_test`; without root they are skipped, except under
+//! `CI=true`, where they fail. The soak test is its own binary (`soak.rs`,
+//! run by `cargo xtask soak`).
+
+mod datapath;
+mod deploy;
+mod faults;
+mod lifecycle;
+mod malformed;
+mod mesh;
+mod npd;
+mod probe;
+mod prometheus;
+mod reattach;
+mod selftest;
+mod watch;
+
+// The library's dependencies, which a test binary sees too but these tests
+// do not call directly.
+use {anyhow as _, percent_encoding as _};
