@@ -1,17 +1,20 @@
 //! The running probe: node state from netlink, the datapath attached where
 //! that state says, and the diagnosis of a window. Every face drives one.
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    time::{Instant, SystemTime},
+};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt as _;
-use serde::Serialize;
 
 use crate::{
-    cli::{Common, check_privileges},
-    datapath::{Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum},
+    datapath::{
+        AttachMode, Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum,
+    },
     diagnose::{Inputs, diagnose},
-    node::{DiscoverOptions, NodeState, OverlayState, discover},
-    report::Report,
+    node::{DiscoverOptions, NodeState, discover},
+    report::{OverlayChange, Report, mac_string},
 };
 
 type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
@@ -19,14 +22,14 @@ type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
     netlink_sys::SocketAddr,
 )>;
 
-/// One change of the overlay device as the probe saw it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct OverlayChange {
-    /// RFC 3339, UTC.
-    pub at: String,
-    pub state: OverlayState,
-    pub ifindex: Option<u32>,
-    pub mac: Option<String>,
+/// Everything a probe needs to start, built once by the faces (the CLI
+/// turns its flags into this; the engine never sees the flags).
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    pub discover: DiscoverOptions,
+    /// Slots per eBPF map (peers, VTEP MACs).
+    pub max_peers: u32,
+    pub attach_mode: AttachMode,
 }
 
 pub struct Probe {
@@ -48,20 +51,20 @@ pub struct Probe {
 }
 
 /// How many overlay changes are kept (the newest).
-const HISTORY: usize = 64;
+const OVERLAY_HISTORY: usize = 64;
 
 impl Probe {
     /// Checks privileges, discovers the node, loads and attaches the datapath.
-    pub async fn start(common: &Common) -> Result<Self> {
+    pub async fn start(options: &ProbeOptions) -> Result<Self> {
         check_privileges()?;
         let (conn, handle, _) =
             rtnetlink::new_connection().context("opening a netlink socket failed")?;
         tokio::spawn(conn);
-        let opts = common.discover_options();
+        let opts = options.discover.clone();
         let node = discover(&handle, &opts).await?;
         let dp = Datapath::load(&LoadOptions {
-            max_peers: common.max_peers,
-            attach_mode: common.attach,
+            max_peers: options.max_peers,
+            attach_mode: options.attach_mode,
         })?;
         let mut probe = Self {
             handle,
@@ -99,24 +102,19 @@ impl Probe {
         }
     }
 
-    /// The overlay device's changes since the probe started, oldest first.
-    pub fn history(&self) -> &[OverlayChange] {
-        &self.history
-    }
-
     fn record(&mut self) {
         let o = self.node.overlay.as_ref();
         let change = OverlayChange {
             at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             state: self.node.overlay_state(),
             ifindex: o.map(|o| o.ifindex),
-            mac: o.and_then(|o| o.mac).map(|m| crate::report::mac_string(&m)),
+            mac: o.and_then(|o| o.mac).map(|m| mac_string(&m)),
         };
         let same = self.history.last().is_some_and(|l| {
             (l.state, l.ifindex, &l.mac) == (change.state, change.ifindex, &change.mac)
         });
         if !same {
-            if self.history.len() == HISTORY {
+            if self.history.len() == OVERLAY_HISTORY {
                 self.history.remove(0);
             }
             self.history.push(change);
@@ -196,10 +194,6 @@ impl Probe {
         self.dp.snapshot()
     }
 
-    pub fn node(&self) -> &NodeState {
-        &self.node
-    }
-
     /// The diagnosis of `window` (counters over `secs` seconds).
     pub fn report(&self, window: &Snapshot, secs: f64) -> Report {
         let attached: BTreeMap<String, String> = self
@@ -219,6 +213,55 @@ impl Probe {
         r.overlay_history = self.history.clone();
         r
     }
+}
+
+/// Consecutive windows of a probe's counters, one report per call (the
+/// faces that show "the last interval": `watch`).
+pub struct Windows {
+    prev: Snapshot,
+    t_prev: Instant,
+}
+
+impl Windows {
+    pub fn new(probe: &mut Probe) -> Result<Self> {
+        Ok(Self {
+            prev: probe.snapshot()?,
+            t_prev: Instant::now(),
+        })
+    }
+
+    /// The report of the window since the last call.
+    pub fn next(&mut self, probe: &mut Probe) -> Result<Report> {
+        let now = probe.snapshot()?;
+        let secs = self.t_prev.elapsed().as_secs_f64();
+        let report = probe.report(&now.since(&self.prev), secs);
+        self.prev = now;
+        self.t_prev = Instant::now();
+        Ok(report)
+    }
+}
+
+/// The three capabilities eBPF observation needs; all missing ones named.
+pub fn check_privileges() -> Result<()> {
+    use caps::{CapSet, Capability};
+    let have = caps::read(None, CapSet::Effective)
+        .map_err(|e| anyhow!("reading this process's capabilities failed: {e}"))?;
+    let missing: Vec<&str> = [
+        (Capability::CAP_BPF, "CAP_BPF"),
+        (Capability::CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (Capability::CAP_PERFMON, "CAP_PERFMON"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !have.contains(c))
+    .map(|(_, n)| n)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing capabilities {}: run flannel-probe as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// A netlink socket subscribed to link changes, or `None` (logged).

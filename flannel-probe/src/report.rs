@@ -131,6 +131,16 @@ pub struct DropReport {
     pub packets: u64,
 }
 
+/// One change of the overlay device as the probe saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverlayChange {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub state: OverlayState,
+    pub ifindex: Option<u32>,
+    pub mac: Option<String>,
+}
+
 /// Inner traffic of a MAC no FDB entry names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UnattributedInner {
@@ -152,7 +162,7 @@ pub struct Report {
     pub overflow: Overflow,
     /// Changes of the overlay device seen while the probe ran (a device
     /// deleted and recreated by a CNI restart shows here).
-    pub overlay_history: Vec<crate::probe::OverlayChange>,
+    pub overlay_history: Vec<OverlayChange>,
 }
 
 impl Report {

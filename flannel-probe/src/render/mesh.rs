@@ -2,7 +2,7 @@
 //! receive), then the findings.
 use std::fmt::Write as _;
 
-use crate::{mesh::MeshReport, report::Severity};
+use crate::{fleet::mesh::MeshReport, report::Severity};
 
 pub fn text(m: &MeshReport) -> String {
     let mut s = String::new();

@@ -1,6 +1,7 @@
 //! Faces render a [`crate::report::Report`]; none of them decides anything.
 pub mod json;
 pub mod mesh;
+pub mod metrics;
 pub mod text;
 pub mod tui;
 

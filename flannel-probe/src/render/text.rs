@@ -136,3 +136,33 @@ pub fn peer_table(r: &Report, per_sec: Option<f64>) -> String {
     }
     s
 }
+
+/// One interval of `watch --plain`: a time stamp, the node line, the peer
+/// table and the findings that need attention, one per line.
+pub fn watch_plain(report: &Report, now: std::time::SystemTime) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "--- {} ---\n",
+        humantime::format_rfc3339_seconds(now)
+    ));
+    out.push_str(&node_line(report));
+    out.push_str(&peer_table(report, Some(report.window_secs)));
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+    {
+        let peer = f
+            .peer
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {}{peer}: {}\n",
+            f.severity.as_str().to_uppercase(),
+            f.code,
+            f.summary
+        ));
+    }
+    out
+}

@@ -15,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::agent::Counters;
+use crate::fleet::agent::Counters;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -41,7 +41,7 @@ impl Collector for View {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let c = &*self.0;
         // (direction, layer, packets, bytes) per peer.
-        let sides = |p: &crate::agent::PeerCumulative| {
+        let sides = |p: &crate::fleet::agent::PeerCumulative| {
             [
                 ("tx", "outer", p.tx_encap_packets, p.tx_encap_bytes),
                 ("rx", "outer", p.rx_encap_packets, p.rx_encap_bytes),
@@ -177,7 +177,7 @@ pub fn encode(counters: Arc<Counters>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative};
+    use crate::fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative};
 
     fn counters() -> Counters {
         Counters {

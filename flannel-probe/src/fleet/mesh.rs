@@ -4,7 +4,7 @@
 //! [`compute`]; `cli::mesh` does the reading and the printing.
 use serde::Serialize;
 
-use crate::{agent::Counters, report::Severity};
+use crate::{fleet::agent::Counters, report::Severity};
 
 /// The JSON schema version of [`MeshReport`].
 pub const MESH_SCHEMA: u32 = 1;
@@ -113,7 +113,7 @@ fn delta(
     start: &Counters,
     end: &Counters,
     peer: &str,
-    f: fn(&crate::agent::PeerCumulative) -> u64,
+    f: fn(&crate::fleet::agent::PeerCumulative) -> u64,
 ) -> u64 {
     let now = end.peer(peer).map_or(0, f);
     let then = start.peer(peer).map_or(0, f);
@@ -275,7 +275,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{AgentFinding, AgentNode, PeerCumulative};
+    use crate::fleet::agent::{AgentFinding, AgentNode, PeerCumulative};
 
     fn node(host: &str, vtep: &str) -> Counters {
         Counters {
