@@ -20,4 +20,6 @@ pub use fleet::agent;
 pub use render::metrics;
 
 #[cfg(test)]
+mod docs;
+#[cfg(test)]
 mod layers;

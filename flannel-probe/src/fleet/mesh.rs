@@ -4,7 +4,10 @@
 //! [`compute`]; `cli::mesh` does the reading and the printing.
 use serde::Serialize;
 
-use crate::{fleet::agent::Counters, report::Severity};
+use crate::{
+    fleet::agent::{Counters, PeerCumulative},
+    report::{FindingCode, Severity},
+};
 
 /// The JSON schema version of [`MeshReport`].
 pub const MESH_SCHEMA: u32 = 1;
@@ -56,7 +59,7 @@ pub struct Link {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MeshFinding {
-    pub code: String,
+    pub code: FindingCode,
     pub severity: Severity,
     /// The node it is about (its VTEP), or the sending side of a link.
     pub from: Option<String>,
@@ -109,15 +112,11 @@ struct Usable<'a> {
     end: &'a Counters,
 }
 
-fn delta(
-    start: &Counters,
-    end: &Counters,
-    peer: &str,
-    f: fn(&crate::fleet::agent::PeerCumulative) -> u64,
-) -> u64 {
-    let now = end.peer(peer).map_or(0, f);
-    let then = start.peer(peer).map_or(0, f);
-    now.saturating_sub(then)
+fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&PeerCumulative) -> u64) -> u64 {
+    let zero = PeerCumulative::default();
+    let now = end.peer(peer).unwrap_or(&zero);
+    let then = start.peer(peer).unwrap_or(&zero);
+    f(&(now - then))
 }
 
 /// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
@@ -147,7 +146,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
         let who = hostname.clone().unwrap_or_else(|| r.agent.clone());
         if let Some(e) = &error {
             findings.push(MeshFinding {
-                code: "AGENT_UNREACHABLE".into(),
+                code: FindingCode::AgentUnreachable,
                 severity: Severity::Warning,
                 from: local_vtep.clone(),
                 to: None,
@@ -164,7 +163,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
         }
         if restarted {
             findings.push(MeshFinding {
-                code: "AGENT_RESTARTED".into(),
+                code: FindingCode::AgentRestarted,
                 severity: Severity::Info,
                 from: local_vtep.clone(),
                 to: None,
@@ -178,7 +177,11 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
         }
         // The node's own critical findings, as of the end of the window.
         if let Some(c) = known {
-            for f in c.findings.iter().filter(|f| f.severity == "critical") {
+            for f in c
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Critical)
+            {
                 findings.push(MeshFinding {
                     code: f.code.clone(),
                     severity: Severity::Critical,
@@ -223,7 +226,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
             };
             if loss_pct > threshold_pct && lost > IN_FLIGHT_TOLERANCE {
                 findings.push(MeshFinding {
-                    code: "UNDERLAY_LOSS".into(),
+                    code: FindingCode::UnderlayLoss,
                     severity: Severity::Warning,
                     from: Some(a.vtep.to_string()),
                     to: Some(b.vtep.to_string()),
@@ -386,7 +389,7 @@ mod tests {
         e1.findings = vec![
             AgentFinding {
                 code: "VXLAN_NOT_DECAPSULATED".into(),
-                severity: "critical".into(),
+                severity: Severity::Critical,
                 peer: None,
                 summary: "inbound VXLAN from 2 peers, none decapsulated".into(),
                 evidence: vec![],
@@ -394,7 +397,7 @@ mod tests {
             },
             AgentFinding {
                 code: "NO_VXLAN_TRAFFIC".into(),
-                severity: "info".into(),
+                severity: Severity::Info,
                 peer: None,
                 summary: String::new(),
                 evidence: vec![],

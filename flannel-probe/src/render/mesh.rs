@@ -2,7 +2,11 @@
 //! receive), then the findings.
 use std::fmt::Write as _;
 
-use crate::{fleet::mesh::MeshReport, report::Severity};
+use super::plural;
+use crate::{
+    fleet::mesh::MeshReport,
+    report::{FindingCode, Severity},
+};
 
 pub fn text(m: &MeshReport) -> String {
     let mut s = String::new();
@@ -11,7 +15,7 @@ pub fn text(m: &MeshReport) -> String {
     let lossy = m
         .findings
         .iter()
-        .filter(|f| f.code == "UNDERLAY_LOSS")
+        .filter(|f| f.code == FindingCode::UnderlayLoss)
         .count();
     let unreachable = m.nodes.iter().filter(|n| !n.reachable).count();
     let verdict = match (crit, warn) {
@@ -109,8 +113,4 @@ pub fn text(m: &MeshReport) -> String {
         out.push('\n');
     }
     out
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

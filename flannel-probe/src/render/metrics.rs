@@ -177,7 +177,10 @@ pub fn encode(counters: Arc<Counters>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative};
+    use crate::{
+        fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative},
+        report::Severity,
+    };
 
     fn counters() -> Counters {
         Counters {
@@ -211,7 +214,7 @@ mod tests {
             findings: vec![
                 AgentFinding {
                     code: "PEER_PORT_UNREACHABLE".into(),
-                    severity: "critical".into(),
+                    severity: Severity::Critical,
                     peer: Some("192.0.2.13".into()),
                     summary: String::new(),
                     evidence: vec![],
@@ -219,7 +222,7 @@ mod tests {
                 },
                 AgentFinding {
                     code: "NO_VXLAN_TRAFFIC".into(),
-                    severity: "info".into(),
+                    severity: Severity::Info,
                     peer: None,
                     summary: String::new(),
                     evidence: vec![],

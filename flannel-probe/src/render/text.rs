@@ -2,7 +2,7 @@
 //! and remediation, then the node, the per-peer table and the drops.
 use std::fmt::Write as _;
 
-use super::si;
+use super::{plural, si};
 use crate::report::{Report, Severity};
 
 pub fn report(r: &Report) -> String {
@@ -69,10 +69,6 @@ pub fn report(r: &Report) -> String {
         );
     }
     s
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// One line about the node: device, state, port, VNI, uplink.

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Samples of rx history kept per peer (a minute at the default interval).
-pub const HISTORY: usize = 60;
+pub const RATE_HISTORY: usize = 60;
 /// Events (state changes, log lines) kept for the findings pane.
 pub const EVENTS: usize = 50;
 
@@ -141,7 +141,7 @@ pub fn clock(d: Duration) -> String {
 #[derive(Debug, Default)]
 pub struct WatchState {
     report: Option<Report>,
-    /// Per peer: rx encapsulated packets/s of the last [`HISTORY`] windows,
+    /// Per peer: rx encapsulated packets/s of the last [`RATE_HISTORY`] windows,
     /// oldest first.
     history: BTreeMap<String, VecDeque<f64>>,
     uptime: Duration,
@@ -195,7 +195,7 @@ impl WatchState {
         let secs = report.window_secs;
         for p in &report.peers {
             let h = self.history.entry(p.peer.clone()).or_default();
-            if h.len() == HISTORY {
+            if h.len() == RATE_HISTORY {
                 h.pop_front();
             }
             h.push_back(Rates::of(p, secs).rx_pps);
@@ -206,7 +206,7 @@ impl WatchState {
             if report.peers.iter().any(|p| &p.peer == peer) {
                 return true;
             }
-            if h.len() == HISTORY {
+            if h.len() == RATE_HISTORY {
                 h.pop_front();
             }
             h.push_back(0.0);
