@@ -9,7 +9,14 @@
 #[cfg(any(test, feature = "frames"))]
 extern crate alloc;
 
+// The unit tests name the crate's `frames` feature through a dev-dependency
+// on the crate itself.
+#[cfg(test)]
+use flannel_probe_common as _;
+
 pub mod abi;
+// To become parse/mod.rs with the parser's next change (one module-file style).
+#[allow(clippy::self_named_module_files)]
 pub mod parse;
 
 #[cfg(any(test, feature = "frames"))]

@@ -32,7 +32,7 @@ pub struct ProbeOptions {
     pub attach_mode: AttachMode,
 }
 
-pub struct Probe {
+pub(crate) struct Probe {
     handle: rtnetlink::Handle,
     opts: DiscoverOptions,
     dp: Datapath,
@@ -55,7 +55,7 @@ const OVERLAY_HISTORY: usize = 64;
 
 impl Probe {
     /// Checks privileges, discovers the node, loads and attaches the datapath.
-    pub async fn start(options: &ProbeOptions) -> Result<Self> {
+    pub(crate) async fn start(options: &ProbeOptions) -> Result<Self> {
         check_privileges()?;
         let (conn, handle, _) =
             rtnetlink::new_connection().context("opening a netlink socket failed")?;
@@ -85,7 +85,7 @@ impl Probe {
 
     /// Resolves when the kernel announces a link change (never, when the
     /// subscription failed: the faces' ticks still refresh).
-    pub async fn link_changed(&mut self) {
+    pub(crate) async fn link_changed(&mut self) {
         match self.link_events.as_mut() {
             Some(ev) => {
                 if ev.next().await.is_none() {
@@ -185,17 +185,17 @@ impl Probe {
     }
 
     /// Re-reads the node and follows it.
-    pub async fn refresh(&mut self) -> Result<()> {
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
         self.node = discover(&self.handle, &self.opts).await?;
         self.sync()
     }
 
-    pub fn snapshot(&mut self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&mut self) -> Result<Snapshot> {
         self.dp.snapshot()
     }
 
     /// The diagnosis of `window` (counters over `secs` seconds).
-    pub fn report(&self, window: &Snapshot, secs: f64) -> Report {
+    pub(crate) fn report(&self, window: &Snapshot, secs: f64) -> Report {
         let attached: BTreeMap<String, String> = self
             .dp
             .attachments()
@@ -217,13 +217,13 @@ impl Probe {
 
 /// Consecutive windows of a probe's counters, one report per call (the
 /// faces that show "the last interval": `watch`).
-pub struct Windows {
+pub(crate) struct Windows {
     prev: Snapshot,
     t_prev: Instant,
 }
 
 impl Windows {
-    pub fn new(probe: &mut Probe) -> Result<Self> {
+    pub(crate) fn new(probe: &mut Probe) -> Result<Self> {
         Ok(Self {
             prev: probe.snapshot()?,
             t_prev: Instant::now(),
@@ -231,7 +231,7 @@ impl Windows {
     }
 
     /// The report of the window since the last call.
-    pub fn next(&mut self, probe: &mut Probe) -> Result<Report> {
+    pub(crate) fn next(&mut self, probe: &mut Probe) -> Result<Report> {
         let now = probe.snapshot()?;
         let secs = self.t_prev.elapsed().as_secs_f64();
         let report = probe.report(&now.since(&self.prev), secs);
@@ -242,7 +242,7 @@ impl Windows {
 }
 
 /// The three capabilities eBPF observation needs; all missing ones named.
-pub fn check_privileges() -> Result<()> {
+pub(crate) fn check_privileges() -> Result<()> {
     use caps::{CapSet, Capability};
     let have = caps::read(None, CapSet::Effective)
         .map_err(|e| anyhow!("reading this process's capabilities failed: {e}"))?;
@@ -285,14 +285,14 @@ fn link_events() -> Option<LinkEvents> {
 
 /// SIGINT, SIGTERM and SIGHUP, caught from the moment [`Shutdown::install`]
 /// returns: a signal during start-up still ends in a clean detach.
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Shutdown {
-    pub fn install() -> Result<Self> {
+    pub(crate) fn install() -> Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             int: signal(SignalKind::interrupt()).context("installing a SIGINT handler failed")?,
@@ -302,7 +302,7 @@ impl Shutdown {
     }
 
     /// Resolves on the next of the three.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         tokio::select! {
             _ = self.int.recv() => {},
             _ = self.term.recv() => {},
@@ -312,7 +312,7 @@ impl Shutdown {
 }
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP received after the first poll.
-pub async fn shutdown_signal() -> Result<()> {
+pub(crate) async fn shutdown_signal() -> Result<()> {
     Shutdown::install()?.wait().await;
     Ok(())
 }

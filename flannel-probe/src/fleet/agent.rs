@@ -125,6 +125,9 @@ pub struct AgentNode {
 }
 
 /// A finding of the agent's rolling window, as `GET /counters` carries it.
+/// Its own type, not [`Finding`]: this is the counters document's fixed
+/// shape (no `affected_peers`), read back by `mesh` from agents of other
+/// versions, so it changes only when that document does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentFinding {
     pub code: FindingCode,

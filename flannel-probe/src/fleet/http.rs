@@ -83,7 +83,7 @@ impl std::fmt::Display for BaseUrl {
 }
 
 /// `GET base + path_and_query`; any status but 200 is an error.
-pub async fn get(base: &BaseUrl, path_and_query: &str, timeout: Duration) -> Result<Bytes> {
+pub(crate) async fn get(base: &BaseUrl, path_and_query: &str, timeout: Duration) -> Result<Bytes> {
     tokio::time::timeout(timeout, get_inner(base, path_and_query))
         .await
         .with_context(|| format!("{base}: no answer within {timeout:?}"))?

@@ -10,15 +10,15 @@ use crate::{
 };
 
 /// The JSON schema version of [`MeshReport`].
-pub const MESH_SCHEMA: u32 = 1;
+pub(crate) const MESH_SCHEMA: u32 = 1;
 
 /// Missing packets up to this many are not called loss: two agents are
 /// read a few milliseconds apart, so a packet or two may be in flight.
-pub const IN_FLIGHT_TOLERANCE: u64 = 2;
+pub(crate) const IN_FLIGHT_TOLERANCE: u64 = 2;
 
 /// What was read from one agent.
 #[derive(Clone, Debug)]
-pub struct AgentReading {
+pub(crate) struct AgentReading {
     /// The agent's URL as given.
     pub agent: String,
     pub start: Result<Counters, String>,
@@ -26,7 +26,7 @@ pub struct AgentReading {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MeshNode {
+pub(crate) struct MeshNode {
     pub agent: String,
     pub local_vtep: Option<String>,
     pub hostname: Option<String>,
@@ -41,7 +41,7 @@ pub struct MeshNode {
 
 /// VXLAN from one node to another over the window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Link {
+pub(crate) struct Link {
     /// The sender's VTEP (underlay IPv4).
     pub from: String,
     pub to: String,
@@ -57,8 +57,10 @@ pub struct Link {
     pub lost: u64,
 }
 
+/// A finding of the mesh: about a link (`from` -> `to`) or an agent, which
+/// a node's [`crate::report::Finding`] (one node, one peer) cannot say.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MeshFinding {
+pub(crate) struct MeshFinding {
     pub code: FindingCode,
     pub severity: Severity,
     /// The node it is about (its VTEP), or the sending side of a link.
@@ -73,7 +75,7 @@ pub struct MeshFinding {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MeshReport {
+pub(crate) struct MeshReport {
     pub schema: u32,
     pub window_secs: f64,
     pub nodes: Vec<MeshNode>,
@@ -85,7 +87,7 @@ pub struct MeshReport {
 
 impl MeshReport {
     /// As `report`: 1 when a critical or warning finding is present.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         i32::from(
             self.findings
                 .iter()
@@ -94,7 +96,7 @@ impl MeshReport {
     }
 
     /// The link from `from` to `to` (VTEP addresses).
-    pub fn link(&self, from: &str, to: &str) -> Option<&Link> {
+    pub(crate) fn link(&self, from: &str, to: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.from == from && l.to == to)
     }
 }
@@ -121,7 +123,11 @@ fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&PeerCumulative) ->
 
 /// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
 /// is B's encapsulated rx from A, both over the window.
-pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) -> MeshReport {
+pub(crate) fn compute(
+    readings: &[AgentReading],
+    window_secs: f64,
+    threshold_pct: f64,
+) -> MeshReport {
     let mut nodes = Vec::new();
     let mut findings = Vec::new();
     let mut usable: Vec<Usable<'_>> = Vec::new();

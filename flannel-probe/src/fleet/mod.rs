@@ -2,11 +2,11 @@
 //! rolling window, the HTTP server) and the cross-node view built from
 //! several agents (the HTTP client and the mesh matrix).
 pub mod agent;
-pub mod http;
-pub mod mesh;
-pub mod sampler;
-pub mod server;
+pub(crate) mod http;
+pub(crate) mod mesh;
+pub(crate) mod sampler;
+pub(crate) mod server;
 
 /// Port of the agent (`serve --listen`, `mesh --agents`); also what the
 /// deployment files use.
-pub const DEFAULT_PORT: u16 = 9465;
+pub(crate) const DEFAULT_PORT: u16 = 9465;

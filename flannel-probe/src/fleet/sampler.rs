@@ -13,15 +13,14 @@ use crate::{datapath::Snapshot, probe::Probe, report::Report};
 
 /// One reading, shared read-only with the HTTP handlers.
 #[derive(Debug)]
-pub struct Sample {
-    pub seq: u64,
+pub(crate) struct Sample {
     pub at: Instant,
     pub counters: Arc<Counters>,
     pub report: Arc<Report>,
 }
 
 /// Reads the maps and keeps the cumulative totals and the rolling window.
-pub struct Sampler {
+pub(crate) struct Sampler {
     pub probe: Probe,
     window: Duration,
     started: Instant,
@@ -31,7 +30,6 @@ pub struct Sampler {
     /// Cumulative snapshots of the last `window`, oldest first; the first
     /// is the base of the rolling report.
     history: VecDeque<(Instant, Snapshot)>,
-    seq: u64,
 }
 
 fn unix_now() -> f64 {
@@ -41,7 +39,7 @@ fn unix_now() -> f64 {
 }
 
 impl Sampler {
-    pub fn new(probe: Probe, window: Duration) -> Self {
+    pub(crate) fn new(probe: Probe, window: Duration) -> Self {
         let now = Instant::now();
         // The maps were empty when the datapath was loaded: counting from an
         // empty snapshot makes every counter "since the agent started".
@@ -54,7 +52,6 @@ impl Sampler {
             totals: Totals::default(),
             prev: zero.clone(),
             history: VecDeque::from([zero]),
-            seq: 0,
         }
     }
 
@@ -79,7 +76,6 @@ impl Sampler {
             now.duration_since(*base_at).as_secs_f64(),
         );
         self.prev = (now, snap);
-        self.seq += 1;
         let counters = self.totals.counters(
             &rolling,
             self.started_unix,
@@ -87,7 +83,6 @@ impl Sampler {
             now.duration_since(self.started).as_secs_f64(),
         );
         Ok(Sample {
-            seq: self.seq,
             at: now,
             counters: Arc::new(counters),
             report: Arc::new(rolling),
@@ -95,7 +90,7 @@ impl Sampler {
     }
 
     /// Follows the node (devices that appeared or were recreated), then reads.
-    pub async fn sample(&mut self) -> Result<Sample> {
+    pub(crate) async fn sample(&mut self) -> Result<Sample> {
         if let Err(e) = self.probe.refresh().await {
             tracing::warn!("re-reading the node failed: {e:#}");
         }

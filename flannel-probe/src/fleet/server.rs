@@ -32,7 +32,7 @@ use crate::{
 
 /// What the agent needs: the probe's options and its own.
 #[derive(Clone, Debug)]
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
     pub probe: ProbeOptions,
     pub listen: SocketAddr,
     /// Length of the rolling window.
@@ -49,7 +49,7 @@ struct AppState {
     stale_after: Duration,
 }
 
-pub async fn run(args: &ServeOptions) -> Result<i32> {
+pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
     // Bind first: a taken port is bad input, found before touching the kernel.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -14,13 +14,18 @@ mod links;
 mod routes;
 mod sockdiag;
 #[cfg(test)]
+// Being replaced by the tests crate's harness: not brought under the new lints.
+#[allow(
+    clippy::redundant_closure_for_method_calls,
+    clippy::semicolon_if_nothing_returned
+)]
 mod testns;
 
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, anyhow};
 
-pub use fdb::{NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE};
+pub use fdb::{NUD_FAILED, NUD_INCOMPLETE, NUD_PERMANENT};
 pub use links::ifindex_by_name;
 pub use sockdiag::{udp_local_addrs_on_port, udp_port_bound};
 

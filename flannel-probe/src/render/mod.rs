@@ -1,9 +1,13 @@
 //! Faces render a [`crate::report::Report`]; none of them decides anything.
-pub mod json;
-pub mod mesh;
+use std::fmt::Write as _;
+
+use crate::report::{FindingCode, Severity};
+
+pub(crate) mod json;
+pub(crate) mod mesh;
 pub mod metrics;
-pub mod text;
-pub mod tui;
+pub(crate) mod text;
+pub(crate) mod tui;
 
 /// Output format of `report` and `watch --plain`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -14,12 +18,12 @@ pub enum Format {
 }
 
 /// `1.2 k`, `3.4 M`: compact figures for tables (`report`, `watch --plain`).
-pub fn si(v: f64) -> String {
+pub(crate) fn si(v: f64) -> String {
     scaled(v, 1e4, f64::INFINITY)
 }
 
 /// Figures for the live table's narrow columns: `5.2`, `48`, `6.1k`, `12.3M`.
-pub fn compact(v: f64) -> String {
+pub(crate) fn compact(v: f64) -> String {
     scaled(v, 1e3, 10.0)
 }
 
@@ -38,6 +42,29 @@ fn scaled(v: f64, k_from: f64, whole_from: f64) -> String {
     } else {
         format!("{v:.1}")
     }
+}
+
+/// One finding for people: `SEVERITY CODE[where]: summary`, then the
+/// evidence and the fix, indented under it.
+pub(crate) fn write_finding(
+    s: &mut String,
+    severity: Severity,
+    code: &FindingCode,
+    place: &str,
+    summary: &str,
+    evidence: &[String],
+    remediation: &str,
+) {
+    let _ = writeln!(
+        s,
+        "{:<8} {code}{place}: {summary}",
+        severity.as_str().to_uppercase()
+    );
+    for (i, e) in evidence.iter().enumerate() {
+        let label = if i == 0 { "evidence:" } else { "" };
+        let _ = writeln!(s, "         {label:<9} {e}");
+    }
+    let _ = writeln!(s, "         {:<9} {}", "fix:", remediation);
 }
 
 /// `s` for anything but one.

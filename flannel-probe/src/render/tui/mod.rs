@@ -13,9 +13,9 @@ use ratatui::{
     text::{Line, Span},
     widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap},
 };
-pub use state::{Action, EVENTS, RATE_HISTORY, Rates, SortKey, WatchState, clock, top_drop};
+pub(crate) use state::{Action, Rates, SortKey, WatchState, clock, top_drop};
 
-pub use super::compact;
+pub(crate) use super::compact;
 use super::plural;
 use crate::{
     node::OverlayState,
@@ -24,7 +24,7 @@ use crate::{
 
 /// A column of the peer table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Col {
+pub(crate) enum Col {
     Peer,
     Health,
     Mac,
@@ -156,7 +156,7 @@ fn sort_col(k: SortKey) -> Col {
 
 /// The columns that fit in `width` cells, in display order, with their
 /// widths: the most important first, the sparkline takes what is left.
-pub fn columns(width: u16) -> Vec<(Col, u16)> {
+pub(crate) fn columns(width: u16) -> Vec<(Col, u16)> {
     let mut order: Vec<&ColSpec> = COLUMNS.iter().collect();
     order.sort_by_key(|c| c.priority);
     let mut used: u16 = 0;
@@ -195,7 +195,10 @@ const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█']
 
 /// `samples` (oldest first) as `width` bar characters, newest at the right;
 /// squeezed (max of each bucket) when there are more samples than cells.
-pub fn sparkline<'a>(samples: impl ExactSizeIterator<Item = &'a f64>, width: usize) -> String {
+pub(crate) fn sparkline<'a>(
+    samples: impl ExactSizeIterator<Item = &'a f64>,
+    width: usize,
+) -> String {
     let v: Vec<f64> = samples.copied().collect();
     if width == 0 {
         return String::new();
@@ -291,7 +294,7 @@ fn aligned(text: String, right: bool) -> Cell<'static> {
 }
 
 /// Draws the whole screen.
-pub fn draw(frame: &mut Frame, state: &WatchState) {
+pub(crate) fn draw(frame: &mut Frame, state: &WatchState) {
     let area = frame.area();
     if area.width == 0 || area.height == 0 {
         return;

@@ -9,7 +9,10 @@ use ratatui::{
     style::Color,
 };
 
-use super::*;
+use super::{
+    state::{EVENTS, RATE_HISTORY},
+    *,
+};
 use crate::{
     datapath::Overflow,
     report::{NodeInfo, SCHEMA},
