@@ -2,6 +2,8 @@
 //! `cargo xtask setup`) and puts it in OUT_DIR for `include_bytes!`.
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
+// A build-dependency only so that cargo rebuilds when the eBPF crate changes.
+use flannel_probe_ebpf as _;
 
 fn main() -> anyhow::Result<()> {
     // aya-build watches the eBPF crate; the parser it compiles in lives in

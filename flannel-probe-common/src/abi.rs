@@ -265,6 +265,104 @@ mod pod {
     unsafe impl aya::Pod for super::DropConfig {}
 }
 
+// Summing over CPUs (`+=`) and the window between two readings (`-`,
+// saturating: counters never go back, the guard is for the impossible).
+// The `last_*` fields are the newest non-zero value, not sums.
+
+impl core::ops::AddAssign for PeerCounters {
+    fn add_assign(&mut self, b: Self) {
+        self.packets += b.packets;
+        self.bytes += b.bytes;
+        self.malformed += b.malformed;
+        self.other_vni += b.other_vni;
+        self.icmp_port_unreachable += b.icmp_port_unreachable;
+        self.other_port += b.other_port;
+        if b.last_other_port != 0 {
+            self.last_other_port = b.last_other_port;
+        }
+        if b.last_other_vni != 0 {
+            self.last_other_vni = b.last_other_vni;
+        }
+        if b.last_inner_src != [0; 6] {
+            self.last_inner_src = b.last_inner_src;
+        }
+    }
+}
+
+impl core::ops::Sub for PeerCounters {
+    type Output = Self;
+
+    fn sub(self, then: Self) -> Self {
+        Self {
+            packets: self.packets.saturating_sub(then.packets),
+            bytes: self.bytes.saturating_sub(then.bytes),
+            malformed: self.malformed.saturating_sub(then.malformed),
+            other_vni: self.other_vni.saturating_sub(then.other_vni),
+            icmp_port_unreachable: self
+                .icmp_port_unreachable
+                .saturating_sub(then.icmp_port_unreachable),
+            other_port: self.other_port.saturating_sub(then.other_port),
+            _pad: 0,
+            _pad2: [0; 2],
+            ..self
+        }
+    }
+}
+
+impl core::ops::AddAssign for InnerCounters {
+    fn add_assign(&mut self, b: Self) {
+        self.packets += b.packets;
+        self.bytes += b.bytes;
+    }
+}
+
+impl core::ops::Sub for InnerCounters {
+    type Output = Self;
+
+    fn sub(self, then: Self) -> Self {
+        Self {
+            packets: self.packets.saturating_sub(then.packets),
+            bytes: self.bytes.saturating_sub(then.bytes),
+        }
+    }
+}
+
+impl core::ops::AddAssign for PeerValue {
+    fn add_assign(&mut self, b: Self) {
+        self.rx += b.rx;
+        self.tx += b.tx;
+    }
+}
+
+impl core::ops::Sub for PeerValue {
+    type Output = Self;
+
+    fn sub(self, then: Self) -> Self {
+        Self {
+            rx: self.rx - then.rx,
+            tx: self.tx - then.tx,
+        }
+    }
+}
+
+impl core::ops::AddAssign for InnerValue {
+    fn add_assign(&mut self, b: Self) {
+        self.rx += b.rx;
+        self.tx += b.tx;
+    }
+}
+
+impl core::ops::Sub for InnerValue {
+    type Output = Self;
+
+    fn sub(self, then: Self) -> Self {
+        Self {
+            rx: self.rx - then.rx,
+            tx: self.tx - then.tx,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,11 @@
 #[cfg(any(test, feature = "frames"))]
 extern crate alloc;
 
+// The unit tests name the crate's `frames` feature through a dev-dependency
+// on the crate itself.
+#[cfg(test)]
+use flannel_probe_common as _;
+
 pub mod abi;
 pub mod parse;
 

@@ -3,6 +3,10 @@
 //! hex on the second. A regression in the parser changes a verdict here.
 //! `FLANNEL_PROBE_BLESS=1 cargo test -p flannel-probe-common --test corpus`
 //! rewrites the files from the builders below.
+// An integration test links all of the package's dependencies (aya with
+// `user`, proptest); this one needs only the parser.
+#![allow(unused_crate_dependencies)]
+
 use std::{fs, path::PathBuf};
 
 use flannel_probe_common::{

@@ -1,17 +1,20 @@
 //! The running probe: node state from netlink, the datapath attached where
 //! that state says, and the diagnosis of a window. Every face drives one.
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    time::{Instant, SystemTime},
+};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt as _;
-use serde::Serialize;
 
 use crate::{
-    cli::{Common, check_privileges},
-    datapath::{Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum},
+    datapath::{
+        AttachMode, Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum,
+    },
     diagnose::{Inputs, diagnose},
-    node::{DiscoverOptions, NodeState, OverlayState, discover},
-    report::Report,
+    node::{DiscoverOptions, NodeState, discover},
+    report::{OverlayChange, Report, mac_string},
 };
 
 type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
@@ -19,17 +22,17 @@ type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
     netlink_sys::SocketAddr,
 )>;
 
-/// One change of the overlay device as the probe saw it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct OverlayChange {
-    /// RFC 3339, UTC.
-    pub at: String,
-    pub state: OverlayState,
-    pub ifindex: Option<u32>,
-    pub mac: Option<String>,
+/// Everything a probe needs to start, built once by the faces (the CLI
+/// turns its flags into this; the engine never sees the flags).
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    pub discover: DiscoverOptions,
+    /// Slots per eBPF map (peers, VTEP MACs).
+    pub max_peers: u32,
+    pub attach_mode: AttachMode,
 }
 
-pub struct Probe {
+pub(crate) struct Probe {
     handle: rtnetlink::Handle,
     opts: DiscoverOptions,
     dp: Datapath,
@@ -48,20 +51,20 @@ pub struct Probe {
 }
 
 /// How many overlay changes are kept (the newest).
-const HISTORY: usize = 64;
+const OVERLAY_HISTORY: usize = 64;
 
 impl Probe {
     /// Checks privileges, discovers the node, loads and attaches the datapath.
-    pub async fn start(common: &Common) -> Result<Self> {
+    pub(crate) async fn start(options: &ProbeOptions) -> Result<Self> {
         check_privileges()?;
         let (conn, handle, _) =
             rtnetlink::new_connection().context("opening a netlink socket failed")?;
         tokio::spawn(conn);
-        let opts = common.discover_options();
+        let opts = options.discover.clone();
         let node = discover(&handle, &opts).await?;
         let dp = Datapath::load(&LoadOptions {
-            max_peers: common.max_peers,
-            attach_mode: common.attach,
+            max_peers: options.max_peers,
+            attach_mode: options.attach_mode,
         })?;
         let mut probe = Self {
             handle,
@@ -82,7 +85,7 @@ impl Probe {
 
     /// Resolves when the kernel announces a link change (never, when the
     /// subscription failed: the faces' ticks still refresh).
-    pub async fn link_changed(&mut self) {
+    pub(crate) async fn link_changed(&mut self) {
         match self.link_events.as_mut() {
             Some(ev) => {
                 if ev.next().await.is_none() {
@@ -99,24 +102,19 @@ impl Probe {
         }
     }
 
-    /// The overlay device's changes since the probe started, oldest first.
-    pub fn history(&self) -> &[OverlayChange] {
-        &self.history
-    }
-
     fn record(&mut self) {
         let o = self.node.overlay.as_ref();
         let change = OverlayChange {
             at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             state: self.node.overlay_state(),
             ifindex: o.map(|o| o.ifindex),
-            mac: o.and_then(|o| o.mac).map(|m| crate::report::mac_string(&m)),
+            mac: o.and_then(|o| o.mac).map(|m| mac_string(&m)),
         };
         let same = self.history.last().is_some_and(|l| {
             (l.state, l.ifindex, &l.mac) == (change.state, change.ifindex, &change.mac)
         });
         if !same {
-            if self.history.len() == HISTORY {
+            if self.history.len() == OVERLAY_HISTORY {
                 self.history.remove(0);
             }
             self.history.push(change);
@@ -187,21 +185,17 @@ impl Probe {
     }
 
     /// Re-reads the node and follows it.
-    pub async fn refresh(&mut self) -> Result<()> {
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
         self.node = discover(&self.handle, &self.opts).await?;
         self.sync()
     }
 
-    pub fn snapshot(&mut self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&mut self) -> Result<Snapshot> {
         self.dp.snapshot()
     }
 
-    pub fn node(&self) -> &NodeState {
-        &self.node
-    }
-
     /// The diagnosis of `window` (counters over `secs` seconds).
-    pub fn report(&self, window: &Snapshot, secs: f64) -> Report {
+    pub(crate) fn report(&self, window: &Snapshot, secs: f64) -> Report {
         let attached: BTreeMap<String, String> = self
             .dp
             .attachments()
@@ -219,6 +213,55 @@ impl Probe {
         r.overlay_history = self.history.clone();
         r
     }
+}
+
+/// Consecutive windows of a probe's counters, one report per call (the
+/// faces that show "the last interval": `watch`).
+pub(crate) struct Windows {
+    prev: Snapshot,
+    t_prev: Instant,
+}
+
+impl Windows {
+    pub(crate) fn new(probe: &mut Probe) -> Result<Self> {
+        Ok(Self {
+            prev: probe.snapshot()?,
+            t_prev: Instant::now(),
+        })
+    }
+
+    /// The report of the window since the last call.
+    pub(crate) fn next(&mut self, probe: &mut Probe) -> Result<Report> {
+        let now = probe.snapshot()?;
+        let secs = self.t_prev.elapsed().as_secs_f64();
+        let report = probe.report(&now.since(&self.prev), secs);
+        self.prev = now;
+        self.t_prev = Instant::now();
+        Ok(report)
+    }
+}
+
+/// The three capabilities eBPF observation needs; all missing ones named.
+pub(crate) fn check_privileges() -> Result<()> {
+    use caps::{CapSet, Capability};
+    let have = caps::read(None, CapSet::Effective)
+        .map_err(|e| anyhow!("reading this process's capabilities failed: {e}"))?;
+    let missing: Vec<&str> = [
+        (Capability::CAP_BPF, "CAP_BPF"),
+        (Capability::CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (Capability::CAP_PERFMON, "CAP_PERFMON"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !have.contains(c))
+    .map(|(_, n)| n)
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing capabilities {}: run flannel-probe as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// A netlink socket subscribed to link changes, or `None` (logged).
@@ -242,14 +285,14 @@ fn link_events() -> Option<LinkEvents> {
 
 /// SIGINT, SIGTERM and SIGHUP, caught from the moment [`Shutdown::install`]
 /// returns: a signal during start-up still ends in a clean detach.
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Shutdown {
-    pub fn install() -> Result<Self> {
+    pub(crate) fn install() -> Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             int: signal(SignalKind::interrupt()).context("installing a SIGINT handler failed")?,
@@ -259,7 +302,7 @@ impl Shutdown {
     }
 
     /// Resolves on the next of the three.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         tokio::select! {
             _ = self.int.recv() => {},
             _ = self.term.recv() => {},
@@ -269,7 +312,7 @@ impl Shutdown {
 }
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP received after the first poll.
-pub async fn shutdown_signal() -> Result<()> {
+pub(crate) async fn shutdown_signal() -> Result<()> {
     Shutdown::install()?.wait().await;
     Ok(())
 }

@@ -2,14 +2,15 @@
 //! compares. Field names are the JSON contract (schema 1): add, never rename.
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{datapath::Overflow, node::OverlayState};
 
 /// The JSON schema version of [`Report`].
 pub const SCHEMA: u32 = 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// Worst first: `Critical < Warning < Info`, so `min()` is the worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -33,10 +34,147 @@ impl fmt::Display for Severity {
     }
 }
 
+/// The list of codes: variant, name on the wire, default severity, and
+/// whether anything raises it yet (the contract names a few to come).
+macro_rules! finding_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal, $severity:ident, $raised:literal;)*) => {
+        /// What a finding is about, serialised as its SCREAMING_SNAKE name.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum FindingCode {
+            $($(#[doc = $doc])* $variant,)*
+            /// A code this build does not know, read from a newer agent's
+            /// `GET /counters`: kept as it came, so `mesh` still shows it.
+            Other(String),
+        }
+
+        impl FindingCode {
+            /// Every code this build knows, node and mesh ones.
+            pub const ALL: &[FindingCode] = &[$(FindingCode::$variant),*];
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $name,)*
+                    Self::Other(s) => s,
+                }
+            }
+
+            /// The severity it is raised with (`None` for an unknown code).
+            pub fn severity(&self) -> Option<Severity> {
+                match self {
+                    $(Self::$variant => Some(Severity::$severity),)*
+                    Self::Other(_) => None,
+                }
+            }
+
+            /// Whether this build raises it (else the contract only reserves it).
+            pub fn raised(&self) -> bool {
+                match self {
+                    $(Self::$variant => $raised,)*
+                    Self::Other(_) => false,
+                }
+            }
+
+            pub fn from_name(s: &str) -> Self {
+                match s {
+                    $($name => Self::$variant,)*
+                    other => Self::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+finding_codes! {
+    VxlanNotDecapsulated => "VXLAN_NOT_DECAPSULATED", Critical, true;
+    OverlayDeviceMissing => "OVERLAY_DEVICE_MISSING", Critical, true;
+    OverlayDeviceDown => "OVERLAY_DEVICE_DOWN", Critical, true;
+    VxlanPortNotBound => "VXLAN_PORT_NOT_BOUND", Critical, true;
+    PeerPortUnreachable => "PEER_PORT_UNREACHABLE", Critical, true;
+    PeerSilent => "PEER_SILENT", Warning, true;
+    VniMismatch => "VNI_MISMATCH", Critical, true;
+    VxlanPortMismatch => "VXLAN_PORT_MISMATCH", Critical, true;
+    FdbEntryMissing => "FDB_ENTRY_MISSING", Warning, true;
+    NeighEntryMissing => "NEIGH_ENTRY_MISSING", Warning, true;
+    FdbEntryStale => "FDB_ENTRY_STALE", Warning, true;
+    ForwardingDisabled => "FORWARDING_DISABLED", Critical, true;
+    MtuMismatch => "MTU_MISMATCH", Warning, true;
+    VxlanDrops => "VXLAN_DROPS", Warning, true;
+    NoVxlanTraffic => "NO_VXLAN_TRAFFIC", Info, true;
+    MapOverflow => "MAP_OVERFLOW", Info, true;
+    DropReasonsUnavailable => "DROP_REASONS_UNAVAILABLE", Info, true;
+    /// `mesh`: a link loses more than the threshold.
+    UnderlayLoss => "UNDERLAY_LOSS", Warning, true;
+    /// `mesh`: an agent did not answer.
+    AgentUnreachable => "AGENT_UNREACHABLE", Warning, true;
+    /// `mesh`: an agent restarted in the window.
+    AgentRestarted => "AGENT_RESTARTED", Info, true;
+    /// Not raised yet: reserved by the contract.
+    UnknownVxlanSource => "UNKNOWN_VXLAN_SOURCE", Info, false;
+    /// Not raised yet: reserved by the contract.
+    DatapathDetached => "DATAPATH_DETACHED", Critical, false;
+    /// Not raised yet: reserved by the contract.
+    DecapFiltered => "DECAP_FILTERED", Critical, false;
+    /// Not raised yet: reserved by the contract.
+    VtepMacStale => "VTEP_MAC_STALE", Critical, false;
+    /// Not raised yet: reserved by the contract (warning, critical when it
+    /// is all of a peer's traffic).
+    VxlanChecksumErrors => "VXLAN_CHECKSUM_ERRORS", Warning, false;
+}
+
+// By name, as the codes were sorted when they were strings.
+impl Ord for FindingCode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for FindingCode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for FindingCode {
+    fn from(s: &str) -> Self {
+        Self::from_name(s)
+    }
+}
+
+impl PartialEq<str> for FindingCode {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FindingCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for FindingCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FindingCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(Self::from_name(&name))
+    }
+}
+
 /// One diagnosis: what is wrong, the numbers behind it, what to do.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
-    pub code: &'static str,
+    pub code: FindingCode,
     pub severity: Severity,
     /// The remote VTEP this is about; `None` for the whole node.
     pub peer: Option<String>,
@@ -131,6 +269,16 @@ pub struct DropReport {
     pub packets: u64,
 }
 
+/// One change of the overlay device as the probe saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverlayChange {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub state: OverlayState,
+    pub ifindex: Option<u32>,
+    pub mac: Option<String>,
+}
+
 /// Inner traffic of a MAC no FDB entry names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UnattributedInner {
@@ -152,7 +300,7 @@ pub struct Report {
     pub overflow: Overflow,
     /// Changes of the overlay device seen while the probe ran (a device
     /// deleted and recreated by a CNI restart shows here).
-    pub overlay_history: Vec<crate::probe::OverlayChange>,
+    pub overlay_history: Vec<OverlayChange>,
 }
 
 impl Report {

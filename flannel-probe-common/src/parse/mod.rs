@@ -261,7 +261,7 @@ pub fn headers_len<L: Load>(pkt: &L, eth_offset: usize) -> usize {
 /// first repeats `headers` bytes of headers.
 #[inline(always)]
 pub fn wire_bytes(len: usize, segs: u32, headers: usize) -> u64 {
-    let extra = segs.saturating_sub(1) as u64;
+    let extra = u64::from(segs.saturating_sub(1));
     len as u64 + extra * headers as u64
 }
 

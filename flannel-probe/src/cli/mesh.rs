@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
-use super::{Common, duration, serve::DEFAULT_PORT};
+use super::{Common, duration};
 use crate::{
-    agent::Counters,
-    http::{self, BaseUrl},
-    mesh::{self, AgentReading},
+    fleet::{
+        DEFAULT_PORT,
+        agent::Counters,
+        http::{self, BaseUrl},
+        mesh::{self, AgentReading},
+    },
     probe::shutdown_signal,
     render::{Format, mesh as render_mesh},
 };

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     datapath::AttachMode,
     node::{DiscoverOptions, PortChoice, UplinkChoice},
+    probe::ProbeOptions,
     render::Format,
 };
 
@@ -63,11 +64,16 @@ pub struct UplinkArg(pub UplinkChoice);
 pub struct PortArg(pub PortChoice);
 
 impl Common {
-    pub fn discover_options(&self) -> DiscoverOptions {
-        DiscoverOptions {
-            overlay: self.overlay.clone(),
-            uplink: self.uplink.0.clone(),
-            port: self.port.0.clone(),
+    /// The engine's options: flags in, [`ProbeOptions`] out, built once.
+    pub fn probe_options(&self) -> ProbeOptions {
+        ProbeOptions {
+            discover: DiscoverOptions {
+                overlay: self.overlay.clone(),
+                uplink: self.uplink.0.clone(),
+                port: self.port.0.clone(),
+            },
+            max_peers: self.max_peers,
+            attach_mode: self.attach,
         }
     }
 }
@@ -126,29 +132,6 @@ pub fn duration(s: &str) -> Result<Duration> {
         bail!("'{s}' is not a positive duration");
     }
     Ok(d)
-}
-
-/// The three capabilities eBPF observation needs; all missing ones named.
-pub fn check_privileges() -> Result<()> {
-    use caps::{CapSet, Capability};
-    let have = caps::read(None, CapSet::Effective)
-        .map_err(|e| anyhow::anyhow!("reading this process's capabilities failed: {e}"))?;
-    let missing: Vec<&str> = [
-        (Capability::CAP_BPF, "CAP_BPF"),
-        (Capability::CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-        (Capability::CAP_PERFMON, "CAP_PERFMON"),
-    ]
-    .into_iter()
-    .filter(|(c, _)| !have.contains(c))
-    .map(|(_, n)| n)
-    .collect();
-    if !missing.is_empty() {
-        bail!(
-            "missing capabilities {}: run flannel-probe as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
-            missing.join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// Runs the parsed command; the result is the process exit code.

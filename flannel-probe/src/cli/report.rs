@@ -19,7 +19,7 @@ pub struct ReportArgs {
 
 pub async fn run(common: &Common, args: &ReportArgs) -> Result<i32> {
     let mut shutdown = Shutdown::install()?;
-    let mut probe = Probe::start(common).await?;
+    let mut probe = Probe::start(&common.probe_options()).await?;
     let start = probe.snapshot()?;
     let t0 = Instant::now();
     tracing::info!("observing for {:?}", args.duration);

@@ -26,14 +26,12 @@ use ratatui::{
 
 use super::{Common, duration};
 use crate::{
-    datapath::Snapshot,
     logcapture,
-    probe::{Probe, Shutdown},
+    probe::{Probe, Shutdown, Windows},
     render::{
         Format, json, text,
         tui::{self, Action, WatchState},
     },
-    report::{Report, Severity},
 };
 
 #[derive(Debug, Args)]
@@ -57,35 +55,10 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     }
 }
 
-/// Windows of the probe's counters, one per call.
-struct Sampler {
-    prev: Snapshot,
-    t_prev: Instant,
-}
-
-impl Sampler {
-    fn new(probe: &mut Probe) -> Result<Self> {
-        Ok(Self {
-            prev: probe.snapshot()?,
-            t_prev: Instant::now(),
-        })
-    }
-
-    /// The report of the window since the last call.
-    fn next(&mut self, probe: &mut Probe) -> Result<Report> {
-        let now = probe.snapshot()?;
-        let secs = self.t_prev.elapsed().as_secs_f64();
-        let report = probe.report(&now.since(&self.prev), secs);
-        self.prev = now;
-        self.t_prev = Instant::now();
-        Ok(report)
-    }
-}
-
 async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
     let mut shutdown = Shutdown::install()?;
-    let mut probe = Probe::start(common).await?;
-    let mut sampler = Sampler::new(&mut probe)?;
+    let mut probe = Probe::start(&common.probe_options()).await?;
+    let mut sampler = Windows::new(&mut probe)?;
     let mut tick = tokio::time::interval(args.interval);
     tick.tick().await;
     loop {
@@ -102,7 +75,7 @@ async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
         let report = sampler.next(&mut probe)?;
         let text = match common.format {
             Format::Json => json::line(&report)?,
-            Format::Text => plain_text(&report),
+            Format::Text => text::watch_plain(&report, std::time::SystemTime::now()),
         };
         let mut out = std::io::stdout().lock();
         match writeln!(out, "{text}").and_then(|()| out.flush()) {
@@ -114,42 +87,14 @@ async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
     }
 }
 
-fn plain_text(report: &Report) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "--- {} ---\n",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-    ));
-    out.push_str(&text::node_line(report));
-    out.push_str(&text::peer_table(report, Some(report.window_secs)));
-    for f in report
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Info)
-    {
-        let peer = f
-            .peer
-            .as_deref()
-            .map(|p| format!(" [{p}]"))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "{} {}{peer}: {}\n",
-            f.severity.as_str().to_uppercase(),
-            f.code,
-            f.summary
-        ));
-    }
-    out
-}
-
 async fn run_screen(common: &Common, args: &WatchArgs) -> Result<i32> {
     // From here a signal ends the loop (and restores the terminal) instead
     // of killing the process. Errors before the screen is taken
     // (privileges, eBPF, bad names) print as usual.
     let mut shutdown = Shutdown::install()?;
-    let mut probe = Probe::start(common).await?;
+    let mut probe = Probe::start(&common.probe_options()).await?;
     let started = Instant::now();
-    let mut sampler = Sampler::new(&mut probe)?;
+    let mut sampler = Windows::new(&mut probe)?;
 
     let mut screen = Screen::enter()?;
     let mut state = WatchState::new();

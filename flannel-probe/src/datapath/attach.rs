@@ -69,7 +69,7 @@ pub enum AttachMode {
 
 /// Our clsact filter priority: high enough to stay out of the way of the
 /// small priorities CNIs use.
-pub const CLSACT_PRIORITY: u16 = 0xf1a0;
+pub(super) const CLSACT_PRIORITY: u16 = 0xf1a0;
 
 pub(super) struct Attached {
     pub iface: String,

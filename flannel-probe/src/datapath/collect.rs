@@ -10,9 +10,9 @@ use aya::{
 
 use super::batch;
 use flannel_probe_common::abi::{
-    DropKey, InnerCounters, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot,
-    NUM_STATS, PeerCounters, PeerSlot, PeerValue, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW,
-    STAT_MACS_USED, STAT_PEER_OVERFLOW, STAT_PEERS_USED, key_addr, key_mac,
+    DropKey, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, NUM_STATS, PeerSlot,
+    PeerValue, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW, STAT_MACS_USED, STAT_PEER_OVERFLOW,
+    STAT_PEERS_USED, key_addr, key_mac,
 };
 use serde::Serialize;
 
@@ -53,49 +53,6 @@ pub struct Overflow {
     pub drops: u64,
 }
 
-fn add_peer(a: &mut PeerCounters, b: &PeerCounters) {
-    a.packets += b.packets;
-    a.bytes += b.bytes;
-    a.malformed += b.malformed;
-    a.other_vni += b.other_vni;
-    a.icmp_port_unreachable += b.icmp_port_unreachable;
-    a.other_port += b.other_port;
-    if b.last_other_port != 0 {
-        a.last_other_port = b.last_other_port;
-    }
-    if b.last_other_vni != 0 {
-        a.last_other_vni = b.last_other_vni;
-    }
-    if b.last_inner_src != [0; 6] {
-        a.last_inner_src = b.last_inner_src;
-    }
-}
-
-fn sub_peer(now: &PeerCounters, then: &PeerCounters) -> PeerCounters {
-    PeerCounters {
-        packets: now.packets.saturating_sub(then.packets),
-        bytes: now.bytes.saturating_sub(then.bytes),
-        malformed: now.malformed.saturating_sub(then.malformed),
-        other_vni: now.other_vni.saturating_sub(then.other_vni),
-        icmp_port_unreachable: now
-            .icmp_port_unreachable
-            .saturating_sub(then.icmp_port_unreachable),
-        other_port: now.other_port.saturating_sub(then.other_port),
-        last_other_vni: now.last_other_vni,
-        last_other_port: now.last_other_port,
-        _pad: 0,
-        last_inner_src: now.last_inner_src,
-        _pad2: [0; 2],
-    }
-}
-
-fn sub_inner(now: &InnerCounters, then: &InnerCounters) -> InnerCounters {
-    InnerCounters {
-        packets: now.packets.saturating_sub(then.packets),
-        bytes: now.bytes.saturating_sub(then.bytes),
-    }
-}
-
 impl Snapshot {
     /// Adds one CPU's value of a `DROPS` entry.
     pub fn add_drop(&mut self, key: &DropKey, packets: u64) {
@@ -112,14 +69,8 @@ impl Snapshot {
     /// now count from zero; counters never go backwards (maps are never
     /// cleared while the probe runs), saturating guards the impossible.
     pub fn since(&self, earlier: &Snapshot) -> Snapshot {
-        let peers = diff(&self.peers, &earlier.peers, |now, then| PeerTotals {
-            rx: sub_peer(&now.rx, &then.rx),
-            tx: sub_peer(&now.tx, &then.tx),
-        });
-        let inner = diff(&self.inner, &earlier.inner, |now, then| InnerTotals {
-            rx: sub_inner(&now.rx, &then.rx),
-            tx: sub_inner(&now.tx, &then.tx),
-        });
+        let peers = diff(&self.peers, &earlier.peers, |now, then| *now - *then);
+        let inner = diff(&self.inner, &earlier.inner, |now, then| *now - *then);
         let drops = diff(&self.drops, &earlier.drops, |now, then| {
             now.saturating_sub(*then)
         });
@@ -163,13 +114,10 @@ fn per_cpu_hash<'a, K: Pod, V: Pod>(
     let map = ebpf
         .map(name)
         .ok_or_else(|| anyhow!("the eBPF object has no {name} map: rebuild flannel-probe"))?;
-    let data = match map {
-        Map::PerCpuHashMap(d) => d,
-        _ => {
-            return Err(anyhow!(
-                "{name} is not a per-CPU hash map: rebuild flannel-probe"
-            ));
-        }
+    let Map::PerCpuHashMap(data) = map else {
+        return Err(anyhow!(
+            "{name} is not a per-CPU hash map: rebuild flannel-probe"
+        ));
     };
     let typed =
         PerCpuHashMap::try_from(map).with_context(|| format!("opening the {name} map failed"))?;
@@ -190,19 +138,12 @@ fn summed<K: Pod + PartialEq, V: Pod + Default>(
     Ok(out)
 }
 
-fn add_inner(a: &mut InnerCounters, b: &InnerCounters) {
-    a.packets += b.packets;
-    a.bytes += b.bytes;
-}
-
 fn add_peer_value(a: &mut PeerValue, b: &PeerValue) {
-    add_peer(&mut a.rx, &b.rx);
-    add_peer(&mut a.tx, &b.tx);
+    *a += *b;
 }
 
 fn add_inner_value(a: &mut InnerValue, b: &InnerValue) {
-    add_inner(&mut a.rx, &b.rx);
-    add_inner(&mut a.tx, &b.tx);
+    *a += *b;
 }
 
 /// Adds one CPU's value of `key` to `out`, where the readers hand over a
@@ -355,6 +296,8 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
 
 #[cfg(test)]
 mod tests {
+    use flannel_probe_common::abi::{InnerCounters, PeerCounters};
+
     use super::*;
 
     fn counters(packets: u64) -> PeerCounters {

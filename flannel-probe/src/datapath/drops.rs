@@ -51,7 +51,8 @@ impl DropReasons {
             .unwrap_or_else(|| format!("REASON_{n}"))
     }
 
-    /// The number of a reason, by name (for tests).
+    /// The number of a reason, by name.
+    #[cfg(test)]
     pub fn number(&self, name: &str) -> Option<u32> {
         self.names.iter().find(|(_, v)| *v == name).map(|(k, _)| *k)
     }

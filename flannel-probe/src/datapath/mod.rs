@@ -4,6 +4,8 @@
 //! Everything attached here is owned by [`Datapath`]; dropping it detaches
 //! all of it (tcx links are file descriptors, so even SIGKILL removes them).
 mod attach;
+// aya's map types take `.iter()`; the loop there reads better with it.
+#[allow(clippy::explicit_iter_loop)]
 mod batch;
 pub mod btf;
 mod clsact;

@@ -171,7 +171,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         overlay_history: Vec::new(),
     };
     let mut findings = rules::all(&report, inp, &ix);
-    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(b.code)));
+    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
     report.findings = findings;
     report
 }

@@ -8,11 +8,11 @@ use std::{
 use super::Inputs;
 use crate::{
     node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState},
-    report::{Finding, PeerReport, Report, Severity, mac_string},
+    report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
 };
 
-/// Outer Ethernet + IPv4 + UDP + VXLAN.
-const VXLAN_OVERHEAD: u32 = 50;
+/// Outer Ethernet + IPv4 + UDP + VXLAN (the parser's constant, as an MTU).
+const VXLAN_OVERHEAD: u32 = flannel_probe_common::parse::VXLAN_OVERHEAD as u32;
 
 const RESTART_CNI: &str = "restart the CNI agent on this node (k3s: systemctl restart k3s; \
      kube-flannel: delete this node's kube-flannel pod) and check its log for the VXLAN backend";
@@ -47,10 +47,11 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out
 }
 
-fn finding(code: &'static str, severity: Severity, peer: Option<&str>) -> Finding {
+/// A finding of `code`, with the severity the code is raised with.
+fn finding(code: FindingCode, peer: Option<&str>) -> Finding {
     Finding {
+        severity: code.severity().unwrap_or(Severity::Warning),
         code,
-        severity,
         peer: peer.map(str::to_string),
         summary: String::new(),
         evidence: Vec::new(),
@@ -74,7 +75,7 @@ fn rx_acceptable(p: &PeerReport) -> u64 {
 fn overlay_device_missing(r: &Report) -> Option<Finding> {
     (r.node.overlay_state == OverlayState::Missing).then(|| {
         let rx = sum(r, |p| p.rx_encap_packets);
-        let mut f = finding("OVERLAY_DEVICE_MISSING", Severity::Critical, None);
+        let mut f = finding(FindingCode::OverlayDeviceMissing, None);
         f.summary = format!("the overlay device {} does not exist", r.node.overlay);
         f.evidence = vec![
             format!("netlink: no link named {}", r.node.overlay),
@@ -87,7 +88,7 @@ fn overlay_device_missing(r: &Report) -> Option<Finding> {
 
 fn overlay_device_down(r: &Report) -> Option<Finding> {
     (r.node.overlay_state == OverlayState::Down).then(|| {
-        let mut f = finding("OVERLAY_DEVICE_DOWN", Severity::Critical, None);
+        let mut f = finding(FindingCode::OverlayDeviceDown, None);
         f.summary = format!("the overlay device {} exists but is not up", r.node.overlay);
         f.evidence = vec![format!("netlink: {} is down", r.node.overlay)];
         f.remediation = format!(
@@ -101,7 +102,7 @@ fn overlay_device_down(r: &Report) -> Option<Finding> {
 fn vxlan_port_not_bound(r: &Report) -> Option<Finding> {
     (!r.node.port_bound).then(|| {
         let port = r.node.vxlan_port;
-        let mut f = finding("VXLAN_PORT_NOT_BOUND", Severity::Critical, None);
+        let mut f = finding(FindingCode::VxlanPortNotBound, None);
         f.summary =
             format!("nothing on this node listens on UDP {port}: inbound VXLAN has no socket");
         f.evidence = vec![format!("sock_diag: no UDP socket bound to port {port}")];
@@ -130,7 +131,7 @@ fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
     if rx == 0 || decap > 0 {
         return None;
     }
-    let mut f = finding("VXLAN_NOT_DECAPSULATED", Severity::Critical, None);
+    let mut f = finding(FindingCode::VxlanNotDecapsulated, None);
     f.affected_peers = arriving.iter().map(|p| p.peer.clone()).collect();
     let n = arriving.len();
     f.summary = format!(
@@ -169,7 +170,7 @@ fn peer_port_unreachable(r: &Report) -> Vec<Finding> {
         .iter()
         .filter(|p| p.icmp_port_unreachable > 0)
         .map(|p| {
-            let mut f = finding("PEER_PORT_UNREACHABLE", Severity::Critical, Some(&p.peer));
+            let mut f = finding(FindingCode::PeerPortUnreachable, Some(&p.peer));
             f.summary = format!(
                 "{} answers our VXLAN with ICMP port unreachable: it cannot decapsulate",
                 p.peer
@@ -191,7 +192,7 @@ fn peer_port_unreachable(r: &Report) -> Vec<Finding> {
 fn no_vxlan_traffic(r: &Report) -> Option<Finding> {
     let total = sum(r, |p| p.rx_encap_packets + p.tx_encap_packets);
     (total == 0).then(|| {
-        let mut f = finding("NO_VXLAN_TRAFFIC", Severity::Info, None);
+        let mut f = finding(FindingCode::NoVxlanTraffic, None);
         f.summary = format!("no VXLAN on UDP {} in the window", r.node.vxlan_port);
         f.evidence = vec![format!(
             "window {:.1}s, {} known peers",
@@ -207,7 +208,7 @@ fn no_vxlan_traffic(r: &Report) -> Option<Finding> {
 fn map_overflow(r: &Report) -> Option<Finding> {
     let o = r.overflow;
     (o.peers + o.macs + o.drops > 0).then(|| {
-        let mut f = finding("MAP_OVERFLOW", Severity::Info, None);
+        let mut f = finding(FindingCode::MapOverflow, None);
         f.summary = "more peers than the datapath's map slots: some were not counted".into();
         f.evidence = vec![format!(
             "new keys not stored: peers={} macs={} drops={}",
@@ -227,7 +228,7 @@ fn peer_silent(r: &Report) -> Vec<Finding> {
         .filter(|p| p.tx_encap_packets > 0 && p.rx_encap_packets == 0 && p.icmp_port_unreachable == 0)
         .filter(|_| answering > 0)
         .map(|p| {
-            let mut f = finding("PEER_SILENT", Severity::Warning, Some(&p.peer));
+            let mut f = finding(FindingCode::PeerSilent, Some(&p.peer));
             f.summary = format!(
                 "{} receives our VXLAN but sends none back, while {answering} other peer{} do",
                 p.peer,
@@ -270,7 +271,7 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
     if foreign.len() == senders.len() && senders.len() > 1 {
         let vnis: BTreeSet<String> = foreign.iter().map(|p| theirs(p)).collect();
         let n: u64 = foreign.iter().map(|p| p.rx_other_vni).sum();
-        let mut f = finding("VNI_MISMATCH", Severity::Critical, None);
+        let mut f = finding(FindingCode::VniMismatch, None);
         f.summary = format!(
             "every peer sends VNI {}, but {} on this node serves VNI {ours}",
             vnis.into_iter().collect::<Vec<_>>().join("/"),
@@ -299,7 +300,7 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
     foreign
         .into_iter()
         .map(|p| {
-            let mut f = finding("VNI_MISMATCH", Severity::Critical, Some(&p.peer));
+            let mut f = finding(FindingCode::VniMismatch, Some(&p.peer));
             f.summary = format!("{} sends VNI {}, this node serves VNI {ours}", p.peer, theirs(p));
             f.evidence = vec![format!(
                 "rx_other_vni={} of rx_encap_packets={} last VNI {}",
@@ -384,7 +385,7 @@ fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
                 })
                 .get(&mac)
                 .map(Ipv4Addr::to_string);
-            let mut f = finding("FDB_ENTRY_MISSING", Severity::Warning, peer.as_deref());
+            let mut f = finding(FindingCode::FdbEntryMissing, peer.as_deref());
             f.summary = format!(
                 "{dst}/{len} is routed to VTEP {m}, but the FDB has no entry for it: \
                  traffic there cannot be encapsulated"
@@ -429,7 +430,7 @@ fn neigh_entry_missing(r: &Report, node: &NodeState, routes: &[Route], ix: &Inde
         .into_iter()
         .map(|(dst, len, gw)| {
             let peer = (orphans.len() == 1).then(|| orphans[0].to_string());
-            let mut f = finding("NEIGH_ENTRY_MISSING", Severity::Warning, peer.as_deref());
+            let mut f = finding(FindingCode::NeighEntryMissing, peer.as_deref());
             f.summary = format!(
                 "{dst}/{len} is routed via {gw}, which has no neighbour entry: the kernel cannot \
                  address the remote VTEP"
@@ -462,7 +463,7 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
                 return None;
             }
             let seen = mac_string(&mac);
-            let mut f = finding("FDB_ENTRY_STALE", Severity::Warning, Some(&p.peer));
+            let mut f = finding(FindingCode::FdbEntryStale, Some(&p.peer));
             f.summary = format!(
                 "the FDB sends VTEP {seen} to {fdb_ip}, but that VTEP's VXLAN arrives from {}",
                 p.peer
@@ -483,7 +484,7 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
 
 fn forwarding_disabled(r: &Report, node: &NodeState) -> Option<Finding> {
     (node.overlay.is_some() && node.forwarding == Some(false)).then(|| {
-        let mut f = finding("FORWARDING_DISABLED", Severity::Critical, None);
+        let mut f = finding(FindingCode::ForwardingDisabled, None);
         f.summary = format!(
             "IPv4 forwarding is off on {}: decapsulated traffic cannot reach the pods",
             r.node.overlay
@@ -504,7 +505,7 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
     let o = node.overlay.as_ref()?.mtu?;
     let u = node.uplink.as_ref()?.mtu?;
     (o + VXLAN_OVERHEAD > u).then(|| {
-        let mut f = finding("MTU_MISMATCH", Severity::Warning, None);
+        let mut f = finding(FindingCode::MtuMismatch, None);
         f.summary = format!(
             "{} MTU {o} + {VXLAN_OVERHEAD} bytes of VXLAN exceeds the uplink's MTU {u}: large packets are lost",
             r.node.overlay
@@ -526,7 +527,7 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
 fn vxlan_drops(r: &Report) -> Option<Finding> {
     let total: u64 = r.drops.iter().map(|d| d.packets).sum();
     (total > 0).then(|| {
-        let mut f = finding("VXLAN_DROPS", Severity::Warning, None);
+        let mut f = finding(FindingCode::VxlanDrops, None);
         f.summary = format!("the kernel dropped {total} VXLAN-related packets in the window");
         f.evidence = r
             .drops
@@ -547,7 +548,7 @@ fn vxlan_drops(r: &Report) -> Option<Finding> {
 
 fn drops_unavailable(why: Option<&str>) -> Option<Finding> {
     why.map(|why| {
-        let mut f = finding("DROP_REASONS_UNAVAILABLE", Severity::Info, None);
+        let mut f = finding(FindingCode::DropReasonsUnavailable, None);
         f.summary = "kernel drop reasons are not counted on this node".into();
         f.evidence = vec![why.to_string()];
         f.remediation =
@@ -577,7 +578,7 @@ fn vxlan_port_mismatch(r: &Report) -> Vec<Finding> {
     let theirs = |p: &PeerReport| p.rx_last_other_port.map_or("?".into(), |v| v.to_string());
     if foreign.len() == senders.len() && senders.len() > 1 {
         let ports: BTreeSet<String> = foreign.iter().map(|p| theirs(p)).collect();
-        let mut f = finding("VXLAN_PORT_MISMATCH", Severity::Critical, None);
+        let mut f = finding(FindingCode::VxlanPortMismatch, None);
         f.summary = format!(
             "every peer sends VXLAN to UDP {}, but {} on this node uses UDP {ours}",
             ports.into_iter().collect::<Vec<_>>().join("/"),
@@ -604,7 +605,7 @@ fn vxlan_port_mismatch(r: &Report) -> Vec<Finding> {
     foreign
         .into_iter()
         .map(|p| {
-            let mut f = finding("VXLAN_PORT_MISMATCH", Severity::Critical, Some(&p.peer));
+            let mut f = finding(FindingCode::VxlanPortMismatch, Some(&p.peer));
             f.summary = format!(
                 "{} sends VXLAN to UDP {}, while this node uses UDP {ours}",
                 p.peer,

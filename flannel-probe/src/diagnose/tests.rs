@@ -103,8 +103,8 @@ fn run(window: &Snapshot, node: &NodeState) -> Report {
     })
 }
 
-fn codes(r: &Report) -> Vec<&'static str> {
-    r.findings.iter().map(|f| f.code).collect()
+fn codes(r: &Report) -> Vec<&str> {
+    r.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
 fn healthy_window() -> Snapshot {

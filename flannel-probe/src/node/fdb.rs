@@ -13,13 +13,7 @@ use super::{FdbEntry, NeighEntry, mac6};
 /// Neighbour state bits (`NUD_*` from `<linux/neighbour.h>`).
 pub const NUD_INCOMPLETE: u16 = 0x01;
 /// See [`NUD_INCOMPLETE`].
-pub const NUD_REACHABLE: u16 = 0x02;
-/// See [`NUD_INCOMPLETE`].
-pub const NUD_STALE: u16 = 0x04;
-/// See [`NUD_INCOMPLETE`].
 pub const NUD_FAILED: u16 = 0x20;
-/// See [`NUD_INCOMPLETE`].
-pub const NUD_NOARP: u16 = 0x40;
 /// See [`NUD_INCOMPLETE`].
 pub const NUD_PERMANENT: u16 = 0x80;
 

@@ -18,12 +18,12 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, anyhow};
 
-pub use fdb::{NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE};
+pub use fdb::{NUD_FAILED, NUD_INCOMPLETE, NUD_PERMANENT};
 pub use links::ifindex_by_name;
 pub use sockdiag::{udp_local_addrs_on_port, udp_port_bound};
 
-/// The port Flannel and the Linux kernel use for VXLAN when none is given.
-pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+/// Flannel's VXLAN port, when the device names none.
+pub use flannel_probe_common::parse::DEFAULT_VXLAN_PORT;
 
 /// The state of the overlay device as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -2,16 +2,20 @@
 //! receive), then the findings.
 use std::fmt::Write as _;
 
-use crate::{mesh::MeshReport, report::Severity};
+use super::{plural, write_finding};
+use crate::{
+    fleet::mesh::MeshReport,
+    report::{FindingCode, Severity},
+};
 
-pub fn text(m: &MeshReport) -> String {
+pub(crate) fn text(m: &MeshReport) -> String {
     let mut s = String::new();
     let count = |sev: Severity| m.findings.iter().filter(|f| f.severity == sev).count();
     let (crit, warn) = (count(Severity::Critical), count(Severity::Warning));
     let lossy = m
         .findings
         .iter()
-        .filter(|f| f.code == "UNDERLAY_LOSS")
+        .filter(|f| f.code == FindingCode::UnderlayLoss)
         .count();
     let unreachable = m.nodes.iter().filter(|n| !n.reachable).count();
     let verdict = match (crit, warn) {
@@ -90,18 +94,15 @@ pub fn text(m: &MeshReport) -> String {
             (None, Some(b)) => format!(" [-> {b}]"),
             (None, None) => format!(" [{}]", f.agent),
         };
-        let _ = writeln!(
-            s,
-            "{:<8} {}{place}: {}",
-            f.severity.as_str().to_uppercase(),
-            f.code,
-            f.summary
+        write_finding(
+            &mut s,
+            f.severity,
+            &f.code,
+            &place,
+            &f.summary,
+            &f.evidence,
+            &f.remediation,
         );
-        for (i, e) in f.evidence.iter().enumerate() {
-            let label = if i == 0 { "evidence:" } else { "" };
-            let _ = writeln!(s, "         {label:<9} {e}");
-        }
-        let _ = writeln!(s, "         {:<9} {}", "fix:", f.remediation);
     }
     // Padding of the last column leaves trailing blanks.
     let mut out: String = s.lines().map(|l| format!("{}\n", l.trim_end())).collect();
@@ -109,8 +110,4 @@ pub fn text(m: &MeshReport) -> String {
         out.push('\n');
     }
     out
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

@@ -1,8 +1,13 @@
 //! Faces render a [`crate::report::Report`]; none of them decides anything.
-pub mod json;
-pub mod mesh;
-pub mod text;
-pub mod tui;
+use std::fmt::Write as _;
+
+use crate::report::{FindingCode, Severity};
+
+pub(crate) mod json;
+pub(crate) mod mesh;
+pub mod metrics;
+pub(crate) mod text;
+pub(crate) mod tui;
 
 /// Output format of `report` and `watch --plain`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -12,20 +17,59 @@ pub enum Format {
     Json,
 }
 
-/// `1.2 k`, `3.4 M`: compact figures for tables.
-pub fn si(v: f64) -> String {
+/// `1.2 k`, `3.4 M`: compact figures for tables (`report`, `watch --plain`).
+pub(crate) fn si(v: f64) -> String {
+    scaled(v, 1e4, f64::INFINITY)
+}
+
+/// Figures for the live table's narrow columns: `5.2`, `48`, `6.1k`, `12.3M`.
+pub(crate) fn compact(v: f64) -> String {
+    scaled(v, 1e3, 10.0)
+}
+
+/// The one figure formatter: G, M and (from `k_from`) k prefixes with one
+/// decimal; below that, whole numbers bare and from `whole_from` rounded.
+fn scaled(v: f64, k_from: f64, whole_from: f64) -> String {
     let a = v.abs();
     if a >= 1e9 {
         format!("{:.1}G", v / 1e9)
     } else if a >= 1e6 {
         format!("{:.1}M", v / 1e6)
-    } else if a >= 1e4 {
+    } else if a >= k_from {
         format!("{:.1}k", v / 1e3)
-    } else if a.fract() == 0.0 {
+    } else if a >= whole_from || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
     }
+}
+
+/// One finding for people: `SEVERITY CODE[where]: summary`, then the
+/// evidence and the fix, indented under it.
+pub(crate) fn write_finding(
+    s: &mut String,
+    severity: Severity,
+    code: &FindingCode,
+    place: &str,
+    summary: &str,
+    evidence: &[String],
+    remediation: &str,
+) {
+    let _ = writeln!(
+        s,
+        "{:<8} {code}{place}: {summary}",
+        severity.as_str().to_uppercase()
+    );
+    for (i, e) in evidence.iter().enumerate() {
+        let label = if i == 0 { "evidence:" } else { "" };
+        let _ = writeln!(s, "         {label:<9} {e}");
+    }
+    let _ = writeln!(s, "         {:<9} {}", "fix:", remediation);
+}
+
+/// `s` for anything but one.
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

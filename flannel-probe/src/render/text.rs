@@ -2,10 +2,10 @@
 //! and remediation, then the node, the per-peer table and the drops.
 use std::fmt::Write as _;
 
-use super::si;
+use super::{plural, si, write_finding};
 use crate::report::{Report, Severity};
 
-pub fn report(r: &Report) -> String {
+pub(crate) fn report(r: &Report) -> String {
     let mut s = String::new();
     let crit = r
         .findings
@@ -34,18 +34,15 @@ pub fn report(r: &Report) -> String {
             .as_deref()
             .map(|p| format!(" [{p}]"))
             .unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "{:<8} {}{peer}: {}",
-            f.severity.as_str().to_uppercase(),
-            f.code,
-            f.summary
+        write_finding(
+            &mut s,
+            f.severity,
+            &f.code,
+            &peer,
+            &f.summary,
+            &f.evidence,
+            &f.remediation,
         );
-        for (i, e) in f.evidence.iter().enumerate() {
-            let label = if i == 0 { "evidence:" } else { "" };
-            let _ = writeln!(s, "         {label:<9} {e}");
-        }
-        let _ = writeln!(s, "         {:<9} {}", "fix:", f.remediation);
     }
     let _ = writeln!(s);
     s.push_str(&node_line(r));
@@ -71,12 +68,8 @@ pub fn report(r: &Report) -> String {
     s
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// One line about the node: device, state, port, VNI, uplink.
-pub fn node_line(r: &Report) -> String {
+pub(crate) fn node_line(r: &Report) -> String {
     let n = &r.node;
     format!(
         "Node {}: overlay {} {}, VNI {}, UDP {} {}, uplink {}, local VTEP {}, kernel {}\n",
@@ -93,7 +86,7 @@ pub fn node_line(r: &Report) -> String {
 }
 
 /// The per-peer table. With `per_sec`, packet figures become rates.
-pub fn peer_table(r: &Report, per_sec: Option<f64>) -> String {
+pub(crate) fn peer_table(r: &Report, per_sec: Option<f64>) -> String {
     let mut s = String::new();
     let unit = if per_sec.is_some() { "/s" } else { "" };
     let _ = writeln!(
@@ -135,4 +128,34 @@ pub fn peer_table(r: &Report, per_sec: Option<f64>) -> String {
         );
     }
     s
+}
+
+/// One interval of `watch --plain`: a time stamp, the node line, the peer
+/// table and the findings that need attention, one per line.
+pub(crate) fn watch_plain(report: &Report, now: std::time::SystemTime) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "--- {} ---\n",
+        humantime::format_rfc3339_seconds(now)
+    ));
+    out.push_str(&node_line(report));
+    out.push_str(&peer_table(report, Some(report.window_secs)));
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+    {
+        let peer = f
+            .peer
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {}{peer}: {}\n",
+            f.severity.as_str().to_uppercase(),
+            f.code,
+            f.summary
+        ));
+    }
+    out
 }

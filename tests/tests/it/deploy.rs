@@ -461,7 +461,7 @@ fn promtool_accepts_the_served_metrics() {
         }],
         findings: vec![AgentFinding {
             code: "VXLAN_NOT_DECAPSULATED".into(),
-            severity: "critical".into(),
+            severity: flannel_probe::report::Severity::Critical,
             peer: None,
             summary: String::new(),
             evidence: vec![],

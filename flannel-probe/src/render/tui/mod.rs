@@ -13,8 +13,10 @@ use ratatui::{
     text::{Line, Span},
     widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap},
 };
-pub use state::{Action, EVENTS, HISTORY, Rates, SortKey, WatchState, clock, top_drop};
+pub(crate) use state::{Action, Rates, SortKey, WatchState, clock, top_drop};
 
+pub(crate) use super::compact;
+use super::plural;
 use crate::{
     node::OverlayState,
     report::{Finding, PeerReport, Report, Severity},
@@ -22,7 +24,7 @@ use crate::{
 
 /// A column of the peer table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Col {
+pub(crate) enum Col {
     Peer,
     Health,
     Mac,
@@ -154,7 +156,7 @@ fn sort_col(k: SortKey) -> Col {
 
 /// The columns that fit in `width` cells, in display order, with their
 /// widths: the most important first, the sparkline takes what is left.
-pub fn columns(width: u16) -> Vec<(Col, u16)> {
+pub(crate) fn columns(width: u16) -> Vec<(Col, u16)> {
     let mut order: Vec<&ColSpec> = COLUMNS.iter().collect();
     order.sort_by_key(|c| c.priority);
     let mut used: u16 = 0;
@@ -189,27 +191,14 @@ fn spec(col: Col) -> &'static ColSpec {
     COLUMNS.iter().find(|c| c.col == col).unwrap_or(&COLUMNS[0])
 }
 
-/// Figures for narrow columns: `5.2`, `48`, `6.1k`, `12.3M`.
-pub fn compact(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e9 {
-        format!("{:.1}G", v / 1e9)
-    } else if a >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if a >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else if a >= 10.0 || v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// `samples` (oldest first) as `width` bar characters, newest at the right;
 /// squeezed (max of each bucket) when there are more samples than cells.
-pub fn sparkline<'a>(samples: impl ExactSizeIterator<Item = &'a f64>, width: usize) -> String {
+pub(crate) fn sparkline<'a>(
+    samples: impl ExactSizeIterator<Item = &'a f64>,
+    width: usize,
+) -> String {
     let v: Vec<f64> = samples.copied().collect();
     if width == 0 {
         return String::new();
@@ -305,7 +294,7 @@ fn aligned(text: String, right: bool) -> Cell<'static> {
 }
 
 /// Draws the whole screen.
-pub fn draw(frame: &mut Frame, state: &WatchState) {
+pub(crate) fn draw(frame: &mut Frame, state: &WatchState) {
     let area = frame.area();
     if area.width == 0 || area.height == 0 {
         return;
@@ -451,10 +440,6 @@ fn count(r: &Report, s: Severity) -> usize {
     r.findings.iter().filter(|f| f.severity == s).count()
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 fn draw_table(frame: &mut Frame, area: Rect, state: &WatchState, rows: &[&PeerReport]) {
     if area.height == 0 {
         return;
@@ -557,7 +542,7 @@ fn finding_lines(f: &Finding, selected: Option<&str>) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(vec![
         Span::raw(mark),
         Span::styled(format!("{:<8} ", severity_word(f.severity)), style),
-        Span::styled(f.code, style.add_modifier(Modifier::BOLD)),
+        Span::styled(f.code.to_string(), style.add_modifier(Modifier::BOLD)),
         Span::raw(format!("{peer}: {}", f.summary)),
     ])];
     if f.severity != Severity::Info {

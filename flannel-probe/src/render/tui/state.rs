@@ -15,13 +15,13 @@ use crate::{
 };
 
 /// Samples of rx history kept per peer (a minute at the default interval).
-pub const HISTORY: usize = 60;
+pub(crate) const RATE_HISTORY: usize = 60;
 /// Events (state changes, log lines) kept for the findings pane.
-pub const EVENTS: usize = 50;
+pub(crate) const EVENTS: usize = 50;
 
 /// The column the peer rows are sorted by; `s` cycles through them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SortKey {
+pub(crate) enum SortKey {
     #[default]
     Peer,
     Health,
@@ -37,7 +37,7 @@ pub enum SortKey {
 
 impl SortKey {
     /// Cycle order of `s`.
-    pub const ALL: [SortKey; 10] = [
+    pub(crate) const ALL: [SortKey; 10] = [
         SortKey::Peer,
         SortKey::Health,
         SortKey::TxPackets,
@@ -50,12 +50,12 @@ impl SortKey {
         SortKey::Drops,
     ];
 
-    pub fn next(self) -> SortKey {
+    pub(crate) fn next(self) -> SortKey {
         let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
         Self::ALL[(i + 1) % Self::ALL.len()]
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SortKey::Peer => "peer",
             SortKey::Health => "health",
@@ -73,7 +73,7 @@ impl SortKey {
 
 /// What the event loop does after a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Nothing changed.
     None,
     /// The view changed: draw again.
@@ -84,7 +84,7 @@ pub enum Action {
 
 /// One peer's window as rates: packets/s = count / window, bits/s = bytes * 8 / window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Rates {
+pub(crate) struct Rates {
     pub tx_pps: f64,
     pub tx_bps: f64,
     pub rx_pps: f64,
@@ -96,7 +96,7 @@ pub struct Rates {
 }
 
 impl Rates {
-    pub fn of(p: &PeerReport, secs: f64) -> Rates {
+    pub(crate) fn of(p: &PeerReport, secs: f64) -> Rates {
         let per = |v: u64| {
             if secs > 0.0 { v as f64 / secs } else { 0.0 }
         };
@@ -115,7 +115,7 @@ impl Rates {
 }
 
 /// The drop reason with most packets, and the total, of one peer.
-pub fn top_drop(p: &PeerReport) -> (u64, Option<&str>) {
+pub(crate) fn top_drop(p: &PeerReport) -> (u64, Option<&str>) {
     let total = p.drops.values().sum();
     let top = p
         .drops
@@ -127,7 +127,7 @@ pub fn top_drop(p: &PeerReport) -> (u64, Option<&str>) {
 }
 
 /// `01:02:03`, or `2d 01:02:03`.
-pub fn clock(d: Duration) -> String {
+pub(crate) fn clock(d: Duration) -> String {
     let s = d.as_secs();
     let (days, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     if days > 0 {
@@ -139,9 +139,9 @@ pub fn clock(d: Duration) -> String {
 
 /// Everything the live table shows.
 #[derive(Debug, Default)]
-pub struct WatchState {
+pub(crate) struct WatchState {
     report: Option<Report>,
-    /// Per peer: rx encapsulated packets/s of the last [`HISTORY`] windows,
+    /// Per peer: rx encapsulated packets/s of the last [`RATE_HISTORY`] windows,
     /// oldest first.
     history: BTreeMap<String, VecDeque<f64>>,
     uptime: Duration,
@@ -164,13 +164,13 @@ pub struct WatchState {
 }
 
 impl WatchState {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Takes a new window. While paused the screen stays as it is and the
     /// report is only counted.
-    pub fn update(&mut self, report: Report, uptime: Duration) {
+    pub(crate) fn update(&mut self, report: Report, uptime: Duration) {
         if self.paused {
             self.skipped += 1;
             return;
@@ -186,7 +186,7 @@ impl WatchState {
                 state.as_str()
             )),
             None if state != OverlayState::Up => {
-                self.event(format!("{} {}", report.node.overlay, state.as_str()))
+                self.event(format!("{} {}", report.node.overlay, state.as_str()));
             }
             _ => {}
         }
@@ -195,7 +195,7 @@ impl WatchState {
         let secs = report.window_secs;
         for p in &report.peers {
             let h = self.history.entry(p.peer.clone()).or_default();
-            if h.len() == HISTORY {
+            if h.len() == RATE_HISTORY {
                 h.pop_front();
             }
             h.push_back(Rates::of(p, secs).rx_pps);
@@ -206,7 +206,7 @@ impl WatchState {
             if report.peers.iter().any(|p| &p.peer == peer) {
                 return true;
             }
-            if h.len() == HISTORY {
+            if h.len() == RATE_HISTORY {
                 h.pop_front();
             }
             h.push_back(0.0);
@@ -217,7 +217,7 @@ impl WatchState {
 
     /// Records something that happened (a state change, a log line), with
     /// the probe's uptime.
-    pub fn event(&mut self, what: impl Into<String>) {
+    pub(crate) fn event(&mut self, what: impl Into<String>) {
         if self.events.len() == EVENTS {
             self.events.pop_front();
         }
@@ -226,39 +226,39 @@ impl WatchState {
     }
 
     /// A failed refresh or read: shown until the next good window.
-    pub fn set_error(&mut self, e: impl Into<String>) {
+    pub(crate) fn set_error(&mut self, e: impl Into<String>) {
         self.error = Some(e.into());
     }
 
-    pub fn report(&self) -> Option<&Report> {
+    pub(crate) fn report(&self) -> Option<&Report> {
         self.report.as_ref()
     }
 
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.uptime
     }
 
-    pub fn error(&self) -> Option<&str> {
+    pub(crate) fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
 
     /// Oldest first.
-    pub fn events(&self) -> impl DoubleEndedIterator<Item = &str> {
+    pub(crate) fn events(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.events.iter().map(String::as_str)
     }
 
     /// The rx packets/s history of `peer`, oldest first.
-    pub fn history(&self, peer: &str) -> Option<&VecDeque<f64>> {
+    pub(crate) fn history(&self, peer: &str) -> Option<&VecDeque<f64>> {
         self.history.get(peer)
     }
 
     /// The filter in effect: the one being typed, else the applied one.
-    pub fn active_filter(&self) -> &str {
+    pub(crate) fn active_filter(&self) -> &str {
         self.editing.as_deref().unwrap_or(&self.filter)
     }
 
     /// The peers shown, filtered and sorted.
-    pub fn rows(&self) -> Vec<&PeerReport> {
+    pub(crate) fn rows(&self) -> Vec<&PeerReport> {
         let Some(r) = &self.report else {
             return Vec::new();
         };
@@ -321,7 +321,7 @@ impl WatchState {
     }
 
     /// Index of the selected peer among the rows shown.
-    pub fn selected_index(&self) -> Option<usize> {
+    pub(crate) fn selected_index(&self) -> Option<usize> {
         let sel = self.selected.as_deref()?;
         self.rows().iter().position(|p| p.peer == sel)
     }
@@ -346,12 +346,12 @@ impl WatchState {
     }
 
     /// Applies one key.
-    pub fn key(&mut self, k: KeyEvent) -> Action {
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Action {
         if k.kind == KeyEventKind::Release {
             return Action::None;
         }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('C')) {
+        if ctrl && matches!(k.code, KeyCode::Char('c' | 'C')) {
             return Action::Quit;
         }
         // Alt-chords are nothing here (and a terminal sends Esc followed
@@ -384,17 +384,17 @@ impl WatchState {
             return Action::Redraw;
         }
         match k.code {
-            KeyCode::Char('q') | KeyCode::Char('Q') => return Action::Quit,
+            KeyCode::Char('q' | 'Q') => return Action::Quit,
             KeyCode::Char('s') => self.sort = self.sort.next(),
             KeyCode::Char('r') => self.reverse = !self.reverse,
-            KeyCode::Char('p') | KeyCode::Char(' ') => {
+            KeyCode::Char('p' | ' ') => {
                 self.paused = !self.paused;
                 if !self.paused {
                     self.skipped = 0;
                 }
             }
             KeyCode::Char('/') => self.editing = Some(self.filter.clone()),
-            KeyCode::Char('?') | KeyCode::Char('h') => self.help = true,
+            KeyCode::Char('?' | 'h') => self.help = true,
             KeyCode::Esc => {
                 if self.filter.is_empty() && self.selected.is_none() {
                     return Action::None;

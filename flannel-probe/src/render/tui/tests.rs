@@ -9,7 +9,10 @@ use ratatui::{
     style::Color,
 };
 
-use super::*;
+use super::{
+    state::{EVENTS, RATE_HISTORY},
+    *,
+};
 use crate::{
     datapath::Overflow,
     report::{NodeInfo, SCHEMA},
@@ -53,7 +56,7 @@ fn peer(ip: &str, mac: &str, rx: u64, decap: u64, tx: u64) -> PeerReport {
 
 fn finding(code: &'static str, severity: Severity, peer: Option<&str>) -> Finding {
     Finding {
-        code,
+        code: code.into(),
         severity,
         peer: peer.map(String::from),
         summary: format!("{code} summary"),
@@ -549,16 +552,16 @@ fn history_is_bounded_to_a_minute() {
         s.update(r, Duration::from_secs(i));
     }
     let h = s.history(G).unwrap();
-    assert_eq!(h.len(), HISTORY);
-    assert_eq!(HISTORY, 60);
+    assert_eq!(h.len(), RATE_HISTORY);
+    assert_eq!(RATE_HISTORY, 60);
     assert_eq!(h.back().copied(), Some(149.0), "newest last");
     assert_eq!(h.front().copied(), Some(90.0));
     // A peer gone from the reports fades out and is forgotten.
-    for i in 0..HISTORY {
+    for i in 0..RATE_HISTORY {
         let mut r = healthy();
         r.peers.remove(0);
         s.update(r, Duration::from_secs(200 + i as u64));
-        if i + 1 < HISTORY {
+        if i + 1 < RATE_HISTORY {
             assert!(
                 s.history(G).is_some(),
                 "kept while its history shows traffic"

@@ -8,11 +8,14 @@
 //! per-interval reports: a peer's inner counters stay monotonic even when
 //! its VTEP MAC changes (a recreated overlay device), because every
 //! interval is attributed with the FDB of that moment.
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    ops::{AddAssign, Sub},
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Finding, Report, Severity};
+use crate::report::{Finding, FindingCode, PeerReport, Report, Severity};
 
 /// The JSON schema version of [`Counters`].
 pub const COUNTERS_SCHEMA: u32 = 1;
@@ -43,6 +46,58 @@ pub struct PeerCumulative {
     pub icmp_port_unreachable: u64,
 }
 
+/// Applies `op` to every figure (the peer's name is not a figure).
+macro_rules! each_figure {
+    ($a:expr, $b:expr, $op:ident) => {
+        PeerCumulative {
+            peer: $a.peer.clone(),
+            tx_encap_packets: $a.tx_encap_packets.$op($b.tx_encap_packets),
+            tx_encap_bytes: $a.tx_encap_bytes.$op($b.tx_encap_bytes),
+            rx_encap_packets: $a.rx_encap_packets.$op($b.rx_encap_packets),
+            rx_encap_bytes: $a.rx_encap_bytes.$op($b.rx_encap_bytes),
+            rx_decap_packets: $a.rx_decap_packets.$op($b.rx_decap_packets),
+            rx_decap_bytes: $a.rx_decap_bytes.$op($b.rx_decap_bytes),
+            tx_inner_packets: $a.tx_inner_packets.$op($b.tx_inner_packets),
+            tx_inner_bytes: $a.tx_inner_bytes.$op($b.tx_inner_bytes),
+            icmp_port_unreachable: $a.icmp_port_unreachable.$op($b.icmp_port_unreachable),
+        }
+    };
+}
+
+/// Adds a later window's figures.
+impl AddAssign<&PeerCumulative> for PeerCumulative {
+    fn add_assign(&mut self, later: &PeerCumulative) {
+        *self = each_figure!(self, later, saturating_add);
+    }
+}
+
+/// The figures between two readings (a counter that went back reads 0).
+impl Sub for &PeerCumulative {
+    type Output = PeerCumulative;
+
+    fn sub(self, earlier: &PeerCumulative) -> PeerCumulative {
+        each_figure!(self, earlier, saturating_sub)
+    }
+}
+
+/// A window's figures of one peer, as the report has them.
+impl From<&PeerReport> for PeerCumulative {
+    fn from(p: &PeerReport) -> Self {
+        Self {
+            peer: p.peer.clone(),
+            tx_encap_packets: p.tx_encap_packets,
+            tx_encap_bytes: p.tx_encap_bytes,
+            rx_encap_packets: p.rx_encap_packets,
+            rx_encap_bytes: p.rx_encap_bytes,
+            rx_decap_packets: p.rx_decap_packets,
+            rx_decap_bytes: p.rx_decap_bytes,
+            tx_inner_packets: p.tx_inner_packets,
+            tx_inner_bytes: p.tx_inner_bytes,
+            icmp_port_unreachable: p.icmp_port_unreachable,
+        }
+    }
+}
+
 /// Kernel drops of VXLAN traffic since the agent started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropCumulative {
@@ -70,10 +125,13 @@ pub struct AgentNode {
 }
 
 /// A finding of the agent's rolling window, as `GET /counters` carries it.
+/// Its own type, not [`Finding`]: this is the counters document's fixed
+/// shape (no `affected_peers`), read back by `mesh` from agents of other
+/// versions, so it changes only when that document does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentFinding {
-    pub code: String,
-    pub severity: String,
+    pub code: FindingCode,
+    pub severity: Severity,
     #[serde(default)]
     pub peer: Option<String>,
     #[serde(default)]
@@ -87,8 +145,8 @@ pub struct AgentFinding {
 impl From<&Finding> for AgentFinding {
     fn from(f: &Finding) -> Self {
         Self {
-            code: f.code.to_string(),
-            severity: f.severity.as_str().to_string(),
+            code: f.code.clone(),
+            severity: f.severity,
             peer: f.peer.clone(),
             summary: f.summary.clone(),
             evidence: f.evidence.clone(),
@@ -145,15 +203,7 @@ impl Totals {
                     peer: p.peer.clone(),
                     ..Default::default()
                 });
-            t.tx_encap_packets += p.tx_encap_packets;
-            t.tx_encap_bytes += p.tx_encap_bytes;
-            t.rx_encap_packets += p.rx_encap_packets;
-            t.rx_encap_bytes += p.rx_encap_bytes;
-            t.rx_decap_packets += p.rx_decap_packets;
-            t.rx_decap_bytes += p.rx_decap_bytes;
-            t.tx_inner_packets += p.tx_inner_packets;
-            t.tx_inner_bytes += p.tx_inner_bytes;
-            t.icmp_port_unreachable += p.icmp_port_unreachable;
+            *t += &PeerCumulative::from(p);
         }
         for d in &window.drops {
             *self
@@ -213,11 +263,6 @@ impl Totals {
             window_secs: rolling.window_secs,
         }
     }
-}
-
-/// Whether a finding's severity (as serialised) needs attention.
-pub fn is_serious(severity: &str) -> bool {
-    severity == Severity::Critical.as_str() || severity == Severity::Warning.as_str()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::agent::Counters;
+use crate::fleet::agent::Counters;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -41,7 +41,7 @@ impl Collector for View {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let c = &*self.0;
         // (direction, layer, packets, bytes) per peer.
-        let sides = |p: &crate::agent::PeerCumulative| {
+        let sides = |p: &crate::fleet::agent::PeerCumulative| {
             [
                 ("tx", "outer", p.tx_encap_packets, p.tx_encap_bytes),
                 ("rx", "outer", p.rx_encap_packets, p.rx_encap_bytes),
@@ -177,7 +177,10 @@ pub fn encode(counters: Arc<Counters>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative};
+    use crate::{
+        fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative},
+        report::Severity,
+    };
 
     fn counters() -> Counters {
         Counters {
@@ -211,7 +214,7 @@ mod tests {
             findings: vec![
                 AgentFinding {
                     code: "PEER_PORT_UNREACHABLE".into(),
-                    severity: "critical".into(),
+                    severity: Severity::Critical,
                     peer: Some("192.0.2.13".into()),
                     summary: String::new(),
                     evidence: vec![],
@@ -219,7 +222,7 @@ mod tests {
                 },
                 AgentFinding {
                     code: "NO_VXLAN_TRAFFIC".into(),
-                    severity: "info".into(),
+                    severity: Severity::Info,
                     peer: None,
                     summary: String::new(),
                     evidence: vec![],

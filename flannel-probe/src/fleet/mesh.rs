@@ -4,18 +4,21 @@
 //! [`compute`]; `cli::mesh` does the reading and the printing.
 use serde::Serialize;
 
-use crate::{agent::Counters, report::Severity};
+use crate::{
+    fleet::agent::{Counters, PeerCumulative},
+    report::{FindingCode, Severity},
+};
 
 /// The JSON schema version of [`MeshReport`].
-pub const MESH_SCHEMA: u32 = 1;
+pub(crate) const MESH_SCHEMA: u32 = 1;
 
 /// Missing packets up to this many are not called loss: two agents are
 /// read a few milliseconds apart, so a packet or two may be in flight.
-pub const IN_FLIGHT_TOLERANCE: u64 = 2;
+pub(crate) const IN_FLIGHT_TOLERANCE: u64 = 2;
 
 /// What was read from one agent.
 #[derive(Clone, Debug)]
-pub struct AgentReading {
+pub(crate) struct AgentReading {
     /// The agent's URL as given.
     pub agent: String,
     pub start: Result<Counters, String>,
@@ -23,7 +26,7 @@ pub struct AgentReading {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MeshNode {
+pub(crate) struct MeshNode {
     pub agent: String,
     pub local_vtep: Option<String>,
     pub hostname: Option<String>,
@@ -38,7 +41,7 @@ pub struct MeshNode {
 
 /// VXLAN from one node to another over the window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Link {
+pub(crate) struct Link {
     /// The sender's VTEP (underlay IPv4).
     pub from: String,
     pub to: String,
@@ -54,9 +57,11 @@ pub struct Link {
     pub lost: u64,
 }
 
+/// A finding of the mesh: about a link (`from` -> `to`) or an agent, which
+/// a node's [`crate::report::Finding`] (one node, one peer) cannot say.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MeshFinding {
-    pub code: String,
+pub(crate) struct MeshFinding {
+    pub code: FindingCode,
     pub severity: Severity,
     /// The node it is about (its VTEP), or the sending side of a link.
     pub from: Option<String>,
@@ -70,7 +75,7 @@ pub struct MeshFinding {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MeshReport {
+pub(crate) struct MeshReport {
     pub schema: u32,
     pub window_secs: f64,
     pub nodes: Vec<MeshNode>,
@@ -82,7 +87,7 @@ pub struct MeshReport {
 
 impl MeshReport {
     /// As `report`: 1 when a critical or warning finding is present.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         i32::from(
             self.findings
                 .iter()
@@ -91,7 +96,7 @@ impl MeshReport {
     }
 
     /// The link from `from` to `to` (VTEP addresses).
-    pub fn link(&self, from: &str, to: &str) -> Option<&Link> {
+    pub(crate) fn link(&self, from: &str, to: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.from == from && l.to == to)
     }
 }
@@ -109,20 +114,20 @@ struct Usable<'a> {
     end: &'a Counters,
 }
 
-fn delta(
-    start: &Counters,
-    end: &Counters,
-    peer: &str,
-    f: fn(&crate::agent::PeerCumulative) -> u64,
-) -> u64 {
-    let now = end.peer(peer).map_or(0, f);
-    let then = start.peer(peer).map_or(0, f);
-    now.saturating_sub(then)
+fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&PeerCumulative) -> u64) -> u64 {
+    let zero = PeerCumulative::default();
+    let now = end.peer(peer).unwrap_or(&zero);
+    let then = start.peer(peer).unwrap_or(&zero);
+    f(&(now - then))
 }
 
 /// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
 /// is B's encapsulated rx from A, both over the window.
-pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) -> MeshReport {
+pub(crate) fn compute(
+    readings: &[AgentReading],
+    window_secs: f64,
+    threshold_pct: f64,
+) -> MeshReport {
     let mut nodes = Vec::new();
     let mut findings = Vec::new();
     let mut usable: Vec<Usable<'_>> = Vec::new();
@@ -147,7 +152,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
         let who = hostname.clone().unwrap_or_else(|| r.agent.clone());
         if let Some(e) = &error {
             findings.push(MeshFinding {
-                code: "AGENT_UNREACHABLE".into(),
+                code: FindingCode::AgentUnreachable,
                 severity: Severity::Warning,
                 from: local_vtep.clone(),
                 to: None,
@@ -164,7 +169,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
         }
         if restarted {
             findings.push(MeshFinding {
-                code: "AGENT_RESTARTED".into(),
+                code: FindingCode::AgentRestarted,
                 severity: Severity::Info,
                 from: local_vtep.clone(),
                 to: None,
@@ -178,7 +183,11 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
         }
         // The node's own critical findings, as of the end of the window.
         if let Some(c) = known {
-            for f in c.findings.iter().filter(|f| f.severity == "critical") {
+            for f in c
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Critical)
+            {
                 findings.push(MeshFinding {
                     code: f.code.clone(),
                     severity: Severity::Critical,
@@ -223,7 +232,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
             };
             if loss_pct > threshold_pct && lost > IN_FLIGHT_TOLERANCE {
                 findings.push(MeshFinding {
-                    code: "UNDERLAY_LOSS".into(),
+                    code: FindingCode::UnderlayLoss,
                     severity: Severity::Warning,
                     from: Some(a.vtep.to_string()),
                     to: Some(b.vtep.to_string()),
@@ -275,7 +284,7 @@ pub fn compute(readings: &[AgentReading], window_secs: f64, threshold_pct: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{AgentFinding, AgentNode, PeerCumulative};
+    use crate::fleet::agent::{AgentFinding, AgentNode, PeerCumulative};
 
     fn node(host: &str, vtep: &str) -> Counters {
         Counters {
@@ -386,7 +395,7 @@ mod tests {
         e1.findings = vec![
             AgentFinding {
                 code: "VXLAN_NOT_DECAPSULATED".into(),
-                severity: "critical".into(),
+                severity: Severity::Critical,
                 peer: None,
                 summary: "inbound VXLAN from 2 peers, none decapsulated".into(),
                 evidence: vec![],
@@ -394,7 +403,7 @@ mod tests {
             },
             AgentFinding {
                 code: "NO_VXLAN_TRAFFIC".into(),
-                severity: "info".into(),
+                severity: Severity::Info,
                 peer: None,
                 summary: String::new(),
                 evidence: vec![],

@@ -24,47 +24,46 @@ impl BaseUrl {
     /// `default_port` applies when none is given.
     pub fn parse(s: &str, default_port: u16) -> Result<Self> {
         let s = s.trim();
-        let rest = if let Some(r) = s.strip_prefix("http://") {
-            r
-        } else if s.contains("://") {
+        if s.contains("://") && !s.starts_with("http://") {
             bail!("'{s}': only http:// URLs are supported");
+        }
+        let full = if s.starts_with("http://") {
+            s.to_string()
         } else {
-            s
+            format!("http://{s}")
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, tail) = v6
-                .split_once(']')
-                .with_context(|| format!("'{s}': unclosed '[' in the address"))?;
-            let port = match tail.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if tail.is_empty() => None,
-                None => bail!("'{s}' is not a URL"),
-            };
-            (h.to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (authority.to_string(), None),
-            }
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) {
+        let uri: http::Uri = full
+            .parse()
+            .map_err(|e| anyhow::anyhow!("'{s}' is not a URL ({e})"))?;
+        let authority = uri
+            .authority()
+            .with_context(|| format!("'{s}' names no host"))?;
+        // `Uri` keeps an IPv6 host in its brackets, and takes a port it
+        // cannot read as none: read the port from the text after the host.
+        let bracketed = authority.host();
+        let tail = authority
+            .as_str()
+            .rsplit_once(bracketed)
+            .map_or("", |(_, t)| t);
+        let host = bracketed
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(bracketed);
+        if host.is_empty() {
             bail!("'{s}' names no host");
         }
-        let port = match port {
-            None => default_port,
+        let port = match tail.strip_prefix(':') {
+            None if tail.is_empty() => default_port,
+            None => bail!("'{s}' is not a URL"),
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
                 _ => bail!("'{s}': '{p}' is not a TCP port"),
             },
         };
         Ok(Self {
-            host,
+            host: host.to_string(),
             port,
-            path: path.to_string(),
+            path: uri.path().trim_end_matches('/').to_string(),
         })
     }
 
@@ -84,7 +83,7 @@ impl std::fmt::Display for BaseUrl {
 }
 
 /// `GET base + path_and_query`; any status but 200 is an error.
-pub async fn get(base: &BaseUrl, path_and_query: &str, timeout: Duration) -> Result<Bytes> {
+pub(crate) async fn get(base: &BaseUrl, path_and_query: &str, timeout: Duration) -> Result<Bytes> {
     tokio::time::timeout(timeout, get_inner(base, path_and_query))
         .await
         .with_context(|| format!("{base}: no answer within {timeout:?}"))?
