@@ -1,6 +1,11 @@
 //! The fault report: what `report` prints, `serve` exposes and `mesh`
 //! compares. Field names are the JSON contract (schema 1): add, never rename.
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::Ipv4Addr,
+    ops::{AddAssign, Sub},
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -211,22 +216,90 @@ pub struct NodeInfo {
     pub attached: BTreeMap<String, String>,
 }
 
+/// The node of the unit tests' hand-built reports and counters.
+#[cfg(test)]
+impl NodeInfo {
+    pub(crate) fn gladius() -> Self {
+        Self {
+            hostname: "gladius".into(),
+            overlay: "flannel.1".into(),
+            overlay_state: OverlayState::Up,
+            uplink: Some("eth0".into()),
+            local_vtep: Some("192.0.2.11".into()),
+            vxlan_port: 8472,
+            vni: Some(1),
+            port_bound: true,
+            kernel: "6.18.0".into(),
+            attached: BTreeMap::new(),
+        }
+    }
+}
+
+/// A peer's traffic, over a window or since the agent started: the one
+/// type that windows, cumulative totals and the mesh add (`+=`) and take
+/// apart (`-`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Traffic {
+    /// VXLAN sent to the peer (outer, on the uplink).
+    pub tx_encap_packets: u64,
+    pub tx_encap_bytes: u64,
+    /// VXLAN received from the peer (outer, on the uplink).
+    pub rx_encap_packets: u64,
+    pub rx_encap_bytes: u64,
+    /// Of that, what came out of the overlay device (inner).
+    pub rx_decap_packets: u64,
+    pub rx_decap_bytes: u64,
+    /// Inner traffic the overlay device sent towards the peer.
+    pub tx_inner_packets: u64,
+    pub tx_inner_bytes: u64,
+    /// ICMP port unreachable the peer sent back for our VXLAN.
+    pub icmp_port_unreachable: u64,
+}
+
+/// Applies `op` to every counter.
+macro_rules! each_counter {
+    ($a:expr, $b:expr, $op:ident) => {
+        Traffic {
+            tx_encap_packets: $a.tx_encap_packets.$op($b.tx_encap_packets),
+            tx_encap_bytes: $a.tx_encap_bytes.$op($b.tx_encap_bytes),
+            rx_encap_packets: $a.rx_encap_packets.$op($b.rx_encap_packets),
+            rx_encap_bytes: $a.rx_encap_bytes.$op($b.rx_encap_bytes),
+            rx_decap_packets: $a.rx_decap_packets.$op($b.rx_decap_packets),
+            rx_decap_bytes: $a.rx_decap_bytes.$op($b.rx_decap_bytes),
+            tx_inner_packets: $a.tx_inner_packets.$op($b.tx_inner_packets),
+            tx_inner_bytes: $a.tx_inner_bytes.$op($b.tx_inner_bytes),
+            icmp_port_unreachable: $a.icmp_port_unreachable.$op($b.icmp_port_unreachable),
+        }
+    };
+}
+
+/// Adds a later window's traffic.
+impl AddAssign for Traffic {
+    fn add_assign(&mut self, later: Traffic) {
+        *self = each_counter!(self, later, saturating_add);
+    }
+}
+
+/// The traffic between two readings (a counter that went back reads 0).
+impl Sub for Traffic {
+    type Output = Traffic;
+
+    fn sub(self, earlier: Traffic) -> Traffic {
+        each_counter!(self, earlier, saturating_sub)
+    }
+}
+
 /// Per remote VTEP, over the window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PeerReport {
     pub peer: String,
     pub vtep_mac: Option<String>,
-    pub tx_encap_packets: u64,
-    pub tx_encap_bytes: u64,
-    pub rx_encap_packets: u64,
-    pub rx_encap_bytes: u64,
-    pub rx_decap_packets: u64,
-    pub tx_inner_packets: u64,
-    pub icmp_port_unreachable: u64,
+    /// The peer's traffic over the window (its fields sit at this level
+    /// of the JSON).
+    #[serde(flatten)]
+    pub traffic: Traffic,
     pub drops: BTreeMap<String, u64>,
-    // Beyond the contract's minimum:
-    pub rx_decap_bytes: u64,
-    pub tx_inner_bytes: u64,
     /// Inbound VXLAN headers the kernel would reject.
     pub rx_malformed: u64,
     /// Inbound VXLAN for another VNI than ours, and the last such VNI.
@@ -378,8 +451,67 @@ pub fn mac_string(mac: &[u8; 6]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The keys of a JSON object, sorted.
+    pub(crate) fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// A peer's traffic sits flat in its JSON object: the names of
+    /// CONTRACT.md's `peers[]` example plus the fields added since, no more.
+    #[test]
+    fn peer_report_json_keys_are_the_contracts() {
+        let v = serde_json::to_value(PeerReport::default()).expect("encode");
+        let mut want = vec![
+            // CONTRACT.md
+            "peer",
+            "vtep_mac",
+            "tx_encap_packets",
+            "tx_encap_bytes",
+            "rx_encap_packets",
+            "rx_encap_bytes",
+            "rx_decap_packets",
+            "tx_inner_packets",
+            "icmp_port_unreachable",
+            "drops",
+            // Added since
+            "rx_decap_bytes",
+            "tx_inner_bytes",
+            "rx_malformed",
+            "rx_other_vni",
+            "rx_last_other_vni",
+            "rx_other_port",
+            "rx_last_other_port",
+            "in_fdb",
+            "rx_vtep_mac",
+        ];
+        want.sort_unstable();
+        assert_eq!(keys(&v), want);
+    }
+
+    #[test]
+    fn traffic_adds_up_and_takes_apart_without_going_below_zero() {
+        let a = Traffic {
+            tx_encap_packets: 5,
+            rx_decap_bytes: 7,
+            ..Traffic::default()
+        };
+        let mut sum = a;
+        sum += Traffic {
+            tx_encap_packets: 2,
+            icmp_port_unreachable: 1,
+            ..Traffic::default()
+        };
+        assert_eq!(sum.tx_encap_packets, 7);
+        assert_eq!(sum.rx_decap_bytes, 7);
+        assert_eq!(sum.icmp_port_unreachable, 1);
+        assert_eq!((sum - a).tx_encap_packets, 2);
+        assert_eq!((a - sum).tx_encap_packets, 0, "a counter that went back");
+    }
 
     #[test]
     fn mac_text_is_lowercase_colon_hex_and_parses_back() {

@@ -53,7 +53,7 @@ pub(super) fn for_each<K: Pod, V: Pod>(
         Err(e) if unsupported(&e) && !delivered => {}
         other => return other,
     }
-    for item in map.iter() {
+    for item in map {
         let (key, values) = item.map_err(io::Error::other)?;
         for v in values.iter() {
             f(&key, v);

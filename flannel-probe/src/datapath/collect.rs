@@ -16,19 +16,15 @@ use flannel_probe_common::abi::{
 };
 use serde::Serialize;
 
-/// Outer counters of one peer, both directions: a `PEERS` value summed
-/// over CPUs.
-pub type PeerTotals = PeerValue;
-
-/// Inner counters of one VTEP MAC, both directions: an `INNER` value
-/// summed over CPUs.
-pub type InnerTotals = InnerValue;
-
 /// Every counter at one instant (or, after [`Snapshot::since`], over a window).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    pub peers: BTreeMap<Ipv4Addr, PeerTotals>,
-    pub inner: BTreeMap<[u8; 6], InnerTotals>,
+    /// Outer counters per peer, both directions: `PEERS` values summed over
+    /// CPUs.
+    pub peers: BTreeMap<Ipv4Addr, PeerValue>,
+    /// Inner counters per VTEP MAC, both directions: `INNER` values summed
+    /// over CPUs.
+    pub inner: BTreeMap<[u8; 6], InnerValue>,
     /// Drops of VXLAN traffic: packets per [`DropWhere`].
     pub drops: BTreeMap<DropWhere, u64>,
     pub overflow: Overflow,
@@ -233,7 +229,7 @@ fn fold_sorted<K: Ord + Copy, V>(mut v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTr
     out.into_iter().collect()
 }
 
-fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<Ipv4Addr, PeerTotals>> {
+fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<Ipv4Addr, PeerValue>> {
     let slots = read_slots(
         ebpf,
         MAP_PEERS,
@@ -244,7 +240,7 @@ fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<Ipv4Addr, PeerTotals>> 
     Ok(fold_sorted(slots, add_peer_value))
 }
 
-fn read_inner(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<[u8; 6], InnerTotals>> {
+fn read_inner(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<[u8; 6], InnerValue>> {
     let slots = read_slots(ebpf, MAP_INNER, used, |s: &MacSlot| (s.key, s.v), key_mac)?;
     Ok(fold_sorted(slots, add_inner_value))
 }
@@ -374,17 +370,17 @@ mod tests {
         let b = Ipv4Addr::new(192, 0, 2, 13);
         then.peers.insert(
             a,
-            PeerTotals {
+            PeerValue {
                 tx: counters(10),
                 ..Default::default()
             },
         );
         // Only in the earlier one: absent from the window.
         then.peers
-            .insert(Ipv4Addr::new(192, 0, 2, 1), PeerTotals::default());
+            .insert(Ipv4Addr::new(192, 0, 2, 1), PeerValue::default());
         now.peers.insert(
             a,
-            PeerTotals {
+            PeerValue {
                 tx: PeerCounters {
                     icmp_port_unreachable: 1,
                     ..counters(15)
@@ -394,14 +390,14 @@ mod tests {
         );
         now.peers.insert(
             b,
-            PeerTotals {
+            PeerValue {
                 rx: counters(10),
                 ..Default::default()
             },
         );
         now.inner.insert(
             [1; 6],
-            InnerTotals {
+            InnerValue {
                 rx: InnerCounters {
                     packets: 3,
                     bytes: 300,

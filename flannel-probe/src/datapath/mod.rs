@@ -4,8 +4,6 @@
 //! Everything attached here is owned by [`Datapath`]; dropping it detaches
 //! all of it (tcx links are file descriptors, so even SIGKILL removes them).
 mod attach;
-// aya's map types take `.iter()`; the loop there reads better with it.
-#[allow(clippy::explicit_iter_loop)]
 mod batch;
 pub mod btf;
 mod clsact;
@@ -25,7 +23,7 @@ use flannel_probe_common::abi::{
 };
 
 pub use attach::{AttachMode, Hook};
-pub use collect::{DropWhere, InnerTotals, Overflow, PeerTotals, Snapshot};
+pub use collect::{DropWhere, Overflow, Snapshot};
 pub use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
 
 /// The eBPF object built by build.rs.

@@ -10,7 +10,8 @@ use crate::{
     datapath::Snapshot,
     node::NodeState,
     report::{
-        DropReport, NodeInfo, PeerReport, Report, SCHEMA, UnattributedInner, ip_string, mac_string,
+        DropReport, NodeInfo, PeerReport, Report, SCHEMA, Traffic, UnattributedInner, ip_string,
+        mac_string,
     },
 };
 
@@ -84,11 +85,14 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             let rx_vtep = (outer.rx.last_inner_src != [0; 6]).then_some(outer.rx.last_inner_src);
             let mut p = PeerReport {
                 peer: ip_string(ip),
-                tx_encap_packets: outer.tx.packets,
-                tx_encap_bytes: outer.tx.bytes,
-                rx_encap_packets: outer.rx.packets,
-                rx_encap_bytes: outer.rx.bytes,
-                icmp_port_unreachable: outer.rx.icmp_port_unreachable,
+                traffic: Traffic {
+                    tx_encap_packets: outer.tx.packets,
+                    tx_encap_bytes: outer.tx.bytes,
+                    rx_encap_packets: outer.rx.packets,
+                    rx_encap_bytes: outer.rx.bytes,
+                    icmp_port_unreachable: outer.rx.icmp_port_unreachable,
+                    ..Traffic::default()
+                },
                 rx_malformed: outer.rx.malformed,
                 rx_other_vni: outer.rx.other_vni,
                 rx_last_other_vni: (outer.rx.other_vni > 0).then_some(outer.rx.last_other_vni),
@@ -106,10 +110,10 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 p.in_fdb = true;
                 p.vtep_mac.get_or_insert_with(|| mac_string(mac));
                 if let Some(i) = inp.window.inner.get(mac) {
-                    p.rx_decap_packets += i.rx.packets;
-                    p.rx_decap_bytes += i.rx.bytes;
-                    p.tx_inner_packets += i.tx.packets;
-                    p.tx_inner_bytes += i.tx.bytes;
+                    p.traffic.rx_decap_packets += i.rx.packets;
+                    p.traffic.rx_decap_bytes += i.rx.bytes;
+                    p.traffic.tx_inner_packets += i.tx.packets;
+                    p.traffic.tx_inner_bytes += i.tx.bytes;
                 }
             }
             p.drops = peer_drops.remove(&ip).unwrap_or_default();

@@ -67,14 +67,15 @@ fn sum(r: &Report, f: impl Fn(&PeerReport) -> u64) -> u64 {
 /// Inbound VXLAN this node's device should take: well-formed, for our VNI
 /// (or any VNI when we do not know ours).
 fn rx_acceptable(p: &PeerReport) -> u64 {
-    p.rx_encap_packets
+    p.traffic
+        .rx_encap_packets
         .saturating_sub(p.rx_malformed)
         .saturating_sub(p.rx_other_vni)
 }
 
 fn overlay_device_missing(r: &Report) -> Option<Finding> {
     (r.node.overlay_state == OverlayState::Missing).then(|| {
-        let rx = sum(r, |p| p.rx_encap_packets);
+        let rx = sum(r, |p| p.traffic.rx_encap_packets);
         let mut f = finding(FindingCode::OverlayDeviceMissing, None);
         f.summary = format!("the overlay device {} does not exist", r.node.overlay);
         f.evidence = vec![
@@ -123,7 +124,7 @@ fn vxlan_port_not_bound(r: &Report) -> Option<Finding> {
 fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
     let arriving: Vec<&PeerReport> = r.peers.iter().filter(|p| rx_acceptable(p) > 0).collect();
     let rx: u64 = arriving.iter().map(|p| rx_acceptable(p)).sum();
-    let decap = sum(r, |p| p.rx_decap_packets)
+    let decap = sum(r, |p| p.traffic.rx_decap_packets)
         + r.unattributed_inner
             .iter()
             .map(|u| u.rx_packets)
@@ -168,7 +169,7 @@ fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
 fn peer_port_unreachable(r: &Report) -> Vec<Finding> {
     r.peers
         .iter()
-        .filter(|p| p.icmp_port_unreachable > 0)
+        .filter(|p| p.traffic.icmp_port_unreachable > 0)
         .map(|p| {
             let mut f = finding(FindingCode::PeerPortUnreachable, Some(&p.peer));
             f.summary = format!(
@@ -177,7 +178,7 @@ fn peer_port_unreachable(r: &Report) -> Vec<Finding> {
             );
             f.evidence = vec![format!(
                 "icmp_port_unreachable={} tx_encap_packets={} rx_encap_packets={}",
-                p.icmp_port_unreachable, p.tx_encap_packets, p.rx_encap_packets
+                p.traffic.icmp_port_unreachable, p.traffic.tx_encap_packets, p.traffic.rx_encap_packets
             )];
             f.remediation = format!(
                 "the node with VTEP {} has no VXLAN socket on UDP {} (overlay device missing or down): \
@@ -190,7 +191,9 @@ fn peer_port_unreachable(r: &Report) -> Vec<Finding> {
 }
 
 fn no_vxlan_traffic(r: &Report) -> Option<Finding> {
-    let total = sum(r, |p| p.rx_encap_packets + p.tx_encap_packets);
+    let total = sum(r, |p| {
+        p.traffic.rx_encap_packets + p.traffic.tx_encap_packets
+    });
     (total == 0).then(|| {
         let mut f = finding(FindingCode::NoVxlanTraffic, None);
         f.summary = format!("no VXLAN on UDP {} in the window", r.node.vxlan_port);
@@ -222,10 +225,14 @@ fn map_overflow(r: &Report) -> Option<Finding> {
 /// We send to a peer and hear nothing back, while other peers answer: the
 /// path to it, or the peer itself, swallows VXLAN without a word.
 fn peer_silent(r: &Report) -> Vec<Finding> {
-    let answering = r.peers.iter().filter(|p| p.rx_encap_packets > 0).count();
+    let answering = r
+        .peers
+        .iter()
+        .filter(|p| p.traffic.rx_encap_packets > 0)
+        .count();
     r.peers
         .iter()
-        .filter(|p| p.tx_encap_packets > 0 && p.rx_encap_packets == 0 && p.icmp_port_unreachable == 0)
+        .filter(|p| p.traffic.tx_encap_packets > 0 && p.traffic.rx_encap_packets == 0 && p.traffic.icmp_port_unreachable == 0)
         .filter(|_| answering > 0)
         .map(|p| {
             let mut f = finding(FindingCode::PeerSilent, Some(&p.peer));
@@ -236,7 +243,7 @@ fn peer_silent(r: &Report) -> Vec<Finding> {
             );
             f.evidence = vec![format!(
                 "tx_encap_packets={} rx_encap_packets=0 icmp_port_unreachable=0",
-                p.tx_encap_packets
+                p.traffic.tx_encap_packets
             )];
             f.remediation = format!(
                 "something between here and {} drops UDP {} silently (a firewall or security group on \
@@ -257,7 +264,7 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
     let senders: Vec<&PeerReport> = r
         .peers
         .iter()
-        .filter(|p| p.rx_encap_packets > p.rx_malformed)
+        .filter(|p| p.traffic.rx_encap_packets > p.rx_malformed)
         .collect();
     let foreign: Vec<&PeerReport> = senders
         .iter()
@@ -305,7 +312,7 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
             f.evidence = vec![format!(
                 "rx_other_vni={} of rx_encap_packets={} last VNI {}",
                 p.rx_other_vni,
-                p.rx_encap_packets,
+                p.traffic.rx_encap_packets,
                 theirs(p)
             )];
             f.remediation = format!(
@@ -455,7 +462,7 @@ fn neigh_entry_missing(r: &Report, node: &NodeState, routes: &[Route], ix: &Inde
 fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
     r.peers
         .iter()
-        .filter(|p| p.rx_encap_packets > 0)
+        .filter(|p| p.traffic.rx_encap_packets > 0)
         .filter_map(|p| {
             let mac = p.rx_vtep()?;
             let fdb_ip = *ix.fdb.get(&mac)?;
@@ -490,7 +497,7 @@ fn forwarding_disabled(r: &Report, node: &NodeState) -> Option<Finding> {
             r.node.overlay
         );
         f.evidence = vec![format!("net.ipv4.conf.{}.forwarding = 0", r.node.overlay)];
-        let decap = sum(r, |p| p.rx_decap_packets);
+        let decap = sum(r, |p| p.traffic.rx_decap_packets);
         f.evidence.push(format!("rx_decap_packets={decap}"));
         f.remediation = format!(
             "sysctl -w net.ipv4.conf.{}.forwarding=1 (and net.ipv4.ip_forward=1), and find what turned it \
@@ -565,7 +572,7 @@ fn vxlan_port_mismatch(r: &Report) -> Vec<Finding> {
     let senders: Vec<&PeerReport> = r
         .peers
         .iter()
-        .filter(|p| p.rx_encap_packets + p.rx_other_port > 0)
+        .filter(|p| p.traffic.rx_encap_packets + p.rx_other_port > 0)
         .collect();
     let foreign: Vec<&PeerReport> = senders
         .iter()

@@ -2,11 +2,11 @@
 //! silent on a healthy node.
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use flannel_probe_common::abi::{InnerCounters, PeerCounters};
+use flannel_probe_common::abi::{InnerCounters, InnerValue, PeerCounters, PeerValue};
 
 use super::{Inputs, diagnose};
 use crate::{
-    datapath::{DropWhere, InnerTotals, PeerTotals, Snapshot},
+    datapath::{DropWhere, Snapshot},
     node::{FdbEntry, NodeState, Overlay},
     report::{Report, Severity},
 };
@@ -64,8 +64,8 @@ fn healthy_node() -> NodeState {
     }
 }
 
-fn outer(rx: u64, tx: u64) -> PeerTotals {
-    PeerTotals {
+fn outer(rx: u64, tx: u64) -> PeerValue {
+    PeerValue {
         rx: PeerCounters {
             packets: rx,
             bytes: rx * 148,
@@ -79,8 +79,8 @@ fn outer(rx: u64, tx: u64) -> PeerTotals {
     }
 }
 
-fn inner(rx: u64, tx: u64) -> InnerTotals {
-    InnerTotals {
+fn inner(rx: u64, tx: u64) -> InnerValue {
+    InnerValue {
         rx: InnerCounters {
             packets: rx,
             bytes: rx * 98,
@@ -126,10 +126,14 @@ fn healthy_node_with_traffic_has_no_findings() {
     assert_eq!(g.peer, "192.0.2.11");
     assert_eq!(g.vtep_mac.as_deref(), Some("0e:00:00:00:00:11"));
     assert_eq!(
-        (g.rx_encap_packets, g.rx_decap_packets, g.tx_inner_packets),
+        (
+            g.traffic.rx_encap_packets,
+            g.traffic.rx_decap_packets,
+            g.traffic.tx_inner_packets
+        ),
         (10, 10, 10)
     );
-    assert_eq!(g.rx_encap_bytes, 1480);
+    assert_eq!(g.traffic.rx_encap_bytes, 1480);
 }
 
 #[test]
@@ -326,7 +330,7 @@ fn programmed_node() -> NodeState {
     n
 }
 
-fn with_inner_src(mut t: PeerTotals, mac: [u8; 6]) -> PeerTotals {
+fn with_inner_src(mut t: PeerValue, mac: [u8; 6]) -> PeerValue {
     t.rx.last_inner_src = mac;
     t
 }
@@ -370,7 +374,7 @@ fn a_peer_that_never_answers_is_silent_only_while_others_do() {
     );
 }
 
-fn other_vni(t: PeerTotals, vni: u32) -> PeerTotals {
+fn other_vni(t: PeerValue, vni: u32) -> PeerValue {
     let mut t = t;
     t.rx.other_vni = t.rx.packets;
     t.rx.last_other_vni = vni;
@@ -401,7 +405,7 @@ fn every_peer_on_another_vni_means_this_node_is_wrong() {
     assert!(r.findings[0].summary.contains("serves VNI 2"));
 }
 
-fn other_port(t: PeerTotals, port: u16) -> PeerTotals {
+fn other_port(t: PeerValue, port: u16) -> PeerValue {
     let mut t = t;
     t.rx.other_port = 4;
     t.rx.last_other_port = port;

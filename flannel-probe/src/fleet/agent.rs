@@ -8,94 +8,23 @@
 //! per-interval reports: a peer's inner counters stay monotonic even when
 //! its VTEP MAC changes (a recreated overlay device), because every
 //! interval is attributed with the FDB of that moment.
-use std::{
-    collections::BTreeMap,
-    ops::{AddAssign, Sub},
-};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Finding, FindingCode, PeerReport, Report, Severity};
+use crate::report::{Finding, FindingCode, NodeInfo, Report, Severity, Traffic};
 
 /// The JSON schema version of [`Counters`].
 pub const COUNTERS_SCHEMA: u32 = 1;
 
-/// One peer's figures since the agent started (the same names as the
+/// One peer's traffic since the agent started (the same names as the
 /// report's per-peer fields, which cover a window instead).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCumulative {
     /// The remote VTEP's underlay IPv4 address.
     pub peer: String,
-    #[serde(default)]
-    pub tx_encap_packets: u64,
-    #[serde(default)]
-    pub tx_encap_bytes: u64,
-    #[serde(default)]
-    pub rx_encap_packets: u64,
-    #[serde(default)]
-    pub rx_encap_bytes: u64,
-    #[serde(default)]
-    pub rx_decap_packets: u64,
-    #[serde(default)]
-    pub rx_decap_bytes: u64,
-    #[serde(default)]
-    pub tx_inner_packets: u64,
-    #[serde(default)]
-    pub tx_inner_bytes: u64,
-    #[serde(default)]
-    pub icmp_port_unreachable: u64,
-}
-
-/// Applies `op` to every figure (the peer's name is not a figure).
-macro_rules! each_figure {
-    ($a:expr, $b:expr, $op:ident) => {
-        PeerCumulative {
-            peer: $a.peer.clone(),
-            tx_encap_packets: $a.tx_encap_packets.$op($b.tx_encap_packets),
-            tx_encap_bytes: $a.tx_encap_bytes.$op($b.tx_encap_bytes),
-            rx_encap_packets: $a.rx_encap_packets.$op($b.rx_encap_packets),
-            rx_encap_bytes: $a.rx_encap_bytes.$op($b.rx_encap_bytes),
-            rx_decap_packets: $a.rx_decap_packets.$op($b.rx_decap_packets),
-            rx_decap_bytes: $a.rx_decap_bytes.$op($b.rx_decap_bytes),
-            tx_inner_packets: $a.tx_inner_packets.$op($b.tx_inner_packets),
-            tx_inner_bytes: $a.tx_inner_bytes.$op($b.tx_inner_bytes),
-            icmp_port_unreachable: $a.icmp_port_unreachable.$op($b.icmp_port_unreachable),
-        }
-    };
-}
-
-/// Adds a later window's figures.
-impl AddAssign<&PeerCumulative> for PeerCumulative {
-    fn add_assign(&mut self, later: &PeerCumulative) {
-        *self = each_figure!(self, later, saturating_add);
-    }
-}
-
-/// The figures between two readings (a counter that went back reads 0).
-impl Sub for &PeerCumulative {
-    type Output = PeerCumulative;
-
-    fn sub(self, earlier: &PeerCumulative) -> PeerCumulative {
-        each_figure!(self, earlier, saturating_sub)
-    }
-}
-
-/// A window's figures of one peer, as the report has them.
-impl From<&PeerReport> for PeerCumulative {
-    fn from(p: &PeerReport) -> Self {
-        Self {
-            peer: p.peer.clone(),
-            tx_encap_packets: p.tx_encap_packets,
-            tx_encap_bytes: p.tx_encap_bytes,
-            rx_encap_packets: p.rx_encap_packets,
-            rx_encap_bytes: p.rx_encap_bytes,
-            rx_decap_packets: p.rx_decap_packets,
-            rx_decap_bytes: p.rx_decap_bytes,
-            tx_inner_packets: p.tx_inner_packets,
-            tx_inner_bytes: p.tx_inner_bytes,
-            icmp_port_unreachable: p.icmp_port_unreachable,
-        }
-    }
+    #[serde(flatten)]
+    pub traffic: Traffic,
 }
 
 /// Kernel drops of VXLAN traffic since the agent started.
@@ -124,6 +53,22 @@ pub struct AgentNode {
     pub kernel: String,
 }
 
+impl From<&NodeInfo> for AgentNode {
+    fn from(n: &NodeInfo) -> Self {
+        Self {
+            hostname: n.hostname.clone(),
+            overlay: n.overlay.clone(),
+            overlay_state: n.overlay_state.as_str().to_string(),
+            uplink: n.uplink.clone(),
+            local_vtep: n.local_vtep.clone(),
+            vxlan_port: n.vxlan_port,
+            vni: n.vni,
+            port_bound: n.port_bound,
+            kernel: n.kernel.clone(),
+        }
+    }
+}
+
 /// A finding of the agent's rolling window, as `GET /counters` carries it.
 /// Its own type, not [`Finding`]: this is the counters document's fixed
 /// shape (no `affected_peers`), read back by `mesh` from agents of other
@@ -140,6 +85,21 @@ pub struct AgentFinding {
     pub evidence: Vec<String>,
     #[serde(default)]
     pub remediation: String,
+}
+
+/// A finding with only its code, severity and peer (test fixtures).
+#[cfg(test)]
+impl AgentFinding {
+    pub(crate) fn bare(code: &str, severity: Severity, peer: Option<&str>) -> Self {
+        Self {
+            code: code.into(),
+            severity,
+            peer: peer.map(str::to_string),
+            summary: String::new(),
+            evidence: vec![],
+            remediation: String::new(),
+        }
+    }
 }
 
 impl From<&Finding> for AgentFinding {
@@ -187,12 +147,12 @@ impl Counters {
 
 /// Cumulative counters, fed one window report at a time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
+pub struct CumulativeTotals {
     peers: BTreeMap<String, PeerCumulative>,
     drops: BTreeMap<(String, String), u64>,
 }
 
-impl Totals {
+impl CumulativeTotals {
     /// Adds the figures of one window (consecutive windows, never overlapping).
     pub fn add(&mut self, window: &Report) {
         for p in &window.peers {
@@ -203,7 +163,7 @@ impl Totals {
                     peer: p.peer.clone(),
                     ..Default::default()
                 });
-            *t += &PeerCumulative::from(p);
+            t.traffic += p.traffic;
         }
         for d in &window.drops {
             *self
@@ -240,23 +200,12 @@ impl Totals {
         sampled_unix: f64,
         uptime_secs: f64,
     ) -> Counters {
-        let n = &rolling.node;
         Counters {
             schema: COUNTERS_SCHEMA,
             started_unix,
             sampled_unix,
             uptime_secs,
-            node: AgentNode {
-                hostname: n.hostname.clone(),
-                overlay: n.overlay.clone(),
-                overlay_state: n.overlay_state.as_str().to_string(),
-                uplink: n.uplink.clone(),
-                local_vtep: n.local_vtep.clone(),
-                vxlan_port: n.vxlan_port,
-                vni: n.vni,
-                port_bound: n.port_bound,
-                kernel: n.kernel.clone(),
-            },
+            node: AgentNode::from(&rolling.node),
             peers: self.peers(),
             drops: self.drops(),
             findings: rolling.findings.iter().map(AgentFinding::from).collect(),
@@ -270,25 +219,13 @@ mod tests {
     use super::*;
     use crate::{
         datapath::Overflow,
-        node::OverlayState,
-        report::{DropReport, NodeInfo, PeerReport, SCHEMA},
+        report::{DropReport, PeerReport, SCHEMA},
     };
 
     pub(crate) fn report(peers: Vec<PeerReport>, drops: Vec<DropReport>) -> Report {
         Report {
             schema: SCHEMA,
-            node: NodeInfo {
-                hostname: "gladius".into(),
-                overlay: "flannel.1".into(),
-                overlay_state: OverlayState::Up,
-                uplink: Some("eth0".into()),
-                local_vtep: Some("192.0.2.11".into()),
-                vxlan_port: 8472,
-                vni: Some(1),
-                port_bound: true,
-                kernel: "6.18.0".into(),
-                attached: Default::default(),
-            },
+            node: NodeInfo::gladius(),
             window_secs: 1.0,
             peers,
             drops,
@@ -301,12 +238,15 @@ mod tests {
 
     #[test]
     fn windows_add_up_per_peer_and_drop_reason() {
-        let mut t = Totals::default();
+        let mut t = CumulativeTotals::default();
         let p = |peer: &str, tx: u64, decap: u64| PeerReport {
             peer: peer.into(),
-            tx_encap_packets: tx,
-            tx_encap_bytes: tx * 148,
-            rx_decap_packets: decap,
+            traffic: Traffic {
+                tx_encap_packets: tx,
+                tx_encap_bytes: tx * 148,
+                rx_decap_packets: decap,
+                ..Traffic::default()
+            },
             ..Default::default()
         };
         let drop = |n| DropReport {
@@ -322,9 +262,9 @@ mod tests {
         let peers = t.peers();
         assert_eq!(peers.len(), 2);
         assert_eq!(peers[0].peer, "192.0.2.12", "address order");
-        assert_eq!(peers[1].tx_encap_packets, 7);
-        assert_eq!(peers[1].tx_encap_bytes, 7 * 148);
-        assert_eq!(peers[1].rx_decap_packets, 1);
+        assert_eq!(peers[1].traffic.tx_encap_packets, 7);
+        assert_eq!(peers[1].traffic.tx_encap_bytes, 7 * 148);
+        assert_eq!(peers[1].traffic.rx_decap_packets, 1);
         assert_eq!(
             t.drops(),
             vec![DropCumulative {
@@ -337,6 +277,21 @@ mod tests {
         assert_eq!(c.schema, 1);
         assert_eq!(c.node.local_vtep.as_deref(), Some("192.0.2.11"));
         assert_eq!(c.node.overlay_state, "up");
+        let mut want = vec![
+            "peer",
+            "tx_encap_packets",
+            "tx_encap_bytes",
+            "rx_encap_packets",
+            "rx_encap_bytes",
+            "rx_decap_packets",
+            "rx_decap_bytes",
+            "tx_inner_packets",
+            "tx_inner_bytes",
+            "icmp_port_unreachable",
+        ];
+        want.sort_unstable();
+        let peer = serde_json::to_value(&peers[1]).expect("encode");
+        assert_eq!(crate::report::tests::keys(&peer), want, "/counters peers[]");
         let json = serde_json::to_string(&c).expect("encode");
         let back: Counters = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, c);

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::{
-    fleet::agent::{Counters, PeerCumulative},
-    report::{FindingCode, Severity},
+    fleet::agent::Counters,
+    report::{FindingCode, Severity, Traffic},
 };
 
 /// The JSON schema version of [`MeshReport`].
@@ -114,11 +114,9 @@ struct Usable<'a> {
     end: &'a Counters,
 }
 
-fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&PeerCumulative) -> u64) -> u64 {
-    let zero = PeerCumulative::default();
-    let now = end.peer(peer).unwrap_or(&zero);
-    let then = start.peer(peer).unwrap_or(&zero);
-    f(&(now - then))
+fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&Traffic) -> u64) -> u64 {
+    let traffic = |c: &Counters| c.peer(peer).map(|p| p.traffic).unwrap_or_default();
+    f(&(traffic(end) - traffic(start)))
 }
 
 /// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
@@ -306,9 +304,11 @@ mod tests {
     fn with(mut c: Counters, peer: &str, tx: u64, rx: u64) -> Counters {
         c.peers.push(PeerCumulative {
             peer: peer.into(),
-            tx_encap_packets: tx,
-            rx_encap_packets: rx,
-            ..Default::default()
+            traffic: Traffic {
+                tx_encap_packets: tx,
+                rx_encap_packets: rx,
+                ..Traffic::default()
+            },
         });
         c
     }
@@ -401,14 +401,7 @@ mod tests {
                 evidence: vec![],
                 remediation: String::new(),
             },
-            AgentFinding {
-                code: "NO_VXLAN_TRAFFIC".into(),
-                severity: Severity::Info,
-                peer: None,
-                summary: String::new(),
-                evidence: vec![],
-                remediation: String::new(),
-            },
+            AgentFinding::bare("NO_VXLAN_TRAFFIC", Severity::Info, None),
         ];
         r[2].end = Ok(e1);
         let m = compute(&r, 10.0, 2.0);

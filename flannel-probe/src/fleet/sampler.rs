@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Result;
 
-use super::agent::{Counters, Totals};
+use super::agent::{Counters, CumulativeTotals};
 use crate::{datapath::Snapshot, probe::Probe, report::Report};
 
 /// One reading, shared read-only with the HTTP handlers.
@@ -25,7 +25,7 @@ pub(crate) struct Sampler {
     window: Duration,
     started: Instant,
     started_unix: f64,
-    totals: Totals,
+    totals: CumulativeTotals,
     prev: (Instant, Snapshot),
     /// Cumulative snapshots of the last `window`, oldest first; the first
     /// is the base of the rolling report.
@@ -49,7 +49,7 @@ impl Sampler {
             window,
             started: now,
             started_unix: unix_now(),
-            totals: Totals::default(),
+            totals: CumulativeTotals::default(),
             prev: zero.clone(),
             history: VecDeque::from([zero]),
         }

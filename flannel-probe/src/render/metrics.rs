@@ -43,10 +43,30 @@ impl Collector for View {
         // (direction, layer, packets, bytes) per peer.
         let sides = |p: &crate::fleet::agent::PeerCumulative| {
             [
-                ("tx", "outer", p.tx_encap_packets, p.tx_encap_bytes),
-                ("rx", "outer", p.rx_encap_packets, p.rx_encap_bytes),
-                ("tx", "inner", p.tx_inner_packets, p.tx_inner_bytes),
-                ("rx", "inner", p.rx_decap_packets, p.rx_decap_bytes),
+                (
+                    "tx",
+                    "outer",
+                    p.traffic.tx_encap_packets,
+                    p.traffic.tx_encap_bytes,
+                ),
+                (
+                    "rx",
+                    "outer",
+                    p.traffic.rx_encap_packets,
+                    p.traffic.rx_encap_bytes,
+                ),
+                (
+                    "tx",
+                    "inner",
+                    p.traffic.tx_inner_packets,
+                    p.traffic.tx_inner_bytes,
+                ),
+                (
+                    "rx",
+                    "inner",
+                    p.traffic.rx_decap_packets,
+                    p.traffic.rx_decap_bytes,
+                ),
             ]
         };
         {
@@ -87,7 +107,8 @@ impl Collector for View {
             )?;
             for p in &c.peers {
                 let l: Labels<1> = [("peer", &p.peer)];
-                ConstCounter::new(p.icmp_port_unreachable).encode(fam.encode_family(&l)?)?;
+                ConstCounter::new(p.traffic.icmp_port_unreachable)
+                    .encode(fam.encode_family(&l)?)?;
             }
         }
         {
@@ -179,32 +200,24 @@ mod tests {
     use super::*;
     use crate::{
         fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative},
-        report::Severity,
+        report::{NodeInfo, Severity, Traffic},
     };
 
     fn counters() -> Counters {
         Counters {
             schema: 1,
-            node: AgentNode {
-                hostname: "gladius".into(),
-                overlay: "flannel.1".into(),
-                overlay_state: "up".into(),
-                uplink: Some("eth0".into()),
-                local_vtep: Some("192.0.2.11".into()),
-                vxlan_port: 8472,
-                vni: Some(1),
-                port_bound: true,
-                kernel: "6.18.0".into(),
-            },
+            node: AgentNode::from(&NodeInfo::gladius()),
             peers: vec![PeerCumulative {
                 peer: "192.0.2.13".into(),
-                tx_encap_packets: 10,
-                tx_encap_bytes: 1480,
-                rx_encap_packets: 0,
-                tx_inner_packets: 10,
-                tx_inner_bytes: 980,
-                icmp_port_unreachable: 4,
-                ..Default::default()
+                traffic: Traffic {
+                    tx_encap_packets: 10,
+                    tx_encap_bytes: 1480,
+                    rx_encap_packets: 0,
+                    tx_inner_packets: 10,
+                    tx_inner_bytes: 980,
+                    icmp_port_unreachable: 4,
+                    ..Traffic::default()
+                },
             }],
             drops: vec![DropCumulative {
                 reason: "NO_SOCKET".into(),
@@ -212,22 +225,12 @@ mod tests {
                 packets: 3,
             }],
             findings: vec![
-                AgentFinding {
-                    code: "PEER_PORT_UNREACHABLE".into(),
-                    severity: Severity::Critical,
-                    peer: Some("192.0.2.13".into()),
-                    summary: String::new(),
-                    evidence: vec![],
-                    remediation: String::new(),
-                },
-                AgentFinding {
-                    code: "NO_VXLAN_TRAFFIC".into(),
-                    severity: Severity::Info,
-                    peer: None,
-                    summary: String::new(),
-                    evidence: vec![],
-                    remediation: String::new(),
-                },
+                AgentFinding::bare(
+                    "PEER_PORT_UNREACHABLE",
+                    Severity::Critical,
+                    Some("192.0.2.13"),
+                ),
+                AgentFinding::bare("NO_VXLAN_TRAFFIC", Severity::Info, None),
             ],
             ..Default::default()
         }

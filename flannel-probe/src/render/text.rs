@@ -117,13 +117,13 @@ pub(crate) fn peer_table(r: &Report, per_sec: Option<f64>) -> String {
             "{:<15} {:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6}",
             p.peer,
             p.vtep_mac.as_deref().unwrap_or("-"),
-            scale(p.tx_encap_packets),
-            scale(p.tx_encap_bytes),
-            scale(p.rx_encap_packets),
-            scale(p.rx_encap_bytes),
-            scale(p.rx_decap_packets),
-            scale(p.tx_inner_packets),
-            p.icmp_port_unreachable,
+            scale(p.traffic.tx_encap_packets),
+            scale(p.traffic.tx_encap_bytes),
+            scale(p.traffic.rx_encap_packets),
+            scale(p.traffic.rx_encap_bytes),
+            scale(p.traffic.rx_decap_packets),
+            scale(p.traffic.tx_inner_packets),
+            p.traffic.icmp_port_unreachable,
             drops
         );
     }

@@ -450,9 +450,11 @@ fn promtool_accepts_the_served_metrics() {
         },
         peers: vec![PeerCumulative {
             peer: "192.0.2.11".into(),
-            rx_encap_packets: 40,
-            rx_encap_bytes: 5920,
-            ..Default::default()
+            traffic: flannel_probe::report::Traffic {
+                rx_encap_packets: 40,
+                rx_encap_bytes: 5920,
+                ..Default::default()
+            },
         }],
         drops: vec![DropCumulative {
             reason: "NO_SOCKET".into(),

@@ -271,7 +271,7 @@ fn cell_text(col: Col, p: &PeerReport, r: &Report, state: &WatchState, width: u1
         Col::DecapShare => rates
             .decap_share
             .map_or_else(|| "-".into(), |s| format!("{:.0}%", s * 100.0)),
-        Col::Unreachable => p.icmp_port_unreachable.to_string(),
+        Col::Unreachable => p.traffic.icmp_port_unreachable.to_string(),
         Col::Drops => match top_drop(p) {
             (0, _) => "0".into(),
             (n, Some(reason)) => format!("{n} {reason}"),
@@ -417,14 +417,14 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &WatchState) {
         sep(),
         Span::raw(format!(
             "rx {} pkt/s {} bit/s",
-            compact(total(|p| p.rx_encap_packets)),
-            compact(total(|p| p.rx_encap_bytes) * 8.0)
+            compact(total(|p| p.traffic.rx_encap_packets)),
+            compact(total(|p| p.traffic.rx_encap_bytes) * 8.0)
         )),
         sep(),
         Span::raw(format!(
             "tx {} pkt/s {} bit/s",
-            compact(total(|p| p.tx_encap_packets)),
-            compact(total(|p| p.tx_encap_bytes) * 8.0)
+            compact(total(|p| p.traffic.tx_encap_packets)),
+            compact(total(|p| p.traffic.tx_encap_bytes) * 8.0)
         )),
         sep(),
         Span::raw(format!("window {secs:.1}s")),

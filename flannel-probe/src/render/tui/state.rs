@@ -101,15 +101,16 @@ impl Rates {
             if secs > 0.0 { v as f64 / secs } else { 0.0 }
         };
         Rates {
-            tx_pps: per(p.tx_encap_packets),
-            tx_bps: per(p.tx_encap_bytes) * 8.0,
-            rx_pps: per(p.rx_encap_packets),
-            rx_bps: per(p.rx_encap_bytes) * 8.0,
-            decap_pps: per(p.rx_decap_packets),
+            tx_pps: per(p.traffic.tx_encap_packets),
+            tx_bps: per(p.traffic.tx_encap_bytes) * 8.0,
+            rx_pps: per(p.traffic.rx_encap_packets),
+            rx_bps: per(p.traffic.rx_encap_bytes) * 8.0,
+            decap_pps: per(p.traffic.rx_decap_packets),
             // Window edges can put a packet's decapsulation in the next
             // window: never show more than all of it.
-            decap_share: (p.rx_encap_packets > 0)
-                .then(|| (p.rx_decap_packets as f64 / p.rx_encap_packets as f64).min(1.0)),
+            decap_share: (p.traffic.rx_encap_packets > 0).then(|| {
+                (p.traffic.rx_decap_packets as f64 / p.traffic.rx_encap_packets as f64).min(1.0)
+            }),
         }
     }
 }
@@ -309,7 +310,10 @@ impl WatchState {
                     (None, Some(_)) => Ordering::Greater,
                     (None, None) => Ordering::Equal,
                 },
-                SortKey::Unreachable => b.icmp_port_unreachable.cmp(&a.icmp_port_unreachable),
+                SortKey::Unreachable => b
+                    .traffic
+                    .icmp_port_unreachable
+                    .cmp(&a.traffic.icmp_port_unreachable),
                 SortKey::Drops => top_drop(b).0.cmp(&top_drop(a).0),
             }
         };

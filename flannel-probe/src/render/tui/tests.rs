@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     datapath::Overflow,
-    report::{NodeInfo, SCHEMA},
+    report::{NodeInfo, SCHEMA, Traffic},
 };
 
 const G: &str = "192.0.2.11";
@@ -43,12 +43,15 @@ fn peer(ip: &str, mac: &str, rx: u64, decap: u64, tx: u64) -> PeerReport {
     PeerReport {
         peer: ip.into(),
         vtep_mac: Some(mac.into()),
-        tx_encap_packets: tx,
-        tx_encap_bytes: tx * 148,
-        rx_encap_packets: rx,
-        rx_encap_bytes: rx * 148,
-        rx_decap_packets: decap,
-        tx_inner_packets: tx,
+        traffic: Traffic {
+            tx_encap_packets: tx,
+            tx_encap_bytes: tx * 148,
+            rx_encap_packets: rx,
+            rx_encap_bytes: rx * 148,
+            rx_decap_packets: decap,
+            tx_inner_packets: tx,
+            ..Traffic::default()
+        },
         in_fdb: true,
         ..Default::default()
     }
@@ -421,7 +424,7 @@ fn three_peers() -> Report {
         peer("192.0.2.9", "0e:00:00:00:00:09", 50, 0, 1),
         peer("192.0.2.100", "0e:00:00:00:00:aa", 20, 10, 2),
     ];
-    r.peers[2].icmp_port_unreachable = 4;
+    r.peers[2].traffic.icmp_port_unreachable = 4;
     r.peers[1].drops.insert("NO_SOCKET".into(), 7);
     r.peers[1].drops.insert("OTHER".into(), 2);
     r.findings = vec![finding(
@@ -643,7 +646,7 @@ fn quit_keys_selection_and_help() {
 #[test]
 fn rates_are_window_counts_over_seconds() {
     let mut p = peer(G, "m", 30, 15, 60);
-    p.rx_encap_bytes = 3000;
+    p.traffic.rx_encap_bytes = 3000;
     let r = Rates::of(&p, 2.0);
     assert_eq!(r.rx_pps, 15.0);
     assert_eq!(r.rx_bps, 12_000.0);
