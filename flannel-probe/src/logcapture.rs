@@ -13,18 +13,18 @@ use std::{
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines kept while capturing; older ones are dropped.
-pub const KEEP: usize = 100;
+pub(crate) const KEEP: usize = 100;
 
 static CAPTURING: AtomicBool = AtomicBool::new(false);
 static LINES: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 
 /// Sends log lines to memory (`true`) or to stderr (`false`).
-pub fn capture(on: bool) {
+pub(crate) fn capture(on: bool) {
     CAPTURING.store(on, Ordering::SeqCst);
 }
 
 /// Takes the lines captured so far.
-pub fn drain() -> Vec<String> {
+pub(crate) fn drain() -> Vec<String> {
     LINES
         .lock()
         .map(|mut l| l.drain(..).collect())
@@ -89,7 +89,7 @@ impl Drop for Sink {
 
 /// A captured line without the formatter's leading timestamp (the screen
 /// shows its own clock).
-pub fn without_timestamp(line: &str) -> &str {
+pub(crate) fn without_timestamp(line: &str) -> &str {
     let line = line.trim();
     match line.split_once(char::is_whitespace) {
         Some((first, rest))
@@ -105,7 +105,7 @@ pub fn without_timestamp(line: &str) -> &str {
 }
 
 /// Removes terminal escape sequences (`ESC [ ... final`) from `s`.
-pub fn strip_ansi(s: &str) -> String {
+pub(crate) fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::{datapath::Overflow, node::OverlayState};
 
 /// The JSON schema version of [`Report`].
-pub const SCHEMA: u32 = 1;
+pub(crate) const SCHEMA: u32 = 1;
 
 /// Worst first: `Critical < Warning < Info`, so `min()` is the worst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -406,7 +406,7 @@ impl Report {
 }
 
 /// The inverse of [`mac_string`].
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut out {
@@ -417,7 +417,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Dotted quad, as `Ipv4Addr`'s `Display` prints it, without the
 /// formatter (one per peer in every report).
-pub fn ip_string(ip: Ipv4Addr) -> String {
+pub(crate) fn ip_string(ip: Ipv4Addr) -> String {
     let mut s = String::with_capacity(15);
     for (i, b) in ip.octets().into_iter().enumerate() {
         if i > 0 {
@@ -435,7 +435,7 @@ pub fn ip_string(ip: Ipv4Addr) -> String {
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
-pub fn mac_string(mac: &[u8; 6]) -> String {
+pub(crate) fn mac_string(mac: &[u8; 6]) -> String {
     // By hand rather than format!: the report prints two per peer, and at
     // 10 000 peers the formatter's cost showed in the diagnosis time.
     const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -72,7 +72,7 @@ async fn read_all(agents: &[BaseUrl], timeout: Duration) -> Vec<Result<Counters,
     futures::future::join_all(agents.iter().map(|a| read(a, timeout))).await
 }
 
-pub async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
+pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
     let t0 = Instant::now();
     let start = read_all(&args.agents, args.timeout).await;
     if start.iter().all(Result::is_err) {

@@ -1,8 +1,8 @@
 //! The command line: one file per subcommand, shared options here.
-pub mod mesh;
-pub mod report;
-pub mod serve;
-pub mod watch;
+pub(crate) mod mesh;
+pub(crate) mod report;
+pub(crate) mod serve;
+pub(crate) mod watch;
 
 use std::time::Duration;
 
@@ -121,7 +121,7 @@ fn port_choice(s: &str) -> Result<PortArg> {
 }
 
 /// `5s`, `500ms`, `2m`; a bare number is seconds.
-pub fn duration(s: &str) -> Result<Duration> {
+pub(crate) fn duration(s: &str) -> Result<Duration> {
     let d = match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
         Ok(_) => bail!("'{s}' is not a positive duration"),

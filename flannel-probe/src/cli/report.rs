@@ -17,7 +17,7 @@ pub struct ReportArgs {
     pub duration: Duration,
 }
 
-pub async fn run(common: &Common, args: &ReportArgs) -> Result<i32> {
+pub(crate) async fn run(common: &Common, args: &ReportArgs) -> Result<i32> {
     let mut shutdown = Shutdown::install()?;
     let mut probe = Probe::start(&common.probe_options()).await?;
     let start = probe.snapshot()?;

@@ -28,7 +28,7 @@ fn listen_addr(s: &str) -> Result<SocketAddr> {
     })
 }
 
-pub async fn run(common: &Common, args: &ServeArgs) -> Result<i32> {
+pub(crate) async fn run(common: &Common, args: &ServeArgs) -> Result<i32> {
     server::run(&ServeOptions {
         probe: common.probe_options(),
         listen: args.listen,

@@ -46,7 +46,7 @@ pub struct WatchArgs {
     pub plain: bool,
 }
 
-pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
+pub(crate) async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let plain = args.plain || common.format == Format::Json || !std::io::stdout().is_terminal();
     if plain {
         run_plain(common, args).await

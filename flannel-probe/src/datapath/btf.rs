@@ -58,7 +58,7 @@ enum Type {
 }
 
 /// The parsed types of one BTF blob.
-pub struct Btf {
+pub(crate) struct Btf {
     types: Vec<Type>,
     by_name: HashMap<String, Vec<u32>>,
 }
@@ -85,7 +85,7 @@ fn string(strings: &[u8], off: u32) -> String {
 
 impl Btf {
     /// The running kernel's BTF.
-    pub fn from_sys_fs() -> Result<Self> {
+    pub(crate) fn from_sys_fs() -> Result<Self> {
         let path = "/sys/kernel/btf/vmlinux";
         let data = std::fs::read(path).with_context(|| {
             format!("reading {path} failed: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF)")
@@ -94,7 +94,7 @@ impl Btf {
     }
 
     /// Parses a little-endian BTF blob (header, types, strings).
-    pub fn parse(data: &[u8]) -> Result<Self> {
+    pub(crate) fn parse(data: &[u8]) -> Result<Self> {
         let r = Reader { data };
         if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != BTF_MAGIC {
             bail!("not little-endian BTF");
@@ -243,7 +243,7 @@ impl Btf {
     }
 
     /// Byte offset of a member path, e.g. `("net_device", &["nd_net", "net"])`.
-    pub fn offset(&self, strukt: &str, path: &[&str]) -> Result<u32> {
+    pub(crate) fn offset(&self, strukt: &str, path: &[&str]) -> Result<u32> {
         let mut members = self.composite(strukt)?;
         let mut bits = 0;
         let mut where_ = strukt.to_string();
@@ -267,7 +267,7 @@ impl Btf {
     }
 
     /// The values of an enum, by name.
-    pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>> {
+    pub(crate) fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>> {
         self.by_name
             .get(name)
             .into_iter()

@@ -22,12 +22,12 @@ pub struct DropMatch {
 /// `enum skb_drop_reason` of the running kernel: numbers differ between
 /// versions, so names are read, never assumed.
 #[derive(Clone, Debug, Default)]
-pub struct DropReasons {
+pub(crate) struct DropReasons {
     names: HashMap<u32, String>,
 }
 
 impl DropReasons {
-    pub fn from_btf(btf: &Btf) -> Result<Self> {
+    pub(crate) fn from_btf(btf: &Btf) -> Result<Self> {
         let names = btf
             .enum_values("skb_drop_reason")?
             .into_iter()
@@ -44,7 +44,7 @@ impl DropReasons {
     }
 
     /// The reason's name without the `SKB_DROP_REASON_` prefix.
-    pub fn name(&self, n: u32) -> String {
+    pub(crate) fn name(&self, n: u32) -> String {
         self.names
             .get(&n)
             .cloned()
@@ -53,7 +53,7 @@ impl DropReasons {
 
     /// The number of a reason, by name.
     #[cfg(test)]
-    pub fn number(&self, name: &str) -> Option<u32> {
+    pub(crate) fn number(&self, name: &str) -> Option<u32> {
         self.names.iter().find(|(_, v)| *v == name).map(|(k, _)| *k)
     }
 }
@@ -80,7 +80,7 @@ pub(super) fn offsets(btf: &Btf) -> Result<DropConfig> {
 
 /// The inode number of this process's network namespace, as the kernel
 /// stores it in `net->ns.inum`.
-pub fn netns_inum() -> Result<u32> {
+pub(crate) fn netns_inum() -> Result<u32> {
     let md = std::fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net failed")?;
     u32::try_from(md.ino())
         .map_err(|_| anyhow!("network namespace inode {} does not fit 32 bits", md.ino()))

@@ -5,7 +5,7 @@
 //! all of it (tcx links are file descriptors, so even SIGKILL removes them).
 mod attach;
 mod batch;
-pub mod btf;
+pub(crate) mod btf;
 mod clsact;
 mod collect;
 mod drops;
@@ -23,8 +23,11 @@ use flannel_probe_common::abi::{
 };
 
 pub use attach::{AttachMode, Hook};
-pub use collect::{DropWhere, Overflow, Snapshot};
-pub use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
+#[cfg(test)]
+pub(crate) use collect::DropWhere;
+pub(crate) use collect::Overflow;
+pub use collect::Snapshot;
+pub(crate) use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =

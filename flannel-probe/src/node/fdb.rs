@@ -11,9 +11,9 @@ use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, Neig
 use super::{FdbEntry, NeighEntry, mac6};
 
 /// Neighbour state bits (`NUD_*` from `<linux/neighbour.h>`).
-pub const NUD_INCOMPLETE: u16 = 0x01;
+pub(crate) const NUD_INCOMPLETE: u16 = 0x01;
 /// See [`NUD_INCOMPLETE`].
-pub const NUD_FAILED: u16 = 0x20;
+pub(crate) const NUD_FAILED: u16 = 0x20;
 /// See [`NUD_INCOMPLETE`].
 pub const NUD_PERMANENT: u16 = 0x80;
 

@@ -190,20 +190,6 @@ fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
     local.or(address)
 }
 
-/// The ifindex of interface `name`, `None` if there is no such interface.
-pub async fn ifindex_by_name(
-    handle: &rtnetlink::Handle,
-    name: &str,
-) -> anyhow::Result<Option<u32>> {
-    let mut stream = std::pin::pin!(handle.link().get().match_name(name).execute());
-    match stream.try_next().await {
-        Ok(Some(msg)) => Ok(Some(msg.header.index)),
-        Ok(None) => Ok(None),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("netlink lookup of interface {name} failed")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

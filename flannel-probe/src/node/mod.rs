@@ -18,12 +18,12 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, anyhow};
 
-pub use fdb::{NUD_FAILED, NUD_INCOMPLETE, NUD_PERMANENT};
-pub use links::ifindex_by_name;
-pub use sockdiag::{udp_local_addrs_on_port, udp_port_bound};
+pub use fdb::NUD_PERMANENT;
+pub(crate) use fdb::{NUD_FAILED, NUD_INCOMPLETE};
+pub(crate) use sockdiag::udp_port_bound;
 
 /// Flannel's VXLAN port, when the device names none.
-pub use flannel_probe_common::parse::DEFAULT_VXLAN_PORT;
+pub(crate) use flannel_probe_common::parse::DEFAULT_VXLAN_PORT;
 
 /// The state of the overlay device as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -231,7 +231,7 @@ impl NodeState {
 ///
 /// A missing overlay device is not an error; a missing explicitly named
 /// uplink is.
-pub async fn discover(
+pub(crate) async fn discover(
     handle: &rtnetlink::Handle,
     opts: &DiscoverOptions,
 ) -> anyhow::Result<NodeState> {
@@ -335,7 +335,7 @@ pub async fn discover(
 /// `/proc/sys/net/ipv4/conf/<ifname>/forwarding` == `1`, for the calling
 /// thread's network namespace. `None` if the file is missing or unreadable
 /// (or the name could not be an interface name).
-pub fn ipv4_forwarding(ifname: &str) -> Option<bool> {
+pub(crate) fn ipv4_forwarding(ifname: &str) -> Option<bool> {
     if ifname.is_empty() || ifname == "." || ifname == ".." || ifname.contains('/') {
         return None;
     }
@@ -350,7 +350,7 @@ pub fn ipv4_forwarding(ifname: &str) -> Option<bool> {
 }
 
 /// The host name, from `gethostname(2)`.
-pub fn hostname() -> std::io::Result<String> {
+pub(crate) fn hostname() -> std::io::Result<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the pointer and length describe `buf`, which outlives the call.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -362,7 +362,7 @@ pub fn hostname() -> std::io::Result<String> {
 }
 
 /// The kernel release, from `uname(2)` (e.g. `6.18.44`).
-pub fn kernel_release() -> std::io::Result<String> {
+pub(crate) fn kernel_release() -> std::io::Result<String> {
     // SAFETY: utsname is plain old data; all-zero is a valid value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: `uts` is a valid, writable utsname.
@@ -695,21 +695,6 @@ mod tests {
         assert_eq!(st.overlay_state(), OverlayState::Down);
         assert_eq!(st.uplink.as_ref().map(|u| u.name.as_str()), Some("eth0"));
         assert_eq!(st.vxlan_port, DEFAULT_VXLAN_PORT);
-    }
-
-    #[test]
-    fn ifindex_by_name_in_namespace() {
-        let Some(ns) = Netns::for_test() else { return };
-        ns.add_nic("eth0");
-        let want = ns.ifindex("eth0");
-        let (found, missing) = with_handle(&ns, false, |h| async move {
-            let found = ifindex_by_name(&h, "eth0").await?;
-            let missing = ifindex_by_name(&h, "eth9").await?;
-            anyhow::Ok((found, missing))
-        })
-        .expect("lookups");
-        assert_eq!(found, Some(want));
-        assert_eq!(missing, None);
     }
 
     /// `discover` must be usable from `tokio::spawn`ed tasks.

@@ -39,14 +39,14 @@ const RECV_BUF: usize = 64 * 1024;
 
 /// True if any UDP socket (IPv4 or IPv6, any state, kernel sockets included)
 /// of the calling thread's network namespace has local port `port`.
-pub fn udp_port_bound(port: u16) -> io::Result<bool> {
+pub(crate) fn udp_port_bound(port: u16) -> io::Result<bool> {
     Ok(!udp_local_addrs_on_port(port)?.is_empty())
 }
 
 /// The local addresses of all UDP sockets (IPv4 and IPv6, any state) of the
 /// calling thread's network namespace whose local port is `port`, e.g.
 /// `0.0.0.0:8472` for a VXLAN device without `local`.
-pub fn udp_local_addrs_on_port(port: u16) -> io::Result<Vec<SocketAddr>> {
+pub(crate) fn udp_local_addrs_on_port(port: u16) -> io::Result<Vec<SocketAddr>> {
     let sock = open().map_err(|e| ctx(e, "opening a NETLINK_SOCK_DIAG socket"))?;
     let mut out = Vec::new();
     for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
