@@ -5,7 +5,7 @@ use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
     support::{
         ProbeRun,
-        attached::{add_cni_filter, cni_filter_present, tcx_programs},
+        attached::{add_cni_filter, cni_filter_present, probe_programs},
         probe_bin,
         reports::{self, codes, peer},
     },
@@ -43,7 +43,7 @@ fn healthy_mesh_counts_every_ping_exactly() {
     let on_g = start_report(&lab, gladius, 5);
     let on_e = start_report(&lab, eq14, 5);
     assert!(
-        !tcx_programs(&eq14.ns, "eth0").is_empty(),
+        !probe_programs(&lab, &eq14.ns, "eth0").is_empty(),
         "the probe is attached while it runs"
     );
     let stats = lab.ping(gladius, eq14.pod_ip, PINGS, 0.1).expect("ping");
@@ -89,7 +89,7 @@ fn healthy_mesh_counts_every_ping_exactly() {
     // Nothing of ours stays; the CNI's filter does.
     for node in [gladius, eq14] {
         for dev in ["eth0", "flannel.1"] {
-            let left = tcx_programs(&node.ns, dev);
+            let left = probe_programs(&lab, &node.ns, dev);
             assert!(left.is_empty(), "{} {dev} still has {left:?}", node.name);
         }
     }
@@ -182,7 +182,7 @@ fn the_incident_is_named_on_the_broken_node_and_on_its_senders() {
         }
     }
     assert!(
-        tcx_programs(&eq14.ns, "eth0").is_empty(),
+        probe_programs(&lab, &eq14.ns, "eth0").is_empty(),
         "nothing of ours left on eq14-001"
     );
     assert!(
