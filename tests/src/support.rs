@@ -180,6 +180,23 @@ pub mod reports {
     /// the probes started after this one) inside `node`, returned once
     /// attached and observing.
     pub fn start(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
+        let mut run = spawn(lab, node, secs);
+        observing(&mut run, node);
+        run
+    }
+
+    /// [`start`] on several nodes at once: every probe is spawned before
+    /// any is waited for, so the windows overlap even where starting a
+    /// probe is slow (a loaded host, an emulated guest).
+    pub fn start_all(lab: &Lab, nodes: &[&LabNode], secs: u32) -> Vec<ProbeRun> {
+        let mut runs: Vec<ProbeRun> = nodes.iter().map(|n| spawn(lab, n, secs)).collect();
+        for (run, node) in runs.iter_mut().zip(nodes) {
+            observing(run, node);
+        }
+        runs
+    }
+
+    fn spawn(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
         let mut cmd: Command = lab.node_command(node, &probe_bin());
         cmd.args([
             "report",
@@ -188,10 +205,12 @@ pub mod reports {
             "--duration",
             &format!("{}s", secs * time_scale()),
         ]);
-        let mut run = ProbeRun::spawn(cmd).expect("start flannel-probe");
+        ProbeRun::spawn(cmd).expect("start flannel-probe")
+    }
+
+    fn observing(run: &mut ProbeRun, node: &LabNode) {
         run.wait_for("observing", scaled(Duration::from_secs(60)))
             .unwrap_or_else(|e| panic!("probe on {}: {e:#}", node.name));
-        run
     }
 
     /// Waits for the report; checks it is schema 1 about `node`.

@@ -22,8 +22,10 @@ fn two_instances_side_by_side_count_the_same_and_leave_nothing() {
     lab.ping(g, e.pod_ip, 1, 0.2).expect("warm-up ping");
     // Two probes on one node: each attaches its own programs and counts
     // with its own maps, neither disturbs the other.
-    let first = reports::start(&lab, e, 5);
-    let second = reports::start(&lab, e, 5);
+    let mut both = reports::start_all(&lab, &[e, e], 5).into_iter();
+    let (Some(first), Some(second)) = (both.next(), both.next()) else {
+        panic!("two probes");
+    };
     let stats = lab.ping(g, e.pod_ip, 10, 0.1).expect("ping");
     assert_eq!((stats.transmitted, stats.received), (10, 10));
     let (c1, r1) = reports::finish(first, "eq14-001");
