@@ -189,7 +189,43 @@ fn qemu_bin() -> String {
     std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
 }
 
+/// What the guest is built from and booted with -> its Debian package.
+const VM_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("strip", "binutils"),
+];
+
+/// Installs what is missing with apt, as `cargo xtask setup` does for the
+/// lab; a `QEMU` set by the caller is taken as given (and checked).
+fn install_missing() -> Result<()> {
+    let custom_qemu = std::env::var_os("QEMU").is_some();
+    let missing: Vec<&str> = VM_PACKAGES
+        .iter()
+        .filter(|(c, _)| !(custom_qemu && c.starts_with("qemu")) && which(c).is_none())
+        .map(|(_, p)| *p)
+        .collect();
+    if missing.is_empty() || which("apt-get").is_none() {
+        return Ok(());
+    }
+    eprintln!("vm-test: installing {}", missing.join(" "));
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        bad_input(format!(
+            "apt-get install {} failed: run apt-get update, or install them by hand",
+            missing.join(" ")
+        ));
+    }
+    Ok(())
+}
+
 fn preflight(qemu: &str) -> Result<()> {
+    install_missing()?;
     if which(qemu).is_none() {
         bad_input(format!(
             "{qemu} not found: install it (apt-get install qemu-system-x86)"
@@ -345,7 +381,8 @@ fn host(bins: &Bins, tests: &[String]) -> Result<KernelOutcome> {
     let kver = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into());
-    let label = format!("host({kver})");
+    // Not a VM: the same tests straight on this machine's kernel.
+    let label = format!("host({kver},no-vm)");
     let mut cases = Vec::new();
     for t in tests {
         let t0 = Instant::now();
@@ -439,7 +476,7 @@ fn fetch(pkg: &str, version: &str) -> Result<Kernel> {
 fn only_entry(dir: &Path) -> Result<String> {
     let names: Vec<String> = fs::read_dir(dir)
         .with_context(|| format!("{} is missing: not a kernel package?", dir.display()))?
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     match names.as_slice() {
@@ -585,7 +622,7 @@ fn boot(qemu: &str, vmlinuz: &Path, initrd: &Path, console: &Path, args: &VmArgs
         let child = spawn_qemu(
             qemu,
             &["-accel", "kvm", "-cpu", "host"],
-            1,
+            2,
             vmlinuz,
             initrd,
             console,

@@ -68,7 +68,7 @@ fn scan(fault: Option<Fault>, secs: u32, pings: u32) -> Option<Scan> {
     let nodes: Vec<&LabNode> = NODES.iter().map(|n| lab.node(n)).collect();
     let runs: Vec<_> = NODES
         .iter()
-        .map(|n| n.to_string())
+        .map(ToString::to_string)
         .zip(reports::start_all(&lab, &nodes, secs))
         .collect();
     let (g, m, e) = (
