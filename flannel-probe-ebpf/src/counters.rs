@@ -37,6 +37,18 @@ impl Keyed for MacSlot {
 /// hash lookup is a helper call: measured under `BPF_PROG_TEST_RUN`, the
 /// hash lookup was most of a VXLAN packet's cost. Each CPU keeps its own
 /// index and slots, so nothing here races; the agent sums slots by key.
+///
+/// Why one CPU's tc programs never interleave, also on PREEMPT_RT: they run
+/// with migration disabled inside BH-disabled sections (ingress in the
+/// softirq, egress under `rcu_read_lock_bh`). Without RT that means no
+/// preemption; with RT, softirqs are preemptible threads, but
+/// `local_bh_disable()` takes the CPU's softirq local lock, so a second
+/// BH-disabled section on that CPU waits for ours to finish. The drop
+/// tracer never touches these slots (only `DROPS` and its own `STATS`
+/// entry), and runs from a tracepoint with preemption disabled and the
+/// kernel's per-program recursion guard. `cargo xtask vm-test` checks this
+/// on Debian's 6.1 PREEMPT_RT kernel with concurrent flows in both
+/// directions (`kernels::concurrent_flows_in_both_directions_count_exactly`).
 #[inline(always)]
 pub(crate) fn slot<S: Keyed>(
     index: &PerCpuArray<IndexSlot>,
@@ -54,8 +66,9 @@ pub(crate) fn slot<S: Keyed>(
     let mut i = 0;
     while i < INDEX_PROBES {
         let e = index.get_ptr_mut(start.wrapping_add(i) & mask)?;
-        // SAFETY: this CPU's entries; no other program runs on this CPU
-        // while we do (BH disabled on egress, softirq on ingress).
+        // SAFETY: this CPU's entries; no other program of ours runs on
+        // this CPU while we do (see above: BH disabled, on RT the softirq
+        // local lock).
         unsafe {
             if (*e).key == key {
                 return slots.get_ptr_mut((*e).slot);

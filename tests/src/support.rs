@@ -36,6 +36,23 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 pub use crate::lab::netns::{in_netns, wait_exit};
 
+/// How much slower than native this machine runs the lab:
+/// `FLANNEL_PROBE_TEST_TIME_SCALE` (default 1). `cargo xtask vm-test` sets
+/// it for guests under emulation (TCG), where starting one probe takes
+/// 15-20 s instead of 1 s; report windows and time limits multiply by it.
+pub fn time_scale() -> u32 {
+    std::env::var("FLANNEL_PROBE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// `d` times [`time_scale`].
+pub fn scaled(d: Duration) -> Duration {
+    d * time_scale()
+}
+
 /// The flannel-probe binary under test: `FLANNEL_PROBE_BIN` (set by `cargo
 /// xtask test`), else the workspace's debug build.
 pub fn probe_bin() -> PathBuf {
@@ -155,29 +172,52 @@ pub mod reports {
 
     use serde_json::Value;
 
-    use super::{ProbeRun, probe_bin};
+    use super::{ProbeRun, probe_bin, scaled, time_scale};
     use crate::lab::{Lab, LabNode};
 
-    /// `report --format json` for `secs` seconds inside `node`, returned
-    /// once attached and observing.
+    /// `report --format json` for `secs` seconds (times the
+    /// [time scale](super::time_scale), so that the window still covers
+    /// the probes started after this one) inside `node`, returned once
+    /// attached and observing.
     pub fn start(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
+        let mut run = spawn(lab, node, secs);
+        observing(&mut run, node);
+        run
+    }
+
+    /// [`start`] on several nodes at once: every probe is spawned before
+    /// any is waited for, so the windows overlap even where starting a
+    /// probe is slow (a loaded host, an emulated guest).
+    pub fn start_all(lab: &Lab, nodes: &[&LabNode], secs: u32) -> Vec<ProbeRun> {
+        let mut runs: Vec<ProbeRun> = nodes.iter().map(|n| spawn(lab, n, secs)).collect();
+        for (run, node) in runs.iter_mut().zip(nodes) {
+            observing(run, node);
+        }
+        runs
+    }
+
+    fn spawn(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
         let mut cmd: Command = lab.node_command(node, &probe_bin());
         cmd.args([
             "report",
             "--format",
             "json",
             "--duration",
-            &format!("{secs}s"),
+            &format!("{}s", secs * time_scale()),
         ]);
-        let mut run = ProbeRun::spawn(cmd).expect("start flannel-probe");
-        run.wait_for("observing", Duration::from_secs(60))
+        ProbeRun::spawn(cmd).expect("start flannel-probe")
+    }
+
+    fn observing(run: &mut ProbeRun, node: &LabNode) {
+        run.wait_for("observing", scaled(Duration::from_secs(60)))
             .unwrap_or_else(|e| panic!("probe on {}: {e:#}", node.name));
-        run
     }
 
     /// Waits for the report; checks it is schema 1 about `node`.
     pub fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
-        let (code, out) = run.finish(Duration::from_secs(60)).expect("probe exits");
+        let (code, out) = run
+            .finish(scaled(Duration::from_secs(60)))
+            .expect("probe exits");
         let v: Value = serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("report of {node} is not JSON ({e}): {out:?}"));
         assert_eq!(v["schema"], 1);
@@ -340,6 +380,28 @@ pub mod attached {
             names
         })
         .expect("enter the node's namespace")
+    }
+
+    /// Our programs on `iface` in `ns`, whichever way they are attached:
+    /// tcx programs by name, and clsact filters named after our programs
+    /// (`<dir> <name>`), so a test holds on kernels without tcx (6.1).
+    pub fn probe_programs(lab: &Lab, ns: &str, iface: &str) -> Vec<String> {
+        let mut found = tcx_programs(ns, iface);
+        for dir in ["ingress", "egress"] {
+            let out = lab.try_sh(ns, &["tc", "filter", "show", "dev", iface, dir]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            for name in [
+                "uplink_ingress",
+                "uplink_egress",
+                "overlay_ingress",
+                "overlay_egress",
+            ] {
+                if text.contains(name) {
+                    found.push(format!("{dir} {name}"));
+                }
+            }
+        }
+        found
     }
 
     /// Stand-in for a filter the CNI added: a u32 filter on a clsact qdisc

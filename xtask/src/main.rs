@@ -8,6 +8,7 @@
 mod bench;
 mod lab;
 mod setup;
+mod vm;
 
 use std::{path::PathBuf, process::Command};
 
@@ -50,6 +51,9 @@ enum Cmd {
     /// Measure the probe's cost against no probe (minutes; writes
     /// BENCHMARKS.md and bench/).
     Bench(bench::BenchArgs),
+    /// The datapath tests on other kernels, each booted in qemu from its
+    /// Debian package (default: host, 6.1 cloud, 6.1 PREEMPT_RT).
+    VmTest(vm::VmArgs),
 }
 
 fn main() {
@@ -93,6 +97,7 @@ fn real_main() -> Result<()> {
         }
         Cmd::Lab { cmd } => lab::run(cmd),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::VmTest(args) => vm::run(args),
     }
 }
 

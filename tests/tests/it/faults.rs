@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, thread};
 
 use flannel_probe_tests::{
-    lab::{Fault, Lab, LabSpec},
+    lab::{Fault, Lab, LabNode, LabSpec},
     support::reports::{self, drops, finding, peer, serious},
 };
 use serde_json::Value;
@@ -65,9 +65,11 @@ fn scan(fault: Option<Fault>, secs: u32, pings: u32) -> Option<Scan> {
     if let Some(f) = &fault {
         lab.fault(f).unwrap_or_else(|e| panic!("inject {f}: {e:#}"));
     }
+    let nodes: Vec<&LabNode> = NODES.iter().map(|n| lab.node(n)).collect();
     let runs: Vec<_> = NODES
         .iter()
-        .map(|n| (n.to_string(), reports::start(&lab, lab.node(n), secs)))
+        .map(ToString::to_string)
+        .zip(reports::start_all(&lab, &nodes, secs))
         .collect();
     let (g, m, e) = (
         lab.node("gladius"),

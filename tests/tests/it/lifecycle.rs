@@ -10,6 +10,7 @@ use flannel_probe_tests::{
         attached::{add_cni_filter, tcx_programs},
         probe_bin,
         reports::{finish, peer, serious},
+        scaled, time_scale,
     },
 };
 
@@ -63,6 +64,7 @@ fn clsact_attachment_counts_the_same_and_cleans_up() {
     let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
     // eq14-001 has the CNI's qdisc and filter; gladius has no qdisc at all.
     add_cni_filter(&lab, e);
+    let window = format!("{}s", 4 * time_scale());
     let args = [
         "report",
         "--attach",
@@ -70,12 +72,12 @@ fn clsact_attachment_counts_the_same_and_cleans_up() {
         "--format",
         "json",
         "--duration",
-        "4s",
+        &window,
     ];
     let mut on_g = probe(&lab, g, &args);
     let mut on_e = probe(&lab, e, &args);
     for run in [&mut on_g, &mut on_e] {
-        run.wait_for("observing", Duration::from_secs(60))
+        run.wait_for("observing", scaled(Duration::from_secs(60)))
             .expect("observing");
     }
     let filters = tc(&lab, e, &["filter", "show", "dev", "eth0", "ingress"]);

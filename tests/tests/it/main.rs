@@ -8,6 +8,7 @@
 mod datapath;
 mod deploy;
 mod faults;
+mod kernels;
 mod lifecycle;
 mod malformed;
 mod mesh;

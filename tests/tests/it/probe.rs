@@ -2,10 +2,10 @@
 //! Each test builds its own lab and removes it, also on panic.
 
 use flannel_probe_tests::{
-    lab::{Fault, Lab, LabNode, LabSpec},
+    lab::{Fault, Lab, LabSpec},
     support::{
         ProbeRun,
-        attached::{add_cni_filter, cni_filter_present, tcx_programs},
+        attached::{add_cni_filter, cni_filter_present, probe_programs},
         probe_bin,
         reports::{self, codes, peer},
     },
@@ -13,10 +13,6 @@ use flannel_probe_tests::{
 use serde_json::Value;
 
 const PINGS: u32 = 10;
-
-fn start_report(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
-    reports::start(lab, node, secs)
-}
 
 fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
     reports::finish(run, node)
@@ -40,10 +36,11 @@ fn healthy_mesh_counts_every_ping_exactly() {
     lab.ping(gladius, eq14.pod_ip, 1, 0.2)
         .expect("warm-up ping");
 
-    let on_g = start_report(&lab, gladius, 5);
-    let on_e = start_report(&lab, eq14, 5);
+    let [on_g, on_e]: [ProbeRun; 2] = reports::start_all(&lab, &[gladius, eq14], 5)
+        .try_into()
+        .unwrap_or_else(|_| panic!("two probes"));
     assert!(
-        !tcx_programs(&eq14.ns, "eth0").is_empty(),
+        !probe_programs(&lab, &eq14.ns, "eth0").is_empty(),
         "the probe is attached while it runs"
     );
     let stats = lab.ping(gladius, eq14.pod_ip, PINGS, 0.1).expect("ping");
@@ -89,7 +86,7 @@ fn healthy_mesh_counts_every_ping_exactly() {
     // Nothing of ours stays; the CNI's filter does.
     for node in [gladius, eq14] {
         for dev in ["eth0", "flannel.1"] {
-            let left = tcx_programs(&node.ns, dev);
+            let left = probe_programs(&lab, &node.ns, dev);
             assert!(left.is_empty(), "{} {dev} still has {left:?}", node.name);
         }
     }
@@ -115,9 +112,9 @@ fn the_incident_is_named_on_the_broken_node_and_on_its_senders() {
     );
     add_cni_filter(&lab, eq14);
 
-    let on_e = start_report(&lab, eq14, 5);
-    let on_g = start_report(&lab, gladius, 5);
-    let on_m = start_report(&lab, momonoke, 5);
+    let [on_e, on_g, on_m]: [ProbeRun; 3] = reports::start_all(&lab, &[eq14, gladius, momonoke], 5)
+        .try_into()
+        .unwrap_or_else(|_| panic!("three probes"));
     let target = eq14.pod_ip;
     let (sg, sm) = std::thread::scope(|s| {
         let g = s.spawn(|| lab.ping(gladius, target, PINGS, 0.2));
@@ -182,7 +179,7 @@ fn the_incident_is_named_on_the_broken_node_and_on_its_senders() {
         }
     }
     assert!(
-        tcx_programs(&eq14.ns, "eth0").is_empty(),
+        probe_programs(&lab, &eq14.ns, "eth0").is_empty(),
         "nothing of ours left on eq14-001"
     );
     assert!(
