@@ -7,7 +7,10 @@
 
 mod datapath;
 mod deploy;
+mod dist;
 mod faults;
+mod image;
+mod kustomize;
 mod lifecycle;
 mod malformed;
 mod mesh;
