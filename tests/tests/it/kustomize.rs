@@ -69,7 +69,14 @@ fn kustomize_renders_every_component_with_the_image_and_valid_objects() {
     // An operator's overlay, outside the repository, as `kubectl kustomize`
     // has no `edit`.
     let tmp = tempfile::tempdir().expect("tempdir");
+    // kustomize refuses absolute paths: reach the repository relatively.
     let k = kubernetes_dir().canonicalize().expect("deploy/kubernetes");
+    let here = tmp.path().canonicalize().expect("tempdir");
+    let up = "../".repeat(here.components().count() - 1);
+    let k = PathBuf::from(format!(
+        "{up}{}",
+        k.display().to_string().trim_start_matches('/')
+    ));
     let (name, tag) = IMAGE.rsplit_once(':').expect("image:tag");
     let overlay = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
