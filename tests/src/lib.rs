@@ -5,6 +5,7 @@
 //! Everything the lab creates lives in namespaces it owns; the host's root
 //! network namespace is never touched. Building a lab needs root.
 
+pub mod dist;
 pub mod lab;
 pub mod prometheus;
 pub mod support;

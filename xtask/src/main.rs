@@ -3,14 +3,20 @@
 //! - `setup`: installs the prerequisites (nightly rust-src, bpf-linker built
 //!   against nightly's LLVM, the Debian packages the tests use), idempotently;
 //! - `build`, `run`, `test`: call `setup` first;
+//! - `dist`: the static binary and its sha256; `image`: the image from it;
 //! - `lab`: drives the namespace lab by hand;
 //! - `bench`: measures what the probe costs and writes BENCHMARKS.md.
 mod bench;
+mod dist;
+mod image;
 mod lab;
 mod setup;
 mod vm;
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -28,6 +34,16 @@ enum Cmd {
     Setup,
     /// Build flannel-probe (release) with its eBPF programs.
     Build,
+    /// The static x86_64 binary (musl, eBPF object inside) and its sha256,
+    /// in <target>/dist/.
+    Dist,
+    /// The FROM scratch image (deploy/Containerfile) from the dist binary,
+    /// built offline with podman.
+    Image {
+        /// Image name (default localhost/flannel-probe:VERSION).
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Build and run flannel-probe on this node as root (default: `watch`).
     Run {
         /// Arguments for flannel-probe, after `--`.
@@ -70,6 +86,8 @@ fn real_main() -> Result<()> {
             setup::toolchain()?;
             probe(Profile::Release).map(drop)
         }
+        Cmd::Dist => dist::build().map(drop),
+        Cmd::Image { tag } => image::build(tag),
         Cmd::Run { args } => {
             setup::toolchain()?;
             let bin = probe(Profile::Release)?;
@@ -86,13 +104,16 @@ fn real_main() -> Result<()> {
         }
         Cmd::Test { args } => {
             setup::all()?;
-            cargo_test(&["--workspace"], &args)
+            // Built once per run and shared by every test that needs it.
+            let dist = dist::build()?;
+            cargo_test(&["--workspace"], &args, Some(&dist))
         }
         Cmd::Soak => {
             setup::all()?;
             cargo_test(
                 &["-p", "flannel-probe-tests", "--test", "soak"],
                 &["--".into(), "--ignored".into(), "--nocapture".into()],
+                None,
             )
         }
         Cmd::Lab { cmd } => lab::run(cmd),
@@ -119,8 +140,7 @@ fn probe(profile: Profile) -> Result<PathBuf> {
 /// Where cargo put a build product: under `CARGO_TARGET_DIR` when it is set
 /// (as cargo itself resolves it), else under the workspace's target/.
 pub(crate) fn built(profile: Profile, rel: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace().join("target"), |t| workspace().join(t));
+    let target = target_dir();
     let dir = match profile {
         Profile::Debug => "debug",
         Profile::Release => "release",
@@ -128,16 +148,27 @@ pub(crate) fn built(profile: Profile, rel: &str) -> PathBuf {
     target.join(dir).join(rel)
 }
 
+/// `CARGO_TARGET_DIR` (relative to the workspace, as cargo resolves it) or
+/// the workspace's target/.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), |t| workspace().join(t))
+}
+
 /// `cargo test ARGS -- TEST_ARGS` with the debug agent built: the lab tests
 /// run the binary itself, as an operator would.
-fn cargo_test(args: &[&str], test_args: &[String]) -> Result<()> {
+fn cargo_test(args: &[&str], test_args: &[String], dist: Option<&Path>) -> Result<()> {
     let bin = probe(Profile::Debug)?;
-    run(Command::new(cargo_bin())
-        .current_dir(workspace())
+    let mut cmd = Command::new(cargo_bin());
+    cmd.current_dir(workspace())
         .arg("test")
         .args(args)
         .args(test_args)
-        .env("FLANNEL_PROBE_BIN", &bin))
+        .env("FLANNEL_PROBE_BIN", &bin);
+    if let Some(d) = dist {
+        cmd.env("FLANNEL_PROBE_DIST_BIN", d);
+    }
+    run(&mut cmd)
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -146,7 +177,7 @@ pub fn workspace() -> PathBuf {
     here.parent().map(PathBuf::from).unwrap_or(here)
 }
 
-fn cargo_bin() -> String {
+pub(crate) fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

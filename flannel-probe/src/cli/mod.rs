@@ -1,4 +1,5 @@
 //! The command line: one file per subcommand, shared options here.
+pub(crate) mod install;
 pub(crate) mod mesh;
 pub(crate) mod report;
 pub(crate) mod serve;
@@ -19,7 +20,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(
     name = "flannel-probe",
-    version,
+    version = env!("FLANNEL_PROBE_LONG_VERSION"),
     about = "Finds why Flannel VXLAN traffic dies on this node",
     long_about = "Counts VXLAN per remote VTEP with eBPF on the uplink and the overlay device, \
                   checks the node's VXLAN state over netlink, and says what is wrong.\n\
@@ -92,6 +93,9 @@ pub enum Command {
     /// sent against received per link, loss %; exits 0, 1 or 2 as `report`.
     /// Needs no privileges.
     Mesh(mesh::MeshArgs),
+    /// Copy this binary to DIR/flannel-probe (the DaemonSet's init container
+    /// puts it on the host for node-problem-detector); needs no shell.
+    InstallBinary(install::InstallArgs),
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', ':' or whitespace.
@@ -141,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Watch(args) => watch::run(&cli.common, &args).await,
         Command::Serve(args) => serve::run(&cli.common, &args).await,
         Command::Mesh(args) => mesh::run(&cli.common, &args).await,
+        Command::InstallBinary(args) => install::run(&args),
     }
 }
 

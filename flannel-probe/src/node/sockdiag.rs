@@ -33,6 +33,9 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr as NlAddr};
 
 /// How long to wait for each reply datagram before giving up.
+// libc deprecates naming time_t on musl (it became 64-bit in musl 1.2.0);
+// it is still timeval's field type, and the static dist build is musl.
+#[allow(deprecated)]
 const RECV_TIMEOUT_SECS: libc::time_t = 5;
 /// Netlink dump datagrams are at most 32 KiB; leave room.
 const RECV_BUF: usize = 64 * 1024;

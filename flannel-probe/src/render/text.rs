@@ -58,7 +58,14 @@ pub(crate) fn report(r: &Report) -> String {
             let _ = writeln!(s, "  {:<32} {:<4} {:>10}", d.reason, d.direction, d.packets);
         }
     }
-    for u in &r.unattributed_inner {
+    // Multicast and broadcast destinations (the overlay's own IPv6
+    // neighbour discovery to 33:33:..., ARP broadcast) never have an FDB
+    // entry: listing them reads as a fault. JSON keeps them.
+    for u in r
+        .unattributed_inner
+        .iter()
+        .filter(|u| !is_group_mac(&u.mac))
+    {
         let _ = writeln!(
             s,
             "Inner traffic of {} (no FDB entry): rx {} tx {}",
@@ -66,6 +73,14 @@ pub(crate) fn report(r: &Report) -> String {
         );
     }
     s
+}
+
+/// The group bit (I/G, the first octet's lowest bit) marks multicast and
+/// broadcast MACs.
+fn is_group_mac(mac: &str) -> bool {
+    mac.get(..2)
+        .and_then(|o| u8::from_str_radix(o, 16).ok())
+        .is_some_and(|o| o & 1 == 1)
 }
 
 /// One line about the node: device, state, port, VNI, uplink.

@@ -58,11 +58,19 @@ fn files(dir: &Path, base: &Path, out: &mut BTreeSet<String>) {
 /// The files this test knows how to check: a new one must be added here.
 const CHECKED: &[&str] = &[
     "Containerfile",
-    "grafana/flannel-probe-dashboard.json",
-    "kubernetes/flannel-probe.yaml",
-    "kubernetes/podmonitor.yaml",
-    "kubernetes/prometheusrule.yaml",
-    "node-problem-detector/configmap.yaml",
+    "kubernetes/base/daemonset.yaml",
+    "kubernetes/base/kustomization.yaml",
+    "kubernetes/base/namespace.yaml",
+    "kubernetes/base/service.yaml",
+    "kubernetes/components/grafana-dashboard/flannel-probe-dashboard.json",
+    "kubernetes/components/grafana-dashboard/kustomization.yaml",
+    "kubernetes/components/node-problem-detector/configmap.yaml",
+    "kubernetes/components/node-problem-detector/kustomization.yaml",
+    "kubernetes/components/podmonitor/kustomization.yaml",
+    "kubernetes/components/podmonitor/podmonitor.yaml",
+    "kubernetes/components/prometheusrule/kustomization.yaml",
+    "kubernetes/components/prometheusrule/prometheusrule.yaml",
+    "kubernetes/overlays/example/kustomization.yaml",
     "node-problem-detector/flannel-probe-plugin.json",
     "prometheus/flannel-probe.rules.test.yml",
     "prometheus/flannel-probe.rules.yml",
@@ -102,10 +110,31 @@ fn strings(v: &Yaml) -> Vec<String> {
 
 #[test]
 fn the_daemonset_runs_serve_on_every_node_with_just_the_capabilities() {
-    let docs = yaml_docs("kubernetes/flannel-probe.yaml");
+    let docs: Vec<Yaml> = ["daemonset", "namespace", "service"]
+        .iter()
+        .flat_map(|f| yaml_docs(&format!("kubernetes/base/{f}.yaml")))
+        .collect();
     let ds = find_kind(&docs, "DaemonSet");
     let spec = &ds["spec"]["template"]["spec"];
     assert_eq!(spec["hostNetwork"], true);
+    // The node's resolver, not the overlay's CoreDNS it diagnoses.
+    assert_eq!(spec["dnsPolicy"], "Default");
+    assert_eq!(spec["nodeSelector"]["kubernetes.io/os"], "linux");
+    // The init container copies the binary without a shell (scratch image).
+    let init = &spec["initContainers"][0];
+    let init_args = strings(&init["args"]);
+    assert!(init.get("command").is_none(), "no shell command: {init:?}");
+    let cli =
+        Cli::try_parse_from(std::iter::once("flannel-probe".to_string()).chain(init_args.clone()))
+            .unwrap_or_else(|e| panic!("{init_args:?}: {e}"));
+    let flannel_probe::cli::Command::InstallBinary(install) = cli.command else {
+        panic!("the init container runs install-binary: {init_args:?}")
+    };
+    assert_eq!(
+        install.dir.to_str(),
+        init["volumeMounts"][0]["mountPath"].as_str(),
+        "it installs into the host-bin mount"
+    );
     let tolerations = spec["tolerations"].as_sequence().expect("tolerations");
     assert!(
         tolerations
@@ -166,15 +195,20 @@ fn the_daemonset_runs_serve_on_every_node_with_just_the_capabilities() {
     );
     let containerfile = read("Containerfile");
     for want in [
-        "cargo xtask build",
-        "/usr/local/bin/flannel-probe",
+        "FROM scratch",
+        "COPY flannel-probe /flannel-probe",
+        r#"ENTRYPOINT ["/flannel-probe"]"#,
         "EXPOSE 9465",
     ] {
         assert!(containerfile.contains(want), "Containerfile: {want}");
     }
     let svc = find_kind(&docs, "Service");
     assert_eq!(svc["spec"]["ports"][0]["port"], 9465);
-    let pm = find_kind(&yaml_docs("kubernetes/podmonitor.yaml"), "PodMonitor").clone();
+    let pm = find_kind(
+        &yaml_docs("kubernetes/components/podmonitor/podmonitor.yaml"),
+        "PodMonitor",
+    )
+    .clone();
     assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
 }
 
@@ -204,7 +238,7 @@ fn the_node_problem_detector_plugin_runs_report_with_its_exit_codes() {
     );
     // The ConfigMap carries the same JSON.
     let cm = find_kind(
-        &yaml_docs("node-problem-detector/configmap.yaml"),
+        &yaml_docs("kubernetes/components/node-problem-detector/configmap.yaml"),
         "ConfigMap",
     )
     .clone();
@@ -241,7 +275,7 @@ fn recorded() -> BTreeSet<String> {
 #[test]
 fn the_prometheus_rule_resource_carries_the_rule_file() {
     let cr = find_kind(
-        &yaml_docs("kubernetes/prometheusrule.yaml"),
+        &yaml_docs("kubernetes/components/prometheusrule/prometheusrule.yaml"),
         "PrometheusRule",
     )
     .clone();
@@ -337,13 +371,16 @@ fn exprs(v: &Json, out: &mut Vec<String>) {
 
 fn dashboard_exprs() -> Vec<String> {
     let mut out = Vec::new();
-    exprs(&json("grafana/flannel-probe-dashboard.json"), &mut out);
+    exprs(
+        &json("kubernetes/components/grafana-dashboard/flannel-probe-dashboard.json"),
+        &mut out,
+    );
     out
 }
 
 #[test]
 fn the_dashboard_uses_only_metrics_that_exist() {
-    let d = json("grafana/flannel-probe-dashboard.json");
+    let d = json("kubernetes/components/grafana-dashboard/flannel-probe-dashboard.json");
     assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(d["panels"].as_array().is_some_and(|p| p.len() >= 6));
     let mut known: BTreeSet<String> = METRIC_NAMES.iter().map(ToString::to_string).collect();

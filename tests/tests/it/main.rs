@@ -7,8 +7,11 @@
 
 mod datapath;
 mod deploy;
+mod dist;
 mod faults;
+mod image;
 mod kernels;
+mod kustomize;
 mod lifecycle;
 mod malformed;
 mod mesh;

@@ -661,3 +661,34 @@ fn rates_are_window_counts_over_seconds() {
     assert_eq!(Rates::of(&p, 0.0).rx_pps, 0.0);
     assert_eq!(clock(Duration::from_secs(3 * 86_400 + 3661)), "3d 01:01:01");
 }
+
+/// The overlay's own multicast (IPv6 ND to 33:33:..., IPv4 multicast,
+/// broadcast) is not "traffic with no FDB entry"; a unicast stranger is.
+#[test]
+fn text_report_lists_only_unicast_inner_traffic_without_fdb_entry() {
+    use crate::report::UnattributedInner;
+    let mut r = healthy();
+    for (mac, rx) in [
+        ("33:33:00:00:00:01", 7),
+        ("33:33:ff:00:00:11", 3),
+        ("01:00:5e:00:00:fb", 2),
+        ("ff:ff:ff:ff:ff:ff", 5),
+        ("0e:00:00:00:00:99", 4),
+    ] {
+        r.unattributed_inner.push(UnattributedInner {
+            mac: mac.into(),
+            rx_packets: rx,
+            tx_packets: 1,
+        });
+    }
+    let text = crate::render::text::report(&r);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no FDB entry"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["Inner traffic of 0e:00:00:00:00:99 (no FDB entry): rx 4 tx 1"],
+        "{text}"
+    );
+}
