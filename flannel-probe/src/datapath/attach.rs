@@ -103,6 +103,7 @@ pub(super) fn attach(
     iface: &str,
     mode: AttachMode,
 ) -> Result<Attached> {
+    let own = own_program_ids(ebpf);
     let prog = classifier(ebpf, hook)?;
     let try_tcx = matches!(mode, AttachMode::Auto | AttachMode::Tcx);
     if try_tcx {
@@ -133,9 +134,6 @@ pub(super) fn attach(
             ),
         }
     }
-    // A filter of ours left by a run that was killed (SIGKILL leaves clsact
-    // filters, unlike tcx links): remove it, by its program name.
-    let _ = tc::qdisc_detach_program(iface, hook.tc_type(), hook.program());
     let created_qdisc = match tc::qdisc_add_clsact(iface) {
         Ok(()) => {
             tracing::debug!(iface, "added a clsact qdisc");
@@ -148,6 +146,14 @@ pub(super) fn attach(
             return Err(e).with_context(|| format!("adding a clsact qdisc to {iface} failed"));
         }
     };
+    // A qdisc we found may carry filters of other instances, live or
+    // killed: only provably dead ones go (never by name alone).
+    if created_qdisc.is_none() {
+        let egress = hook.tc_type() == TcAttachType::Egress;
+        if let Err(e) = super::reclaim::reclaim_dead(ifindex(iface)?, egress, own) {
+            tracing::debug!(iface, "looking for killed instances' filters: {e:#}");
+        }
+    }
     let opts = NlOptions {
         priority: CLSACT_PRIORITY,
         ..Default::default()
@@ -161,6 +167,14 @@ pub(super) fn attach(
         link,
         created_qdisc,
     })
+}
+
+/// Ids of our own loaded programs (never reclaimed, whatever they say).
+fn own_program_ids(ebpf: &mut Ebpf) -> Vec<u32> {
+    Hook::ALL
+        .into_iter()
+        .filter_map(|h| classifier(ebpf, h).ok()?.info().ok().map(|i| i.id()))
+        .collect()
 }
 
 pub(super) fn detach(ebpf: &mut Ebpf, hook: Hook, a: Attached) {

@@ -11,6 +11,7 @@ pub mod btf;
 mod clsact;
 mod collect;
 mod drops;
+mod reclaim;
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,7 @@ use aya::{
 };
 use flannel_probe_common::abi::{
     CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, MAP_CONFIG, MAP_DROP_CONFIG,
-    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, index_slots,
+    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, MAP_STATS, NUM_STATS, index_slots,
 };
 
 pub use attach::{AttachMode, Hook};
@@ -70,6 +71,8 @@ pub struct Datapath {
     last_entries: usize,
     /// Slots of each index minus one.
     index_mask: u32,
+    /// Tells other instances this one is alive (see `reclaim`).
+    _heartbeat: reclaim::Heartbeat,
 }
 
 impl Datapath {
@@ -85,6 +88,8 @@ impl Datapath {
             .map_max_entries(MAP_INNER, opts.max_peers)
             .map_max_entries(MAP_PEER_INDEX, index_slots(opts.max_peers))
             .map_max_entries(MAP_MAC_INDEX, index_slots(opts.max_peers))
+            // One slot past the programs' for the heartbeat (`reclaim`).
+            .map_max_entries(MAP_STATS, NUM_STATS + 1)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object failed: the kernel needs BTF and eBPF support, and the probe CAP_BPF")?;
         // Rare events only (a new peer): a missing log map is not fatal.
@@ -110,6 +115,16 @@ impl Datapath {
             tracing::warn!("kernel drop reasons unavailable: {e:#}");
             format!("{e:#}")
         });
+        let heartbeat = reclaim::Heartbeat::start(
+            ebpf.map(MAP_STATS)
+                .and_then(|m| match m {
+                    aya::maps::Map::PerCpuArray(d) => Some(d),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    anyhow!("the eBPF object has no per-CPU {MAP_STATS} map: rebuild flannel-probe")
+                })?,
+        )?;
         let mut dp = Self {
             ebpf,
             logger,
@@ -119,6 +134,7 @@ impl Datapath {
             drops,
             last_entries: 0,
             index_mask: index_slots(opts.max_peers) - 1,
+            _heartbeat: heartbeat,
         };
         // The tables work from the start; VXLAN is matched once configured.
         dp.write_config(Config::default())?;
