@@ -209,6 +209,12 @@ pub struct NodeInfo {
     pub kernel: String,
     /// How the datapath is attached (`tcx` or `clsact`) per device.
     pub attached: BTreeMap<String, String>,
+    /// (`serve`, `watch`) attachments that vanished and were restored since
+    /// the probe started: each is a gap in the counts.
+    pub attach_gaps: u64,
+    /// Programs whose attachment vanished and is not restored yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached: Vec<String>,
 }
 
 /// Per remote VTEP, over the window.

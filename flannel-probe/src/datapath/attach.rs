@@ -79,7 +79,7 @@ pub(super) struct Attached {
     pub created_qdisc: Option<u32>,
 }
 
-fn ifindex(iface: &str) -> Result<u32> {
+pub(super) fn ifindex(iface: &str) -> Result<u32> {
     let name =
         std::ffi::CString::new(iface).with_context(|| format!("bad interface name {iface:?}"))?;
     // SAFETY: a valid NUL-terminated string.
@@ -175,6 +175,40 @@ fn own_program_ids(ebpf: &mut Ebpf) -> Vec<u32> {
         .into_iter()
         .filter_map(|h| classifier(ebpf, h).ok()?.info().ok().map(|i| i.id()))
         .collect()
+}
+
+/// The attachment is still in the kernel: our tcx link's program on the
+/// device's chain, or a filter running our program at our priority.
+pub(super) fn present(ebpf: &mut Ebpf, hook: Hook, a: &Attached) -> Result<bool> {
+    let id = classifier(ebpf, hook)?.info()?.id();
+    match a.mode {
+        AttachMode::Clsact => super::reclaim::filter_present(
+            ifindex(&a.iface)?,
+            hook.tc_type() == TcAttachType::Egress,
+            id,
+        ),
+        _ => {
+            let (_, progs) = SchedClassifier::query_tcx(&a.iface, hook.tc_type())
+                .with_context(|| format!("querying the tcx chain of {} failed", a.iface))?;
+            Ok(progs.iter().any(|p| p.id() == id))
+        }
+    }
+}
+
+/// Drops our record of an attachment that vanished, without a detach: a
+/// clsact filter's priority and handle may by now be another instance's.
+pub(super) fn forget(ebpf: &mut Ebpf, hook: Hook, a: Attached) {
+    let Ok(prog) = classifier(ebpf, hook) else {
+        return;
+    };
+    if let Ok(link) = prog.take_link(a.link) {
+        match a.mode {
+            // Dropping it would delete by priority and handle.
+            AttachMode::Clsact => std::mem::forget(link),
+            // A tcx link is our descriptor: closing it touches nobody else.
+            _ => drop(link),
+        }
+    }
 }
 
 pub(super) fn detach(ebpf: &mut Ebpf, hook: Hook, a: Attached) {

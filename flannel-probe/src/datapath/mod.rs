@@ -208,6 +208,34 @@ impl Datapath {
         Ok(())
     }
 
+    /// Hooks whose attachment vanished from the kernel (a `tc qdisc del`,
+    /// a CNI reinstall); forgotten here, to be attached again.
+    pub fn vanished(&mut self) -> Vec<(Hook, String)> {
+        let mut gone = Vec::new();
+        let hooks: Vec<Hook> = self.attached.keys().copied().collect();
+        for hook in hooks {
+            let Some(a) = self.attached.get(&hook) else {
+                continue;
+            };
+            let present = attach::present(&mut self.ebpf, hook, a).unwrap_or_else(|e| {
+                tracing::debug!("checking {}: {e:#}", hook.program());
+                false
+            });
+            if !present && let Some(a) = self.attached.remove(&hook) {
+                gone.push((hook, a.iface.clone()));
+                // The qdisc we added may be gone with it, and one there now
+                // is someone else's: never remove it on exit.
+                if a.mode == AttachMode::Clsact
+                    && let Ok(i) = attach::ifindex(&a.iface)
+                {
+                    self.created_qdiscs.retain(|c| *c != i);
+                }
+                attach::forget(&mut self.ebpf, hook, a);
+            }
+        }
+        gone
+    }
+
     /// Detaches `hook` if it is attached. A device that disappeared took the
     /// attachment with it, which is fine.
     pub fn detach(&mut self, hook: Hook) {

@@ -209,17 +209,65 @@ fn ours(msg: TcMessage) -> Option<Ours> {
         })
 }
 
+async fn filters(
+    handle: &mut rtnetlink::Handle,
+    ifindex: i32,
+    egress: bool,
+) -> Result<Vec<TcMessage>> {
+    let req = handle.traffic_filter(ifindex).get();
+    let req = if egress { req.egress() } else { req.ingress() };
+    req.execute()
+        .try_collect()
+        .await
+        .context("listing tc filters failed")
+}
+
+/// Runs `f` on a thread of its own with a netlink handle (same network
+/// namespace), so it works inside or outside a runtime.
+fn on_thread<T: Send + 'static>(
+    f: impl FnOnce(rtnetlink::Handle) -> std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>>
+    + Send
+    + 'static,
+) -> Result<T> {
+    thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a runtime for tc filters failed")?;
+        rt.block_on(async move {
+            let (conn, handle, _) =
+                rtnetlink::new_connection().context("opening a netlink socket failed")?;
+            tokio::spawn(conn);
+            f(handle).await
+        })
+    })
+    .join()
+    .map_err(|_| anyhow!("the tc filter thread panicked"))?
+}
+
+/// A filter running program `prog_id` at our priority is on that side of
+/// `ifindex`'s clsact qdisc (none when the qdisc is gone).
+pub(super) fn filter_present(ifindex: u32, egress: bool, prog_id: u32) -> Result<bool> {
+    let idx = i32::try_from(ifindex).map_err(|_| anyhow!("ifindex {ifindex} out of range"))?;
+    on_thread(move |mut h| {
+        Box::pin(async move {
+            // No qdisc: the dump fails (EINVAL) or is empty; either way absent.
+            let Ok(list) = filters(&mut h, idx, egress).await else {
+                return Ok(false);
+            };
+            Ok(list
+                .into_iter()
+                .filter_map(ours)
+                .any(|f| f.prog_id == prog_id))
+        })
+    })
+}
+
 async fn reclaim_async(ifindex: i32, egress: bool, own: Vec<u32>) -> Result<usize> {
     let (conn, mut handle, _) =
         rtnetlink::new_connection().context("opening a netlink socket failed")?;
     tokio::spawn(conn);
-    let req = handle.traffic_filter(ifindex).get();
-    let req = if egress { req.egress() } else { req.ingress() };
-    let list: Vec<TcMessage> = req
-        .execute()
-        .try_collect()
-        .await
-        .context("listing tc filters failed")?;
+    let list = filters(&mut handle, ifindex, egress).await?;
     let mut reclaimed = 0;
     for f in list.into_iter().filter_map(ours) {
         if own.contains(&f.prog_id) || !provably_dead(f.prog_id) {

@@ -122,6 +122,9 @@ pub struct AgentNode {
     pub port_bound: bool,
     #[serde(default)]
     pub kernel: String,
+    /// Attachments that vanished and were restored since the start.
+    #[serde(default)]
+    pub attach_gaps: u64,
 }
 
 /// A finding of the agent's rolling window, as `GET /counters` carries it.
@@ -256,6 +259,7 @@ impl Totals {
                 vni: n.vni,
                 port_bound: n.port_bound,
                 kernel: n.kernel.clone(),
+                attach_gaps: n.attach_gaps,
             },
             peers: self.peers(),
             drops: self.drops(),
@@ -288,6 +292,8 @@ mod tests {
                 port_bound: true,
                 kernel: "6.18.0".into(),
                 attached: Default::default(),
+                attach_gaps: 0,
+                detached: Vec::new(),
             },
             window_secs: 1.0,
             peers,

@@ -447,6 +447,7 @@ fn promtool_accepts_the_served_metrics() {
             vni: None,
             port_bound: false,
             kernel: "6.18.0".into(),
+            attach_gaps: 0,
         },
         peers: vec![PeerCumulative {
             peer: "192.0.2.11".into(),

@@ -16,6 +16,7 @@ mod npd;
 mod probe;
 mod prometheus;
 mod reattach;
+mod selfhealth;
 mod selftest;
 mod watch;
 
