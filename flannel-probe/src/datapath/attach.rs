@@ -187,12 +187,63 @@ pub(super) fn present(ebpf: &mut Ebpf, hook: Hook, a: &Attached) -> Result<bool>
             hook.tc_type() == TcAttachType::Egress,
             id,
         ),
-        _ => {
-            let (_, progs) = SchedClassifier::query_tcx(&a.iface, hook.tc_type())
-                .with_context(|| format!("querying the tcx chain of {} failed", a.iface))?;
-            Ok(progs.iter().any(|p| p.id() == id))
-        }
+        _ => Ok(tcx_program_ids(ifindex(&a.iface)?, hook.tc_type())?.contains(&id)),
     }
+}
+
+/// `BPF_PROG_QUERY`'s part of `union bpf_attr` (Linux 6.6+ layout).
+#[repr(C)]
+#[derive(Default)]
+struct ProgQuery {
+    target_ifindex: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// Program ids on a device's tcx chain. By hand rather than aya's
+/// `query_tcx`, which opens each program by id and so needs
+/// CAP_SYS_ADMIN; the query itself needs only CAP_NET_ADMIN, which the
+/// agent keeps.
+fn tcx_program_ids(ifindex: u32, t: TcAttachType) -> Result<Vec<u32>> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_TCX_INGRESS: u32 = 46;
+    const BPF_TCX_EGRESS: u32 = 47;
+    let attach_type = match t {
+        TcAttachType::Egress => BPF_TCX_EGRESS,
+        _ => BPF_TCX_INGRESS,
+    };
+    let mut ids = vec![0u32; 256];
+    let mut q = ProgQuery {
+        target_ifindex: ifindex,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: 256,
+        ..ProgQuery::default()
+    };
+    // SAFETY: `q` is a valid bpf_attr prefix of the size passed, and
+    // `prog_ids` points at `prog_cnt` writable u32s that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &raw mut q,
+            size_of::<ProgQuery>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("querying the tcx chain of ifindex {ifindex} failed"));
+    }
+    ids.truncate((q.prog_cnt as usize).min(256));
+    Ok(ids)
 }
 
 /// Drops our record of an attachment that vanished, without a detach: a

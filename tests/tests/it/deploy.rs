@@ -126,9 +126,16 @@ fn the_daemonset_runs_serve_on_every_node_with_just_the_capabilities() {
         .iter()
         .filter_map(|m| m["mountPath"].as_str())
         .collect();
-    for want in ["/sys/fs/bpf", "/sys/kernel/btf"] {
-        assert!(mounts.contains(&want), "{want} mounted: {mounts:?}");
-    }
+    assert!(
+        mounts.contains(&"/sys/kernel/btf"),
+        "BTF mounted: {mounts:?}"
+    );
+    // Nothing is pinned, so no bpffs; the runtime's syscall filter applies.
+    assert!(!mounts.contains(&"/sys/fs/bpf"), "no bpffs: {mounts:?}");
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     // The node IP from the downward API, and flags the binary accepts.
     let env = c["env"].as_sequence().expect("env");
     assert!(

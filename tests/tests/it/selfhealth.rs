@@ -162,3 +162,43 @@ fn a_deleted_clsact_qdisc_is_restored_within_two_intervals_and_counted() {
     let out = lab.sh(&e.ns, &["tc", "qdisc", "show", "dev", "eth0"]);
     assert!(String::from_utf8_lossy(&out.expect("tc").stdout).contains("clsact"));
 }
+
+/// With only the DaemonSet's capabilities (BPF, NET_ADMIN, PERFMON; no
+/// SYS_ADMIN), self-health sees its tcx links as present: no false gaps,
+/// and the counts stay exact.
+#[test]
+fn tcx_self_health_needs_no_sys_admin() {
+    let Some(lab) = Lab::for_test(LabSpec::default()) else {
+        return;
+    };
+    let (g, e) = (lab.node("gladius").clone(), lab.node("eq14-001").clone());
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &e.ns, "setpriv"])
+        .arg("--bounding-set=-all,+bpf,+net_admin,+perfmon")
+        .arg("--")
+        .arg(flannel_probe_tests::support::probe_bin())
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:9465",
+            "--attach",
+            "tcx",
+            "--interval",
+            "1s",
+        ]);
+    let mut agent = flannel_probe_tests::support::ProbeRun::spawn(cmd).expect("start serve");
+    agent
+        .wait_for("serving on", Duration::from_secs(60))
+        .expect("serving");
+    let before = rx_inner(&e);
+    let s = lab.ping(&g, e.pod_ip, 10, 0.1).expect("ping");
+    assert_eq!(s.received, 10);
+    thread::sleep(Duration::from_millis(3500));
+    assert_eq!(rx_inner(&e) - before, 10);
+    assert_eq!(metric(&e, "flannel_probe_datapath_reattach_total"), 0);
+    let (code, body) = get(&e, "/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    terminate(agent.pid());
+    let (code, _) = agent.finish(Duration::from_secs(20)).expect("serve exits");
+    assert_eq!(code, 0);
+}
