@@ -48,6 +48,10 @@ pub(crate) struct Probe {
     /// changing wakes the faces at once instead of at the next tick.
     link_events: Option<LinkEvents>,
     history: Vec<OverlayChange>,
+    /// Self-health: attachments that vanished and were restored.
+    attach_gaps: u64,
+    /// Attachments that vanished and are not restored yet (hook -> device).
+    detached: BTreeMap<Hook, String>,
 }
 
 /// How many overlay changes are kept (the newest).
@@ -78,6 +82,8 @@ impl Probe {
             netns_inum: drops_netns_inum()?,
             link_events: link_events(),
             history: Vec::new(),
+            attach_gaps: 0,
+            detached: BTreeMap::new(),
         };
         probe.sync()?;
         Ok(probe)
@@ -184,10 +190,57 @@ impl Probe {
         Ok(())
     }
 
-    /// Re-reads the node and follows it.
+    /// Re-reads the node and follows it, then re-verifies the attachments
+    /// (`serve` and `watch` call this every interval).
     pub(crate) async fn refresh(&mut self) -> Result<()> {
         self.node = discover(&self.handle, &self.opts).await?;
-        self.sync()
+        self.sync()?;
+        self.self_check();
+        Ok(())
+    }
+
+    /// Self-health: every attachment still in the kernel (tcx link on its
+    /// chain, clsact filter with our program at our priority); a vanished
+    /// one is attached again now, or at the next interval while that fails
+    /// (then the report carries `DATAPATH_DETACHED`).
+    fn self_check(&mut self) {
+        for (hook, iface) in self.dp.vanished() {
+            tracing::warn!(
+                program = hook.program(),
+                iface,
+                "an attachment of ours vanished"
+            );
+            self.detached.insert(hook, iface);
+        }
+        let attached: Vec<Hook> = self
+            .dp
+            .attachments()
+            .into_iter()
+            .map(|(h, _, _)| h)
+            .collect();
+        // Attached again by sync (a recreated device), or an overlay that is
+        // gone (its own finding): nothing left to restore.
+        let overlay_gone = self.overlay_at.is_none();
+        self.detached.retain(|h, _| {
+            let overlay_hook = matches!(h, Hook::OverlayIngress | Hook::OverlayEgress);
+            !(attached.contains(h) || overlay_gone && overlay_hook)
+        });
+        let pending: Vec<(Hook, String)> =
+            self.detached.iter().map(|(h, i)| (*h, i.clone())).collect();
+        for (hook, iface) in pending {
+            match self.dp.attach(hook, &iface) {
+                Ok(()) => {
+                    self.attach_gaps += 1;
+                    self.detached.remove(&hook);
+                    tracing::warn!(
+                        program = hook.program(),
+                        iface,
+                        "restored a vanished attachment"
+                    );
+                }
+                Err(e) => tracing::warn!("restoring {} on {iface} failed: {e:#}", hook.program()),
+            }
+        }
     }
 
     pub(crate) fn snapshot(&mut self) -> Result<Snapshot> {
@@ -209,6 +262,12 @@ impl Probe {
             drop_reason: &|n| self.dp.drop_reason(n),
             attached,
             drops_unavailable: self.dp.drops_unavailable(),
+            attach_gaps: self.attach_gaps,
+            detached: self
+                .detached
+                .keys()
+                .map(|h| h.program().to_string())
+                .collect(),
         });
         r.overlay_history = self.history.clone();
         r

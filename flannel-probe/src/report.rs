@@ -214,6 +214,12 @@ pub struct NodeInfo {
     pub kernel: String,
     /// How the datapath is attached (`tcx` or `clsact`) per device.
     pub attached: BTreeMap<String, String>,
+    /// (`serve`, `watch`) attachments that vanished and were restored since
+    /// the probe started: each is a gap in the counts.
+    pub attach_gaps: u64,
+    /// Programs whose attachment vanished and is not restored yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached: Vec<String>,
 }
 
 /// The node of the unit tests' hand-built reports and counters.
@@ -231,6 +237,8 @@ impl NodeInfo {
             port_bound: true,
             kernel: "6.18.0".into(),
             attached: BTreeMap::new(),
+            attach_gaps: 0,
+            detached: Vec::new(),
         }
     }
 }

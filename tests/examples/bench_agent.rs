@@ -393,6 +393,8 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
             drop_reason: &|r| dp.drop_reason(r),
             attached: BTreeMap::new(),
             drops_unavailable: dp.drops_unavailable(),
+            attach_gaps: 0,
+            detached: Vec::new(),
         });
         let t3 = Instant::now();
         ensure!(

@@ -79,7 +79,7 @@ pub(super) struct Attached {
     pub created_qdisc: Option<u32>,
 }
 
-fn ifindex(iface: &str) -> Result<u32> {
+pub(super) fn ifindex(iface: &str) -> Result<u32> {
     let name =
         std::ffi::CString::new(iface).with_context(|| format!("bad interface name {iface:?}"))?;
     // SAFETY: a valid NUL-terminated string.
@@ -103,6 +103,7 @@ pub(super) fn attach(
     iface: &str,
     mode: AttachMode,
 ) -> Result<Attached> {
+    let own = own_program_ids(ebpf);
     let prog = classifier(ebpf, hook)?;
     let try_tcx = matches!(mode, AttachMode::Auto | AttachMode::Tcx);
     if try_tcx {
@@ -133,9 +134,6 @@ pub(super) fn attach(
             ),
         }
     }
-    // A filter of ours left by a run that was killed (SIGKILL leaves clsact
-    // filters, unlike tcx links): remove it, by its program name.
-    let _ = tc::qdisc_detach_program(iface, hook.tc_type(), hook.program());
     let created_qdisc = match tc::qdisc_add_clsact(iface) {
         Ok(()) => {
             tracing::debug!(iface, "added a clsact qdisc");
@@ -148,6 +146,14 @@ pub(super) fn attach(
             return Err(e).with_context(|| format!("adding a clsact qdisc to {iface} failed"));
         }
     };
+    // A qdisc we found may carry filters of other instances, live or
+    // killed: only provably dead ones go (never by name alone).
+    if created_qdisc.is_none() {
+        let egress = hook.tc_type() == TcAttachType::Egress;
+        if let Err(e) = super::reclaim::reclaim_dead(ifindex(iface)?, egress, own) {
+            tracing::debug!(iface, "looking for killed instances' filters: {e:#}");
+        }
+    }
     let opts = NlOptions {
         priority: CLSACT_PRIORITY,
         ..Default::default()
@@ -161,6 +167,99 @@ pub(super) fn attach(
         link,
         created_qdisc,
     })
+}
+
+/// Ids of our own loaded programs (never reclaimed, whatever they say).
+fn own_program_ids(ebpf: &mut Ebpf) -> Vec<u32> {
+    Hook::ALL
+        .into_iter()
+        .filter_map(|h| classifier(ebpf, h).ok()?.info().ok().map(|i| i.id()))
+        .collect()
+}
+
+/// The attachment is still in the kernel: our tcx link's program on the
+/// device's chain, or a filter running our program at our priority.
+pub(super) fn present(ebpf: &mut Ebpf, hook: Hook, a: &Attached) -> Result<bool> {
+    let id = classifier(ebpf, hook)?.info()?.id();
+    match a.mode {
+        AttachMode::Clsact => super::reclaim::filter_present(
+            ifindex(&a.iface)?,
+            hook.tc_type() == TcAttachType::Egress,
+            id,
+        ),
+        _ => Ok(tcx_program_ids(ifindex(&a.iface)?, hook.tc_type())?.contains(&id)),
+    }
+}
+
+/// `BPF_PROG_QUERY`'s part of `union bpf_attr` (Linux 6.6+ layout).
+#[repr(C)]
+#[derive(Default)]
+struct ProgQuery {
+    target_ifindex: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// Program ids on a device's tcx chain. By hand rather than aya's
+/// `query_tcx`, which opens each program by id and so needs
+/// CAP_SYS_ADMIN; the query itself needs only CAP_NET_ADMIN, which the
+/// agent keeps.
+fn tcx_program_ids(ifindex: u32, t: TcAttachType) -> Result<Vec<u32>> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_TCX_INGRESS: u32 = 46;
+    const BPF_TCX_EGRESS: u32 = 47;
+    let attach_type = match t {
+        TcAttachType::Egress => BPF_TCX_EGRESS,
+        _ => BPF_TCX_INGRESS,
+    };
+    let mut ids = vec![0u32; 256];
+    let mut q = ProgQuery {
+        target_ifindex: ifindex,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: 256,
+        ..ProgQuery::default()
+    };
+    // SAFETY: `q` is a valid bpf_attr prefix of the size passed, and
+    // `prog_ids` points at `prog_cnt` writable u32s that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &raw mut q,
+            size_of::<ProgQuery>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("querying the tcx chain of ifindex {ifindex} failed"));
+    }
+    ids.truncate((q.prog_cnt as usize).min(256));
+    Ok(ids)
+}
+
+/// Drops our record of an attachment that vanished, without a detach: a
+/// clsact filter's priority and handle may by now be another instance's.
+pub(super) fn forget(ebpf: &mut Ebpf, hook: Hook, a: Attached) {
+    let Ok(prog) = classifier(ebpf, hook) else {
+        return;
+    };
+    if let Ok(link) = prog.take_link(a.link) {
+        match a.mode {
+            // Dropping it would delete by priority and handle.
+            AttachMode::Clsact => std::mem::forget(link),
+            // A tcx link is our descriptor: closing it touches nobody else.
+            _ => drop(link),
+        }
+    }
 }
 
 pub(super) fn detach(ebpf: &mut Ebpf, hook: Hook, a: Attached) {

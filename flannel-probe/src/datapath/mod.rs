@@ -9,6 +9,7 @@ pub(crate) mod btf;
 mod clsact;
 mod collect;
 mod drops;
+mod reclaim;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ use aya::{
 };
 use flannel_probe_common::abi::{
     CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, MAP_CONFIG, MAP_DROP_CONFIG,
-    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, index_slots,
+    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, MAP_STATS, NUM_STATS, index_slots,
 };
 
 pub use attach::{AttachMode, Hook};
@@ -71,6 +72,8 @@ pub struct Datapath {
     last_entries: usize,
     /// Slots of each index minus one.
     index_mask: u32,
+    /// Tells other instances this one is alive (see `reclaim`).
+    _heartbeat: reclaim::Heartbeat,
 }
 
 impl Datapath {
@@ -86,6 +89,8 @@ impl Datapath {
             .map_max_entries(MAP_INNER, opts.max_peers)
             .map_max_entries(MAP_PEER_INDEX, index_slots(opts.max_peers))
             .map_max_entries(MAP_MAC_INDEX, index_slots(opts.max_peers))
+            // One slot past the programs' for the heartbeat (`reclaim`).
+            .map_max_entries(MAP_STATS, NUM_STATS + 1)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object failed: the kernel needs BTF and eBPF support, and the probe CAP_BPF")?;
         // Rare events only (a new peer): a missing log map is not fatal.
@@ -111,6 +116,16 @@ impl Datapath {
             tracing::warn!("kernel drop reasons unavailable: {e:#}");
             format!("{e:#}")
         });
+        let heartbeat = reclaim::Heartbeat::start(
+            ebpf.map(MAP_STATS)
+                .and_then(|m| match m {
+                    aya::maps::Map::PerCpuArray(d) => Some(d),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    anyhow!("the eBPF object has no per-CPU {MAP_STATS} map: rebuild flannel-probe")
+                })?,
+        )?;
         let mut dp = Self {
             ebpf,
             logger,
@@ -120,6 +135,7 @@ impl Datapath {
             drops,
             last_entries: 0,
             index_mask: index_slots(opts.max_peers) - 1,
+            _heartbeat: heartbeat,
         };
         // The tables work from the start; VXLAN is matched once configured.
         dp.write_config(Config::default())?;
@@ -191,6 +207,34 @@ impl Datapath {
         self.created_qdiscs.extend(a.created_qdisc);
         self.attached.insert(hook, a);
         Ok(())
+    }
+
+    /// Hooks whose attachment vanished from the kernel (a `tc qdisc del`,
+    /// a CNI reinstall); forgotten here, to be attached again.
+    pub fn vanished(&mut self) -> Vec<(Hook, String)> {
+        let mut gone = Vec::new();
+        let hooks: Vec<Hook> = self.attached.keys().copied().collect();
+        for hook in hooks {
+            let Some(a) = self.attached.get(&hook) else {
+                continue;
+            };
+            let present = attach::present(&mut self.ebpf, hook, a).unwrap_or_else(|e| {
+                tracing::debug!("checking {}: {e:#}", hook.program());
+                false
+            });
+            if !present && let Some(a) = self.attached.remove(&hook) {
+                gone.push((hook, a.iface.clone()));
+                // The qdisc we added may be gone with it, and one there now
+                // is someone else's: never remove it on exit.
+                if a.mode == AttachMode::Clsact
+                    && let Ok(i) = attach::ifindex(&a.iface)
+                {
+                    self.created_qdiscs.retain(|c| *c != i);
+                }
+                attach::forget(&mut self.ebpf, hook, a);
+            }
+        }
+        gone
     }
 
     /// Detaches `hook` if it is attached. A device that disappeared took the

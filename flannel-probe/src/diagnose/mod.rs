@@ -28,6 +28,10 @@ pub struct Inputs<'a> {
     pub attached: BTreeMap<String, String>,
     /// Why kernel drop reasons are not counted, when they are not.
     pub drops_unavailable: Option<&'a str>,
+    /// Self-health: attachments restored so far, and programs whose
+    /// attachment is gone and not restored yet.
+    pub attach_gaps: u64,
+    pub detached: Vec<String>,
 }
 
 /// Builds the report: per-peer figures, drops, findings (worst first).
@@ -165,6 +169,8 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             port_bound: node.port_bound,
             kernel: node.kernel.clone(),
             attached: inp.attached.clone(),
+            attach_gaps: inp.attach_gaps,
+            detached: inp.detached.clone(),
         },
         window_secs: inp.window_secs,
         peers,

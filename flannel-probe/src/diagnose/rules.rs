@@ -44,7 +44,34 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(no_vxlan_traffic(r));
     out.extend(map_overflow(r));
     out.extend(drops_unavailable(inp.drops_unavailable));
+    out.extend(datapath_detached(r));
     out
+}
+
+/// Self-health: an attachment of ours vanished and re-attaching failed so
+/// far; whatever passes meanwhile is not counted.
+fn datapath_detached(r: &Report) -> Option<Finding> {
+    if r.node.detached.is_empty() {
+        return None;
+    }
+    let mut f = finding(FindingCode::DatapathDetached, None);
+    f.summary = format!(
+        "the probe's {} {} not attached any more and could not be restored: the counts have a gap",
+        r.node.detached.join(", "),
+        if r.node.detached.len() == 1 {
+            "program is"
+        } else {
+            "programs are"
+        },
+    );
+    f.evidence = vec![format!(
+        "{} attachment(s) restored since the start",
+        r.node.attach_gaps
+    )];
+    f.remediation = "check what removes tc filters or qdiscs on this node (a CNI reinstall, \
+        `tc qdisc del`) and the agent's log for why re-attaching fails"
+        .into();
+    Some(f)
 }
 
 /// A finding of `code`, with the severity the code is raised with.

@@ -100,6 +100,8 @@ fn run(window: &Snapshot, node: &NodeState) -> Report {
         drop_reason: &|n| format!("REASON_{n}"),
         attached: BTreeMap::new(),
         drops_unavailable: None,
+        attach_gaps: 0,
+        detached: Vec::new(),
     })
 }
 
@@ -531,6 +533,8 @@ fn missing_drop_tracing_is_information() {
         drop_reason: &|n| n.to_string(),
         attached: BTreeMap::new(),
         drops_unavailable: Some("no BTF"),
+        attach_gaps: 0,
+        detached: Vec::new(),
     });
     assert_eq!(codes(&r), vec!["DROP_REASONS_UNAVAILABLE"]);
     assert_eq!(r.exit_code(), 0);

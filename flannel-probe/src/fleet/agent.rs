@@ -51,6 +51,9 @@ pub struct AgentNode {
     pub port_bound: bool,
     #[serde(default)]
     pub kernel: String,
+    /// Attachments that vanished and were restored since the start.
+    #[serde(default)]
+    pub attach_gaps: u64,
 }
 
 impl From<&NodeInfo> for AgentNode {
@@ -65,6 +68,7 @@ impl From<&NodeInfo> for AgentNode {
             vni: n.vni,
             port_bound: n.port_bound,
             kernel: n.kernel.clone(),
+            attach_gaps: n.attach_gaps,
         }
     }
 }

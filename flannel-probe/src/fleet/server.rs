@@ -184,8 +184,17 @@ async fn counters_handler(
 }
 
 async fn healthz_handler(State(state): State<AppState>) -> Response {
-    let age = latest(&state).at.elapsed();
-    if age > state.stale_after {
+    let sample = latest(&state);
+    let age = sample.at.elapsed();
+    let detached = &sample.report.node.detached;
+    if !detached.is_empty() {
+        // Counting with a gap is not healthy: DATAPATH_DETACHED is raised.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("detached: {}\n", detached.join(", ")),
+        )
+            .into_response()
+    } else if age > state.stale_after {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("stale: last reading {:.1}s ago\n", age.as_secs_f64()),

@@ -29,6 +29,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_vxlan_port_bound",
     "flannel_probe_finding",
     "flannel_probe_node_info",
+    "flannel_probe_datapath_reattach_total",
 ];
 
 /// Exposes one reading of the counters.
@@ -123,6 +124,12 @@ impl Collector for View {
                 ConstCounter::new(d.packets).encode(fam.encode_family(&l)?)?;
             }
         }
+        ConstCounter::new(c.node.attach_gaps).encode(enc.encode_descriptor(
+            "flannel_probe_datapath_reattach",
+            "Attachments of the probe that vanished (tc qdisc del, a CNI reinstall) and were restored: each is a gap in the counts",
+            None,
+            MetricType::Counter,
+        )?)?;
         let flag = |b: bool| ConstGauge::new(i64::from(b));
         flag(c.node.overlay_state == "up").encode(enc.encode_descriptor(
             "flannel_probe_overlay_up",

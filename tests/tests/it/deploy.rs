@@ -155,9 +155,16 @@ fn the_daemonset_runs_serve_on_every_node_with_just_the_capabilities() {
         .iter()
         .filter_map(|m| m["mountPath"].as_str())
         .collect();
-    for want in ["/sys/fs/bpf", "/sys/kernel/btf"] {
-        assert!(mounts.contains(&want), "{want} mounted: {mounts:?}");
-    }
+    assert!(
+        mounts.contains(&"/sys/kernel/btf"),
+        "BTF mounted: {mounts:?}"
+    );
+    // Nothing is pinned, so no bpffs; the runtime's syscall filter applies.
+    assert!(!mounts.contains(&"/sys/fs/bpf"), "no bpffs: {mounts:?}");
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     // The node IP from the downward API, and flags the binary accepts.
     let env = c["env"].as_sequence().expect("env");
     assert!(
@@ -484,6 +491,7 @@ fn promtool_accepts_the_served_metrics() {
             vni: None,
             port_bound: false,
             kernel: "6.18.0".into(),
+            attach_gaps: 0,
         },
         peers: vec![PeerCumulative {
             peer: "192.0.2.11".into(),

@@ -242,7 +242,9 @@ fn sigkill_leaves_no_tcx_link_and_clsact_leftovers_are_reclaimed() {
         ours(&lab, e)
     );
 
-    // clsact filters outlive a killed process; the next start removes them.
+    // clsact filters outlive a killed process; the next start removes them
+    // once provably dead: no process holds the program and its heartbeat
+    // is older than ten beats (datapath/reclaim.rs).
     let mut run = probe(&lab, e, &["watch", "--plain", "--attach", "clsact"]);
     run.wait_for("watching the overlay device", Duration::from_secs(60))
         .expect("attached");
@@ -252,6 +254,7 @@ fn sigkill_leaves_no_tcx_link_and_clsact_leftovers_are_reclaimed() {
         !ours(&lab, e).is_empty(),
         "SIGKILL cannot remove clsact filters"
     );
+    std::thread::sleep(Duration::from_secs(12));
     let mut again = probe(
         &lab,
         e,

@@ -5,6 +5,7 @@
 //! `CI=true`, where they fail. The soak test is its own binary (`soak.rs`,
 //! run by `cargo xtask soak`).
 
+mod coexist;
 mod datapath;
 mod deploy;
 mod dist;
@@ -19,6 +20,7 @@ mod npd;
 mod probe;
 mod prometheus;
 mod reattach;
+mod selfhealth;
 mod selftest;
 mod watch;
 

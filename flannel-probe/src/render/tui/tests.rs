@@ -34,6 +34,8 @@ fn node(state: OverlayState) -> NodeInfo {
         port_bound: up,
         kernel: "6.18.44".into(),
         attached: BTreeMap::new(),
+        attach_gaps: 0,
+        detached: Vec::new(),
     }
 }
 
