@@ -14,7 +14,7 @@ pub struct InstallArgs {
 
 /// Copies /proc/self/exe to DIR/flannel-probe through a temporary file and a
 /// rename, so a plugin run never sees half a binary.
-pub fn run(args: &InstallArgs) -> Result<i32> {
+pub(crate) fn run(args: &InstallArgs) -> Result<i32> {
     let dir = &args.dir;
     std::fs::create_dir_all(dir).with_context(|| {
         format!(
