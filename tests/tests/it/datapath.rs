@@ -507,3 +507,26 @@ fn uplink_ingress_cost_per_run() {
     let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
     assert_eq!(p.rx.packets, 5 * u64::from(repeat));
 }
+
+/// Inbound VXLAN to another address than the local VTEP is no peer's, and
+/// ICMP port unreachable counts only when it quotes our own VXLAN (source
+/// the local VTEP, destination our port).
+#[test]
+fn uplink_ingress_counts_only_traffic_for_the_local_vtep() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let elsewhere = to_host(vxlan_frame(PEER, [192, 0, 2, 99], 8472, 1, &inner_frame()));
+    run(&mut dp, Hook::UplinkIngress, &elsewhere, None, 4);
+    // A forged quote: a datagram from another address to our port.
+    let forged = vxlan_frame(OTHER, PEER, 8472, 1, &inner_frame());
+    let icmp = to_host(icmp_port_unreachable(PEER, &forged.ip_packet()));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 3);
+    // A quote of a non-VXLAN datagram from us: not counted at all.
+    let dns = Ipv4Frame::new(ME, PEER, 17, udp(1, 53, b"q"));
+    let icmp = to_host(icmp_port_unreachable(PEER, &dns.ip_packet()));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 2);
+    let s = snap(&mut dp);
+    assert!(s.peers.is_empty(), "{:?}", s.peers);
+    assert_eq!((s.not_ours.rx_not_local, s.not_ours.icmp_not_ours), (4, 3));
+}
