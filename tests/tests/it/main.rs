@@ -8,6 +8,7 @@
 mod datapath;
 mod deploy;
 mod faults;
+mod identity;
 mod lifecycle;
 mod malformed;
 mod mesh;
