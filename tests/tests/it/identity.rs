@@ -134,11 +134,11 @@ fn vxlan_from_a_pod_a_host_process_and_forged_icmp_raise_no_critical() {
     assert_eq!(u["icmp_not_ours"], 7, "{u:#}");
     let f = finding(&r, "UNKNOWN_VXLAN_SOURCE").expect("UNKNOWN_VXLAN_SOURCE");
     assert_eq!(f["severity"], "info");
+    let line = format!("from {pod} (pod network): 40 packets, 40 for another VNI");
     assert!(
         f["evidence"]
             .as_array()
-            .is_some_and(|e| e.iter().any(|l| l
-                == &format!("from {pod} (pod network): 40 packets, 40 for another VNI").as_str())),
+            .is_some_and(|e| e.iter().any(|l| l.as_str() == Some(line.as_str()))),
         "{f:#}"
     );
     // momonoke's own 40 (ip-masq's view of the pod): its VXLAN decapsulates,
