@@ -530,3 +530,82 @@ fn uplink_ingress_counts_only_traffic_for_the_local_vtep() {
     assert!(s.peers.is_empty(), "{:?}", s.peers);
     assert_eq!((s.not_ours.rx_not_local, s.not_ours.icmp_not_ours), (4, 3));
 }
+
+/// Differential: every frame of the parser's committed corpus
+/// (flannel-probe-common/tests/corpus) through the kernel's uplink ingress
+/// program agrees with what the host parser says it must count.
+#[test]
+fn kernel_and_host_parser_agree_on_the_corpus() {
+    use flannel_probe_common::parse::{Outer, parse_outer};
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../flannel-probe-common/tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the corpus directory")
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 16, "{} corpus frames", files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("a corpus file");
+        let hex = text.lines().nth(1).unwrap_or_default().trim();
+        let mut frame: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        if frame.len() >= 6 {
+            // Addressed to the (loopback) device: PACKET_HOST.
+            frame[..6].fill(0);
+        }
+        let before = snap(&mut dp);
+        if frame.len() >= 14 {
+            run(&mut dp, Hook::UplinkIngress, &frame, None, 1);
+        }
+        let d = snap(&mut dp).since(&before);
+        let name = path.display();
+        let me = Ipv4Addr::from(ME);
+        let peer_rx = |ip: [u8; 4]| d.peers.get(&Ipv4Addr::from(ip)).map(|p| p.rx);
+        match parse_outer(&frame.as_slice(), 8472) {
+            Outer::Vxlan(v) if Ipv4Addr::from(v.dst) != me => {
+                assert_eq!(d.not_ours.rx_not_local, 1, "{name}");
+            }
+            Outer::Vxlan(v) => {
+                let rx = peer_rx(v.src).unwrap_or_else(|| panic!("{name}: no peer"));
+                assert_eq!(rx.packets, 1, "{name}");
+                assert_eq!(rx.bytes, frame.len() as u64, "{name}");
+                assert_eq!(rx.malformed, u64::from(v.malformed.is_some()), "{name}");
+                assert_eq!(
+                    rx.other_vni,
+                    u64::from(v.malformed.is_none() && v.vni != 1),
+                    "{name}"
+                );
+            }
+            Outer::ForeignPort { src, dst, .. } if Ipv4Addr::from(dst) == me => {
+                assert_eq!(peer_rx(src).map(|r| r.other_port), Some(1), "{name}");
+            }
+            Outer::PortUnreachable {
+                vtep, quoted_src, ..
+            } => {
+                if Ipv4Addr::from(quoted_src) == me {
+                    assert_eq!(
+                        peer_rx(vtep).map(|r| r.icmp_port_unreachable),
+                        Some(1),
+                        "{name}"
+                    );
+                } else {
+                    assert_eq!(d.not_ours.icmp_not_ours, 1, "{name}");
+                }
+            }
+            _ => {
+                let counted: u64 = d
+                    .peers
+                    .values()
+                    .map(|p| p.rx.packets + p.rx.other_port + p.rx.icmp_port_unreachable)
+                    .sum();
+                assert_eq!(counted, 0, "{name}: counted {:?}", d.peers);
+                assert_eq!(d.not_ours, Default::default(), "{name}");
+            }
+        }
+    }
+}
