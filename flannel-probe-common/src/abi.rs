@@ -45,6 +45,12 @@ pub const STAT_DROP_OVERFLOW: u32 = 2;
 pub const STAT_PEERS_USED: u32 = 3;
 /// Slots of `INNER` this CPU has filled.
 pub const STAT_MACS_USED: u32 = 4;
+/// Inbound VXLAN-shaped UDP to our port addressed to another IPv4 address
+/// than the local VTEP (not counted for any peer).
+pub const STAT_RX_NOT_LOCAL: u32 = 5;
+/// Inbound ICMP port unreachable quoting UDP to our port that we did not
+/// send (quoted source not the local VTEP): forged or not ours.
+pub const STAT_ICMP_NOT_OURS: u32 = 6;
 /// Number of slots in `STATS`.
 pub const NUM_STATS: u32 = 8;
 
@@ -118,7 +124,10 @@ pub struct Config {
     /// Slots of `PEER_INDEX` and `MAC_INDEX` minus one (a power of two
     /// minus one). 0 until the agent has configured the datapath.
     pub index_mask: u32,
-    pub _pad: u32,
+    /// This node's VTEP address: inbound VXLAN counts for a peer only when
+    /// addressed to it, and ICMP only when it quotes a datagram from it.
+    /// Zeros (unknown) accept any.
+    pub local_vtep: [u8; 4],
 }
 
 /// Entry of `PEER_INDEX` and `MAC_INDEX`: which slot holds `key`.

@@ -3,12 +3,15 @@
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
-    abi::{CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, STAT_PEER_OVERFLOW, STAT_PEERS_USED, addr_key},
+    abi::{
+        CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
+        STAT_PEERS_USED, STAT_RX_NOT_LOCAL, addr_key,
+    },
     parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
 };
 
 use crate::{
-    counters::{segments, slot},
+    counters::{bump, segments, slot},
     programs::{CONFIG, PEER_INDEX, PEERS},
 };
 
@@ -37,6 +40,14 @@ fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut Pee
 /// skb->pkt_type for frames addressed to this host's MAC.
 const PACKET_HOST: u32 = 0;
 
+/// Whether inbound traffic to `dst` is for this node's VTEP (any address
+/// while the agent does not know it). What arrives for another address (a
+/// secondary IP, a pod's host port) was not sent to our VTEP by a peer.
+#[inline(always)]
+fn to_local(local: [u8; 4], dst: [u8; 4]) -> bool {
+    u32::from_ne_bytes(local) == 0 || local == dst
+}
+
 #[inline(always)]
 pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -51,6 +62,10 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     }
     match parse_outer(ctx, cfg.vxlan_port) {
         Outer::Vxlan(vx) => {
+            if dir == DIR_RX && !to_local(cfg.local_vtep, vx.dst) {
+                bump(STAT_RX_NOT_LOCAL);
+                return;
+            }
             let addr = if dir == DIR_RX { vx.src } else { vx.dst };
             let mut is_new = false;
             let Some(c) = peer(addr, dir, cfg.index_mask, &mut is_new) else {
@@ -90,7 +105,10 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                 );
             }
         }
-        Outer::ForeignPort { src, port, .. } if dir == DIR_RX => {
+        Outer::ForeignPort { src, dst, port } if dir == DIR_RX => {
+            if !to_local(cfg.local_vtep, dst) {
+                return;
+            }
             let mut is_new = false;
             if let Some(c) = peer(src, DIR_RX, cfg.index_mask, &mut is_new) {
                 // SAFETY: this CPU's slot of a live map entry.
@@ -100,7 +118,15 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                 }
             }
         }
-        Outer::PortUnreachable { vtep, .. } if dir == DIR_RX => {
+        Outer::PortUnreachable {
+            vtep, quoted_src, ..
+        } if dir == DIR_RX => {
+            // Only a quote of our own VXLAN says the peer has no socket:
+            // anyone can send ICMP quoting a datagram we never sent.
+            if !to_local(cfg.local_vtep, quoted_src) {
+                bump(STAT_ICMP_NOT_OURS);
+                return;
+            }
             let mut is_new = false;
             if let Some(c) = peer(vtep, DIR_RX, cfg.index_mask, &mut is_new) {
                 // SAFETY: as above.

@@ -134,6 +134,7 @@ impl Probe {
         let m = Matching {
             vxlan_port: self.node.vxlan_port,
             vni: self.node.vni,
+            local_vtep: self.node.local_vtep,
         };
         if self.matching != Some(m) {
             self.dp.configure(m)?;

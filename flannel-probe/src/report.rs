@@ -113,8 +113,11 @@ finding_codes! {
     AgentUnreachable => "AGENT_UNREACHABLE", Warning, true;
     /// `mesh`: an agent restarted in the window.
     AgentRestarted => "AGENT_RESTARTED", Info, true;
-    /// Not raised yet: reserved by the contract.
-    UnknownVxlanSource => "UNKNOWN_VXLAN_SOURCE", Info, false;
+    UnknownVxlanSource => "UNKNOWN_VXLAN_SOURCE", Info, true;
+    /// A minority of a peer's VXLAN is for another VNI or port while the
+    /// rest decapsulates: evidence, not a broken peer (anyone behind the
+    /// peer's address, a pod behind ip-masq, can send it).
+    PeerOddVxlan => "PEER_ODD_VXLAN", Info, true;
     /// Not raised yet: reserved by the contract.
     DatapathDetached => "DATAPATH_DETACHED", Critical, false;
     /// Not raised yet: reserved by the contract.
@@ -368,6 +371,50 @@ pub struct UnattributedInner {
     pub tx_packets: u64,
 }
 
+/// One sender of VXLAN-shaped UDP to our port that is not a VTEP peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnknownSource {
+    pub source: String,
+    /// `pod network`, `not in the FDB` or `no well-formed VXLAN`.
+    pub why: &'static str,
+    /// Inbound packets to our port (or the other VXLAN port), ICMP included.
+    pub rx_packets: u64,
+    pub rx_other_vni: u64,
+    pub rx_malformed: u64,
+    pub icmp_port_unreachable: u64,
+    pub tx_packets: u64,
+}
+
+/// VXLAN-shaped traffic attributed to no peer, bounded: the top few
+/// sources by packets, the rest summed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UnknownSources {
+    pub sources: Vec<UnknownSource>,
+    /// Sources beyond the listed ones, and their packets.
+    pub other_sources: u64,
+    pub other_packets: u64,
+    /// Inbound VXLAN-shaped UDP to our port addressed to another local
+    /// address than the VTEP.
+    pub rx_not_local: u64,
+    /// ICMP port unreachable quoting a datagram the local VTEP did not send.
+    pub icmp_not_ours: u64,
+    /// Kernel drops of these sources' packets (not in `drops`).
+    pub rx_dropped: u64,
+}
+
+impl UnknownSources {
+    /// Packets of every kind counted here.
+    pub fn packets(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(|u| u.rx_packets + u.tx_packets)
+            .sum::<u64>()
+            + self.other_packets
+            + self.rx_not_local
+            + self.icmp_not_ours
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub schema: u32,
@@ -382,6 +429,9 @@ pub struct Report {
     /// Changes of the overlay device seen while the probe ran (a device
     /// deleted and recreated by a CNI restart shows here).
     pub overlay_history: Vec<OverlayChange>,
+    /// VXLAN-shaped traffic from senders that are not peers (CONTRACT.md,
+    /// "Identity").
+    pub unknown_sources: UnknownSources,
 }
 
 impl Report {

@@ -365,6 +365,7 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
     dp.configure(Matching {
         vxlan_port: VXLAN_PORT,
         vni: Some(1),
+        local_vtep: None,
     })?;
     let node = node_with_peers(n);
     let fill_start = Instant::now();
@@ -467,6 +468,7 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
     dp.configure(Matching {
         vxlan_port: VXLAN_PORT,
         vni: Some(1),
+        local_vtep: None,
     })?;
     let peer = [192, 0, 2, 12];
     let me = LOCAL.octets();

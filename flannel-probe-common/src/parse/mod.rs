@@ -75,8 +75,14 @@ pub enum Outer {
     /// UDP to the VXLAN port (a first fragment counts; later ones cannot be told).
     Vxlan(Vxlan),
     /// ICMP destination/port unreachable quoting UDP to the VXLAN port: the
-    /// VTEP `vtep` has no VXLAN socket. `from` sent the ICMP.
-    PortUnreachable { from: [u8; 4], vtep: [u8; 4] },
+    /// VTEP `vtep` has no VXLAN socket. `from` sent the ICMP; `quoted_src`
+    /// is the quoted datagram's source, which must be the local VTEP for
+    /// the quote to be of our VXLAN.
+    PortUnreachable {
+        from: [u8; 4],
+        vtep: [u8; 4],
+        quoted_src: [u8; 4],
+    },
     /// A well-formed VXLAN header sent to the other well-known VXLAN port
     /// (8472 or 4789) than ours: a peer configured with another port.
     ForeignPort {
@@ -217,7 +223,7 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
                 return None;
             }
             // The quoted datagram: its IPv4 header, then at least 8 bytes of UDP.
-            let (ql4, qproto, _qsrc, qdst) = ipv4(pkt, l4 + 8)?;
+            let (ql4, qproto, qsrc, qdst) = ipv4(pkt, l4 + 8)?;
             let qports = pkt.load_bytes::<4>(ql4)?;
             if qproto != IPPROTO_UDP || u16::from_be_bytes([qports[2], qports[3]]) != port {
                 return None;
@@ -225,6 +231,7 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
             Some(Outer::PortUnreachable {
                 from: src,
                 vtep: qdst,
+                quoted_src: qsrc,
             })
         }
         _ => None,

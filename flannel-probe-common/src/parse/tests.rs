@@ -167,7 +167,11 @@ fn icmp_port_unreachable_quoting_vxlan() {
     let icmp = icmp_port_unreachable(B, &sent.ip_packet()).build();
     assert_eq!(
         parse_outer(&icmp.as_slice(), 8472),
-        Outer::PortUnreachable { from: B, vtep: B }
+        Outer::PortUnreachable {
+            from: B,
+            vtep: B,
+            quoted_src: A
+        }
     );
     // Quoting a datagram to another port, or another ICMP code: not ours.
     let dns = Ipv4Frame::new(A, B, 17, udp(1, 53, b"q"));

@@ -11,8 +11,8 @@ use aya::{
 use super::batch;
 use flannel_probe_common::abi::{
     DropKey, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, NUM_STATS, PeerSlot,
-    PeerValue, STAT_DROP_OVERFLOW, STAT_MAC_OVERFLOW, STAT_MACS_USED, STAT_PEER_OVERFLOW,
-    STAT_PEERS_USED, key_addr, key_mac,
+    PeerValue, STAT_DROP_OVERFLOW, STAT_ICMP_NOT_OURS, STAT_MAC_OVERFLOW, STAT_MACS_USED,
+    STAT_PEER_OVERFLOW, STAT_PEERS_USED, STAT_RX_NOT_LOCAL, key_addr, key_mac,
 };
 use serde::Serialize;
 
@@ -28,6 +28,18 @@ pub struct Snapshot {
     /// Drops of VXLAN traffic: packets per [`DropWhere`].
     pub drops: BTreeMap<DropWhere, u64>,
     pub overflow: Overflow,
+    /// Inbound traffic the datapath saw and attributed to no peer.
+    pub not_ours: NotOurs,
+}
+
+/// What the uplink saw and kept out of every peer's counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NotOurs {
+    /// VXLAN-shaped UDP to our port addressed to another local address
+    /// than the VTEP.
+    pub rx_not_local: u64,
+    /// ICMP port unreachable quoting a datagram the local VTEP did not send.
+    pub icmp_not_ours: u64,
 }
 
 /// One kind of drop: the kernel's reason, the direction, and the peer as
@@ -78,6 +90,12 @@ impl Snapshot {
                 peers: self.overflow.peers.saturating_sub(earlier.overflow.peers),
                 macs: self.overflow.macs.saturating_sub(earlier.overflow.macs),
                 drops: self.overflow.drops.saturating_sub(earlier.overflow.drops),
+            },
+            not_ours: NotOurs {
+                rx_not_local: (self.not_ours.rx_not_local)
+                    .saturating_sub(earlier.not_ours.rx_not_local),
+                icmp_not_ours: (self.not_ours.icmp_not_ours)
+                    .saturating_sub(earlier.not_ours.icmp_not_ours),
             },
         }
     }
@@ -263,6 +281,10 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
         peers: sum(STAT_PEER_OVERFLOW),
         macs: sum(STAT_MAC_OVERFLOW),
         drops: sum(STAT_DROP_OVERFLOW),
+    };
+    snap.not_ours = NotOurs {
+        rx_not_local: sum(STAT_RX_NOT_LOCAL),
+        icmp_not_ours: sum(STAT_ICMP_NOT_OURS),
     };
     let (peers_used, macs_used) = (used(STAT_PEERS_USED), used(STAT_MACS_USED));
     if parallel {

@@ -26,8 +26,8 @@ use flannel_probe_common::abi::{
 pub use attach::{AttachMode, Hook};
 #[cfg(test)]
 pub(crate) use collect::DropWhere;
-pub(crate) use collect::Overflow;
 pub use collect::Snapshot;
+pub(crate) use collect::{NotOurs, Overflow};
 pub(crate) use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
 
 /// The eBPF object built by build.rs.
@@ -56,6 +56,9 @@ impl Default for LoadOptions {
 pub struct Matching {
     pub vxlan_port: u16,
     pub vni: Option<u32>,
+    /// This node's VTEP address: inbound VXLAN counts for a peer only when
+    /// addressed to it (`None`: any address).
+    pub local_vtep: Option<std::net::Ipv4Addr>,
 }
 
 /// The loaded eBPF object and whatever of it is attached.
@@ -178,6 +181,7 @@ impl Datapath {
             vxlan_port: m.vxlan_port,
             flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
             vni: m.vni.unwrap_or(0),
+            local_vtep: m.local_vtep.map_or([0; 4], |a| a.octets()),
             ..Config::default()
         })
     }

@@ -1,5 +1,6 @@
 //! From what was counted and what the node looks like to a [`Report`]: one
 //! pure function, so every rule is unit-tested with hand-built inputs.
+mod identity;
 mod rules;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -124,9 +125,17 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             p
         })
         .collect();
+    let (peers, mut unknown_sources, not_peers) =
+        identity::split(&identity::Identity::new(node), peers, inp.window.not_ours);
 
     let mut drops: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for (w, n) in &inp.window.drops {
+        // A non-peer's packets the kernel dropped are its business, not a
+        // fault of this node (a VNI nobody serves, say).
+        if w.peer.is_some_and(|ip| not_peers.contains(&ip)) {
+            unknown_sources.rx_dropped += n;
+            continue;
+        }
         if *n > 0 {
             let d = if w.dir == DIR_RX { "rx" } else { "tx" };
             *drops.entry(((inp.drop_reason)(w.reason), d)).or_default() += n;
@@ -179,6 +188,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         unattributed_inner,
         overflow: inp.window.overflow,
         overlay_history: Vec::new(),
+        unknown_sources,
     };
     let mut findings = rules::all(&report, inp, &ix);
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));

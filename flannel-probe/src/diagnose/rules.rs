@@ -45,6 +45,8 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(map_overflow(r));
     out.extend(drops_unavailable(inp.drops_unavailable));
     out.extend(datapath_detached(r));
+    out.extend(unknown_vxlan_source(r));
+    out.extend(peer_odd_vxlan(r));
     out
 }
 
@@ -72,6 +74,111 @@ fn datapath_detached(r: &Report) -> Option<Finding> {
         `tc qdisc del`) and the agent's log for why re-attaching fails"
         .into();
     Some(f)
+}
+
+/// The peer's own VXLAN decapsulates: odd packets from its address (another
+/// VNI or port, port unreachable) are then not evidence against it, since a
+/// pod or process behind that address could have sent them.
+fn decapsulates(p: &PeerReport) -> bool {
+    rx_acceptable(p) > 0 && p.traffic.rx_decap_packets > 0
+}
+
+/// VXLAN-shaped traffic from senders that are not peers.
+fn unknown_vxlan_source(r: &Report) -> Option<Finding> {
+    let u = &r.unknown_sources;
+    let n = u.packets();
+    if n == 0 {
+        return None;
+    }
+    let mut f = finding(FindingCode::UnknownVxlanSource, None);
+    let senders = u.sources.len() as u64 + u.other_sources;
+    f.summary = format!(
+        "{n} VXLAN-shaped packet{} to UDP {} not from a VTEP peer ({senders} source{})",
+        if n == 1 { "" } else { "s" },
+        r.node.vxlan_port,
+        if senders == 1 { "" } else { "s" }
+    );
+    for s in &u.sources {
+        let mut line = format!("from {} ({}): {} packets", s.source, s.why, s.rx_packets);
+        if s.rx_other_vni > 0 {
+            line.push_str(&format!(", {} for another VNI", s.rx_other_vni));
+        }
+        if s.icmp_port_unreachable > 0 {
+            line.push_str(&format!(
+                ", {} ICMP port unreachable",
+                s.icmp_port_unreachable
+            ));
+        }
+        if s.tx_packets > 0 {
+            line.push_str(&format!(", {} sent to it", s.tx_packets));
+        }
+        f.evidence.push(line);
+    }
+    if u.other_sources > 0 {
+        f.evidence.push(format!(
+            "{} more sources: {} packets",
+            u.other_sources, u.other_packets
+        ));
+    }
+    if u.rx_not_local > 0 {
+        f.evidence.push(format!(
+            "{} to another local address than the VTEP {}",
+            u.rx_not_local,
+            r.node.local_vtep.as_deref().unwrap_or("?")
+        ));
+    }
+    if u.icmp_not_ours > 0 {
+        f.evidence.push(format!(
+            "{} ICMP port unreachable quoting a datagram this VTEP did not send",
+            u.icmp_not_ours
+        ));
+    }
+    f.remediation = "not a fault of this node or its peers: something other than a VTEP (a pod, a                      host process) sends VXLAN-shaped UDP here; find it if that is unexpected"
+        .into();
+    Some(f)
+}
+
+/// A peer whose VXLAN decapsulates, with a minority of packets for another
+/// VNI or port, or port unreachables: evidence only.
+fn peer_odd_vxlan(r: &Report) -> Vec<Finding> {
+    r.peers
+        .iter()
+        .filter(|p| decapsulates(p))
+        .filter(|p| p.rx_other_vni + p.rx_other_port + p.traffic.icmp_port_unreachable > 0)
+        .map(|p| {
+            let mut f = finding(FindingCode::PeerOddVxlan, Some(&p.peer));
+            f.summary = format!(
+                "{} sends some odd VXLAN while the rest of its traffic decapsulates",
+                p.peer
+            );
+            if p.rx_other_vni > 0 {
+                f.evidence.push(format!(
+                    "rx_other_vni={} of rx_encap_packets={} (last VNI {})",
+                    p.rx_other_vni,
+                    p.traffic.rx_encap_packets,
+                    p.rx_last_other_vni.map_or("?".into(), |v| v.to_string())
+                ));
+            }
+            if p.rx_other_port > 0 {
+                f.evidence.push(format!(
+                    "rx_other_port={} (UDP {})",
+                    p.rx_other_port,
+                    p.rx_last_other_port.map_or("?".into(), |v| v.to_string())
+                ));
+            }
+            if p.traffic.icmp_port_unreachable > 0 {
+                f.evidence
+                    .push(format!("icmp_port_unreachable={}", p.traffic.icmp_port_unreachable));
+            }
+            f.evidence
+                .push(format!("rx_decap_packets={}", p.traffic.rx_decap_packets));
+            f.remediation = format!(
+                "the peer's VTEP works; something else behind {} (a pod through ip-masq, a host                  process) sends these",
+                p.peer
+            );
+            f
+        })
+        .collect()
 }
 
 /// A finding of `code`, with the severity the code is raised with.
@@ -196,7 +303,7 @@ fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
 fn peer_port_unreachable(r: &Report) -> Vec<Finding> {
     r.peers
         .iter()
-        .filter(|p| p.traffic.icmp_port_unreachable > 0)
+        .filter(|p| p.traffic.icmp_port_unreachable > 0 && !decapsulates(p))
         .map(|p| {
             let mut f = finding(FindingCode::PeerPortUnreachable, Some(&p.peer));
             f.summary = format!(
@@ -296,7 +403,7 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
     let foreign: Vec<&PeerReport> = senders
         .iter()
         .copied()
-        .filter(|p| p.rx_other_vni > 0)
+        .filter(|p| p.rx_other_vni > 0 && !decapsulates(p))
         .collect();
     if foreign.is_empty() {
         return Vec::new();
@@ -559,14 +666,38 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
 }
 
 fn vxlan_drops(r: &Report) -> Option<Finding> {
-    let total: u64 = r.drops.iter().map(|d| d.packets).sum();
+    // A peer whose VXLAN decapsulates: the drops of its odd packets for
+    // another VNI are those packets, which PEER_ODD_VXLAN reports.
+    let explained: u64 = r
+        .peers
+        .iter()
+        .filter(|p| decapsulates(p))
+        .map(|p| {
+            p.drops
+                .get(VNI_NOT_FOUND)
+                .map_or(0, |n| (*n).min(p.rx_other_vni))
+        })
+        .sum();
+    let counts: Vec<(&str, &str, u64)> = r
+        .drops
+        .iter()
+        .map(|d| {
+            let n = if d.reason == VNI_NOT_FOUND && d.direction == "rx" {
+                d.packets.saturating_sub(explained)
+            } else {
+                d.packets
+            };
+            (d.reason.as_str(), d.direction, n)
+        })
+        .filter(|(_, _, n)| *n > 0)
+        .collect();
+    let total: u64 = counts.iter().map(|(_, _, n)| n).sum();
     (total > 0).then(|| {
         let mut f = finding(FindingCode::VxlanDrops, None);
         f.summary = format!("the kernel dropped {total} VXLAN-related packets in the window");
-        f.evidence = r
-            .drops
+        f.evidence = counts
             .iter()
-            .map(|d| format!("{} {} {}", d.reason, d.direction, d.packets))
+            .map(|(reason, dir, n)| format!("{reason} {dir} {n}"))
             .collect();
         for p in r.peers.iter().filter(|p| !p.drops.is_empty()) {
             let list: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -579,6 +710,9 @@ fn vxlan_drops(r: &Report) -> Option<Finding> {
         f
     })
 }
+
+/// The kernel's drop reason for VXLAN of a VNI no device serves.
+const VNI_NOT_FOUND: &str = "VXLAN_VNI_NOT_FOUND";
 
 fn drops_unavailable(why: Option<&str>) -> Option<Finding> {
     why.map(|why| {
@@ -604,7 +738,7 @@ fn vxlan_port_mismatch(r: &Report) -> Vec<Finding> {
     let foreign: Vec<&PeerReport> = senders
         .iter()
         .copied()
-        .filter(|p| p.rx_other_port > 0)
+        .filter(|p| p.rx_other_port > 0 && !decapsulates(p))
         .collect();
     if foreign.is_empty() {
         return Vec::new();

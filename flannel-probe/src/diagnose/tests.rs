@@ -433,6 +433,13 @@ fn port_mismatch_blames_the_odd_one_out() {
     w.peers.insert(EQ14, other_port(outer(0, 0), 4789));
     let mut node = programmed_node();
     node.local_vtep = Some(Ipv4Addr::new(192, 0, 2, 99));
+    // A peer is an address the FDB names (CONTRACT.md, "Identity"): the
+    // CNI programs a node with another port like any other.
+    node.fdb.push(FdbEntry {
+        mac: [0x0e, 0, 0, 0, 0, 0x13],
+        dst: Some(EQ14),
+        permanent: true,
+    });
     let r = run(&w, &node);
     assert_eq!(codes(&r), vec!["VXLAN_PORT_MISMATCH"]);
     assert_eq!(r.findings[0].peer.as_deref(), Some("192.0.2.13"));
@@ -538,4 +545,132 @@ fn missing_drop_tracing_is_information() {
     });
     assert_eq!(codes(&r), vec!["DROP_REASONS_UNAVAILABLE"]);
     assert_eq!(r.exit_code(), 0);
+}
+
+/// A pod on momonoke (10.42.2.54, in a pod subnet routed via the overlay)
+/// sends VXLAN-shaped UDP with VNI 77: an unknown source, never a peer row
+/// or a critical.
+#[test]
+fn vxlan_from_a_pod_address_is_an_unknown_source() {
+    let mut w = healthy_window_with_macs();
+    let pod = Ipv4Addr::new(10, 42, 2, 54);
+    w.peers.insert(pod, other_vni(outer(40, 0), 77));
+    let r = run(&w, &programmed_node());
+    assert_eq!(codes(&r), vec!["UNKNOWN_VXLAN_SOURCE"]);
+    assert!(r.peers.iter().all(|p| p.peer != "10.42.2.54"));
+    let u = &r.unknown_sources;
+    assert_eq!(u.sources.len(), 1);
+    assert_eq!(
+        (u.sources[0].source.as_str(), u.sources[0].why),
+        ("10.42.2.54", "pod network")
+    );
+    assert_eq!(
+        (u.sources[0].rx_packets, u.sources[0].rx_other_vni),
+        (40, 40)
+    );
+    assert!(r.findings[0].summary.starts_with("40 VXLAN-shaped packets"));
+    assert_eq!(r.exit_code(), 0);
+}
+
+/// While the FDB exists, an address it does not name is not a peer; with
+/// more than the listed few, the rest are summed.
+#[test]
+fn unknown_sources_are_bounded() {
+    let mut w = healthy_window_with_macs();
+    for i in 1..=8u8 {
+        w.peers
+            .insert(Ipv4Addr::new(198, 51, 100, i), outer(u64::from(i), 0));
+    }
+    let r = run(&w, &programmed_node());
+    assert_eq!(codes(&r), vec!["UNKNOWN_VXLAN_SOURCE"]);
+    assert_eq!(r.peers.len(), 2);
+    let u = &r.unknown_sources;
+    let listed: Vec<(&str, u64)> = u
+        .sources
+        .iter()
+        .map(|s| (s.source.as_str(), s.rx_packets))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("198.51.100.8", 8),
+            ("198.51.100.7", 7),
+            ("198.51.100.6", 6),
+            ("198.51.100.5", 5),
+            ("198.51.100.4", 4)
+        ]
+    );
+    assert_eq!((u.other_sources, u.other_packets), (3, 6));
+    assert!(r.findings[0].summary.starts_with("36 VXLAN-shaped packets"));
+}
+
+/// The same datagrams from momonoke's own address (what ip-masq makes of
+/// the pod's): momonoke's VXLAN decapsulates, so they are evidence in an
+/// info finding, and their VNI drops are no VXLAN_DROPS warning.
+#[test]
+fn odd_vxlan_from_a_peer_whose_traffic_decapsulates_is_info() {
+    let mut w = healthy_window_with_macs();
+    let mut m = outer(45, 5);
+    m.rx.other_vni = 40;
+    m.rx.last_other_vni = 77;
+    m.rx.icmp_port_unreachable = 3;
+    w.peers.insert(MOMONOKE, m);
+    w.drops.insert(
+        DropWhere {
+            reason: 7,
+            dir: flannel_probe_common::abi::DIR_RX,
+            peer: Some(MOMONOKE),
+            mac: None,
+        },
+        40,
+    );
+    let r = diagnose(&Inputs {
+        window: &w,
+        window_secs: 5.0,
+        node: &programmed_node(),
+        drop_reason: &|n| {
+            if n == 7 {
+                "VXLAN_VNI_NOT_FOUND".into()
+            } else {
+                format!("REASON_{n}")
+            }
+        },
+        attached: BTreeMap::new(),
+        drops_unavailable: None,
+        attach_gaps: 0,
+        detached: Vec::new(),
+    });
+    assert_eq!(codes(&r), vec!["PEER_ODD_VXLAN"]);
+    let f = &r.findings[0];
+    assert_eq!(
+        (f.peer.as_deref(), f.severity),
+        (Some("192.0.2.12"), Severity::Info)
+    );
+    assert!(
+        f.evidence
+            .contains(&"rx_other_vni=40 of rx_encap_packets=45 (last VNI 77)".into())
+    );
+    assert!(f.evidence.contains(&"icmp_port_unreachable=3".into()));
+    assert_eq!(r.exit_code(), 0);
+    // Nothing of momonoke decapsulates: the same packets are its fault.
+    w.inner.remove(&MAC_M);
+    let r = run(&w, &programmed_node());
+    assert!(codes(&r).contains(&"VNI_MISMATCH"), "{:?}", codes(&r));
+    assert!(codes(&r).contains(&"PEER_PORT_UNREACHABLE"));
+}
+
+/// With no FDB (the overlay missing: the incident), an underlay sender of
+/// well-formed VXLAN is a peer; a pod address still is not.
+#[test]
+fn without_an_fdb_underlay_senders_are_peers() {
+    let mut node = programmed_node();
+    node.overlay = None;
+    node.fdb.clear();
+    let mut w = Snapshot::default();
+    w.peers.insert(GLADIUS, outer(10, 0));
+    w.peers.insert(MOMONOKE, outer(10, 0));
+    let r = run(&w, &node);
+    assert_eq!(r.peers.len(), 2);
+    assert!(codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"));
+    assert!(r.unknown_sources.sources.is_empty());
 }

@@ -237,6 +237,7 @@ mod tests {
             unattributed_inner: Vec::new(),
             overflow: Overflow::default(),
             overlay_history: Vec::new(),
+            unknown_sources: Default::default(),
         }
     }
 

@@ -33,6 +33,7 @@ fn datapath_with(opts: &LoadOptions) -> Option<Datapath> {
     dp.configure(Matching {
         vxlan_port: 8472,
         vni: Some(1),
+        local_vtep: Some(Ipv4Addr::from(ME)),
     })
     .expect("configure");
     Some(dp)
@@ -465,6 +466,146 @@ fn big_tables_are_read_whole_and_summed_over_cpus() {
             assert_eq!(m.rx.packets, cpu_sum, "MAC {i} rx");
             assert_eq!(m.rx.bytes, 100 * n, "MAC {i} rx bytes");
             assert_eq!(m.tx.packets, 0);
+        }
+    }
+}
+
+/// The uplink ingress program's cost per run on a VXLAN frame from a known
+/// peer (the common case), as the kernel measures it over many runs.
+/// Printed for the record; the bound only catches a gross regression.
+#[test]
+fn uplink_ingress_cost_per_run() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let f = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
+    let prog: &mut SchedClassifier = dp
+        .ebpf_mut()
+        .program_mut(Hook::UplinkIngress.program())
+        .expect("program")
+        .try_into()
+        .expect("classifier");
+    let ctx = [0u8; SKB_SIZE];
+    let mut out = vec![0u8; f.len() + 256];
+    let repeat = 200_000;
+    let mut best = u128::MAX;
+    for _ in 0..5 {
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(&f),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        assert_eq!(res.return_value, CARRY_ON);
+        best = best.min(res.duration.as_nanos());
+    }
+    eprintln!("uplink ingress: {best} ns per run (best of 5 x {repeat} runs)");
+    assert!(best < 5_000, "{best} ns per run");
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.packets, 5 * u64::from(repeat));
+}
+
+/// Inbound VXLAN to another address than the local VTEP is no peer's, and
+/// ICMP port unreachable counts only when it quotes our own VXLAN (source
+/// the local VTEP, destination our port).
+#[test]
+fn uplink_ingress_counts_only_traffic_for_the_local_vtep() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let elsewhere = to_host(vxlan_frame(PEER, [192, 0, 2, 99], 8472, 1, &inner_frame()));
+    run(&mut dp, Hook::UplinkIngress, &elsewhere, None, 4);
+    // A forged quote: a datagram from another address to our port.
+    let forged = vxlan_frame(OTHER, PEER, 8472, 1, &inner_frame());
+    let icmp = to_host(icmp_port_unreachable(PEER, &forged.ip_packet()));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 3);
+    // A quote of a non-VXLAN datagram from us: not counted at all.
+    let dns = Ipv4Frame::new(ME, PEER, 17, udp(1, 53, b"q"));
+    let icmp = to_host(icmp_port_unreachable(PEER, &dns.ip_packet()));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 2);
+    let s = snap(&mut dp);
+    assert!(s.peers.is_empty(), "{:?}", s.peers);
+    assert_eq!((s.not_ours.rx_not_local, s.not_ours.icmp_not_ours), (4, 3));
+}
+
+/// Differential: every frame of the parser's committed corpus
+/// (flannel-probe-common/tests/corpus) through the kernel's uplink ingress
+/// program agrees with what the host parser says it must count.
+#[test]
+fn kernel_and_host_parser_agree_on_the_corpus() {
+    use flannel_probe_common::parse::{Outer, parse_outer};
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../flannel-probe-common/tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the corpus directory")
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 16, "{} corpus frames", files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("a corpus file");
+        let hex = text.lines().nth(1).unwrap_or_default().trim();
+        let mut frame: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        if frame.len() >= 6 {
+            // Addressed to the (loopback) device: PACKET_HOST.
+            frame[..6].fill(0);
+        }
+        let before = snap(&mut dp);
+        if frame.len() >= 14 {
+            run(&mut dp, Hook::UplinkIngress, &frame, None, 1);
+        }
+        let d = snap(&mut dp).since(&before);
+        let name = path.display();
+        let me = Ipv4Addr::from(ME);
+        let peer_rx = |ip: [u8; 4]| d.peers.get(&Ipv4Addr::from(ip)).map(|p| p.rx);
+        match parse_outer(&frame.as_slice(), 8472) {
+            Outer::Vxlan(v) if Ipv4Addr::from(v.dst) != me => {
+                assert_eq!(d.not_ours.rx_not_local, 1, "{name}");
+            }
+            Outer::Vxlan(v) => {
+                let rx = peer_rx(v.src).unwrap_or_else(|| panic!("{name}: no peer"));
+                assert_eq!(rx.packets, 1, "{name}");
+                assert_eq!(rx.bytes, frame.len() as u64, "{name}");
+                assert_eq!(rx.malformed, u64::from(v.malformed.is_some()), "{name}");
+                assert_eq!(
+                    rx.other_vni,
+                    u64::from(v.malformed.is_none() && v.vni != 1),
+                    "{name}"
+                );
+            }
+            Outer::ForeignPort { src, dst, .. } if Ipv4Addr::from(dst) == me => {
+                assert_eq!(peer_rx(src).map(|r| r.other_port), Some(1), "{name}");
+            }
+            Outer::PortUnreachable {
+                vtep, quoted_src, ..
+            } => {
+                if Ipv4Addr::from(quoted_src) == me {
+                    assert_eq!(
+                        peer_rx(vtep).map(|r| r.icmp_port_unreachable),
+                        Some(1),
+                        "{name}"
+                    );
+                } else {
+                    assert_eq!(d.not_ours.icmp_not_ours, 1, "{name}");
+                }
+            }
+            _ => {
+                let counted: u64 = d
+                    .peers
+                    .values()
+                    .map(|p| p.rx.packets + p.rx.other_port + p.rx.icmp_port_unreachable)
+                    .sum();
+                assert_eq!(counted, 0, "{name}: counted {:?}", d.peers);
+                assert_eq!(d.not_ours, Default::default(), "{name}");
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod datapath;
 mod deploy;
 mod dist;
 mod faults;
+mod identity;
 mod image;
 mod kernels;
 mod kustomize;

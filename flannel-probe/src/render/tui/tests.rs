@@ -82,6 +82,7 @@ fn report(state: OverlayState, peers: Vec<PeerReport>, findings: Vec<Finding>) -
         unattributed_inner: Vec::new(),
         overflow: Overflow::default(),
         overlay_history: Vec::new(),
+        unknown_sources: Default::default(),
     }
 }
 
