@@ -158,18 +158,22 @@ fn the_scratch_image_builds_offline_and_its_entrypoint_serves_the_incident() {
     let cid = out(c);
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).expect("rootfs dir");
+    let tarball = tmp.path().join("rootfs.tar");
     let mut export = podman(tmp.path());
-    export.args(["export", &cid]).stdout(Stdio::piped());
-    let mut export = export.spawn().expect("podman export");
+    export.args(["export", "-o"]).arg(&tarball).arg(&cid);
+    out(export);
     let tar = Command::new("tar")
         .arg("-C")
         .arg(&rootfs)
         .arg("-xf")
-        .arg("-")
-        .stdin(export.stdout.take().expect("pipe"))
-        .status()
+        .arg(&tarball)
+        .output()
         .expect("tar");
-    assert!(tar.success() && export.wait().expect("export").success());
+    assert!(
+        tar.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
     let mut c = podman(tmp.path());
     c.args(["rm", &cid]);
     out(c);
