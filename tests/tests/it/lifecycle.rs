@@ -7,7 +7,7 @@ use flannel_probe_tests::{
     lab::{Lab, LabNode, LabSpec},
     support::{
         ProbeRun,
-        attached::{add_cni_filter, tcx_programs},
+        attached::{add_cni_filter, probe_programs, tcx_programs},
         probe_bin,
         reports::{finish, peer, serious},
         scaled, time_scale,
@@ -25,29 +25,14 @@ fn tc(lab: &Lab, node: &LabNode, args: &[&str]) -> String {
 
 /// Everything of ours on a node: tcx programs and clsact filters by name.
 fn ours(lab: &Lab, node: &LabNode) -> Vec<String> {
-    let mut left = Vec::new();
-    for dev in ["eth0", "flannel.1"] {
-        left.extend(
-            tcx_programs(&node.ns, dev)
+    ["eth0", "flannel.1"]
+        .into_iter()
+        .flat_map(|dev| {
+            probe_programs(lab, &node.ns, dev)
                 .into_iter()
-                .map(|p| format!("{dev} tcx {p}")),
-        );
-        for dir in ["ingress", "egress"] {
-            let filters = lab.try_sh(&node.ns, &["tc", "filter", "show", "dev", dev, dir]);
-            let text = String::from_utf8_lossy(&filters.stdout);
-            for name in [
-                "uplink_ingress",
-                "uplink_egress",
-                "overlay_ingress",
-                "overlay_egress",
-            ] {
-                if text.contains(name) {
-                    left.push(format!("{dev} {dir} filter {name}"));
-                }
-            }
-        }
-    }
-    left
+                .map(move |p| format!("{dev} {p}"))
+        })
+        .collect()
 }
 
 fn probe(lab: &Lab, node: &LabNode, args: &[&str]) -> ProbeRun {
