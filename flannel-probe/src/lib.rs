@@ -14,6 +14,7 @@ pub mod diagnose;
 mod fleet;
 pub mod logcapture;
 pub mod node;
+mod privilege;
 mod probe;
 mod render;
 pub mod report;

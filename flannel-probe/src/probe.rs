@@ -86,7 +86,26 @@ impl Probe {
             detached: BTreeMap::new(),
         };
         probe.sync()?;
+        probe.drop_privileges();
         Ok(probe)
+    }
+
+    /// Keeps only what attaching again needs (`privilege::needed`): from
+    /// here on the process cannot load programs or do anything else root
+    /// could. A failure is logged, and the probe observes on.
+    fn drop_privileges(&self) {
+        let clsact = self
+            .dp
+            .attachments()
+            .iter()
+            .any(|(_, _, m)| *m == AttachMode::Clsact);
+        match crate::privilege::keep_only(crate::privilege::needed(clsact)) {
+            Ok(kept) => tracing::info!(
+                capabilities = %crate::privilege::names(&kept),
+                "dropped every other capability"
+            ),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
 
     /// Resolves when the kernel announces a link change (never, when the

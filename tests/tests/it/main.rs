@@ -18,6 +18,7 @@ mod lifecycle;
 mod malformed;
 mod mesh;
 mod npd;
+mod privilege;
 mod probe;
 mod prometheus;
 mod reattach;
