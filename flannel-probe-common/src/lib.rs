@@ -20,5 +20,8 @@ pub mod parse;
 #[cfg(any(test, feature = "frames"))]
 pub mod frames;
 
+#[cfg(any(test, feature = "frames"))]
+pub mod fuzzcase;
+
 #[cfg(target_arch = "bpf")]
 mod bpf;

@@ -2,7 +2,8 @@
 //! holds the parser's expected verdict on its first line and the frame in
 //! hex on the second. A regression in the parser changes a verdict here.
 //! `FLANNEL_PROBE_BLESS=1 cargo test -p flannel-probe-common --test corpus`
-//! rewrites the files from the builders below.
+//! rewrites the files from the builders below and the structured cases of
+//! `fuzzcase::seeds` (which it also writes as the fuzzer's seeds).
 // An integration test links all of the package's dependencies (aya with
 // `user`, proptest); this one needs only the parser.
 #![allow(unused_crate_dependencies)]
@@ -11,6 +12,7 @@ use std::{fs, path::PathBuf};
 
 use flannel_probe_common::{
     frames::{Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header},
+    fuzzcase::{Case, seeds},
     parse::{Outer, parse_outer},
 };
 
@@ -31,7 +33,7 @@ fn verdict(frame: &[u8]) -> String {
     }
 }
 
-fn crafted() -> Vec<(&'static str, Vec<u8>)> {
+fn crafted() -> Vec<(String, Vec<u8>)> {
     let inner = inner_echo(
         [0x0e, 0, 0, 0, 0, 0x11],
         [0x0e, 0, 0, 0, 0, 0x13],
@@ -83,6 +85,21 @@ fn crafted() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("empty", Vec::new()),
     ]
+    .into_iter()
+    .map(|(n, f)| (n.to_string(), f))
+    // The structured cases (`fuzzcase::seeds`): one per parser branch, also
+    // the fuzzer's seeds.
+    .chain(
+        seeds()
+            .into_iter()
+            .map(|(n, c)| (format!("case_{n}"), c.mutated())),
+    )
+    .collect()
+}
+
+/// The fuzzer's seed directory (`fuzz/corpus/parse_outer`).
+fn fuzz_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/parse_outer")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -103,6 +120,16 @@ fn corpus_verdicts_are_stable() {
             let text = format!("{}\n{}\n", verdict(&frame), hex(&frame));
             fs::write(dir().join(format!("{name}.frame")), text).expect("write corpus");
         }
+        fs::create_dir_all(fuzz_dir()).expect("fuzz corpus dir");
+        for (name, case) in seeds() {
+            fs::write(fuzz_dir().join(name), case.encode()).expect("write a fuzz seed");
+        }
+    }
+    // Every seed is committed as the bytes that decode to it.
+    for (name, case) in seeds() {
+        let path = fuzz_dir().join(name);
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(Case::decode(&mut bytes.iter()), case, "{}", path.display());
     }
     let mut n = 0;
     for entry in fs::read_dir(dir()).expect("tests/corpus exists") {

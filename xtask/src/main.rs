@@ -5,9 +5,11 @@
 //! - `build`, `run`, `test`: call `setup` first;
 //! - `dist`: the static binary and its sha256; `image`: the image from it;
 //! - `lab`: drives the namespace lab by hand;
-//! - `bench`: measures what the probe costs and writes BENCHMARKS.md.
+//! - `bench`: measures what the probe costs and writes BENCHMARKS.md;
+//! - `fuzz`: the parser's fuzz target for a bounded time.
 mod bench;
 mod dist;
+mod fuzz;
 mod image;
 mod lab;
 mod setup;
@@ -67,6 +69,9 @@ enum Cmd {
     /// Measure the probe's cost against no probe (minutes; writes
     /// BENCHMARKS.md and bench/).
     Bench(bench::BenchArgs),
+    /// Fuzz the packet parser (structure-aware, cargo-fuzz on the eBPF
+    /// nightly) for --time seconds over the committed seeds.
+    Fuzz(fuzz::FuzzArgs),
     /// The datapath tests on other kernels, each booted in qemu from its
     /// Debian package (default: host, 6.1 cloud, 6.1 PREEMPT_RT).
     VmTest(vm::VmArgs),
@@ -119,6 +124,7 @@ fn real_main() -> Result<()> {
         Cmd::Lab { cmd } => lab::run(cmd),
         Cmd::Bench(args) => bench::run(args),
         Cmd::VmTest(args) => vm::run(args),
+        Cmd::Fuzz(args) => fuzz::run_fuzz(&args),
     }
 }
 

@@ -1,0 +1,873 @@
+//! Structured frames for the fuzzer (`fuzz/`) and the committed corpus: a
+//! [`Case`] describes a valid Ethernet / 802.1Q / IPv4 (options, fragments)
+//! / UDP / VXLAN / ICMP frame, then at most one byte changed and a cut.
+//! [`Case::check`] runs the parser on it and asserts what the structure
+//! implies: no panic, offsets in bounds, and, when the change and the cut
+//! spare every byte the parser reads, exactly the verdict the structure
+//! gives ([`Case::expected`]).
+//!
+//! A case is read from bytes one at a time ([`Case::decode`]; the fuzzer's
+//! `Arbitrary` feeds it `u8::arbitrary`), and [`Case::encode`] writes the
+//! bytes that decode to it, so the corpus generator can write fuzzer seeds.
+use alloc::{format, string::String, vec, vec::Vec};
+use core::ops::Range;
+
+use crate::{
+    frames::{Ipv4Frame, tcp, udp, vxlan_header},
+    parse::{
+        DEFAULT_VXLAN_PORT, ETH_HLEN, IANA_VXLAN_PORT, Malformed, Outer, VXLAN_HLEN, Vxlan,
+        headers_len, macs, parse_outer,
+    },
+};
+
+/// The VXLAN port the parser is asked about (Flannel's).
+pub const PORT: u16 = DEFAULT_VXLAN_PORT;
+
+/// A source of bytes; 0 once it runs dry.
+pub trait Bytes {
+    fn byte(&mut self) -> u8;
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+    fn ip(&mut self) -> [u8; 4] {
+        [self.byte(), self.byte(), self.byte(), self.byte()]
+    }
+}
+
+impl Bytes for core::slice::Iter<'_, u8> {
+    fn byte(&mut self) -> u8 {
+        self.next().copied().unwrap_or(0)
+    }
+}
+
+/// VLAN tagging of the outer frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tag {
+    None,
+    Dot1q(u16),
+    Dot1ad(u16),
+    /// 802.1ad then 802.1Q: the parser reads one tag, so this is not IPv4.
+    QinQ(u16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L4 {
+    /// UDP to `dport` with `header_len` (0..=8) bytes of a VXLAN header
+    /// (flags, reserved bytes 1-3, VNI, byte 7) and, when whole, `inner_len`
+    /// bytes after it.
+    Vxlan {
+        dport: u16,
+        flags: u8,
+        reserved: [u8; 3],
+        vni: u32,
+        last: u8,
+        header_len: u8,
+        inner_len: u8,
+    },
+    /// UDP to a port that is no VXLAN port.
+    Udp {
+        dport: u16,
+        len: u8,
+    },
+    Tcp {
+        dport: u16,
+    },
+    /// ICMP `typ`/`code` quoting an IPv4 header (`qoption_words` of
+    /// options, fragment offset `qfrag`, protocol `qproto`) and `qlen`
+    /// (0..=8) bytes of a UDP header to `qdport`.
+    Icmp {
+        typ: u8,
+        code: u8,
+        qsrc: [u8; 4],
+        qdst: [u8; 4],
+        qproto: u8,
+        qoption_words: u8,
+        qfrag: u16,
+        qdport: u16,
+        qlen: u8,
+    },
+    /// Another IP protocol (not UDP or ICMP).
+    Proto {
+        proto: u8,
+        len: u8,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L3 {
+    Ipv4 {
+        src: [u8; 4],
+        dst: [u8; 4],
+        option_words: u8,
+        frag_offset: u16,
+        more_fragments: bool,
+        /// Replaces the version nibble (4 normally).
+        version: u8,
+        /// Replaces the IHL with one below 5 (an invalid header).
+        short_ihl: Option<u8>,
+        l4: L4,
+    },
+    /// Not IPv4 (ARP, IPv6, ...): `len` payload bytes.
+    Other { ethertype: u16, len: u8 },
+}
+
+/// One structured frame and its mutation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Case {
+    pub tag: Tag,
+    pub l3: L3,
+    /// XOR `.1` into the byte at `.0` modulo the length.
+    pub flip: Option<(u16, u8)>,
+    /// Cut the frame to `min(cut, len)` bytes.
+    pub cut: Option<u16>,
+}
+
+fn not_vxlan_port(p: u16) -> u16 {
+    if p == DEFAULT_VXLAN_PORT || p == IANA_VXLAN_PORT {
+        53
+    } else {
+        p
+    }
+}
+
+impl L4 {
+    fn decode(b: &mut impl Bytes) -> Self {
+        match b.byte() % 5 {
+            0 => {
+                // Mostly a VXLAN port, so that the header is looked at.
+                let dport = match b.byte() % 4 {
+                    0 | 1 => PORT,
+                    2 => IANA_VXLAN_PORT,
+                    _ => b.u16(),
+                };
+                let flags = b.byte();
+                let reserved = [b.byte(), b.byte(), b.byte()];
+                let vni = u32::from_be_bytes([0, b.byte(), b.byte(), b.byte()]);
+                let last = b.byte();
+                let header_len = b.byte();
+                L4::Vxlan {
+                    dport,
+                    flags,
+                    reserved,
+                    vni,
+                    last,
+                    header_len: if header_len > 8 { 8 } else { header_len },
+                    inner_len: b.byte(),
+                }
+            }
+            1 => L4::Udp {
+                dport: not_vxlan_port(b.u16()),
+                len: b.byte(),
+            },
+            2 => L4::Tcp { dport: b.u16() },
+            3 => L4::Icmp {
+                typ: b.byte(),
+                code: b.byte(),
+                qsrc: b.ip(),
+                qdst: b.ip(),
+                qproto: b.byte(),
+                qoption_words: b.byte() % 11,
+                qfrag: b.u16() & 0x1fff,
+                qdport: b.u16(),
+                qlen: b.byte() % 9,
+            },
+            _ => {
+                let proto = b.byte();
+                L4::Proto {
+                    proto: if proto == 1 || proto == 17 { 47 } else { proto },
+                    len: b.byte(),
+                }
+            }
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            L4::Vxlan {
+                dport,
+                flags,
+                reserved,
+                vni,
+                last,
+                header_len,
+                inner_len,
+            } => {
+                out.push(0);
+                match *dport {
+                    PORT => out.push(0),
+                    IANA_VXLAN_PORT => out.push(2),
+                    p => {
+                        out.push(3);
+                        out.extend_from_slice(&p.to_be_bytes());
+                    }
+                }
+                out.push(*flags);
+                out.extend_from_slice(reserved);
+                out.extend_from_slice(&vni.to_be_bytes()[1..]);
+                out.extend_from_slice(&[*last, *header_len, *inner_len]);
+            }
+            L4::Udp { dport, len } => {
+                out.push(1);
+                out.extend_from_slice(&dport.to_be_bytes());
+                out.push(*len);
+            }
+            L4::Tcp { dport } => {
+                out.push(2);
+                out.extend_from_slice(&dport.to_be_bytes());
+            }
+            L4::Icmp {
+                typ,
+                code,
+                qsrc,
+                qdst,
+                qproto,
+                qoption_words,
+                qfrag,
+                qdport,
+                qlen,
+            } => {
+                out.extend_from_slice(&[3, *typ, *code]);
+                out.extend_from_slice(qsrc);
+                out.extend_from_slice(qdst);
+                out.extend_from_slice(&[*qproto, *qoption_words]);
+                out.extend_from_slice(&qfrag.to_be_bytes());
+                out.extend_from_slice(&qdport.to_be_bytes());
+                out.push(*qlen);
+            }
+            L4::Proto { proto, len } => out.extend_from_slice(&[4, *proto, *len]),
+        }
+    }
+
+    /// (protocol, payload).
+    fn build(&self) -> (u8, Vec<u8>) {
+        match self {
+            L4::Vxlan {
+                dport,
+                flags,
+                reserved,
+                vni,
+                last,
+                header_len,
+                inner_len,
+            } => {
+                let mut h = vxlan_header(*flags, *vni);
+                h[1..4].copy_from_slice(reserved);
+                h[7] = *last;
+                let mut p = h[..usize::from(*header_len)].to_vec();
+                if *header_len == 8 {
+                    p.extend((0..*inner_len).map(|i| i.wrapping_mul(7)));
+                }
+                (17, udp(40000, *dport, &p))
+            }
+            L4::Udp { dport, len } => (17, udp(5353, *dport, &vec![0xab; usize::from(*len)])),
+            L4::Tcp { dport } => (6, tcp(40000, *dport, 5, 12)),
+            L4::Icmp {
+                typ,
+                code,
+                qsrc,
+                qdst,
+                qproto,
+                qoption_words,
+                qfrag,
+                qdport,
+                qlen,
+            } => {
+                let mut q = Ipv4Frame::new(*qsrc, *qdst, *qproto, udp(40000, *qdport, &[0; 8]));
+                q.options = vec![1; usize::from(*qoption_words) * 4];
+                q.frag_offset = *qfrag;
+                let mut quoted = q.ip_packet();
+                quoted.truncate(20 + usize::from(*qoption_words) * 4 + usize::from(*qlen));
+                let mut m = vec![*typ, *code, 0, 0, 0, 0, 0, 0];
+                m.extend_from_slice(&quoted);
+                let c = crate::frames::checksum(&m);
+                m[2..4].copy_from_slice(&c.to_be_bytes());
+                (1, m)
+            }
+            L4::Proto { proto, len } => (*proto, vec![0x5a; usize::from(*len)]),
+        }
+    }
+}
+
+impl Case {
+    /// The case these bytes describe (every byte string is one).
+    pub fn decode(b: &mut impl Bytes) -> Self {
+        let tag = match b.byte() % 5 {
+            0 | 1 => Tag::None,
+            2 => Tag::Dot1q(b.u16() & 0x0fff),
+            3 => Tag::Dot1ad(b.u16() & 0x0fff),
+            _ => Tag::QinQ(b.u16() & 0x0fff),
+        };
+        let l3 = if b.byte() % 8 == 7 {
+            let e = b.u16();
+            L3::Other {
+                // Not IPv4 and not a tag, which would be parsed as such.
+                ethertype: if matches!(e, 0x0800 | 0x8100 | 0x88a8) {
+                    0x86dd
+                } else {
+                    e
+                },
+                len: b.byte(),
+            }
+        } else {
+            let src = b.ip();
+            let dst = b.ip();
+            let option_words = b.byte() % 11;
+            // Mostly first fragments, sometimes a later one.
+            let fr = b.byte();
+            let frag_offset = if fr % 8 == 7 { b.u16() & 0x1fff } else { 0 };
+            let more_fragments = fr & 0x10 != 0;
+            let q = b.byte();
+            let version = if q % 16 == 15 { b.byte() >> 4 } else { 4 };
+            let short_ihl = (q % 16 == 14).then(|| b.byte() % 5);
+            L3::Ipv4 {
+                src,
+                dst,
+                option_words,
+                frag_offset,
+                more_fragments,
+                version,
+                short_ihl,
+                l4: L4::decode(b),
+            }
+        };
+        let flip = (b.byte() % 4 == 3).then(|| (b.u16(), b.byte()));
+        let cut = (b.byte() % 4 == 3).then(|| b.u16());
+        Case { tag, l3, flip, cut }
+    }
+
+    /// Bytes that [`Case::decode`] reads back as this case.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self.tag {
+            Tag::None => out.push(0),
+            Tag::Dot1q(v) => {
+                out.push(2);
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            Tag::Dot1ad(v) => {
+                out.push(3);
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            Tag::QinQ(v) => {
+                out.push(4);
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        match &self.l3 {
+            L3::Other { ethertype, len } => {
+                out.push(7);
+                out.extend_from_slice(&ethertype.to_be_bytes());
+                out.push(*len);
+            }
+            L3::Ipv4 {
+                src,
+                dst,
+                option_words,
+                frag_offset,
+                more_fragments,
+                version,
+                short_ihl,
+                l4,
+            } => {
+                out.push(0);
+                out.extend_from_slice(src);
+                out.extend_from_slice(dst);
+                out.push(*option_words);
+                let mf = if *more_fragments { 0x10 } else { 0 };
+                if *frag_offset != 0 {
+                    out.push(7 | mf);
+                    out.extend_from_slice(&frag_offset.to_be_bytes());
+                } else {
+                    out.push(mf);
+                }
+                match (*version, short_ihl) {
+                    (_, Some(ihl)) => out.extend_from_slice(&[14, *ihl]),
+                    (4, None) => out.push(0),
+                    (v, None) => out.extend_from_slice(&[15, v << 4]),
+                }
+                l4.encode(&mut out);
+            }
+        }
+        match self.flip {
+            Some((at, x)) => {
+                out.push(3);
+                out.extend_from_slice(&at.to_be_bytes());
+                out.push(x);
+            }
+            None => out.push(0),
+        }
+        match self.cut {
+            Some(c) => {
+                out.push(3);
+                out.extend_from_slice(&c.to_be_bytes());
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    /// The frame before the change and the cut.
+    pub fn frame(&self) -> Vec<u8> {
+        let (ethertype, payload) = match &self.l3 {
+            L3::Other { ethertype, len } => (*ethertype, vec![0x11; usize::from(*len)]),
+            L3::Ipv4 {
+                src,
+                dst,
+                option_words,
+                frag_offset,
+                more_fragments,
+                version,
+                short_ihl,
+                l4,
+            } => {
+                let (proto, p) = l4.build();
+                let mut f = Ipv4Frame::new(*src, *dst, proto, p);
+                f.options = vec![1; usize::from(*option_words) * 4];
+                f.frag_offset = *frag_offset;
+                f.more_fragments = *more_fragments;
+                let mut ip = f.ip_packet();
+                ip[0] = (version << 4) | short_ihl.unwrap_or(ip[0] & 0x0f);
+                (0x0800, ip)
+            }
+        };
+        let mut out = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+        match self.tag {
+            Tag::None => {}
+            Tag::Dot1q(v) => out.extend_from_slice(&[0x81, 0, (v >> 8) as u8, v as u8]),
+            Tag::Dot1ad(v) => out.extend_from_slice(&[0x88, 0xa8, (v >> 8) as u8, v as u8]),
+            Tag::QinQ(v) => {
+                out.extend_from_slice(&[0x88, 0xa8, (v >> 8) as u8, v as u8]);
+                out.extend_from_slice(&[0x81, 0, 0, 1]);
+            }
+        }
+        out.extend_from_slice(&ethertype.to_be_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// The frame as the parser gets it: changed and cut.
+    pub fn mutated(&self) -> Vec<u8> {
+        let mut f = self.frame();
+        if let Some((at, x)) = self.flip
+            && !f.is_empty()
+        {
+            let i = usize::from(at) % f.len();
+            f[i] ^= x;
+        }
+        if let Some(c) = self.cut {
+            f.truncate(usize::from(c));
+        }
+        f
+    }
+
+    /// The verdict on [`Case::frame`] as the structure gives it, and the
+    /// byte ranges the parser reads to reach it.
+    pub fn expected(&self) -> (Outer, Vec<Range<usize>>) {
+        let mut reads = Vec::with_capacity(6);
+        reads.push(0..ETH_HLEN);
+        let l3 = match self.tag {
+            Tag::None => ETH_HLEN,
+            Tag::Dot1q(_) | Tag::Dot1ad(_) => {
+                reads.push(ETH_HLEN..ETH_HLEN + 4);
+                ETH_HLEN + 4
+            }
+            Tag::QinQ(_) => {
+                reads.push(ETH_HLEN..ETH_HLEN + 4);
+                return (Outer::Other, reads);
+            }
+        };
+        let L3::Ipv4 {
+            src,
+            dst,
+            option_words,
+            frag_offset,
+            version,
+            short_ihl,
+            l4,
+            ..
+        } = &self.l3
+        else {
+            return (Outer::Other, reads);
+        };
+        let (src, dst) = (*src, *dst);
+        reads.push(l3..l3 + 20);
+        if *version != 4 || short_ihl.is_some() || *frag_offset != 0 {
+            return (Outer::Other, reads);
+        }
+        let l4_off = l3 + 20 + usize::from(*option_words) * 4;
+        let verdict = match l4 {
+            L4::Vxlan {
+                dport,
+                flags,
+                reserved,
+                vni,
+                last,
+                header_len,
+                ..
+            } => {
+                reads.push(l4_off..l4_off + 4);
+                let whole = *header_len == 8;
+                let vx = l4_off + 8;
+                if *dport == PORT {
+                    let (vni, malformed) = if !whole {
+                        (0, Some(Malformed::Truncated))
+                    } else if flags & 0x08 == 0 {
+                        (*vni, Some(Malformed::NoVniFlag))
+                    } else if *flags != 0x08 || *reserved != [0; 3] || *last != 0 {
+                        (*vni, Some(Malformed::ReservedBits))
+                    } else {
+                        (*vni, None)
+                    };
+                    if whole {
+                        reads.push(vx..vx + VXLAN_HLEN);
+                    }
+                    Outer::Vxlan(Vxlan {
+                        src,
+                        dst,
+                        vni,
+                        malformed,
+                        inner_offset: vx + VXLAN_HLEN,
+                    })
+                } else if *dport == DEFAULT_VXLAN_PORT || *dport == IANA_VXLAN_PORT {
+                    if whole {
+                        reads.push(vx..vx + VXLAN_HLEN);
+                    }
+                    if whole && *flags == 0x08 && *reserved == [0; 3] && *last == 0 {
+                        Outer::ForeignPort {
+                            src,
+                            dst,
+                            port: *dport,
+                        }
+                    } else {
+                        Outer::Other
+                    }
+                } else {
+                    Outer::Other
+                }
+            }
+            L4::Udp { .. } => {
+                reads.push(l4_off..l4_off + 4);
+                Outer::Other
+            }
+            L4::Tcp { .. } | L4::Proto { .. } => Outer::Other,
+            L4::Icmp {
+                typ,
+                code,
+                qsrc,
+                qdst,
+                qproto,
+                qoption_words,
+                qfrag,
+                qdport,
+                qlen,
+            } => {
+                reads.push(l4_off..l4_off + 8);
+                let q = l4_off + 8;
+                if (*typ, *code) != (3, 3) {
+                    Outer::Other
+                } else {
+                    reads.push(q..q + 20);
+                    let ql4 = q + 20 + usize::from(*qoption_words) * 4;
+                    if *qfrag != 0 {
+                        Outer::Other
+                    } else if *qlen < 4 {
+                        // The read of the quoted ports fails.
+                        Outer::Other
+                    } else {
+                        reads.push(ql4..ql4 + 4);
+                        if *qproto == 17 && *qdport == PORT {
+                            Outer::PortUnreachable {
+                                from: src,
+                                vtep: *qdst,
+                                quoted_src: *qsrc,
+                            }
+                        } else {
+                            Outer::Other
+                        }
+                    }
+                }
+            }
+        };
+        (verdict, reads)
+    }
+
+    /// Runs the parser on the mutated frame and checks it against the
+    /// structure; the first broken invariant, if any.
+    pub fn check(&self) -> Result<Outer, String> {
+        let frame = self.frame();
+        let pkt = self.mutated();
+        let p = pkt.as_slice();
+        let got = parse_outer(&p, PORT);
+        let _ = macs(&p);
+        let hl = headers_len(&p, 0);
+        if hl < ETH_HLEN {
+            return Err(format!("headers_len {hl} below the Ethernet header"));
+        }
+        match got {
+            Outer::Vxlan(v) if v.malformed.is_none() && v.inner_offset > p.len() => {
+                return Err(format!("inner offset {} past {}", v.inner_offset, p.len()));
+            }
+            Outer::Vxlan(v) if v.inner_offset > p.len() + VXLAN_HLEN + 4 => {
+                return Err(format!(
+                    "truncated VXLAN at {} past {}",
+                    v.inner_offset,
+                    p.len()
+                ));
+            }
+            Outer::Vxlan(v) if v.inner_offset < ETH_HLEN + 20 + 8 + VXLAN_HLEN => {
+                return Err(format!(
+                    "inner offset {} inside the headers",
+                    v.inner_offset
+                ));
+            }
+            Outer::PortUnreachable { .. } if p.len() < ETH_HLEN + 20 + 8 + 20 + 4 => {
+                return Err(format!("port unreachable from a {}-byte frame", p.len()));
+            }
+            Outer::ForeignPort { port, .. }
+                if port != IANA_VXLAN_PORT && port != DEFAULT_VXLAN_PORT =>
+            {
+                return Err(format!("foreign port {port}"));
+            }
+            _ => {}
+        }
+        let (want, reads) = self.expected();
+        // The unchanged frame gets exactly the structure's verdict.
+        let plain = parse_outer(&frame.as_slice(), PORT);
+        if plain != want {
+            return Err(format!(
+                "built frame: parser says {plain:?}, structure {want:?}"
+            ));
+        }
+        // So does the changed one, when no byte the parser reads changed
+        // and none of them was cut off.
+        let need = reads
+            .iter()
+            .filter(|r| r.end <= frame.len())
+            .map(|r| r.end)
+            .max()
+            .unwrap_or(0);
+        let flipped = self.flip.and_then(|(at, x)| {
+            (x != 0 && !frame.is_empty()).then_some(usize::from(at) % frame.len())
+        });
+        let spared = flipped.is_none_or(|i| !reads.iter().any(|r| r.contains(&i)));
+        if spared && pkt.len() >= need && got != want {
+            return Err(format!(
+                "mutated frame: parser says {got:?}, structure {want:?}"
+            ));
+        }
+        Ok(got)
+    }
+}
+
+/// The committed corpus: one named case for every branch of the parser
+/// (written by `FLANNEL_PROBE_BLESS=1 cargo test -p flannel-probe-common
+/// --test corpus` as `tests/corpus/case_*.frame` and as the fuzzer's seeds
+/// in `fuzz/corpus/parse_outer/`).
+pub fn seeds() -> Vec<(&'static str, Case)> {
+    const A: [u8; 4] = [192, 0, 2, 11];
+    const B: [u8; 4] = [192, 0, 2, 13];
+    let vx = |dport, flags, vni, header_len| L4::Vxlan {
+        dport,
+        flags,
+        reserved: [0; 3],
+        vni,
+        last: 0,
+        header_len,
+        inner_len: 98,
+    };
+    let ip = |l4: L4| L3::Ipv4 {
+        src: A,
+        dst: B,
+        option_words: 0,
+        frag_offset: 0,
+        more_fragments: false,
+        version: 4,
+        short_ihl: None,
+        l4,
+    };
+    let icmp = |typ, qsrc, qproto, qdport, qlen, qfrag, qoption_words| {
+        ip(L4::Icmp {
+            typ,
+            code: 3,
+            qsrc,
+            qdst: A,
+            qproto,
+            qoption_words,
+            qfrag,
+            qdport,
+            qlen,
+        })
+    };
+    let case = |l3| Case {
+        tag: Tag::None,
+        l3,
+        flip: None,
+        cut: None,
+    };
+    let with = |tag, l3| Case {
+        tag,
+        l3,
+        flip: None,
+        cut: None,
+    };
+    let mut options = ip(vx(PORT, 0x08, 1, 8));
+    if let L3::Ipv4 { option_words, .. } = &mut options {
+        *option_words = 10;
+    }
+    let mut first = ip(vx(PORT, 0x08, 1, 8));
+    if let L3::Ipv4 { more_fragments, .. } = &mut first {
+        *more_fragments = true;
+    }
+    let mut later = ip(vx(PORT, 0x08, 1, 8));
+    if let L3::Ipv4 { frag_offset, .. } = &mut later {
+        *frag_offset = 185;
+    }
+    let mut v6 = ip(vx(PORT, 0x08, 1, 8));
+    if let L3::Ipv4 { version, .. } = &mut v6 {
+        *version = 6;
+    }
+    let mut short = ip(vx(PORT, 0x08, 1, 8));
+    if let L3::Ipv4 { short_ihl, .. } = &mut short {
+        *short_ihl = Some(4);
+    }
+    let reserved = ip(L4::Vxlan {
+        dport: PORT,
+        flags: 0x08,
+        reserved: [0, 1, 0],
+        vni: 1,
+        last: 0,
+        header_len: 8,
+        inner_len: 20,
+    });
+    let last_byte = ip(L4::Vxlan {
+        dport: PORT,
+        flags: 0x08,
+        reserved: [0; 3],
+        vni: 1,
+        last: 0xff,
+        header_len: 8,
+        inner_len: 20,
+    });
+    let mut inner_flip = case(ip(vx(PORT, 0x08, 1, 8)));
+    inner_flip.flip = Some((120, 0xff));
+    let mut eth_flip = case(ip(vx(PORT, 0x08, 1, 8)));
+    eth_flip.flip = Some((12, 0x01));
+    let mut cut_header = case(ip(vx(PORT, 0x08, 1, 8)));
+    cut_header.cut = Some(46);
+    let mut cut_inner = case(ip(vx(PORT, 0x08, 1, 8)));
+    cut_inner.cut = Some(60);
+    vec![
+        ("vxlan", case(ip(vx(PORT, 0x08, 1, 8)))),
+        (
+            "vxlan_dot1q",
+            with(Tag::Dot1q(42), ip(vx(PORT, 0x08, 1, 8))),
+        ),
+        (
+            "vxlan_dot1ad",
+            with(Tag::Dot1ad(7), ip(vx(PORT, 0x08, 1, 8))),
+        ),
+        ("vxlan_qinq", with(Tag::QinQ(7), ip(vx(PORT, 0x08, 1, 8)))),
+        ("vxlan_options", case(options)),
+        ("vxlan_first_fragment", case(first)),
+        ("vxlan_later_fragment", case(later)),
+        ("ip_version_6_nibble", case(v6)),
+        ("ip_short_ihl", case(short)),
+        ("vxlan_other_vni", case(ip(vx(PORT, 0x08, 77, 8)))),
+        ("vxlan_no_i_flag", case(ip(vx(PORT, 0x00, 1, 8)))),
+        ("vxlan_gbp", case(ip(vx(PORT, 0x88, 1, 8)))),
+        ("vxlan_reserved", case(reserved)),
+        ("vxlan_last_byte", case(last_byte)),
+        ("vxlan_header_3", case(ip(vx(PORT, 0x08, 1, 3)))),
+        ("vxlan_header_0", case(ip(vx(PORT, 0x08, 1, 0)))),
+        ("foreign_4789", case(ip(vx(IANA_VXLAN_PORT, 0x08, 1, 8)))),
+        (
+            "foreign_4789_no_i_flag",
+            case(ip(vx(IANA_VXLAN_PORT, 0x00, 1, 8))),
+        ),
+        (
+            "foreign_4789_truncated",
+            case(ip(vx(IANA_VXLAN_PORT, 0x08, 1, 5))),
+        ),
+        ("vxlan_header_other_port", case(ip(vx(9999, 0x08, 1, 8)))),
+        ("udp_dns", case(ip(L4::Udp { dport: 53, len: 30 }))),
+        ("tcp_8472", case(ip(L4::Tcp { dport: PORT }))),
+        ("gre", case(ip(L4::Proto { proto: 47, len: 40 }))),
+        ("icmp_ours", case(icmp(3, B, 17, PORT, 8, 0, 0))),
+        (
+            "icmp_forged_src",
+            case(icmp(3, [10, 42, 1, 5], 17, PORT, 8, 0, 0)),
+        ),
+        ("icmp_quote_options", case(icmp(3, B, 17, PORT, 8, 0, 3))),
+        ("icmp_quote_4_bytes", case(icmp(3, B, 17, PORT, 4, 0, 0))),
+        ("icmp_quote_3_bytes", case(icmp(3, B, 17, PORT, 3, 0, 0))),
+        ("icmp_quote_other_port", case(icmp(3, B, 17, 53, 8, 0, 0))),
+        ("icmp_quote_tcp", case(icmp(3, B, 6, PORT, 8, 0, 0))),
+        ("icmp_quote_fragment", case(icmp(3, B, 17, PORT, 8, 100, 0))),
+        ("icmp_echo", case(icmp(8, B, 17, PORT, 8, 0, 0))),
+        (
+            "arp",
+            case(L3::Other {
+                ethertype: 0x0806,
+                len: 28,
+            }),
+        ),
+        (
+            "ipv6",
+            case(L3::Other {
+                ethertype: 0x86dd,
+                len: 60,
+            }),
+        ),
+        ("vxlan_inner_byte_changed", inner_flip),
+        ("vxlan_ethertype_changed", eth_flip),
+        ("vxlan_cut_in_header", cut_header),
+        ("vxlan_cut_in_inner", cut_inner),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_decode_back_and_pass_their_checks() {
+        for (name, case) in seeds() {
+            let bytes = case.encode();
+            assert_eq!(Case::decode(&mut bytes.iter()), case, "{name}");
+            case.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn seeds_reach_every_verdict() {
+        let (mut ok, mut bad, mut unreach, mut foreign, mut other) = (0, 0, 0, 0, 0);
+        for (name, case) in seeds() {
+            match case.check().unwrap_or_else(|e| panic!("{name}: {e}")) {
+                Outer::Vxlan(v) if v.malformed.is_none() => ok += 1,
+                Outer::Vxlan(_) => bad += 1,
+                Outer::PortUnreachable { .. } => unreach += 1,
+                Outer::ForeignPort { .. } => foreign += 1,
+                Outer::Other => other += 1,
+            }
+        }
+        assert!(ok >= 5 && bad >= 5 && unreach >= 2 && foreign >= 1 && other >= 10);
+    }
+
+    #[test]
+    fn arbitrary_bytes_decode_to_cases_that_pass() {
+        // A deterministic sweep of byte strings (the fuzzer does this at scale).
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            let bytes: Vec<u8> = (0..48)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let case = Case::decode(&mut bytes.iter());
+            case.check().unwrap_or_else(|e| panic!("{case:?}: {e}"));
+        }
+    }
+}
