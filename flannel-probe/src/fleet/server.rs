@@ -24,7 +24,10 @@ use axum::{
 };
 use tokio::sync::{Notify, watch};
 
-use super::sampler::{Sample, Sampler};
+use super::{
+    listener::{self, HttpLimits},
+    sampler::{Sample, Sampler},
+};
 use crate::{
     probe::{Probe, ProbeOptions, Shutdown},
     render::{json, metrics},
@@ -65,11 +68,13 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
         wake: wake.clone(),
         stale_after: args.interval * 3 + Duration::from_secs(5),
     };
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(listener::serve(
+        listener,
+        router(state),
+        HttpLimits::default(),
+        stop_rx,
+    ));
     tracing::info!(
         "serving on http://{}/metrics (window {:?}, interval {:?})",
         args.listen,
@@ -98,10 +103,9 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
     };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!("the HTTP server failed: {e}"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("open connections did not close in 5s"),
+    // The server gives open connections 5 s, then closes them.
+    if let Err(e) = server.await {
+        tracing::warn!("the HTTP server failed: {e}");
     }
     // Dropping the sampler drops the probe, which detaches everything.
     drop(sampler);
