@@ -58,7 +58,7 @@ fn raise_nofile(n: u64) {
 /// Open file descriptors of `pid`.
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
+        .map(Iterator::count)
         .expect("read the agent's fds")
 }
 
