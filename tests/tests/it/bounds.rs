@@ -5,6 +5,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
+    thread,
     time::{Duration, Instant},
 };
 
@@ -176,4 +177,90 @@ fn idle_connections_and_slow_headers_do_not_starve_healthz() {
         .finish(scaled(Duration::from_secs(20)))
         .expect("agent exits");
     assert_eq!(code, 0, "serve exits cleanly beside the held sockets");
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// `GET /counters[?fresh=1]`: (samples taken so far, when this one was read).
+fn counters(node: &LabNode, fresh: bool) -> (u64, f64) {
+    let (code, body) = get(
+        node,
+        if fresh {
+            "/counters?fresh=1"
+        } else {
+            "/counters"
+        },
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("counters JSON");
+    (
+        v["samples"].as_u64().expect("samples"),
+        v["sampled_unix"].as_f64().expect("sampled_unix"),
+    )
+}
+
+#[test]
+fn fifty_concurrent_fresh_requests_share_samples_and_are_rate_limited() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
+        return;
+    };
+    let node = lab.nodes[0].clone();
+    let interval = Duration::from_secs(1);
+    let agent = start_agent(&lab, &node, &["--interval", "1s"]);
+
+    let t0 = Instant::now();
+    let (before, _) = counters(&node, true);
+    let answers: Vec<(f64, u64, f64)> = thread::scope(|s| {
+        let workers: Vec<_> = (0..50)
+            .map(|_| {
+                s.spawn(|| {
+                    let asked = unix_now();
+                    let (samples, at) = counters(&node, true);
+                    (asked, samples, at)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a fresh request"))
+            .collect()
+    });
+    let (after, _) = counters(&node, false);
+    let elapsed = t0.elapsed();
+    assert_eq!(answers.len(), 50);
+    for (asked, samples, at) in &answers {
+        assert!(
+            at >= asked,
+            "a reading of {at} answered a request of {asked}"
+        );
+        assert!(*samples > before);
+    }
+    let intervals = (elapsed.as_secs_f64() / interval.as_secs_f64()).floor() as u64;
+    let grew = after - before;
+    eprintln!("50 fresh requests in {elapsed:?}: {grew} samples ({intervals} intervals)");
+    // The scheduled ones (one per interval, plus the phase of the first),
+    // and one extra shared by the burst.
+    assert!(
+        grew <= intervals + 1 + 1,
+        "{grew} samples in {elapsed:?} at a {interval:?} interval"
+    );
+    let (code, text) = get(&node, "/metrics");
+    assert_eq!(code, 200);
+    let metric = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flannel_probe_samples_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("flannel_probe_samples_total in /metrics");
+    assert!(metric >= after, "{metric} < {after}");
+
+    terminate(agent.pid());
+    let (code, _) = agent
+        .finish(scaled(Duration::from_secs(20)))
+        .expect("agent exits");
+    assert_eq!(code, 0, "serve exits cleanly");
 }
