@@ -10,7 +10,7 @@ use std::{
 };
 
 use flannel_probe_tests::{
-    lab::{Lab, LabNode, LabSpec},
+    lab::{Lab, LabNode, LabSpec, churn::Churn},
     support::{http_get_in, in_netns, scaled, start_agent, terminate},
 };
 
@@ -257,6 +257,46 @@ fn fifty_concurrent_fresh_requests_share_samples_and_are_rate_limited() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("flannel_probe_samples_total in /metrics");
     assert!(metric >= after, "{metric} < {after}");
+
+    terminate(agent.pid());
+    let (code, _) = agent
+        .finish(scaled(Duration::from_secs(20)))
+        .expect("agent exits");
+    assert_eq!(code, 0, "serve exits cleanly");
+}
+
+#[test]
+fn pod_veth_churn_costs_no_extra_samples() {
+    let Some(lab) = Lab::for_test(LabSpec::with_nodes(2)) else {
+        return;
+    };
+    let node = lab.nodes[0].clone();
+    let interval = Duration::from_secs(1);
+    let agent = start_agent(&lab, &node, &["--interval", "1s"]);
+
+    let t0 = Instant::now();
+    let (before, _) = counters(&node, false);
+    let churned = Churn::start(&node.ns, 100, scaled(Duration::from_secs(5)))
+        .finish()
+        .expect("veth churn");
+    let (after, _) = counters(&node, false);
+    let elapsed = t0.elapsed();
+    let intervals = (elapsed.as_secs_f64() / interval.as_secs_f64()).floor() as u64;
+    let grew = after - before;
+    eprintln!(
+        "{} veth pairs in {:.1} s ({:.0}/s): {grew} samples in {elapsed:?}",
+        churned.pairs,
+        churned.secs,
+        churned.pairs_per_sec()
+    );
+    assert!(churned.pairs >= 200, "{churned:?}");
+    // One per interval; the first reading read may be up to an interval old.
+    assert!(
+        grew <= intervals + 2,
+        "{grew} samples in {elapsed:?} at a {interval:?} interval under churn"
+    );
+    let (code, body) = get(&node, "/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
 
     terminate(agent.pid());
     let (code, _) = agent
