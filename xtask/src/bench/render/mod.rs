@@ -660,14 +660,17 @@ fn pod_churn(o: &mut String, r: &Results) {
     let Some(c) = &r.agent_churn else {
         return;
     };
+    let _ = writeln!(o, "## 5. The agent under pod churn\n");
     let _ = writeln!(
         o,
-        "## 5. The agent under pod churn
-"
-    );
-    let _ = writeln!(
-        o,
-        "`flannel-probe serve --interval 1s` on {}, first {:.0} s with no churn, then {:.0} s          while veth pairs are created and deleted in its namespace (`ip -n <node> -batch -`,          {} pairs a second asked for: every pair is two link-add and two link-delete          notifications to the agent's RTNLGRP_LINK socket). CPU is utime + stime from          `/proc/PID/stat` over wall time, in % of one core; readings are the agent's          `samples` (`flannel_probe_samples_total`) over each stretch. Events of devices          other than the overlay and the uplink cost no reading of their own. Target: under          {CHURN_CPU_TARGET} % of a core.\n",
+        "`flannel-probe serve --interval 1s` on {}, first {:.0} s with no churn, then {:.0} s \
+         while veth pairs are created and deleted in its namespace (`ip -n <node> -batch -`, {} \
+         pairs a second asked for: every pair is two link-add and two link-delete notifications \
+         to the agent's RTNLGRP_LINK socket). CPU is utime + stime from `/proc/PID/stat` over \
+         wall time, in % of one core; readings are the agent's `samples` \
+         (`flannel_probe_samples_total`) over each stretch. Events of devices other than the \
+         overlay and the uplink cost no reading of their own. Target: under {CHURN_CPU_TARGET} % \
+         of a core.\n",
         c.node, c.quiet_secs, c.churn_secs, c.per_sec_asked
     );
     let _ = writeln!(
