@@ -13,7 +13,7 @@ use crate::{
         AttachMode, Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum,
     },
     diagnose::{Inputs, diagnose},
-    node::{DiscoverOptions, NodeState, discover},
+    node::{DiscoverOptions, NodeState, UplinkChoice, discover},
     report::{OverlayChange, Report, mac_string},
 };
 
@@ -108,23 +108,48 @@ impl Probe {
         }
     }
 
-    /// Resolves when the kernel announces a link change (never, when the
-    /// subscription failed: the faces' ticks still refresh).
+    /// Resolves when the kernel announces a change of the overlay or the
+    /// uplink (never, when the subscription failed: the faces' ticks still
+    /// refresh). Changes of other devices (pod veths come and go by the
+    /// hundred on a busy node) are read and dropped here: the next tick's
+    /// refresh sees them, so they cost no reading of their own.
     pub(crate) async fn link_changed(&mut self) {
-        match self.link_events.as_mut() {
-            Some(ev) => {
-                if ev.next().await.is_none() {
-                    self.link_events = None;
-                }
-                // Changes come in bursts (delete, add, up): take them all.
-                while let Some(ev) = self.link_events.as_mut() {
-                    if ev.try_recv().is_err() {
-                        break;
-                    }
+        loop {
+            let Some(ev) = self.link_events.as_mut() else {
+                return std::future::pending().await;
+            };
+            let Some((msg, _)) = ev.next().await else {
+                self.link_events = None;
+                continue;
+            };
+            if !self.concerns_us(&msg) {
+                continue;
+            }
+            // Changes come in bursts (delete, add, up): take them all.
+            while let Some(ev) = self.link_events.as_mut() {
+                if ev.try_recv().is_err() {
+                    break;
                 }
             }
-            None => std::future::pending().await,
+            return;
         }
+    }
+
+    /// A link message about the overlay or the uplink, by name or ifindex.
+    fn concerns_us(
+        &self,
+        msg: &netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
+    ) -> bool {
+        let watched = LinkWatch {
+            overlay_name: &self.opts.overlay,
+            overlay_ifindex: self.overlay_at,
+            uplink: self.uplink_at.as_ref().map(|(n, i)| (n.as_str(), *i)),
+            uplink_choice: match &self.opts.uplink {
+                UplinkChoice::Name(n) => Some(n.as_str()),
+                UplinkChoice::Auto => None,
+            },
+        };
+        watched.concerns(msg)
     }
 
     fn record(&mut self) {
@@ -320,6 +345,49 @@ impl Windows {
     }
 }
 
+/// The devices whose link events are followed at once.
+struct LinkWatch<'a> {
+    overlay_name: &'a str,
+    overlay_ifindex: Option<u32>,
+    /// (name, ifindex) the uplink programs are attached to.
+    uplink: Option<(&'a str, u32)>,
+    /// `--uplink NAME`, which may not exist yet.
+    uplink_choice: Option<&'a str>,
+}
+
+impl LinkWatch<'_> {
+    fn concerns(
+        &self,
+        msg: &netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
+    ) -> bool {
+        use netlink_packet_core::NetlinkPayload;
+        use netlink_packet_route::{RouteNetlinkMessage as R, link::LinkAttribute};
+        let link = match &msg.payload {
+            NetlinkPayload::InnerMessage(R::NewLink(l) | R::DelLink(l) | R::SetLink(l)) => l,
+            NetlinkPayload::InnerMessage(_) => return false,
+            // An overrun or error: events may be lost, so look.
+            _ => return true,
+        };
+        let index = link.header.index;
+        let name = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.as_str()),
+            _ => None,
+        });
+        if self.overlay_ifindex == Some(index) || self.uplink.is_some_and(|(_, i)| i == index) {
+            return true;
+        }
+        // Without a known uplink any new device may be the one.
+        if self.uplink.is_none() {
+            return true;
+        }
+        name.is_some_and(|n| {
+            n == self.overlay_name
+                || self.uplink.is_some_and(|(u, _)| u == n)
+                || self.uplink_choice == Some(n)
+        })
+    }
+}
+
 /// The three capabilities eBPF observation needs; all missing ones named.
 pub(crate) fn check_privileges() -> Result<()> {
     use caps::{CapSet, Capability};
@@ -394,4 +462,60 @@ impl Shutdown {
 pub(crate) async fn shutdown_signal() -> Result<()> {
     Shutdown::install()?.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::NetlinkMessage;
+    use netlink_packet_route::{
+        RouteNetlinkMessage as R,
+        link::{LinkAttribute, LinkMessage},
+    };
+
+    use super::LinkWatch;
+
+    fn link(new: bool, index: u32, name: &str) -> NetlinkMessage<R> {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        let m = if new { R::NewLink(l) } else { R::DelLink(l) };
+        NetlinkMessage::from(m)
+    }
+
+    #[test]
+    fn only_the_overlay_and_the_uplink_wake_the_agent() {
+        let w = LinkWatch {
+            overlay_name: "flannel.1",
+            overlay_ifindex: Some(5),
+            uplink: Some(("eth0", 2)),
+            uplink_choice: None,
+        };
+        // The overlay recreated (new ifindex, same name), or deleted.
+        assert!(w.concerns(&link(true, 9, "flannel.1")));
+        assert!(w.concerns(&link(false, 5, "flannel.1")));
+        // The uplink, by index (a rename) or name.
+        assert!(w.concerns(&link(true, 2, "eth0-renamed")));
+        assert!(w.concerns(&link(false, 2, "eth0")));
+        // Pod veths and bridges come and go: the tick sees them.
+        for (new, i, n) in [
+            (true, 40, "veth1a2b"),
+            (false, 40, "veth1a2b"),
+            (true, 3, "cni0"),
+        ] {
+            assert!(!w.concerns(&link(new, i, n)), "{n}");
+        }
+        let named = LinkWatch {
+            uplink_choice: Some("bond0"),
+            ..w
+        };
+        assert!(
+            named.concerns(&link(true, 12, "bond0")),
+            "--uplink's device appearing"
+        );
+        let lost = LinkWatch { uplink: None, ..w };
+        assert!(
+            lost.concerns(&link(true, 41, "veth9")),
+            "no uplink yet: any may be it"
+        );
+    }
 }

@@ -140,6 +140,10 @@ pub struct Counters {
     pub findings: Vec<AgentFinding>,
     /// Length of that window in seconds.
     pub window_secs: f64,
+    /// Readings of the kernel's maps since the start: scheduled, asked for
+    /// (`?fresh=1`) or after a link event (`flannel_probe_samples_total`).
+    #[serde(default)]
+    pub samples: u64,
 }
 
 impl Counters {
@@ -214,6 +218,7 @@ impl CumulativeTotals {
             drops: self.drops(),
             findings: rolling.findings.iter().map(AgentFinding::from).collect(),
             window_secs: rolling.window_secs,
+            samples: 0,
         }
     }
 }

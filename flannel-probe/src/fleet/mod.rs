@@ -3,6 +3,7 @@
 //! several agents (the HTTP client and the mesh matrix).
 pub mod agent;
 pub(crate) mod http;
+pub(crate) mod listener;
 pub(crate) mod mesh;
 pub(crate) mod sampler;
 pub(crate) mod server;

@@ -6,7 +6,8 @@
 //! - `GET /metrics`: Prometheus text format (see [`crate::render::metrics`]);
 //! - `GET /report`: the JSON report (schema 1) of the rolling `--window`;
 //! - `GET /counters`: cumulative per-peer counters for `mesh` (`?fresh=1`
-//!   asks the loop for a reading taken now, shared by concurrent callers);
+//!   asks the loop for a reading taken after the request, shared by
+//!   concurrent callers, at most one beyond the scheduled ones per interval);
 //! - `GET /healthz`: 200 while readings are current, 503 when they stall.
 use std::{
     net::SocketAddr,
@@ -24,7 +25,10 @@ use axum::{
 };
 use tokio::sync::{Notify, watch};
 
-use super::sampler::{Sample, Sampler};
+use super::{
+    listener::{self, HttpLimits},
+    sampler::{Sample, Sampler},
+};
 use crate::{
     probe::{Probe, ProbeOptions, Shutdown},
     render::{json, metrics},
@@ -47,6 +51,8 @@ struct AppState {
     wake: Arc<Notify>,
     /// A reading older than this means the loop is stuck.
     stale_after: Duration,
+    /// How long `?fresh=1` waits for its reading.
+    fresh_wait: Duration,
 }
 
 pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
@@ -56,7 +62,7 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut shutdown = Shutdown::install()?;
     let probe = Probe::start(&args.probe).await?;
-    let mut sampler = Sampler::new(probe, args.window);
+    let mut sampler = Sampler::new(probe, args.window, args.interval);
     let first = sampler.sample().await?;
     let (tx, rx) = watch::channel(Arc::new(first));
     let wake = Arc::new(Notify::new());
@@ -64,12 +70,16 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
         latest: rx,
         wake: wake.clone(),
         stale_after: args.interval * 3 + Duration::from_secs(5),
+        // A rate-limited fresh request is answered by the next tick.
+        fresh_wait: args.interval * 2 + Duration::from_secs(5),
     };
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(listener::serve(
+        listener,
+        router(state),
+        HttpLimits::default(),
+        stop_rx,
+    ));
     tracing::info!(
         "serving on http://{}/metrics (window {:?}, interval {:?})",
         args.listen,
@@ -80,12 +90,22 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // `?fresh=1` readings beyond the scheduled ones: at most one per
+    // interval, shared by every request waiting when it starts; requests
+    // over that rate are answered by the next tick.
+    let mut last_extra: Option<Instant> = None;
     let result = loop {
         tokio::select! {
             _ = shutdown.wait() => break Ok(0),
             _ = tick.tick() => {}
-            _ = wake.notified() => {}
-            // A device appeared, went or was recreated: follow it now.
+            _ = wake.notified() => {
+                if last_extra.is_some_and(|t| t.elapsed() < args.interval) {
+                    continue;
+                }
+                last_extra = Some(Instant::now());
+            }
+            // The overlay or the uplink appeared, went or was recreated:
+            // follow it now (other devices wait for the tick).
             _ = sampler.probe.link_changed() => {}
         }
         match sampler.sample().await {
@@ -98,10 +118,9 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
     };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!("the HTTP server failed: {e}"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("open connections did not close in 5s"),
+    // The server gives open connections 5 s, then closes them.
+    if let Err(e) = server.await {
+        tracing::warn!("the HTTP server failed: {e}");
     }
     // Dropping the sampler drops the probe, which detaches everything.
     drop(sampler);
@@ -167,12 +186,11 @@ async fn counters_handler(
         let asked = Instant::now();
         let mut rx = state.latest.clone();
         state.wake.notify_one();
-        let waited =
-            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.at >= asked)).await;
+        let waited = tokio::time::timeout(state.fresh_wait, rx.wait_for(|s| s.at >= asked)).await;
         if !matches!(waited, Ok(Ok(_))) {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no fresh reading within 5s\n",
+                format!("no fresh reading within {}s\n", state.fresh_wait.as_secs()),
             )
                 .into_response();
         }

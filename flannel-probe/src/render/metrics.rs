@@ -30,6 +30,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_finding",
     "flannel_probe_node_info",
     "flannel_probe_datapath_reattach_total",
+    "flannel_probe_samples_total",
 ];
 
 /// Exposes one reading of the counters.
@@ -127,6 +128,12 @@ impl Collector for View {
         ConstCounter::new(c.node.attach_gaps).encode(enc.encode_descriptor(
             "flannel_probe_datapath_reattach",
             "Attachments of the probe that vanished (tc qdisc del, a CNI reinstall) and were restored: each is a gap in the counts",
+            None,
+            MetricType::Counter,
+        )?)?;
+        ConstCounter::new(c.samples).encode(enc.encode_descriptor(
+            "flannel_probe_samples",
+            "Readings of the kernel maps since the agent started: one per interval, at most one more per interval for ?fresh=1, and after overlay or uplink link events",
             None,
             MetricType::Counter,
         )?)?;
@@ -239,6 +246,7 @@ mod tests {
                 ),
                 AgentFinding::bare("NO_VXLAN_TRAFFIC", Severity::Info, None),
             ],
+            samples: 7,
             ..Default::default()
         }
     }
@@ -262,6 +270,7 @@ mod tests {
             r#"flannel_probe_drops_total{reason="NO_SOCKET",direction="rx"} 3"#,
             "flannel_probe_overlay_up 1",
             "flannel_probe_vxlan_port_bound 1",
+            "flannel_probe_samples_total 7",
             r#"flannel_probe_finding{code="PEER_PORT_UNREACHABLE",severity="critical",peer="192.0.2.13"} 1"#,
             r#"flannel_probe_finding{code="NO_VXLAN_TRAFFIC",severity="info",peer=""} 1"#,
             r#"flannel_probe_node_info{hostname="gladius",local_vtep="192.0.2.11",overlay="flannel.1",uplink="eth0",vni="1",port="8472"} 1"#,

@@ -22,6 +22,7 @@
 //! it stays up after the `Lab` value is dropped, `Lab::attach` describes
 //! it again later and `Lab::down` removes it.
 
+pub mod churn;
 mod faults;
 pub mod netns;
 mod topology;

@@ -5,6 +5,7 @@
 //! `CI=true`, where they fail. The soak test is its own binary (`soak.rs`,
 //! run by `cargo xtask soak`).
 
+mod bounds;
 mod coexist;
 mod datapath;
 mod deploy;

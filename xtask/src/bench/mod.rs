@@ -9,11 +9,14 @@
 //! 3. the cost per run of each of our programs, from the kernel's BPF
 //!    statistics under both loads, and under BPF_PROG_TEST_RUN;
 //! 4. the agent: read + sum + diagnose with 1 to 10 000 peers in the real
-//!    maps, and the running agent's CPU share and peak RSS.
+//!    maps, and the running agent's CPU share and peak RSS;
+//! 5. the agent (`serve`) under pod churn: 100 veth pairs created and
+//!    deleted per second in its namespace, its CPU next to no churn.
 //!
 //! Kept out of `cargo xtask test`: it takes minutes. Its pure parts
 //! (statistics, iperf3's JSON, the rendering) are unit-tested.
 mod agent;
+mod churn;
 mod iperf;
 mod procfs;
 mod render;
@@ -51,6 +54,7 @@ enum Part {
     Network,
     Hooks,
     Agent,
+    Churn,
 }
 
 #[derive(Debug, Args)]
@@ -79,9 +83,20 @@ pub(crate) struct BenchArgs {
     /// Where the report goes (relative to the workspace); bench/ goes next to it.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
-    /// What to measure: network (parts 1 and 2), hooks (3), agent (4).
-    #[arg(long, value_delimiter = ',', default_value = "network,hooks,agent")]
+    /// What to measure: network (parts 1 and 2), hooks (3), agent (4),
+    /// churn (5).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "network,hooks,agent,churn"
+    )]
     parts: Vec<Part>,
+    /// Veth pairs created and deleted per second in part 5.
+    #[arg(long, default_value_t = 100)]
+    churn_per_sec: u32,
+    /// Seconds of each stretch of part 5 (quiet, then churn).
+    #[arg(long, default_value_t = 10)]
+    churn_secs: u32,
     /// Also run as many control pairs (probe off on both sides, with the
     /// same wait as for starting it): the method's own bias and noise.
     #[arg(long)]
@@ -183,6 +198,24 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     if args.parts.contains(&Part::Agent) {
         bench.agent(&mut r, &peers)?;
+    }
+    if args.parts.contains(&Part::Churn) {
+        progress(format_args!(
+            "churn: serve quiet, then {} veth pairs/s, {} s each",
+            args.churn_per_sec, args.churn_secs
+        ));
+        let c = churn::measure(
+            &lab,
+            bench.server(),
+            &bins.probe,
+            args.churn_per_sec,
+            args.churn_secs,
+        )?;
+        progress(format_args!(
+            "churn: {:.2} % CPU quiet, {:.2} % under {:.0} pairs/s",
+            c.quiet_cpu_percent, c.churn_cpu_percent, c.pairs_per_sec
+        ));
+        r.agent_churn = Some(c);
     }
     drop(lab);
 

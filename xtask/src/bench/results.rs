@@ -51,6 +51,31 @@ pub(super) struct Results {
     pub agent_peers: Vec<AgentPeers>,
     /// 1-minute load average at the start of every network run.
     pub load: Vec<f64>,
+    /// Part 5: the agent (`serve`) quiet and under pod veth churn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_churn: Option<ChurnCost>,
+}
+
+/// The agent's target under pod churn (issue 12): % of one core.
+pub(super) const CHURN_CPU_TARGET: f64 = 5.0;
+
+/// `serve` over two stretches: no churn, then veth pairs created and
+/// deleted in its namespace.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(super) struct ChurnCost {
+    pub node: String,
+    /// Pairs a second asked for, and what the machine managed.
+    pub per_sec_asked: u32,
+    pub pairs: u64,
+    pub pairs_per_sec: f64,
+    pub interval_secs: f64,
+    pub quiet_secs: f64,
+    pub quiet_cpu_percent: f64,
+    /// Readings (`samples` of `GET /counters`) during the quiet stretch.
+    pub quiet_samples: u64,
+    pub churn_secs: f64,
+    pub churn_cpu_percent: f64,
+    pub churn_samples: u64,
 }
 
 /// What the run was on and of.

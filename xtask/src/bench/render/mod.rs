@@ -3,8 +3,9 @@ use std::fmt::Write as _;
 
 use super::{
     results::{
-        DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, REFERENCE_PROGRAM, RSS_MB_TARGET, Results,
-        Settings, TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
+        CHURN_CPU_TARGET, DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, REFERENCE_PROGRAM,
+        RSS_MB_TARGET, Results, Settings, TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET,
+        Workload, tcp_gbits, udp_kpps,
     },
     stats::Summary,
 };
@@ -289,6 +290,7 @@ pub(crate) fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Resu
     small_packets(&mut o, r);
     hook_costs(&mut o, r);
     the_agent(&mut o, r);
+    pod_churn(&mut o, r);
     reproduce(&mut o, &r.settings);
     if let Some(a) = analysis {
         hand_analysis(&mut o, a);
@@ -651,6 +653,55 @@ fn the_agent(o: &mut String, r: &Results) {
         }
     }
     let _ = writeln!(o);
+}
+
+/// Part 5, when it ran: the agent's CPU quiet and under pod veth churn.
+fn pod_churn(o: &mut String, r: &Results) {
+    let Some(c) = &r.agent_churn else {
+        return;
+    };
+    let _ = writeln!(o, "## 5. The agent under pod churn\n");
+    let _ = writeln!(
+        o,
+        "`flannel-probe serve --interval 1s` on {}, first {:.0} s with no churn, then {:.0} s \
+         while veth pairs are created and deleted in its namespace (`ip -n <node> -batch -`, {} \
+         pairs a second asked for: every pair is two link-add and two link-delete notifications \
+         to the agent's RTNLGRP_LINK socket). CPU is utime + stime from `/proc/PID/stat` over \
+         wall time, in % of one core; readings are the agent's `samples` \
+         (`flannel_probe_samples_total`) over each stretch. Events of devices other than the \
+         overlay and the uplink cost no reading of their own. Target: under {CHURN_CPU_TARGET} % \
+         of a core.\n",
+        c.node, c.quiet_secs, c.churn_secs, c.per_sec_asked
+    );
+    let _ = writeln!(
+        o,
+        "| stretch | veth pairs a second | CPU % of one core | readings | readings per interval |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    let per = |n: u64, secs: f64| n as f64 * c.interval_secs / secs.max(1e-9);
+    let _ = writeln!(
+        o,
+        "| no churn | 0 | {:.2} | {} | {:.2} |",
+        c.quiet_cpu_percent,
+        c.quiet_samples,
+        per(c.quiet_samples, c.quiet_secs)
+    );
+    let _ = writeln!(
+        o,
+        "| churn | {:.0} ({} pairs) | {:.2} | {} | {:.2} |",
+        c.pairs_per_sec,
+        c.pairs,
+        c.churn_cpu_percent,
+        c.churn_samples,
+        per(c.churn_samples, c.churn_secs)
+    );
+    let met = c.churn_cpu_percent < CHURN_CPU_TARGET;
+    let _ = writeln!(
+        o,
+        "\nUnder churn: {:.2} % of a core, {} the target of {CHURN_CPU_TARGET} %.\n",
+        c.churn_cpu_percent,
+        if met { "within" } else { "**not within**" }
+    );
 }
 
 /// "Reproduce": the command line of this run and what it runs.

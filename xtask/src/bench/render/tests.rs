@@ -138,6 +138,7 @@ fn sample() -> Results {
             refresh_secs: 1.0,
         }],
         load: vec![1.0, 2.0, 3.0],
+        agent_churn: None,
         control_tcp: vec![Pair {
             off: run(tcp(8.0), None),
             on: run(tcp(8.08), None),
@@ -332,4 +333,36 @@ fn committed_report_renders_unchanged() {
     }
     // And the plot's data, which the report links to.
     assert_eq!(plot_data(&results), read(PLOT_DATA));
+}
+
+#[test]
+fn the_churn_part_renders_only_when_it_ran() {
+    let mut r = sample();
+    assert!(!render(&r, None, None).contains("## 5."));
+    r.agent_churn = Some(crate::bench::results::ChurnCost {
+        node: "gladius".into(),
+        per_sec_asked: 100,
+        pairs: 1000,
+        pairs_per_sec: 98.7,
+        interval_secs: 1.0,
+        quiet_secs: 10.0,
+        quiet_cpu_percent: 0.4,
+        quiet_samples: 10,
+        churn_secs: 10.2,
+        churn_cpu_percent: 1.25,
+        churn_samples: 11,
+    });
+    let text = render(&r, None, None);
+    assert!(text.contains("## 5. The agent under pod churn\n"), "{text}");
+    assert!(
+        text.contains("| no churn | 0 | 0.40 | 10 | 1.00 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| churn | 99 (1000 pairs) | 1.25 | 11 | 1.08 |"),
+        "{text}"
+    );
+    assert!(text.contains("1.25 % of a core, within the target of 5 %"));
+    let before_reproduce = text.find("## 5.") < text.find("## Reproduce");
+    assert!(before_reproduce, "part 5 comes before Reproduce");
 }
