@@ -55,6 +55,12 @@ impl Sampler {
         }
     }
 
+    /// Forgets peers gone from the FDB and silent for `d` (`--forget-after`).
+    pub(crate) fn forget_after(mut self, d: Duration) -> Self {
+        self.totals = CumulativeTotals::new(d);
+        self
+    }
+
     fn take(&mut self) -> Result<Sample> {
         // Taken before the read: a reading is at least as new as this.
         let now = Instant::now();
@@ -76,12 +82,13 @@ impl Sampler {
             now.duration_since(*base_at).as_secs_f64(),
         );
         self.prev = (now, snap);
-        let counters = self.totals.counters(
+        let mut counters = self.totals.counters(
             &rolling,
             self.started_unix,
             unix_now(),
             now.duration_since(self.started).as_secs_f64(),
         );
+        counters.map_memory_bytes = self.probe.map_memory_bytes();
         Ok(Sample {
             at: now,
             counters: Arc::new(counters),

@@ -5,6 +5,7 @@
 //! `CI=true`, where they fail. The soak test is its own binary (`soak.rs`,
 //! run by `cargo xtask soak`).
 
+mod churn;
 mod coexist;
 mod datapath;
 mod deploy;
@@ -16,6 +17,7 @@ mod kernels;
 mod kustomize;
 mod lifecycle;
 mod malformed;
+mod memory;
 mod mesh;
 mod npd;
 mod probe;
