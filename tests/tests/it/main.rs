@@ -19,6 +19,7 @@ mod lifecycle;
 mod malformed;
 mod memory;
 mod mesh;
+mod meshhostile;
 mod npd;
 mod probe;
 mod prometheus;
