@@ -135,7 +135,8 @@ pub struct Counters {
     /// Seconds from the start to this reading.
     pub uptime_secs: f64,
     pub node: AgentNode,
-    /// Cumulative since the agent started, one entry per peer ever seen.
+    /// Cumulative since the agent started (or since the peer came back after
+    /// being forgotten), one entry per peer not forgotten.
     pub peers: Vec<PeerCumulative>,
     /// Cumulative since the agent started.
     pub drops: Vec<DropCumulative>,

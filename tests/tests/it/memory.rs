@@ -175,3 +175,41 @@ fn too_large_max_peers_for_the_limit_exits_2_naming_the_figure() {
         .expect("run report");
     assert_ne!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// The default `--map-memory-limit` leaves the agent process room inside
+/// the DaemonSet's memory limit (the maps are charged to the same cgroup).
+#[test]
+fn the_default_limit_fits_the_daemonsets_memory_limit() {
+    use clap::Parser as _;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/base/daemonset.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("the DaemonSet");
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let agent = doc["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .expect("containers")
+        .iter()
+        .find(|c| {
+            c["args"]
+                .as_sequence()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some("serve")))
+        })
+        .expect("the serve container");
+    let limit = agent["resources"]["limits"]["memory"]
+        .as_str()
+        .expect("limits.memory");
+    let mib: u64 = limit
+        .strip_suffix("Mi")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("limits.memory {limit} is not in Mi"));
+    let cli = flannel_probe::cli::Cli::try_parse_from(["flannel-probe", "serve"]).expect("parse");
+    let maps = cli.common.map_memory_limit;
+    // The agent's own RSS is about 25 MiB (it/churn.rs measures it): keep
+    // twice that free.
+    assert!(
+        maps + (50 << 20) <= mib << 20,
+        "--map-memory-limit {maps} leaves too little of limits.memory {limit}"
+    );
+}
