@@ -3,7 +3,8 @@
 //! Every churned peer shows up in `/metrics` while it is in the FDB and is
 //! forgotten after it left; at the end the peer series are exactly the live
 //! peers, their counts exact, and the agent's memory did not grow with the
-//! churn.
+//! churn. A live peer that leaves the FDB is forgotten as well, and counts
+//! from zero when it is back.
 use std::{
     collections::BTreeSet,
     thread,
@@ -186,6 +187,53 @@ fn churned_fdb_entries_are_forgotten_and_the_series_follow_the_live_peers() {
         rss_end <= rss_after_first + 16 * 1024,
         "the agent grew from {rss_after_first} KiB to {rss_end} KiB over the churn"
     );
+
+    // A live peer that leaves the FDB and is silent is forgotten too; when
+    // it comes back it counts from zero.
+    let g_fdb = format!("{} dev {} dst {}", g.vtep_mac_string(), e.overlay, g.ip);
+    lab.batch(&e.ns, "", &format!("fdb del {g_fdb} self\n"))
+        .expect("bridge fdb del gladius");
+    let gip = g.ip.to_string();
+    assert!(
+        within(scaled(forget + Duration::from_secs(8)), || !peers(
+            &metrics(&e)
+        )
+        .contains(&gip)),
+        "gladius left the FDB and is silent: forgotten"
+    );
+    assert_eq!(
+        sample(&metrics(&e), "flannel_probe_peers_forgotten_total"),
+        Some(u64::from(ROUNDS * PER_ROUND) + 1)
+    );
+    lab.batch(&e.ns, "", &format!("fdb add {g_fdb} self permanent\n"))
+        .expect("bridge fdb add gladius");
+    let s = lab.ping(&g, e.pod_ip, 4, 0.05).expect("ping from gladius");
+    assert_eq!(s.received, 4, "{s:?}");
+    assert!(
+        within(scaled(Duration::from_secs(5)), || {
+            let t = metrics(&e);
+            peers(&t).contains(&gip) && packets(&t, &gip, "tx", "inner") == 4
+        }),
+        "gladius back: {:?}",
+        metrics(&e)
+            .lines()
+            .filter(|l| l.contains(&gip))
+            .collect::<Vec<_>>()
+    );
+    let text = metrics(&e);
+    for (dir, layer) in [
+        ("rx", "outer"),
+        ("rx", "inner"),
+        ("tx", "outer"),
+        ("tx", "inner"),
+    ] {
+        assert_eq!(
+            packets(&text, &gip, dir, layer),
+            4,
+            "back from zero: {dir}/{layer}"
+        );
+    }
+    assert_eq!(packets(&text, &m.ip.to_string(), "rx", "inner"), from_m);
 
     terminate(agent.pid());
     let (code, _) = agent.finish(Duration::from_secs(20)).expect("serve exits");
