@@ -318,7 +318,6 @@ impl Windows {
     }
 }
 
-/// The three capabilities eBPF observation needs; all missing ones named.
 /// The maps' kernel memory for `max_peers` on this machine, logged; an
 /// error (exit 2) when it is above `limit`.
 fn check_map_memory(max_peers: u32, limit: u64) -> Result<MapMemory> {
@@ -341,6 +340,7 @@ fn check_map_memory(max_peers: u32, limit: u64) -> Result<MapMemory> {
     Ok(m)
 }
 
+/// The three capabilities eBPF observation needs; all missing ones named.
 pub(crate) fn check_privileges() -> Result<()> {
     use caps::{CapSet, Capability};
     let have = caps::read(None, CapSet::Effective)
