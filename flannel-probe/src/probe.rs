@@ -86,6 +86,14 @@ impl Probe {
             max_peers: options.max_peers,
             attach_mode: options.attach_mode,
         })?;
+        // Logged once loaded: bad input before this stays a one-line error.
+        tracing::info!(
+            "eBPF maps: {} of kernel memory ({} bytes) for --max-peers {} on {} possible CPUs",
+            human(map_memory.bytes),
+            map_memory.bytes,
+            options.max_peers,
+            map_memory.cpus
+        );
         let mut probe = Self {
             handle,
             opts,
@@ -318,16 +326,10 @@ impl Windows {
     }
 }
 
-/// The maps' kernel memory for `max_peers` on this machine, logged; an
-/// error (exit 2) when it is above `limit`.
+/// The maps' kernel memory for `max_peers` on this machine; an error
+/// (exit 2) when it is above `limit`, before anything is loaded.
 fn check_map_memory(max_peers: u32, limit: u64) -> Result<MapMemory> {
     let m = map_memory(max_peers)?;
-    tracing::info!(
-        "eBPF maps: {} of kernel memory ({} bytes) for --max-peers {max_peers} on {} possible CPUs",
-        human(m.bytes),
-        m.bytes,
-        m.cpus
-    );
     if m.bytes > limit {
         bail!(
             "the eBPF maps would take {} ({} bytes) of kernel memory for --max-peers {max_peers} on {} possible CPUs, above --map-memory-limit {} ({limit} bytes): lower --max-peers or raise --map-memory-limit (and the pod's memory limit with it)",
