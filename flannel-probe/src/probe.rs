@@ -10,7 +10,8 @@ use futures::StreamExt as _;
 
 use crate::{
     datapath::{
-        AttachMode, Datapath, DropMatch, Hook, LoadOptions, Matching, Snapshot, drops_netns_inum,
+        AttachMode, Datapath, DropMatch, Hook, LoadOptions, MapMemory, Matching, Snapshot,
+        drops_netns_inum, map_memory, memory::human,
     },
     diagnose::{Inputs, diagnose},
     node::{DiscoverOptions, NodeState, UplinkChoice, discover},
@@ -30,7 +31,14 @@ pub struct ProbeOptions {
     /// Slots per eBPF map (peers, VTEP MACs).
     pub max_peers: u32,
     pub attach_mode: AttachMode,
+    /// Refuse to start when the maps would take more kernel memory.
+    pub map_memory_limit: u64,
 }
+
+/// Default of `--map-memory-limit`: half the DaemonSet's 128Mi memory
+/// limit (the maps are charged to the agent's cgroup), leaving the rest
+/// for the process itself.
+pub(crate) const DEFAULT_MAP_MEMORY_LIMIT: u64 = 64 << 20;
 
 pub(crate) struct Probe {
     handle: rtnetlink::Handle,
@@ -52,15 +60,23 @@ pub(crate) struct Probe {
     attach_gaps: u64,
     /// Attachments that vanished and are not restored yet (hook -> device).
     detached: BTreeMap<Hook, String>,
+    /// Kernel memory of the maps, computed before they were created.
+    map_memory: MapMemory,
 }
 
 /// How many overlay changes are kept (the newest).
 const OVERLAY_HISTORY: usize = 64;
 
 impl Probe {
+    /// Kernel memory of the datapath's maps.
+    pub(crate) fn map_memory_bytes(&self) -> u64 {
+        self.map_memory.bytes
+    }
+
     /// Checks privileges, discovers the node, loads and attaches the datapath.
     pub(crate) async fn start(options: &ProbeOptions) -> Result<Self> {
         check_privileges()?;
+        let map_memory = check_map_memory(options.max_peers, options.map_memory_limit)?;
         let (conn, handle, _) =
             rtnetlink::new_connection().context("opening a netlink socket failed")?;
         tokio::spawn(conn);
@@ -70,6 +86,14 @@ impl Probe {
             max_peers: options.max_peers,
             attach_mode: options.attach_mode,
         })?;
+        // Logged once loaded: bad input before this stays a one-line error.
+        tracing::info!(
+            "eBPF maps: {} of kernel memory ({} bytes) for --max-peers {} on {} possible CPUs",
+            human(map_memory.bytes),
+            map_memory.bytes,
+            options.max_peers,
+            map_memory.cpus
+        );
         let mut probe = Self {
             handle,
             opts,
@@ -84,6 +108,7 @@ impl Probe {
             history: Vec::new(),
             attach_gaps: 0,
             detached: BTreeMap::new(),
+            map_memory,
         };
         probe.sync()?;
         probe.drop_privileges();
@@ -386,6 +411,22 @@ impl LinkWatch<'_> {
                 || self.uplink_choice == Some(n)
         })
     }
+}
+
+/// The maps' kernel memory for `max_peers` on this machine; an error
+/// (exit 2) when it is above `limit`, before anything is loaded.
+fn check_map_memory(max_peers: u32, limit: u64) -> Result<MapMemory> {
+    let m = map_memory(max_peers)?;
+    if m.bytes > limit {
+        bail!(
+            "the eBPF maps would take {} ({} bytes) of kernel memory for --max-peers {max_peers} on {} possible CPUs, above --map-memory-limit {} ({limit} bytes): lower --max-peers or raise --map-memory-limit (and the pod's memory limit with it)",
+            human(m.bytes),
+            m.bytes,
+            m.cpus,
+            human(limit)
+        );
+    }
+    Ok(m)
 }
 
 /// The three capabilities eBPF observation needs; all missing ones named.

@@ -113,6 +113,8 @@ finding_codes! {
     AgentUnreachable => "AGENT_UNREACHABLE", Warning, true;
     /// `mesh`: an agent restarted in the window.
     AgentRestarted => "AGENT_RESTARTED", Info, true;
+    /// `mesh`: two agents claim one VTEP address.
+    DuplicateVtep => "DUPLICATE_VTEP", Warning, true;
     UnknownVxlanSource => "UNKNOWN_VXLAN_SOURCE", Info, true;
     /// A minority of a peer's VXLAN is for another VNI or port while the
     /// rest decapsulates: evidence, not a broken peer (anyone behind the

@@ -33,6 +33,10 @@ pub struct MeshArgs {
     /// How long to wait for one agent's answer.
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub timeout: Duration,
+    /// The largest answer read from one agent (1MiB, 4Mi, bytes); a larger
+    /// one makes that agent unreachable, with the reason.
+    #[arg(long, default_value_t = http::DEFAULT_MAX_RESPONSE, value_parser = super::byte_size)]
+    pub max_response: u64,
 }
 
 fn agent_url(s: &str) -> Result<BaseUrl> {
@@ -51,8 +55,8 @@ fn percent(s: &str) -> Result<f64> {
 }
 
 /// One agent's counters, asking for a reading taken now.
-async fn read(agent: &BaseUrl, timeout: Duration) -> Result<Counters, String> {
-    let body = http::get(agent, "/counters?fresh=1", timeout)
+async fn read(agent: &BaseUrl, timeout: Duration, max: u64) -> Result<Counters, String> {
+    let body = http::get(agent, "/counters?fresh=1", timeout, max)
         .await
         .map_err(|e| format!("{e:#}"))?;
     let c: Counters = serde_json::from_slice(&body)
@@ -68,13 +72,17 @@ async fn read(agent: &BaseUrl, timeout: Duration) -> Result<Counters, String> {
 }
 
 /// Every agent at once, so the readings are as close in time as possible.
-async fn read_all(agents: &[BaseUrl], timeout: Duration) -> Vec<Result<Counters, String>> {
-    futures::future::join_all(agents.iter().map(|a| read(a, timeout))).await
+async fn read_all(
+    agents: &[BaseUrl],
+    timeout: Duration,
+    max: u64,
+) -> Vec<Result<Counters, String>> {
+    futures::future::join_all(agents.iter().map(|a| read(a, timeout, max))).await
 }
 
 pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
     let t0 = Instant::now();
-    let start = read_all(&args.agents, args.timeout).await;
+    let start = read_all(&args.agents, args.timeout, args.max_response).await;
     if start.iter().all(Result::is_err) {
         let why = start
             .iter()
@@ -82,7 +90,11 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
             .next()
             .cloned()
             .unwrap_or_default();
-        bail!("no agent could be read ({why})");
+        // The reason may quote an agent's answer: escaped for the terminal.
+        bail!(
+            "no agent could be read ({})",
+            render_mesh::escape_remote(&why)
+        );
     }
     tracing::info!(
         "observing {} agents for {:?}",
@@ -96,7 +108,7 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
             tracing::info!("interrupted: comparing the shortened window");
         }
     }
-    let end = read_all(&args.agents, args.timeout).await;
+    let end = read_all(&args.agents, args.timeout, args.max_response).await;
     // The window is what the agents measured between their two readings.
     let spans: Vec<f64> = start
         .iter()

@@ -56,6 +56,11 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = flannel_probe_common::abi::DEFAULT_MAX_PEERS,
           value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
     pub max_peers: u32,
+    /// Refuse to start when the eBPF maps (sized by --max-peers times the
+    /// possible CPUs) would take more kernel memory: 64MiB, 200Mi, 1G or bytes.
+    #[arg(long, global = true, default_value_t = crate::probe::DEFAULT_MAP_MEMORY_LIMIT,
+          value_parser = byte_size)]
+    pub map_memory_limit: u64,
 }
 
 /// Wrappers so clap can hold the parsed choices.
@@ -75,6 +80,7 @@ impl Common {
             },
             max_peers: self.max_peers,
             attach_mode: self.attach,
+            map_memory_limit: self.map_memory_limit,
         }
     }
 }
@@ -124,6 +130,29 @@ fn port_choice(s: &str) -> Result<PortArg> {
     }
 }
 
+/// `64MiB`, `128Mi`, `1G`, `500k`, `1048576` (binary units: a Kubernetes
+/// `Mi` and a `MiB` are the same).
+pub(crate) fn byte_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "ki" | "kib" => 10,
+        "m" | "mi" | "mib" => 20,
+        "g" | "gi" | "gib" => 30,
+        "t" | "ti" | "tib" => 40,
+        _ => bail!("'{s}' is not a size: try 64MiB, 128Mi, 1G or a number of bytes"),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("'{s}' is not a size: try 64MiB, 128Mi, 1G or a number of bytes")
+        })
+}
+
 /// `5s`, `500ms`, `2m`; a bare number is seconds.
 pub(crate) fn duration(s: &str) -> Result<Duration> {
     let d = match s.parse::<f64>() {
@@ -162,6 +191,23 @@ mod tests {
         for bad in ["", "0", "-1", "soon", "5 parsecs", "0s", "NaN"] {
             assert!(duration(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(byte_size("64MiB").ok(), Some(64 << 20));
+        assert_eq!(byte_size("128Mi").ok(), Some(128 << 20));
+        assert_eq!(byte_size("1G").ok(), Some(1 << 30));
+        assert_eq!(byte_size("500k").ok(), Some(500 << 10));
+        assert_eq!(byte_size("4096").ok(), Some(4096));
+        for bad in ["", "0", "-1", "64XB", "MiB", "99999999999999999999", "1.5G"] {
+            assert!(byte_size(bad).is_err(), "{bad:?} must be rejected");
+        }
+        let cli = Cli::try_parse_from(["flannel-probe", "report"]).expect("parse");
+        assert_eq!(
+            cli.common.map_memory_limit,
+            crate::probe::DEFAULT_MAP_MEMORY_LIMIT
+        );
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub struct ServeArgs {
     /// How often the eBPF maps and the node's state are read.
     #[arg(long, default_value = "1s", value_parser = duration)]
     pub interval: Duration,
+    /// Forget a peer's totals and metric series once it is gone from the
+    /// FDB and its counters have not changed for this long; one that comes
+    /// back counts from zero again.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub forget_after: Duration,
 }
 
 fn listen_addr(s: &str) -> Result<SocketAddr> {
@@ -34,6 +39,7 @@ pub(crate) async fn run(common: &Common, args: &ServeArgs) -> Result<i32> {
         listen: args.listen,
         window: args.window,
         interval: args.interval,
+        forget_after: args.forget_after,
     })
     .await
 }

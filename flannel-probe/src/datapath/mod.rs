@@ -9,6 +9,7 @@ pub(crate) mod btf;
 mod clsact;
 mod collect;
 mod drops;
+pub(crate) mod memory;
 mod reclaim;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use aya::{
 };
 use flannel_probe_common::abi::{
     CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, MAP_CONFIG, MAP_DROP_CONFIG,
-    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, MAP_STATS, NUM_STATS, index_slots,
+    MAP_STATS, index_slots,
 };
 
 pub use attach::{AttachMode, Hook};
@@ -29,6 +30,7 @@ pub(crate) use collect::DropWhere;
 pub use collect::Snapshot;
 pub(crate) use collect::{NotOurs, Overflow};
 pub(crate) use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
+pub use memory::{MapMemory, map_memory};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =
@@ -86,14 +88,13 @@ impl Datapath {
         // No CO-RE relocations in our programs (the drop tracer's offsets
         // come from our own BTF reader), so the loader needs no kernel BTF:
         // parsing it would only raise the agent's peak memory.
-        let mut ebpf = EbpfLoader::new()
-            .btf(None)
-            .map_max_entries(MAP_PEERS, opts.max_peers)
-            .map_max_entries(MAP_INNER, opts.max_peers)
-            .map_max_entries(MAP_PEER_INDEX, index_slots(opts.max_peers))
-            .map_max_entries(MAP_MAC_INDEX, index_slots(opts.max_peers))
-            // One slot past the programs' for the heartbeat (`reclaim`).
-            .map_max_entries(MAP_STATS, NUM_STATS + 1)
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
+        // The sizes `memory` computes the kernel memory from.
+        for (name, entries) in memory::max_entries(opts.max_peers) {
+            loader.map_max_entries(name, entries);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object failed: the kernel needs BTF and eBPF support, and the probe CAP_BPF")?;
         // Rare events only (a new peer): a missing log map is not fatal.

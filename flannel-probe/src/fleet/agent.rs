@@ -8,7 +8,10 @@
 //! per-interval reports: a peer's inner counters stay monotonic even when
 //! its VTEP MAC changes (a recreated overlay device), because every
 //! interval is attributed with the FDB of that moment.
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +135,8 @@ pub struct Counters {
     /// Seconds from the start to this reading.
     pub uptime_secs: f64,
     pub node: AgentNode,
-    /// Cumulative since the agent started, one entry per peer ever seen.
+    /// Cumulative since the agent started (or since the peer came back after
+    /// being forgotten), one entry per peer not forgotten.
     pub peers: Vec<PeerCumulative>,
     /// Cumulative since the agent started.
     pub drops: Vec<DropCumulative>,
@@ -144,6 +148,13 @@ pub struct Counters {
     /// (`?fresh=1`) or after a link event (`flannel_probe_samples_total`).
     #[serde(default)]
     pub samples: u64,
+    /// Peers forgotten since the start (gone from the FDB and silent for
+    /// `serve --forget-after`).
+    #[serde(default)]
+    pub forgotten_peers: u64,
+    /// Kernel memory of the agent's eBPF maps (see `datapath::memory`).
+    #[serde(default)]
+    pub map_memory_bytes: u64,
 }
 
 impl Counters {
@@ -153,25 +164,94 @@ impl Counters {
     }
 }
 
+/// How long a peer that left the FDB and went silent is kept (`serve
+/// --forget-after`).
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(600);
+
 /// Cumulative counters, fed one window report at a time.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// A peer that is gone from the FDB and whose counters have not changed
+/// for `forget_after` is forgotten, with its metric series: on a node of a
+/// churning cluster the totals follow the live peers instead of growing
+/// with every node that ever existed. One that comes back starts from zero
+/// (a counter reset, which Prometheus' `rate()` handles).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CumulativeTotals {
-    peers: BTreeMap<String, PeerCumulative>,
+    peers: BTreeMap<String, Tracked>,
     drops: BTreeMap<(String, String), u64>,
+    forget_after: Duration,
+    /// The clock of [`CumulativeTotals::add`].
+    epoch: Instant,
+    forgotten: u64,
+}
+
+/// One peer's totals and what forgetting it depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tracked {
+    totals: PeerCumulative,
+    /// When a counter of it last changed (or it was first seen).
+    changed_at: Duration,
+    /// In the FDB at the last window.
+    in_fdb: bool,
+}
+
+impl Default for CumulativeTotals {
+    fn default() -> Self {
+        Self::new(DEFAULT_FORGET_AFTER)
+    }
 }
 
 impl CumulativeTotals {
-    /// Adds the figures of one window (consecutive windows, never overlapping).
+    pub fn new(forget_after: Duration) -> Self {
+        Self {
+            peers: BTreeMap::new(),
+            drops: BTreeMap::new(),
+            forget_after,
+            epoch: Instant::now(),
+            forgotten: 0,
+        }
+    }
+
+    /// Adds the figures of one window (consecutive windows, never
+    /// overlapping), then forgets the peers that are due.
     pub fn add(&mut self, window: &Report) {
+        let at = self.epoch.elapsed();
+        self.add_at(window, at);
+    }
+
+    /// [`CumulativeTotals::add`] at `at` (time since these totals began).
+    pub fn add_at(&mut self, window: &Report, at: Duration) {
+        let mut seen = BTreeSet::new();
         for p in &window.peers {
-            let t = self
-                .peers
-                .entry(p.peer.clone())
-                .or_insert_with(|| PeerCumulative {
-                    peer: p.peer.clone(),
-                    ..Default::default()
-                });
-            t.traffic += p.traffic;
+            let changed = p.traffic != Traffic::default();
+            seen.insert(p.peer.as_str());
+            if let Some(t) = self.peers.get_mut(&p.peer) {
+                t.totals.traffic += p.traffic;
+                t.in_fdb = p.in_fdb;
+                if changed {
+                    t.changed_at = at;
+                }
+            } else if changed || p.in_fdb {
+                // A peer the datapath still holds but that was forgotten
+                // (silent, not in the FDB) is not brought back by its
+                // zero deltas: only by traffic or an FDB entry.
+                self.peers.insert(
+                    p.peer.clone(),
+                    Tracked {
+                        totals: PeerCumulative {
+                            peer: p.peer.clone(),
+                            traffic: p.traffic,
+                        },
+                        changed_at: at,
+                        in_fdb: p.in_fdb,
+                    },
+                );
+            }
+        }
+        for (peer, t) in &mut self.peers {
+            if !seen.contains(peer.as_str()) {
+                t.in_fdb = false;
+            }
         }
         for d in &window.drops {
             *self
@@ -179,11 +259,21 @@ impl CumulativeTotals {
                 .entry((d.reason.clone(), d.direction.to_string()))
                 .or_default() += d.packets;
         }
+        let before = self.peers.len();
+        let keep_for = self.forget_after;
+        self.peers
+            .retain(|_, t| t.in_fdb || at.saturating_sub(t.changed_at) < keep_for);
+        self.forgotten += (before - self.peers.len()) as u64;
+    }
+
+    /// Peers forgotten since the start.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// Every peer, in address order.
     pub fn peers(&self) -> Vec<PeerCumulative> {
-        let mut v: Vec<PeerCumulative> = self.peers.values().cloned().collect();
+        let mut v: Vec<PeerCumulative> = self.peers.values().map(|t| t.totals.clone()).collect();
         v.sort_by_key(|p| p.peer.parse::<std::net::Ipv4Addr>().ok());
         v
     }
@@ -219,6 +309,8 @@ impl CumulativeTotals {
             findings: rolling.findings.iter().map(AgentFinding::from).collect(),
             window_secs: rolling.window_secs,
             samples: 0,
+            forgotten_peers: self.forgotten,
+            map_memory_bytes: 0,
         }
     }
 }
@@ -305,5 +397,108 @@ mod tests {
         let json = serde_json::to_string(&c).expect("encode");
         let back: Counters = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, c);
+    }
+
+    fn fdb_peer(peer: &str, in_fdb: bool, tx: u64) -> PeerReport {
+        PeerReport {
+            peer: peer.into(),
+            in_fdb,
+            traffic: Traffic {
+                tx_encap_packets: tx,
+                ..Traffic::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn names(t: &CumulativeTotals) -> Vec<String> {
+        t.peers().into_iter().map(|p| p.peer).collect()
+    }
+
+    #[test]
+    fn a_peer_is_forgotten_only_when_gone_from_the_fdb_and_silent_for_forget_after() {
+        let s = Duration::from_secs;
+        let mut t = CumulativeTotals::new(s(10));
+        let (a, b, c) = ("192.0.2.12", "192.0.2.13", "192.0.2.14");
+        // a and b in the FDB, c only sends (no FDB entry).
+        t.add_at(
+            &report(
+                vec![
+                    fdb_peer(a, true, 0),
+                    fdb_peer(b, true, 5),
+                    fdb_peer(c, false, 1),
+                ],
+                vec![],
+            ),
+            s(0),
+        );
+        assert_eq!(names(&t), [a, b, c]);
+        // Silent for long, but a is still in the FDB: kept. b left the FDB
+        // at 30 s but only went silent at 25 s; c went silent at 0 s.
+        t.add_at(
+            &report(vec![fdb_peer(a, true, 0), fdb_peer(b, true, 2)], vec![]),
+            s(25),
+        );
+        t.add_at(&report(vec![fdb_peer(a, true, 0)], vec![]), s(30));
+        assert_eq!(names(&t), [a, b], "c: no FDB entry, silent for 30 s");
+        assert_eq!(t.forgotten(), 1);
+        t.add_at(&report(vec![fdb_peer(a, true, 0)], vec![]), s(34));
+        assert_eq!(names(&t), [a, b], "b silent for 9 s only");
+        t.add_at(&report(vec![fdb_peer(a, true, 0)], vec![]), s(35));
+        assert_eq!(names(&t), [a], "b silent for 10 s and gone from the FDB");
+        assert_eq!(t.forgotten(), 2);
+        // The datapath still holds b and reports it with zero deltas: that
+        // does not bring it back.
+        t.add_at(
+            &report(vec![fdb_peer(a, true, 0), fdb_peer(b, false, 0)], vec![]),
+            s(36),
+        );
+        assert_eq!(names(&t), [a]);
+        // Traffic does, from zero.
+        t.add_at(
+            &report(vec![fdb_peer(a, true, 0), fdb_peer(b, false, 3)], vec![]),
+            s(37),
+        );
+        assert_eq!(names(&t), [a, b]);
+        assert_eq!(
+            t.peers()[1].traffic.tx_encap_packets,
+            3,
+            "counts restart at zero"
+        );
+        // Traffic keeps a peer without an FDB entry.
+        for at in 38..60 {
+            t.add_at(
+                &report(vec![fdb_peer(a, true, 0), fdb_peer(b, false, 1)], vec![]),
+                s(at),
+            );
+        }
+        assert_eq!(t.peers()[1].traffic.tx_encap_packets, 3 + 22);
+        // Leaving the FDB after a long silence forgets at once.
+        t.add_at(&report(vec![], vec![]), s(60));
+        assert_eq!(names(&t), [b]);
+        let c = t.counters(&report(vec![], vec![]), 0.0, 60.0, 60.0);
+        assert_eq!(c.forgotten_peers, 3);
+    }
+
+    #[test]
+    fn churned_fdb_entries_leave_only_the_live_peers() {
+        let s = Duration::from_secs;
+        let mut t = CumulativeTotals::new(s(2));
+        let live = fdb_peer("192.0.2.12", true, 1);
+        for round in 0..50u64 {
+            let mut peers = vec![live.clone()];
+            peers.extend((0..100).map(|i| fdb_peer(&format!("100.64.{round}.{i}"), true, 0)));
+            t.add_at(&report(peers, vec![]), s(round * 2));
+            t.add_at(&report(vec![live.clone()], vec![]), s(round * 2 + 1));
+            assert!(
+                t.peers().len() <= 1 + 2 * 100,
+                "bounded: {}",
+                t.peers().len()
+            );
+        }
+        t.add_at(&report(vec![live.clone()], vec![]), s(200));
+        assert_eq!(names(&t), ["192.0.2.12"]);
+        assert_eq!(t.forgotten(), 5000);
+        assert_eq!(t.peers()[0].traffic.tx_encap_packets, 101);
     }
 }

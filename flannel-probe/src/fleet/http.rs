@@ -7,8 +7,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper_util::rt::TokioIo;
 
-/// Responses larger than this are refused.
-const MAX_BODY: usize = 64 << 20;
+/// Default of `mesh --max-response`: an agent's `/counters` is a few
+/// hundred bytes per peer, so 1 MiB holds a node of some thousand peers.
+pub(crate) const DEFAULT_MAX_RESPONSE: u64 = 1 << 20;
 
 /// `http://host:port/base`: where an agent (or Prometheus) listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,14 +83,27 @@ impl std::fmt::Display for BaseUrl {
     }
 }
 
-/// `GET base + path_and_query`; any status but 200 is an error.
-pub(crate) async fn get(base: &BaseUrl, path_and_query: &str, timeout: Duration) -> Result<Bytes> {
-    tokio::time::timeout(timeout, get_inner(base, path_and_query))
+/// `GET base + path_and_query`; any status but 200 is an error, and so is
+/// an answer of more than `max` bytes: it is never read past `max` (a
+/// hostile or broken server cannot make the reader hold more).
+pub(crate) async fn get(
+    base: &BaseUrl,
+    path_and_query: &str,
+    timeout: Duration,
+    max: u64,
+) -> Result<Bytes> {
+    tokio::time::timeout(timeout, get_inner(base, path_and_query, max))
         .await
         .with_context(|| format!("{base}: no answer within {timeout:?}"))?
 }
 
-async fn get_inner(base: &BaseUrl, path_and_query: &str) -> Result<Bytes> {
+fn too_large(base: &BaseUrl, uri: &str, max: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{base}{uri}: the answer is larger than --max-response {max} bytes: not read (raise --max-response if this agent is genuine and its node has that many peers)"
+    )
+}
+
+async fn get_inner(base: &BaseUrl, path_and_query: &str, max: u64) -> Result<Bytes> {
     let stream = tokio::net::TcpStream::connect((base.host.as_str(), base.port))
         .await
         .with_context(|| format!("{base}: cannot connect"))?;
@@ -110,11 +124,28 @@ async fn get_inner(base: &BaseUrl, path_and_query: &str) -> Result<Bytes> {
         .await
         .with_context(|| format!("{base}{uri}: request failed"))?;
     let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{base}{uri}: reading the answer failed: {e}"))?
-        .to_bytes();
+    // A declared length over the cap is refused before reading any of it.
+    let declared = resp
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        driver.abort();
+        return Err(too_large(base, &uri, max));
+    }
+    let cap = usize::try_from(max).unwrap_or(usize::MAX);
+    let body = match Limited::new(resp.into_body(), cap).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            driver.abort();
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(too_large(base, &uri, max));
+            }
+            bail!("{base}{uri}: reading the answer failed: {e}");
+        }
+    };
     driver.abort();
     if status != hyper::StatusCode::OK {
         let text = String::from_utf8_lossy(&body);

@@ -119,6 +119,60 @@ fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&Traffic) -> u64) -
     f(&(traffic(end) - traffic(start)))
 }
 
+/// `DUPLICATE_VTEP`: two agents that say they are one VTEP. One agent
+/// reached under two URLs (same hostname, same start) is not two.
+fn duplicate_vteps(readings: &[AgentReading]) -> Vec<MeshFinding> {
+    // (vtep, agent, hostname, started) of every agent that said who it is.
+    let mut claims: Vec<(&str, &str, &str, f64)> = Vec::new();
+    for r in readings {
+        let Some(c) = r.end.as_ref().or(r.start.as_ref()).ok() else {
+            continue;
+        };
+        let Some(vtep) = c.node.local_vtep.as_deref() else {
+            continue;
+        };
+        let same_agent = |&(v, _, h, t): &(&str, &str, &str, f64)| {
+            v == vtep && h == c.node.hostname && t == c.started_unix
+        };
+        if !claims.iter().any(same_agent) {
+            claims.push((vtep, &r.agent, &c.node.hostname, c.started_unix));
+        }
+    }
+    let mut out: Vec<MeshFinding> = Vec::new();
+    for (i, &(vtep, agent, host, _)) in claims.iter().enumerate() {
+        if out.iter().any(|f| f.from.as_deref() == Some(vtep)) {
+            continue;
+        }
+        let others: Vec<&(&str, &str, &str, f64)> =
+            claims[i + 1..].iter().filter(|c| c.0 == vtep).collect();
+        if others.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = std::iter::once((agent, host))
+            .chain(others.iter().map(|c| (c.1, c.2)))
+            .map(|(a, h)| format!("{h} ({a})"))
+            .collect();
+        out.push(MeshFinding {
+            code: FindingCode::DuplicateVtep,
+            severity: Severity::Warning,
+            from: Some(vtep.to_string()),
+            to: None,
+            summary: format!("{} agents claim VTEP {vtep}: {}", names.len(), names.join(" and ")),
+            evidence: names
+                .iter()
+                .map(|n| format!("{n} reports local_vtep {vtep}"))
+                .collect(),
+            remediation: format!(
+                "two nodes use one underlay address {vtep} (a cloned VM, a reused IP, flannel's --iface or \
+                 public-ip pointing at the same address): give every node its own; the links of {vtep} are \
+                 left out until then, its counters cannot be told apart"
+            ),
+            agent: agent.to_string(),
+        });
+    }
+    out
+}
+
 /// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
 /// is B's encapsulated rx from A, both over the window.
 pub(crate) fn compute(
@@ -127,7 +181,9 @@ pub(crate) fn compute(
     threshold_pct: f64,
 ) -> MeshReport {
     let mut nodes = Vec::new();
-    let mut findings = Vec::new();
+    let mut findings = duplicate_vteps(readings);
+    // Their links are left out: whose counters are whose is unknown.
+    let duplicated: Vec<String> = findings.iter().filter_map(|f| f.from.clone()).collect();
     let mut usable: Vec<Usable<'_>> = Vec::new();
     for r in readings {
         let known = r.end.as_ref().or(r.start.as_ref()).ok();
@@ -202,6 +258,7 @@ pub(crate) fn compute(
             // A node without a known VTEP cannot be matched with its peers.
             if let Some(vtep) = e.node.local_vtep.as_deref()
                 && !usable.iter().any(|u| u.vtep == vtep)
+                && !duplicated.iter().any(|d| d == vtep)
             {
                 usable.push(Usable {
                     agent: &r.agent,
@@ -435,5 +492,50 @@ mod tests {
         assert!(m.nodes[0].restarted);
         assert!(m.links.iter().all(|l| l.from != G && l.to != G));
         assert!(m.findings.iter().any(|f| f.code == "AGENT_RESTARTED"));
+    }
+
+    #[test]
+    fn two_agents_claiming_one_vtep_are_flagged_and_left_out_of_the_links() {
+        let mut r = readings();
+        // A fourth agent says it is gladius's VTEP too.
+        let twin0 = with(node("gladius-clone", G), E, 0, 0);
+        r.push(AgentReading {
+            agent: "http://192.0.2.99:9465".into(),
+            start: Ok(twin0.clone()),
+            end: Ok(twin0),
+        });
+        // And gladius itself, asked a second time under another URL, is
+        // one agent, not two.
+        r.push(AgentReading {
+            agent: "http://127.0.0.1:9465".into(),
+            start: r[0].start.clone(),
+            end: r[0].end.clone(),
+        });
+        let m = compute(&r, 10.0, 2.0);
+        let dup: Vec<&MeshFinding> = m
+            .findings
+            .iter()
+            .filter(|f| f.code == "DUPLICATE_VTEP")
+            .collect();
+        assert_eq!(dup.len(), 1, "{:?}", m.findings);
+        let f = dup[0];
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.from.as_deref(), Some(G));
+        assert_eq!(
+            f.summary,
+            "2 agents claim VTEP 192.0.2.11: gladius (http://192.0.2.11:9465) and \
+             gladius-clone (http://192.0.2.99:9465)"
+        );
+        assert!(
+            m.links.iter().all(|l| l.from != G && l.to != G),
+            "{:?}",
+            m.links
+        );
+        assert_eq!(m.links.len(), 2, "momonoke <-> eq14-001 only");
+        assert_eq!(m.exit_code(), 1);
+        // Without the twin: nothing.
+        r.remove(3);
+        let m = compute(&r, 10.0, 2.0);
+        assert!(!m.findings.iter().any(|f| f.code == "DUPLICATE_VTEP"));
     }
 }

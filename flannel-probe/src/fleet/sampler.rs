@@ -107,6 +107,12 @@ impl Sampler {
         }
     }
 
+    /// Forgets peers gone from the FDB and silent for `d` (`--forget-after`).
+    pub(crate) fn forget_after(mut self, d: Duration) -> Self {
+        self.totals = CumulativeTotals::new(d);
+        self
+    }
+
     fn take(&mut self) -> Result<Sample> {
         // Taken before the read: a reading is at least as new as this.
         let now = Instant::now();
@@ -131,6 +137,7 @@ impl Sampler {
             now.duration_since(self.started).as_secs_f64(),
         );
         counters.samples = self.samples;
+        counters.map_memory_bytes = self.probe.map_memory_bytes();
         Ok(Sample {
             at: now,
             counters: Arc::new(counters),

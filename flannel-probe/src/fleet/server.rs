@@ -43,6 +43,8 @@ pub(crate) struct ServeOptions {
     pub window: Duration,
     /// How often the maps and the node are read.
     pub interval: Duration,
+    /// Peers gone from the FDB and silent this long are forgotten.
+    pub forget_after: Duration,
 }
 
 #[derive(Clone)]
@@ -62,7 +64,8 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut shutdown = Shutdown::install()?;
     let probe = Probe::start(&args.probe).await?;
-    let mut sampler = Sampler::new(probe, args.window, args.interval);
+    let mut sampler =
+        Sampler::new(probe, args.window, args.interval).forget_after(args.forget_after);
     let first = sampler.sample().await?;
     let (tx, rx) = watch::channel(Arc::new(first));
     let wake = Arc::new(Notify::new());

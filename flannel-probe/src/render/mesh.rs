@@ -1,6 +1,6 @@
 //! The mesh matrix for people: verdict, the matrix (rows send, columns
 //! receive), then the findings.
-use std::fmt::Write as _;
+use std::{borrow::Cow, fmt::Write as _};
 
 use super::{plural, write_finding};
 use crate::{
@@ -8,7 +8,80 @@ use crate::{
     report::{FindingCode, Severity},
 };
 
+/// Whether `c` must not reach a terminal as it is: control characters
+/// (C0 with ESC, so ANSI sequences; DEL; C1 with CSI) and the bidi
+/// controls that reorder what is shown.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A string from an agent (another node, anyone who answers on its port),
+/// made safe to print: unsafe characters shown escaped (`\x1b`, `\n`,
+/// `\u{9b}`), everything else as it is.
+pub(crate) fn escape_remote(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn esc(s: &mut String) {
+    if let Cow::Owned(e) = escape_remote(s) {
+        *s = e;
+    }
+}
+
+/// A copy of `m` with every string that came from an agent escaped.
+fn sanitized(m: &MeshReport) -> MeshReport {
+    let mut m = m.clone();
+    for n in &mut m.nodes {
+        esc(&mut n.agent);
+        n.local_vtep.iter_mut().for_each(esc);
+        n.hostname.iter_mut().for_each(esc);
+        n.error.iter_mut().for_each(esc);
+    }
+    for l in &mut m.links {
+        for f in [
+            &mut l.from,
+            &mut l.to,
+            &mut l.from_hostname,
+            &mut l.to_hostname,
+        ] {
+            esc(f);
+        }
+    }
+    for f in &mut m.findings {
+        if let FindingCode::Other(c) = &mut f.code {
+            esc(c);
+        }
+        f.from.iter_mut().for_each(esc);
+        f.to.iter_mut().for_each(esc);
+        esc(&mut f.summary);
+        f.evidence.iter_mut().for_each(esc);
+        esc(&mut f.remediation);
+        esc(&mut f.agent);
+    }
+    m
+}
+
 pub(crate) fn text(m: &MeshReport) -> String {
+    let m = &sanitized(m);
     let mut s = String::new();
     let count = |sev: Severity| m.findings.iter().filter(|f| f.severity == sev).count();
     let (crit, warn) = (count(Severity::Critical), count(Severity::Warning));
@@ -110,4 +183,66 @@ pub(crate) fn text(m: &MeshReport) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::mesh::{MeshFinding, MeshNode};
+
+    #[test]
+    fn remote_strings_are_escaped() {
+        assert_eq!(escape_remote("gladius"), "gladius");
+        assert!(matches!(escape_remote("eq14-001 ü"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_remote("a\x1b[31mred\x1b[0m\r\nb\tc\x07\x7f"),
+            "a\\x1b[31mred\\x1b[0m\\r\\nb\\tc\\x07\\x7f"
+        );
+        // C1 CSI and a right-to-left override.
+        assert_eq!(
+            escape_remote("x\u{9b}2Jy\u{202e}z"),
+            "x\\u{9b}2Jy\\u{202e}z"
+        );
+    }
+
+    #[test]
+    fn the_text_output_carries_no_control_character_from_an_agent() {
+        let evil = "evil\x1b]0;owned\x07\x1b[2J\nCRITICAL fake";
+        let m = MeshReport {
+            schema: 1,
+            window_secs: 1.0,
+            nodes: vec![MeshNode {
+                agent: "http://192.0.2.11:9465".into(),
+                local_vtep: Some(format!("192.0.2.11{evil}")),
+                hostname: Some(evil.into()),
+                reachable: false,
+                restarted: false,
+                error: Some(evil.into()),
+            }],
+            links: vec![],
+            findings: vec![MeshFinding {
+                code: FindingCode::from_name(evil),
+                severity: Severity::Critical,
+                from: Some(evil.into()),
+                to: Some(evil.into()),
+                summary: evil.into(),
+                evidence: vec![evil.into()],
+                remediation: evil.into(),
+                agent: evil.into(),
+            }],
+            loss_threshold_pct: 2.0,
+        };
+        let out = text(&m);
+        assert!(!out.chars().any(|c| c != '\n' && unsafe_char(c)), "{out:?}");
+        assert!(
+            out.contains("evil\\x1b]0;owned\\x07\\x1b[2J\\nCRITICAL fake"),
+            "{out}"
+        );
+        // Every line the output has is one of ours: the agent's newline did
+        // not start a line of its own.
+        assert!(
+            !out.lines().any(|l| l.starts_with("CRITICAL fake")),
+            "{out}"
+        );
+    }
 }

@@ -31,6 +31,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_node_info",
     "flannel_probe_datapath_reattach_total",
     "flannel_probe_samples_total",
+    "flannel_probe_peers_forgotten_total",
+    "flannel_probe_map_memory_bytes",
 ];
 
 /// Exposes one reading of the counters.
@@ -137,6 +139,20 @@ impl Collector for View {
             None,
             MetricType::Counter,
         )?)?;
+        ConstCounter::new(c.forgotten_peers).encode(enc.encode_descriptor(
+            "flannel_probe_peers_forgotten",
+            "Peers whose totals and series were dropped: gone from the FDB and silent for --forget-after",
+            None,
+            MetricType::Counter,
+        )?)?;
+        ConstGauge::new(i64::try_from(c.map_memory_bytes).unwrap_or(i64::MAX)).encode(
+            enc.encode_descriptor(
+                "flannel_probe_map_memory_bytes",
+                "Kernel memory of the agent's eBPF maps, from --max-peers and the possible CPUs",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
         let flag = |b: bool| ConstGauge::new(i64::from(b));
         flag(c.node.overlay_state == "up").encode(enc.encode_descriptor(
             "flannel_probe_overlay_up",
@@ -247,6 +263,8 @@ mod tests {
                 AgentFinding::bare("NO_VXLAN_TRAFFIC", Severity::Info, None),
             ],
             samples: 7,
+            forgotten_peers: 2,
+            map_memory_bytes: 5_000_000,
             ..Default::default()
         }
     }
@@ -271,6 +289,8 @@ mod tests {
             "flannel_probe_overlay_up 1",
             "flannel_probe_vxlan_port_bound 1",
             "flannel_probe_samples_total 7",
+            "flannel_probe_peers_forgotten_total 2",
+            "flannel_probe_map_memory_bytes 5000000",
             r#"flannel_probe_finding{code="PEER_PORT_UNREACHABLE",severity="critical",peer="192.0.2.13"} 1"#,
             r#"flannel_probe_finding{code="NO_VXLAN_TRAFFIC",severity="info",peer=""} 1"#,
             r#"flannel_probe_node_info{hostname="gladius",local_vtep="192.0.2.11",overlay="flannel.1",uplink="eth0",vni="1",port="8472"} 1"#,

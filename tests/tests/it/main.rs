@@ -6,6 +6,7 @@
 //! run by `cargo xtask soak`).
 
 mod bounds;
+mod churn;
 mod coexist;
 mod datapath;
 mod deploy;
@@ -17,7 +18,9 @@ mod kernels;
 mod kustomize;
 mod lifecycle;
 mod malformed;
+mod memory;
 mod mesh;
+mod meshhostile;
 mod npd;
 mod privilege;
 mod probe;
