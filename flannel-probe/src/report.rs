@@ -9,7 +9,10 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{datapath::Overflow, node::OverlayState};
+use crate::{
+    datapath::Overflow,
+    node::{OverlayState, UplinkSource},
+};
 
 /// The JSON schema version of [`Report`].
 pub(crate) const SCHEMA: u32 = 1;
@@ -210,6 +213,10 @@ pub struct NodeInfo {
     pub overlay: String,
     pub overlay_state: OverlayState,
     pub uplink: Option<String>,
+    /// How the uplink was chosen (`flag`, `vxlan_dev`, `default_route`,
+    /// `underlay_address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_source: Option<UplinkSource>,
     pub local_vtep: Option<String>,
     pub vxlan_port: u16,
     pub vni: Option<u32>,
@@ -234,6 +241,7 @@ impl NodeInfo {
             overlay: "flannel.1".into(),
             overlay_state: OverlayState::Up,
             uplink: Some("eth0".into()),
+            uplink_source: Some(UplinkSource::VxlanDev),
             local_vtep: Some("192.0.2.11".into()),
             vxlan_port: 8472,
             vni: Some(1),

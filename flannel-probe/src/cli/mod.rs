@@ -40,7 +40,8 @@ pub struct Common {
     #[arg(long, global = true, default_value = "flannel.1", value_parser = iface_name)]
     pub overlay: String,
     /// The underlay NIC: `auto` takes the VXLAN device's own `dev`, else the
-    /// interface of the default route.
+    /// interface of the default route, else the one interface holding the
+    /// node's underlay address.
     #[arg(long, global = true, default_value = "auto", value_parser = uplink_choice)]
     pub uplink: UplinkArg,
     /// VXLAN UDP port: `auto` reads it from the device, else 8472.
