@@ -122,7 +122,8 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
     let secs = (secs * 100.0).round() / 100.0;
     let report = mesh::compute(&readings, secs, args.loss_threshold);
     match common.format {
-        Format::Text => print!("{}", render_mesh::text(&report)),
+        // `run` refuses npd for mesh before anything is read.
+        Format::Text | Format::Npd => print!("{}", render_mesh::text(&report)),
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).context("encoding the matrix failed")?

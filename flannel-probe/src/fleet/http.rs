@@ -84,12 +84,22 @@ impl std::fmt::Display for BaseUrl {
 
 /// `GET base + path_and_query`; any status but 200 is an error.
 pub(crate) async fn get(base: &BaseUrl, path_and_query: &str, timeout: Duration) -> Result<Bytes> {
-    tokio::time::timeout(timeout, get_inner(base, path_and_query))
+    get_at_most(base, path_and_query, timeout, MAX_BODY).await
+}
+
+/// [`get`] refusing answers longer than `max_body` bytes.
+pub(crate) async fn get_at_most(
+    base: &BaseUrl,
+    path_and_query: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes> {
+    tokio::time::timeout(timeout, get_inner(base, path_and_query, max_body))
         .await
         .with_context(|| format!("{base}: no answer within {timeout:?}"))?
 }
 
-async fn get_inner(base: &BaseUrl, path_and_query: &str) -> Result<Bytes> {
+async fn get_inner(base: &BaseUrl, path_and_query: &str, max_body: usize) -> Result<Bytes> {
     let stream = tokio::net::TcpStream::connect((base.host.as_str(), base.port))
         .await
         .with_context(|| format!("{base}: cannot connect"))?;
@@ -110,7 +120,7 @@ async fn get_inner(base: &BaseUrl, path_and_query: &str) -> Result<Bytes> {
         .await
         .with_context(|| format!("{base}{uri}: request failed"))?;
     let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_BODY)
+    let body = Limited::new(resp.into_body(), max_body)
         .collect()
         .await
         .map_err(|e| anyhow::anyhow!("{base}{uri}: reading the answer failed: {e}"))?

@@ -28,7 +28,7 @@ pub use uplink::{NoUplink, UplinkSource};
 pub(crate) use flannel_probe_common::parse::DEFAULT_VXLAN_PORT;
 
 /// The state of the overlay device as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OverlayState {
     /// Administratively up and operationally up (or "unknown", which is what
