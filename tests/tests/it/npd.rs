@@ -247,4 +247,20 @@ fn report_from_the_agent_needs_no_privileges_loads_nothing_and_matches_its_repor
         assert_eq!(err.trim().lines().count(), 1, "{url}: {err}");
         assert!(err.contains("cannot connect"), "{url}: {err}");
     }
+    // Something that is no agent's report (here the agent's 404 for
+    // /metrics/report): exit 2, one line naming the status.
+    let out = run_unprivileged(
+        &lab,
+        &e,
+        &[
+            "report".into(),
+            "--from".into(),
+            "http://$(NODE_IP):9465/metrics".into(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("HTTP 404"), "{err}");
 }
