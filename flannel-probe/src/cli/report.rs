@@ -115,9 +115,13 @@ fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String
             bail!("'{s}': '$({name})' is not an environment variable name");
         }
         let Some(value) = lookup(name) else {
+            let hint = if name == "NODE_IP" {
+                " (node-problem-detector's DaemonSet: env NODE_IP from fieldRef status.hostIP)"
+            } else {
+                ""
+            };
             bail!(
-                "--from {s} names $({name}) but {name} is not set: set it in the environment \
-                 (node-problem-detector's DaemonSet: env {name} from fieldRef status.hostIP)"
+                "--from {s} names $({name}) but {name} is not set: set it in the environment{hint}"
             );
         };
         out.push_str(&value);
