@@ -14,7 +14,7 @@ use crate::{
         drops_netns_inum, map_memory, memory::human,
     },
     diagnose::{Inputs, diagnose},
-    node::{DiscoverOptions, NodeState, UplinkChoice, discover},
+    node::{DiscoverOptions, NoUplink, NodeState, UplinkChoice, discover, discover_after},
     report::{OverlayChange, Report, mac_string},
 };
 
@@ -210,10 +210,8 @@ impl Probe {
             self.matching = Some(m);
         }
         let uplink = self.node.uplink.as_ref().ok_or_else(|| {
-            anyhow!(
-                "no uplink found: {} names none and there is no default route; pass --uplink IFACE",
-                self.node.overlay_name
-            )
+            let why = self.node.no_uplink.clone().unwrap_or(NoUplink::NoCandidate);
+            anyhow!("{}", why.message(&self.node.overlay_name))
         })?;
         let at = Some((uplink.name.clone(), uplink.ifindex));
         if self.uplink_at != at {
@@ -263,7 +261,8 @@ impl Probe {
     /// Re-reads the node and follows it, then re-verifies the attachments
     /// (`serve` and `watch` call this every interval).
     pub(crate) async fn refresh(&mut self) -> Result<()> {
-        self.node = discover(&self.handle, &self.opts).await?;
+        let previous = self.uplink_at.as_ref().map(|(name, _)| name.clone());
+        self.node = discover_after(&self.handle, &self.opts, previous.as_deref()).await?;
         self.sync()?;
         self.self_check();
         Ok(())

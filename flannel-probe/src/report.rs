@@ -9,7 +9,10 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{datapath::Overflow, node::OverlayState};
+use crate::{
+    datapath::Overflow,
+    node::{OverlayState, UplinkSource},
+};
 
 /// The JSON schema version of [`Report`].
 pub(crate) const SCHEMA: u32 = 1;
@@ -182,19 +185,22 @@ impl<'de> Deserialize<'de> for FindingCode {
 }
 
 /// One diagnosis: what is wrong, the numbers behind it, what to do.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub code: FindingCode,
     pub severity: Severity,
     /// The remote VTEP this is about; `None` for the whole node.
+    #[serde(default)]
     pub peer: Option<String>,
     pub summary: String,
+    #[serde(default)]
     pub evidence: Vec<String>,
+    #[serde(default)]
     pub remediation: String,
     /// Beyond the contract: for a finding about the whole node, the peers
     /// whose traffic shows it (the incident: every peer whose VXLAN arrives
     /// and is not decapsulated). Left out of the JSON when empty.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub affected_peers: Vec<String>,
 }
 
@@ -206,24 +212,32 @@ impl Finding {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Fields beyond the contract's default when an agent (`report --from`)
+/// does not send them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub hostname: String,
     pub overlay: String,
     pub overlay_state: OverlayState,
     pub uplink: Option<String>,
+    /// How the uplink was chosen (`flag`, `vxlan_dev`, `default_route`,
+    /// `underlay_address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_source: Option<UplinkSource>,
     pub local_vtep: Option<String>,
     pub vxlan_port: u16,
     pub vni: Option<u32>,
     pub port_bound: bool,
     pub kernel: String,
     /// How the datapath is attached (`tcx` or `clsact`) per device.
+    #[serde(default)]
     pub attached: BTreeMap<String, String>,
     /// (`serve`, `watch`) attachments that vanished and were restored since
     /// the probe started: each is a gap in the counts.
+    #[serde(default)]
     pub attach_gaps: u64,
     /// Programs whose attachment vanished and is not restored yet.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detached: Vec<String>,
 }
 
@@ -236,6 +250,7 @@ impl NodeInfo {
             overlay: "flannel.1".into(),
             overlay_state: OverlayState::Up,
             uplink: Some("eth0".into()),
+            uplink_source: Some(UplinkSource::VxlanDev),
             local_vtep: Some("192.0.2.11".into()),
             vxlan_port: 8472,
             vni: Some(1),
@@ -304,7 +319,8 @@ impl Sub for Traffic {
 }
 
 /// Per remote VTEP, over the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeerReport {
     pub peer: String,
     pub vtep_mac: Option<String>,
@@ -356,7 +372,7 @@ pub struct DropReport {
 }
 
 /// One change of the overlay device as the probe saw it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OverlayChange {
     /// RFC 3339, UTC.
     pub at: String,
@@ -366,7 +382,7 @@ pub struct OverlayChange {
 }
 
 /// Inner traffic of a MAC no FDB entry names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnattributedInner {
     pub mac: String,
     pub rx_packets: u64,
@@ -389,7 +405,8 @@ pub struct UnknownSource {
 
 /// VXLAN-shaped traffic attributed to no peer, bounded: the top few
 /// sources by packets, the rest summed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UnknownSources {
     pub sources: Vec<UnknownSource>,
     /// Sources beyond the listed ones, and their packets.
@@ -417,7 +434,9 @@ impl UnknownSources {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Deserialised from an agent's `GET /report` by `report --from`: the
+/// contract's keys are required, the others default when absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema: u32,
     pub node: NodeInfo,
@@ -425,15 +444,86 @@ pub struct Report {
     pub peers: Vec<PeerReport>,
     pub drops: Vec<DropReport>,
     pub findings: Vec<Finding>,
+    #[serde(default)]
     pub unattributed_inner: Vec<UnattributedInner>,
     /// New keys that did not fit the maps in the window.
+    #[serde(default)]
     pub overflow: Overflow,
     /// Changes of the overlay device seen while the probe ran (a device
     /// deleted and recreated by a CNI restart shows here).
+    #[serde(default)]
     pub overlay_history: Vec<OverlayChange>,
     /// VXLAN-shaped traffic from senders that are not peers (CONTRACT.md,
     /// "Identity").
+    #[serde(default)]
     pub unknown_sources: UnknownSources,
+}
+
+/// The same fields with owned text, as read back (`report --from`).
+#[derive(Deserialize)]
+struct DropReportWire {
+    reason: String,
+    direction: String,
+    packets: u64,
+}
+
+impl<'de> Deserialize<'de> for DropReport {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = DropReportWire::deserialize(d)?;
+        let direction = match w.direction.as_str() {
+            "rx" => "rx",
+            "tx" => "tx",
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "drop direction {other:?} is neither rx nor tx"
+                )));
+            }
+        };
+        Ok(DropReport {
+            reason: w.reason,
+            direction,
+            packets: w.packets,
+        })
+    }
+}
+
+/// See [`DropReportWire`].
+#[derive(Deserialize)]
+struct UnknownSourceWire {
+    source: String,
+    why: String,
+    #[serde(default)]
+    rx_packets: u64,
+    #[serde(default)]
+    rx_other_vni: u64,
+    #[serde(default)]
+    rx_malformed: u64,
+    #[serde(default)]
+    icmp_port_unreachable: u64,
+    #[serde(default)]
+    tx_packets: u64,
+}
+
+impl<'de> Deserialize<'de> for UnknownSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = UnknownSourceWire::deserialize(d)?;
+        // A reason this build does not know reads as `other`.
+        let why = match w.why.as_str() {
+            "pod network" => "pod network",
+            "not in the FDB" => "not in the FDB",
+            "no well-formed VXLAN" => "no well-formed VXLAN",
+            _ => "other",
+        };
+        Ok(UnknownSource {
+            source: w.source,
+            why,
+            rx_packets: w.rx_packets,
+            rx_other_vni: w.rx_other_vni,
+            rx_malformed: w.rx_malformed,
+            icmp_port_unreachable: w.icmp_port_unreachable,
+            tx_packets: w.tx_packets,
+        })
+    }
 }
 
 impl Report {

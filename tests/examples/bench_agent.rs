@@ -46,7 +46,9 @@ use aya::{
 use flannel_probe::{
     datapath::{AttachMode, Datapath, EBPF_OBJECT, Hook, LoadOptions, Matching},
     diagnose::{Inputs, diagnose},
-    node::{FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink},
+    node::{
+        FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink, UplinkSource,
+    },
     report::Severity,
 };
 use flannel_probe_common::{
@@ -334,6 +336,8 @@ fn node_with_peers(n: u32) -> NodeState {
             mac: Some([0x02, 1, 192, 0, 2, 11]),
             addrs: vec![LOCAL],
         }),
+        uplink_source: Some(UplinkSource::VxlanDev),
+        no_uplink: None,
         vxlan_port: VXLAN_PORT,
         vni: Some(1),
         local_vtep: Some(LOCAL),

@@ -12,6 +12,9 @@ pub(crate) enum LabCmd {
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Nodes get only their connected subnet (an air-gapped node).
+        #[arg(long)]
+        no_default_route: bool,
     },
     /// Remove every namespace of the lab.
     Down,
@@ -36,10 +39,14 @@ pub(crate) enum LabCmd {
 pub(crate) fn run(cmd: LabCmd) -> Result<()> {
     crate::setup::packages()?;
     match cmd {
-        LabCmd::Up { nodes } => {
+        LabCmd::Up {
+            nodes,
+            no_default_route,
+        } => {
             let lab = Lab::up(LabSpec {
                 nodes,
                 prefix: Some(PREFIX.into()),
+                default_route: !no_default_route,
                 ..LabSpec::default()
             })?;
             for n in &lab.nodes {

@@ -56,7 +56,7 @@ fn percent(s: &str) -> Result<f64> {
 
 /// One agent's counters, asking for a reading taken now.
 async fn read(agent: &BaseUrl, timeout: Duration, max: u64) -> Result<Counters, String> {
-    let body = http::get(agent, "/counters?fresh=1", timeout, max)
+    let body = http::get(agent, "/counters?fresh=1", timeout, max, "--max-response")
         .await
         .map_err(|e| format!("{e:#}"))?;
     let c: Counters = serde_json::from_slice(&body)
@@ -134,7 +134,8 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
     let secs = (secs * 100.0).round() / 100.0;
     let report = mesh::compute(&readings, secs, args.loss_threshold);
     match common.format {
-        Format::Text => print!("{}", render_mesh::text(&report)),
+        // `run` refuses npd for mesh before anything is read.
+        Format::Text | Format::Npd => print!("{}", render_mesh::text(&report)),
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).context("encoding the matrix failed")?

@@ -40,13 +40,15 @@ pub struct Common {
     #[arg(long, global = true, default_value = "flannel.1", value_parser = iface_name)]
     pub overlay: String,
     /// The underlay NIC: `auto` takes the VXLAN device's own `dev`, else the
-    /// interface of the default route.
+    /// interface of the default route, else the one interface holding the
+    /// node's underlay address.
     #[arg(long, global = true, default_value = "auto", value_parser = uplink_choice)]
     pub uplink: UplinkArg,
     /// VXLAN UDP port: `auto` reads it from the device, else 8472.
     #[arg(long, global = true, default_value = "auto", value_parser = port_choice)]
     pub port: PortArg,
-    /// Output format of `report`, `mesh` and `watch --plain`.
+    /// Output format of `report`, `mesh` and `watch --plain`; `npd` (not
+    /// for `mesh`): one line of at most 200 bytes, verdict first.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// How to attach the eBPF programs.
@@ -173,6 +175,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Report(args) => report::run(&cli.common, &args).await,
         Command::Watch(args) => watch::run(&cli.common, &args).await,
         Command::Serve(args) => serve::run(&cli.common, &args).await,
+        Command::Mesh(_) if cli.common.format == Format::Npd => {
+            bail!("--format npd is for report and watch: give mesh --format text or json")
+        }
         Command::Mesh(args) => mesh::run(&cli.common, &args).await,
         Command::InstallBinary(args) => install::run(&args),
     }

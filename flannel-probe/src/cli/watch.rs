@@ -29,7 +29,7 @@ use crate::{
     logcapture,
     probe::{Probe, Shutdown, Windows},
     render::{
-        Format, json, text,
+        Format, json, npd, text,
         tui::{self, Action, WatchState},
     },
 };
@@ -47,7 +47,7 @@ pub struct WatchArgs {
 }
 
 pub(crate) async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
-    let plain = args.plain || common.format == Format::Json || !std::io::stdout().is_terminal();
+    let plain = args.plain || common.format != Format::Text || !std::io::stdout().is_terminal();
     if plain {
         run_plain(common, args).await
     } else {
@@ -75,6 +75,7 @@ async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
         let report = sampler.next(&mut probe)?;
         let text = match common.format {
             Format::Json => json::line(&report)?,
+            Format::Npd => npd::line(&report),
             Format::Text => text::watch_plain(&report, std::time::SystemTime::now()),
         };
         let mut out = std::io::stdout().lock();

@@ -54,7 +54,8 @@ pub struct DropWhere {
 }
 
 /// Keys that did not fit into their maps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Overflow {
     pub peers: u64,
     pub macs: u64,

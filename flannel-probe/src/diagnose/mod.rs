@@ -172,6 +172,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             overlay: node.overlay_name.clone(),
             overlay_state: node.overlay_state(),
             uplink: node.uplink.as_ref().map(|u| u.name.clone()),
+            uplink_source: node.uplink_source,
             local_vtep: local.map(|a| a.to_string()),
             vxlan_port: node.vxlan_port,
             vni: node.vni,

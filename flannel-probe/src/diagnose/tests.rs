@@ -42,6 +42,8 @@ fn healthy_node() -> NodeState {
         overlay_name: "flannel.1".into(),
         overlay: Some(overlay(true)),
         uplink: None,
+        uplink_source: None,
+        no_uplink: None,
         vxlan_port: 8472,
         vni: Some(1),
         local_vtep: Some(EQ14),

@@ -85,25 +85,31 @@ impl std::fmt::Display for BaseUrl {
 
 /// `GET base + path_and_query`; any status but 200 is an error, and so is
 /// an answer of more than `max` bytes: it is never read past `max` (a
-/// hostile or broken server cannot make the reader hold more).
+/// hostile or broken server cannot make the reader hold more). `cap` names
+/// the limit in that error (the option that sets it).
 pub(crate) async fn get(
     base: &BaseUrl,
     path_and_query: &str,
     timeout: Duration,
     max: u64,
+    cap: &str,
 ) -> Result<Bytes> {
-    tokio::time::timeout(timeout, get_inner(base, path_and_query, max))
+    tokio::time::timeout(timeout, get_inner(base, path_and_query, max, cap))
         .await
         .with_context(|| format!("{base}: no answer within {timeout:?}"))?
 }
 
-fn too_large(base: &BaseUrl, uri: &str, max: u64) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{base}{uri}: the answer is larger than --max-response {max} bytes: not read (raise --max-response if this agent is genuine and its node has that many peers)"
-    )
+fn too_large(base: &BaseUrl, uri: &str, max: u64, cap: &str) -> anyhow::Error {
+    // Only an option can be raised; a fixed limit is just named.
+    let hint = if cap.starts_with("--") {
+        format!(" (raise {cap} if this agent is genuine and its node has that many peers)")
+    } else {
+        String::new()
+    };
+    anyhow::anyhow!("{base}{uri}: the answer is larger than {cap} {max} bytes: not read{hint}")
 }
 
-async fn get_inner(base: &BaseUrl, path_and_query: &str, max: u64) -> Result<Bytes> {
+async fn get_inner(base: &BaseUrl, path_and_query: &str, max: u64, cap: &str) -> Result<Bytes> {
     let stream = tokio::net::TcpStream::connect((base.host.as_str(), base.port))
         .await
         .with_context(|| format!("{base}: cannot connect"))?;
@@ -131,17 +137,17 @@ async fn get_inner(base: &BaseUrl, path_and_query: &str, max: u64) -> Result<Byt
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         driver.abort();
-        return Err(too_large(base, &uri, max));
+        return Err(too_large(base, &uri, max, cap));
     }
-    let cap = usize::try_from(max).unwrap_or(usize::MAX);
-    let body = match Limited::new(resp.into_body(), cap).collect().await {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let body = match Limited::new(resp.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             driver.abort();
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return Err(too_large(base, &uri, max));
+                return Err(too_large(base, &uri, max, cap));
             }
             bail!("{base}{uri}: reading the answer failed: {e}");
         }

@@ -33,6 +33,10 @@ pub(super) struct LinkSummary {
     pub(super) mtu: Option<u32>,
     pub(super) mac: Option<[u8; 6]>,
     pub(super) vxlan: Option<VxlanAttrs>,
+    /// `IFLA_MASTER`: the bridge (or bond) this link is a port of.
+    pub(super) master: Option<u32>,
+    /// `IFF_LOOPBACK`.
+    pub(super) loopback: bool,
 }
 
 impl LinkSummary {
@@ -44,12 +48,14 @@ impl LinkSummary {
         let mut mac = None;
         let mut operstate = None;
         let mut vxlan = None;
+        let mut master = None;
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => name = Some(n.clone()),
                 LinkAttribute::Mtu(m) => mtu = Some(*m),
                 LinkAttribute::Address(a) => mac = mac6(a),
                 LinkAttribute::OperState(s) => operstate = Some(*s),
+                LinkAttribute::Controller(m) if *m != 0 => master = Some(*m),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
@@ -78,6 +84,8 @@ impl LinkSummary {
             mtu,
             mac,
             vxlan,
+            master,
+            loopback: flags.contains(LinkFlags::Loopback),
         })
     }
 

@@ -13,6 +13,7 @@ mod fdb;
 mod links;
 mod routes;
 mod sockdiag;
+mod uplink;
 
 use std::net::Ipv4Addr;
 
@@ -21,12 +22,13 @@ use anyhow::{Context, anyhow};
 pub use fdb::NUD_PERMANENT;
 pub(crate) use fdb::{NUD_FAILED, NUD_INCOMPLETE};
 pub(crate) use sockdiag::udp_port_bound;
+pub use uplink::{NoUplink, UplinkSource};
 
 /// Flannel's VXLAN port, when the device names none.
 pub(crate) use flannel_probe_common::parse::DEFAULT_VXLAN_PORT;
 
 /// The state of the overlay device as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OverlayState {
     /// Administratively up and operationally up (or "unknown", which is what
@@ -144,7 +146,8 @@ pub struct RouteEntry {
 /// How to pick the underlay NIC.
 #[derive(Clone, Debug)]
 pub enum UplinkChoice {
-    /// The VXLAN device's `dev`, else the interface of the IPv4 default route.
+    /// The VXLAN device's `dev`, else the interface of the IPv4 default
+    /// route, else the one interface holding the node's underlay address.
     Auto,
     /// This interface; an error if it does not exist.
     Name(String),
@@ -193,6 +196,10 @@ pub struct NodeState {
     pub overlay: Option<Overlay>,
     /// The underlay NIC; `None` if none could be chosen automatically.
     pub uplink: Option<Uplink>,
+    /// How `uplink` was chosen.
+    pub uplink_source: Option<UplinkSource>,
+    /// Why `auto` chose none (with `uplink` `None`).
+    pub no_uplink: Option<NoUplink>,
     /// [`PortChoice::Fixed`], else the device's port, else 8472.
     pub vxlan_port: u16,
     /// The device's VNI.
@@ -235,6 +242,18 @@ pub(crate) async fn discover(
     handle: &rtnetlink::Handle,
     opts: &DiscoverOptions,
 ) -> anyhow::Result<NodeState> {
+    discover_after(handle, opts, None).await
+}
+
+/// [`discover`] for a probe that runs on: `previous` is the uplink it
+/// chose before, kept by `auto` when several interfaces qualify and
+/// nothing else tells them apart (the overlay, whose `dev` named it, may
+/// be gone: the incident).
+pub(crate) async fn discover_after(
+    handle: &rtnetlink::Handle,
+    opts: &DiscoverOptions,
+    previous: Option<&str>,
+) -> anyhow::Result<NodeState> {
     let hostname = hostname().context("gethostname(2) failed")?;
     let kernel = kernel_release().context("uname(2) failed")?;
 
@@ -256,36 +275,6 @@ pub(crate) async fn discover(
     let addrs = links::dump_ipv4_addrs(handle).await?;
     let parsed_routes = routes::dump_main_ipv4(handle).await?;
 
-    let uplink_link = match &opts.uplink {
-        UplinkChoice::Name(name) => {
-            let link = all_links.iter().find(|l| &l.name == name).ok_or_else(|| {
-                anyhow!(
-                    "uplink interface {name} does not exist: pass an existing NIC with --uplink \
-                     (or leave it out to use the VXLAN device's dev or the default route)"
-                )
-            })?;
-            Some(link)
-        }
-        UplinkChoice::Auto => {
-            let from_vxlan = overlay.as_ref().and_then(|o| o.link).and_then(|idx| {
-                let found = all_links.iter().find(|l| l.index == idx);
-                if found.is_none() {
-                    tracing::warn!(ifindex = idx, "VXLAN device's underlay ifindex not found");
-                }
-                found
-            });
-            from_vxlan.or_else(|| {
-                let idx = routes::default_route_oif(&parsed_routes)?;
-                let found = all_links.iter().find(|l| l.index == idx);
-                if found.is_none() {
-                    tracing::warn!(ifindex = idx, "default route's interface not found");
-                }
-                found
-            })
-        }
-    };
-    let uplink = uplink_link.map(|l| l.to_uplink(&addrs));
-
     let (fdb, neighbours) = match &overlay {
         Some(o) => (
             fdb::dump_fdb(handle, o.ifindex).await?,
@@ -293,6 +282,41 @@ pub(crate) async fn discover(
         ),
         None => (Vec::new(), Vec::new()),
     };
+
+    let (uplink_link, uplink_source, no_uplink) = match &opts.uplink {
+        UplinkChoice::Name(name) => {
+            let link = all_links.iter().find(|l| &l.name == name).ok_or_else(|| {
+                anyhow!(
+                    "uplink interface {name} does not exist: pass an existing NIC with --uplink \
+                     (or leave it out to use the VXLAN device's dev, the default route or the \
+                     interface holding the node's address)"
+                )
+            })?;
+            (Some(link), Some(UplinkSource::Flag), None)
+        }
+        UplinkChoice::Auto => {
+            let facts = uplink::UplinkFacts {
+                links: &all_links,
+                addrs: &addrs,
+                routes: &parsed_routes,
+                overlay: overlay.as_ref(),
+                fdb: &fdb,
+                previous,
+            };
+            match uplink::choose_auto(&facts) {
+                Ok((idx, source)) => (
+                    all_links.iter().find(|l| l.index == idx),
+                    Some(source),
+                    None,
+                ),
+                Err(why) => (None, None, Some(why)),
+            }
+        }
+    };
+    let uplink = uplink_link.map(|l| l.to_uplink(&addrs));
+    if let (Some(u), Some(source)) = (&uplink, uplink_source) {
+        tracing::debug!(uplink = %u.name, ?source, "uplink chosen");
+    }
 
     let vxlan_port = match opts.port {
         PortChoice::Fixed(p) => p,
@@ -321,6 +345,8 @@ pub(crate) async fn discover(
         overlay_name: opts.overlay.clone(),
         overlay,
         uplink,
+        uplink_source,
+        no_uplink,
         vxlan_port,
         vni,
         local_vtep,
@@ -637,14 +663,24 @@ mod tests {
         assert!(msg.contains("--uplink"), "{msg}");
     }
 
+    /// A NIC that `auto` may pick (a veth with its peer up, as the lab's
+    /// and k3d's eth0; `add_nic` may make a dummy, which never qualifies).
+    fn veth_nic(ns: &Netns, name: &str) {
+        ns.ip(&format!("link add {name} type veth peer name {name}p"));
+        ns.ip(&format!("link set {name}p up"));
+        ns.ip(&format!("link set {name} up"));
+    }
+
     #[test]
     fn explicit_uplink_and_no_default_route() {
         let Some(ns) = Netns::for_test() else { return };
-        ns.add_nic("eth0");
-        ns.add_nic("eth1");
+        veth_nic(&ns, "eth0");
+        veth_nic(&ns, "eth1");
+        ns.ip("addr add 198.51.100.9/24 dev eth0");
         ns.ip("addr add 198.51.100.7/24 dev eth1");
         ns.ip("addr add 198.51.100.8/24 dev eth1");
-        // VXLAN without `dev` and without `local`: nothing to pick from.
+        // VXLAN without `dev`, `local` or FDB, no default route and two
+        // NICs on one subnet: nothing to pick from.
         ns.ip("link add flannel.1 type vxlan id 7 dstport 8472");
         ns.ip("link set flannel.1 up");
         ns.write_sysctl("net/ipv4/conf/flannel.1/forwarding", "0");
@@ -657,6 +693,11 @@ mod tests {
             "no dev, no default route: {:?}",
             st.uplink
         );
+        assert_eq!(
+            st.no_uplink,
+            Some(NoUplink::Several(vec!["eth0".into(), "eth1".into()]))
+        );
+        assert_eq!(st.uplink_source, None);
         assert_eq!(st.local_vtep, None);
         assert!(st.port_bound);
         assert_eq!(st.forwarding, Some(false));
@@ -668,6 +709,7 @@ mod tests {
         let st = discover_in(&ns, o).expect("discover");
         let u = st.uplink.as_ref().expect("uplink");
         assert_eq!(u.name, "eth1");
+        assert_eq!(st.uplink_source, Some(UplinkSource::Flag));
         assert_eq!(
             u.addrs,
             vec![
@@ -677,6 +719,51 @@ mod tests {
         );
         assert_eq!(st.local_vtep, Some(Ipv4Addr::new(198, 51, 100, 7)));
         assert_eq!(st.vni, Some(7));
+    }
+
+    #[test]
+    fn no_default_route_after_the_incident_takes_the_underlay_address() {
+        let Some(ns) = Netns::for_test() else { return };
+        veth_nic(&ns, "eth0");
+        ns.ip("addr add 192.0.2.13/24 dev eth0");
+        // Flannel's bridge with a pod's veth, holding the pod gateway.
+        ns.ip("link add cni0 type bridge");
+        ns.ip("addr add 10.42.0.1/24 dev cni0");
+        ns.ip("link add vethpod type veth peer name vethpodp");
+        ns.ip("link set vethpod master cni0");
+        ns.ip("link set vethpodp up");
+        ns.ip("link set vethpod up");
+        ns.ip("link set cni0 up");
+        flannel(&ns, 8472);
+        let eth0 = ns.ifindex("eth0");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert_eq!(st.uplink_source, Some(UplinkSource::VxlanDev));
+        assert_eq!(st.uplink.as_ref().map(|u| u.ifindex), Some(eth0));
+
+        // The incident: flannel.1 (and its dev) gone, no default route.
+        ns.ip("link del flannel.1");
+        let st = discover_in(&ns, opts()).expect("discover");
+        let u = st.uplink.as_ref().expect("uplink by the underlay address");
+        assert_eq!((u.name.as_str(), u.ifindex), ("eth0", eth0));
+        assert_eq!(st.uplink_source, Some(UplinkSource::UnderlayAddress));
+        assert_eq!(st.no_uplink, None);
+        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(192, 0, 2, 13)));
+
+        // A second NIC: several, unless the previous choice tells.
+        veth_nic(&ns, "eth1");
+        ns.ip("addr add 198.51.100.7/24 dev eth1");
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert!(st.uplink.is_none(), "{:?}", st.uplink);
+        assert_eq!(
+            st.no_uplink,
+            Some(NoUplink::Several(vec!["eth0".into(), "eth1".into()]))
+        );
+        let st = with_handle(&ns, false, |h| async move {
+            discover_after(&h, &opts(), Some("eth0")).await
+        })
+        .expect("discover");
+        assert_eq!(st.uplink.map(|u| u.ifindex), Some(eth0));
     }
 
     #[test]
@@ -712,6 +799,8 @@ mod tests {
             overlay_name: "flannel.1".into(),
             overlay: None,
             uplink: None,
+            uplink_source: None,
+            no_uplink: None,
             vxlan_port: 8472,
             vni: None,
             local_vtep: None,

@@ -6,6 +6,7 @@ use crate::report::{FindingCode, Severity};
 pub(crate) mod json;
 pub(crate) mod mesh;
 pub mod metrics;
+pub(crate) mod npd;
 pub(crate) mod text;
 pub(crate) mod tui;
 
@@ -15,6 +16,9 @@ pub enum Format {
     #[default]
     Text,
     Json,
+    /// One line of at most 200 bytes, verdict first, for
+    /// node-problem-detector (`report`, `watch --plain`).
+    Npd,
 }
 
 /// `1.2 k`, `3.4 M`: compact figures for tables (`report`, `watch --plain`).

@@ -69,6 +69,9 @@ pub struct LabSpec {
     /// `None`: unique test names, removed on drop. `Some(prefix)`: fixed
     /// names `<prefix>-<role>`, and the lab is kept when dropped.
     pub prefix: Option<String>,
+    /// Every node gets a default route via the underlay (as most k3s nodes
+    /// have); `false`: only its connected subnet (an air-gapped node).
+    pub default_route: bool,
 }
 
 impl Default for LabSpec {
@@ -79,6 +82,7 @@ impl Default for LabSpec {
             vni: 1,
             port: 8472,
             prefix: None,
+            default_route: true,
         }
     }
 }

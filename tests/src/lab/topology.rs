@@ -154,6 +154,12 @@ impl FdbVerb {
     }
 }
 
+/// Whether the node namespace `ns` has an IPv4 default route.
+fn has_default_route(ns: &str) -> bool {
+    let out = netns::try_run("ip", &["-n", ns, "-4", "route", "show", "default"]);
+    out.status.success() && !out.stdout.is_empty()
+}
+
 /// `ip` batch lines creating the node's VXLAN device the way Flannel does.
 fn overlay_script(node: &LabNode, mtu: u32, vni: u32, port: u16) -> String {
     let dev = &node.overlay;
@@ -256,15 +262,22 @@ impl Lab {
         let pod_mtu = self.spec.overlay_mtu();
         netns::exec(&node.ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
 
-        // A default route via the underlay, as every k3s node has: Flannel
+        // A default route via the underlay, as most k3s nodes have: Flannel
         // (and the probe) pick the uplink from it when nothing else says.
+        // Without it (`default_route: false`) the node has only its
+        // connected subnet, as on an air-gapped cluster.
+        let default_route = if self.spec.default_route {
+            format!("route add default via {UNDERLAY_GATEWAY} dev eth0\n")
+        } else {
+            String::new()
+        };
         let mut script = format!(
             "link set lo up\n\
              link add eth0 address {eth0_mac} mtu {uplink_mtu} type veth \
              peer name {port} mtu {uplink_mtu} netns {switch}\n\
              addr add {ip}/24 dev eth0\n\
              link set eth0 up\n\
-             route add default via {underlay_gw} dev eth0\n\
+             {default_route}\
              link add cni0 address {cni0_mac} mtu {pod_mtu} type bridge\n\
              addr add {gateway}/24 dev cni0\n\
              link set cni0 up\n\
@@ -276,7 +289,6 @@ impl Lab {
             switch = self.switch_ns,
             ip = node.ip,
             gateway = node.gateway(),
-            underlay_gw = UNDERLAY_GATEWAY,
             veth = node.pod_veth(),
             pod_ns = node.pod_ns,
             eth0_mac = format_mac(&uplink_mac(node)),
@@ -455,6 +467,7 @@ impl Lab {
             vni,
             port,
             prefix: Some(prefix.to_owned()),
+            default_route: has_default_route(&format!("{prefix}-{}", node_name(0))),
         };
 
         let mut nodes: Vec<LabNode> = devices

@@ -237,6 +237,17 @@ fn the_node_problem_detector_plugin_runs_report_with_its_exit_codes() {
     let flannel_probe::cli::Command::Report(r) = cli.command else {
         panic!("the plugin must run `report` (exit 0 healthy, 1 problem, 2 unknown)")
     };
+    // It reads the node's agent (no privileges, no eBPF in NPD) where the
+    // DaemonSet makes it listen, and prints NPD's one line.
+    let from = r.from.as_deref().expect("report --from the agent");
+    assert_eq!(from, "http://$(NODE_IP):9465", "{args:?}");
+    let ds = find_kind(&yaml_docs("kubernetes/base/daemonset.yaml"), "DaemonSet").clone();
+    let serve_args = strings(&ds["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        serve_args.iter().any(|a| a == "$(NODE_IP):9465"),
+        "the agent listens on $(NODE_IP):9465: {serve_args:?}"
+    );
+    assert_eq!(format!("{:?}", cli.common.format), "Npd", "{args:?}");
     // The observation fits in the plugin's timeout, with room to load.
     let timeout = humantime_secs(rule["timeout"].as_str().expect("timeout"));
     assert!(

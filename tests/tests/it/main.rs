@@ -28,6 +28,7 @@ mod prometheus;
 mod reattach;
 mod selfhealth;
 mod selftest;
+mod uplink;
 mod watch;
 
 // The library's dependencies, which a test binary sees too but these tests

@@ -28,6 +28,7 @@ fn node(state: OverlayState) -> NodeInfo {
         overlay: "flannel.1".into(),
         overlay_state: state,
         uplink: Some("eth0".into()),
+        uplink_source: None,
         local_vtep: Some("192.0.2.13".into()),
         vxlan_port: 8472,
         vni: up.then_some(1),
