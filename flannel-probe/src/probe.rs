@@ -86,14 +86,6 @@ impl Probe {
             max_peers: options.max_peers,
             attach_mode: options.attach_mode,
         })?;
-        // Logged once loaded: bad input before this stays a one-line error.
-        tracing::info!(
-            "eBPF maps: {} of kernel memory ({} bytes) for --max-peers {} on {} possible CPUs",
-            human(map_memory.bytes),
-            map_memory.bytes,
-            options.max_peers,
-            map_memory.cpus
-        );
         let mut probe = Self {
             handle,
             opts,
@@ -111,6 +103,15 @@ impl Probe {
             map_memory,
         };
         probe.sync()?;
+        // Logged once attached: bad input (a missing or ambiguous uplink
+        // included) stays a one-line error.
+        tracing::info!(
+            "eBPF maps: {} of kernel memory ({} bytes) for --max-peers {} on {} possible CPUs",
+            human(probe.map_memory.bytes),
+            probe.map_memory.bytes,
+            options.max_peers,
+            probe.map_memory.cpus
+        );
         probe.drop_privileges();
         Ok(probe)
     }
