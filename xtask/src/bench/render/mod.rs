@@ -696,11 +696,24 @@ fn pod_churn(o: &mut String, r: &Results) {
         per(c.churn_samples, c.churn_secs)
     );
     let met = c.churn_cpu_percent < CHURN_CPU_TARGET;
+    // The target is at the asked rate (5 % slack for timing): a slower
+    // generator shows less than the target is about.
+    let reached = c.pairs_per_sec >= 0.95 * f64::from(c.per_sec_asked);
+    let verdict = match (met, reached) {
+        (false, _) => "**not within**".to_owned(),
+        (true, true) => "within".to_owned(),
+        (true, false) => format!(
+            "at {:.0} of the {} pairs/s asked (scaled to {}: {:.1} %), not shown within",
+            c.pairs_per_sec,
+            c.per_sec_asked,
+            c.per_sec_asked,
+            c.churn_cpu_percent * f64::from(c.per_sec_asked) / c.pairs_per_sec.max(1e-9)
+        ),
+    };
     let _ = writeln!(
         o,
-        "\nUnder churn: {:.2} % of a core, {} the target of {CHURN_CPU_TARGET} %.\n",
+        "\nUnder churn: {:.2} % of a core, {verdict} the target of {CHURN_CPU_TARGET} %.\n",
         c.churn_cpu_percent,
-        if met { "within" } else { "**not within**" }
     );
 }
 

@@ -363,6 +363,15 @@ fn the_churn_part_renders_only_when_it_ran() {
         "{text}"
     );
     assert!(text.contains("1.25 % of a core, within the target of 5 %"));
+    // A generator that fell short of the asked rate shows no verdict of met.
+    if let Some(c) = r.agent_churn.as_mut() {
+        c.pairs_per_sec = 50.0;
+    }
+    let slow = render(&r, None, None);
+    assert!(
+        slow.contains("1.25 % of a core, at 50 of the 100 pairs/s asked (scaled to 100: 2.5 %), not shown within the target of 5 %"),
+        "{slow}"
+    );
     let before_reproduce = text.find("## 5.") < text.find("## Reproduce");
     assert!(before_reproduce, "part 5 comes before Reproduce");
 }
