@@ -6,7 +6,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use futures::StreamExt as _;
 
 use crate::{
     datapath::{
@@ -18,10 +17,11 @@ use crate::{
     report::{OverlayChange, Report, mac_string},
 };
 
-type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
-    netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
-    netlink_sys::SocketAddr,
-)>;
+/// The RTNLGRP_LINK subscription, read raw: every pod veth's coming and
+/// going reaches it, and a full parse of each notification (dozens of
+/// attributes) is the agent's main cost under churn, so only the header and
+/// the name are looked at (lazily, through netlink-packet-core's buffers).
+type LinkEvents = netlink_sys::TokioSocket;
 
 /// Everything a probe needs to start, built once by the faces (the CLI
 /// turns its flags into this; the engine never sees the flags).
@@ -144,28 +144,28 @@ impl Probe {
             let Some(ev) = self.link_events.as_mut() else {
                 return std::future::pending().await;
             };
-            let Some((msg, _)) = ev.next().await else {
-                self.link_events = None;
-                continue;
-            };
-            if !self.concerns_us(&msg) {
-                continue;
-            }
-            // Changes come in bursts (delete, add, up): take them all.
-            while let Some(ev) = self.link_events.as_mut() {
-                if ev.try_recv().is_err() {
-                    break;
+            use netlink_sys::AsyncSocketExt as _;
+            let buf = match ev.recv_from_full().await {
+                Ok((buf, _)) => buf,
+                // Notifications were lost: one of them may be ours.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return,
+                Err(e) => {
+                    tracing::warn!(
+                        "reading link changes failed: {e}: device changes are noticed at the \
+                         next refresh only"
+                    );
+                    self.link_events = None;
+                    continue;
                 }
+            };
+            if link_notes(&buf).any(|n| self.concerns_us(n)) {
+                return;
             }
-            return;
         }
     }
 
     /// A link message about the overlay or the uplink, by name or ifindex.
-    fn concerns_us(
-        &self,
-        msg: &netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
-    ) -> bool {
+    fn concerns_us(&self, note: LinkNote<'_>) -> bool {
         let watched = LinkWatch {
             overlay_name: &self.opts.overlay,
             overlay_ifindex: self.overlay_at,
@@ -175,7 +175,7 @@ impl Probe {
                 UplinkChoice::Auto => None,
             },
         };
-        watched.concerns(msg)
+        watched.concerns(note)
     }
 
     fn record(&mut self) {
@@ -380,24 +380,84 @@ struct LinkWatch<'a> {
     uplink_choice: Option<&'a str>,
 }
 
-impl LinkWatch<'_> {
-    fn concerns(
-        &self,
-        msg: &netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
-    ) -> bool {
-        use netlink_packet_core::NetlinkPayload;
-        use netlink_packet_route::{RouteNetlinkMessage as R, link::LinkAttribute};
-        let link = match &msg.payload {
-            NetlinkPayload::InnerMessage(R::NewLink(l) | R::DelLink(l) | R::SetLink(l)) => l,
-            NetlinkPayload::InnerMessage(_) => return false,
-            // An overrun or error: events may be lost, so look.
-            _ => return true,
+/// What one notification says, as far as waking the agent goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkNote<'a> {
+    /// A link appeared, changed or went: its ifindex and, when sent, name.
+    Link { index: u32, name: Option<&'a str> },
+    /// Another message type: nothing to do.
+    Other,
+    /// An overrun, an error or a message that does not parse: notifications
+    /// may be lost, so look.
+    Unknown,
+}
+
+/// The notifications in one datagram, read without parsing their
+/// attributes beyond `IFLA_IFNAME`.
+fn link_notes(buf: &[u8]) -> impl Iterator<Item = LinkNote<'_>> {
+    use netlink_packet_core::{NetlinkBuffer, NlasIterator};
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_DELLINK: u16 = 17;
+    const RTM_SETLINK: u16 = 19;
+    const NLMSG_NOOP: u16 = 1;
+    const NLMSG_DONE: u16 = 3;
+    const LINK_HEADER_LEN: usize = 16;
+    const IFLA_IFNAME: u16 = 3;
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let Ok(msg) = NetlinkBuffer::new_checked(rest) else {
+            rest = &[];
+            return Some(LinkNote::Unknown);
         };
-        let index = link.header.index;
-        let name = link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.as_str()),
-            _ => None,
-        });
+        let len = usize::try_from(msg.length()).unwrap_or(usize::MAX);
+        // Messages are 4-byte aligned in the datagram.
+        let next = len.saturating_add(3) & !3;
+        let note = match msg.message_type() {
+            RTM_NEWLINK | RTM_DELLINK | RTM_SETLINK => {
+                let payload = msg.payload();
+                match payload.get(..LINK_HEADER_LEN) {
+                    Some(h) => {
+                        // ifinfomsg: family, pad, type (u16), index (i32).
+                        let index = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+                        let name = NlasIterator::new(&payload[LINK_HEADER_LEN..])
+                            .map_while(Result::ok)
+                            .find(|a| a.kind() == IFLA_IFNAME)
+                            .and_then(|a| {
+                                // The attribute's bytes (4-byte header, then
+                                // the NUL-terminated name) outlive the view.
+                                let len = usize::from(a.length());
+                                let v = a.into_inner().get(4..len)?;
+                                let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+                                std::str::from_utf8(&v[..end]).ok()
+                            });
+                        LinkNote::Link { index, name }
+                    }
+                    None => LinkNote::Unknown,
+                }
+            }
+            NLMSG_NOOP | NLMSG_DONE => LinkNote::Other,
+            t if t >= LINK_TYPES_END => LinkNote::Other,
+            _ => LinkNote::Unknown,
+        };
+        rest = rest.get(next..).unwrap_or(&[]);
+        Some(note)
+    })
+}
+
+/// Message types from here on are rtnetlink's own (addresses, routes, ...),
+/// which a link subscription does not carry but would be harmless.
+const LINK_TYPES_END: u16 = 20;
+
+impl LinkWatch<'_> {
+    fn concerns(&self, note: LinkNote<'_>) -> bool {
+        let (index, name) = match note {
+            LinkNote::Link { index, name } => (index, name),
+            LinkNote::Other => return false,
+            LinkNote::Unknown => return true,
+        };
         if self.overlay_ifindex == Some(index) || self.uplink.is_some_and(|(_, i)| i == index) {
             return true;
         }
@@ -455,16 +515,14 @@ pub(crate) fn check_privileges() -> Result<()> {
 /// A netlink socket subscribed to link changes, or `None` (logged).
 fn link_events() -> Option<LinkEvents> {
     let open = || -> Result<LinkEvents> {
-        let (mut conn, _handle, events) =
-            rtnetlink::new_connection().context("opening a netlink socket failed")?;
         use netlink_sys::AsyncSocket as _;
+        let mut sock = netlink_sys::TokioSocket::new(netlink_sys::protocols::NETLINK_ROUTE)
+            .context("opening a netlink socket failed")?;
         let addr = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
-        conn.socket_mut()
-            .socket_mut()
+        sock.socket_mut()
             .bind(&addr)
             .context("subscribing to link changes failed")?;
-        tokio::spawn(conn);
-        Ok(events)
+        Ok(sock)
     };
     open()
         .map_err(|e| tracing::warn!("{e:#}: device changes are noticed at the next refresh only"))
@@ -513,14 +571,63 @@ mod tests {
         link::{LinkAttribute, LinkMessage},
     };
 
-    use super::LinkWatch;
+    use super::{LinkNote, LinkWatch, link_notes};
 
-    fn link(new: bool, index: u32, name: &str) -> NetlinkMessage<R> {
+    /// One notification as the kernel sends it.
+    fn raw(m: R) -> Vec<u8> {
+        let mut m = NetlinkMessage::from(m);
+        m.finalize();
+        let mut buf = vec![0; m.buffer_len()];
+        m.serialize(&mut buf);
+        buf
+    }
+
+    fn link_msg(new: bool, index: u32, name: &str) -> Vec<u8> {
         let mut l = LinkMessage::default();
         l.header.index = index;
+        l.attributes.push(LinkAttribute::Mtu(1450));
         l.attributes.push(LinkAttribute::IfName(name.into()));
-        let m = if new { R::NewLink(l) } else { R::DelLink(l) };
-        NetlinkMessage::from(m)
+        raw(if new { R::NewLink(l) } else { R::DelLink(l) })
+    }
+
+    /// Whether one notification wakes `w` (it reads as exactly one).
+    fn wakes(w: &LinkWatch<'_>, buf: &[u8]) -> bool {
+        let notes: Vec<LinkNote<'_>> = link_notes(buf).collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        w.concerns(notes[0])
+    }
+
+    #[test]
+    fn notifications_are_read_from_the_raw_datagram() {
+        // Two in one datagram (the kernel batches), then a cut one.
+        let mut buf = link_msg(true, 7, "veth1a2b");
+        buf.extend(link_msg(false, 5, "flannel.1"));
+        let notes: Vec<LinkNote<'_>> = link_notes(&buf).collect();
+        assert_eq!(
+            notes,
+            [
+                LinkNote::Link {
+                    index: 7,
+                    name: Some("veth1a2b")
+                },
+                LinkNote::Link {
+                    index: 5,
+                    name: Some("flannel.1")
+                },
+            ]
+        );
+        let cut = &buf[..10];
+        assert_eq!(link_notes(cut).collect::<Vec<_>>(), [LinkNote::Unknown]);
+        let mut l = LinkMessage::default();
+        l.header.index = 3;
+        assert_eq!(
+            link_notes(&raw(R::NewLink(l))).collect::<Vec<_>>(),
+            [LinkNote::Link {
+                index: 3,
+                name: None
+            }]
+        );
+        assert_eq!(link_notes(&[]).count(), 0);
     }
 
     #[test]
@@ -532,30 +639,30 @@ mod tests {
             uplink_choice: None,
         };
         // The overlay recreated (new ifindex, same name), or deleted.
-        assert!(w.concerns(&link(true, 9, "flannel.1")));
-        assert!(w.concerns(&link(false, 5, "flannel.1")));
+        assert!(wakes(&w, &link_msg(true, 9, "flannel.1")));
+        assert!(wakes(&w, &link_msg(false, 5, "flannel.1")));
         // The uplink, by index (a rename) or name.
-        assert!(w.concerns(&link(true, 2, "eth0-renamed")));
-        assert!(w.concerns(&link(false, 2, "eth0")));
+        assert!(wakes(&w, &link_msg(true, 2, "eth0-renamed")));
+        assert!(wakes(&w, &link_msg(false, 2, "eth0")));
         // Pod veths and bridges come and go: the tick sees them.
         for (new, i, n) in [
             (true, 40, "veth1a2b"),
             (false, 40, "veth1a2b"),
             (true, 3, "cni0"),
         ] {
-            assert!(!w.concerns(&link(new, i, n)), "{n}");
+            assert!(!wakes(&w, &link_msg(new, i, n)), "{n}");
         }
         let named = LinkWatch {
             uplink_choice: Some("bond0"),
             ..w
         };
         assert!(
-            named.concerns(&link(true, 12, "bond0")),
+            wakes(&named, &link_msg(true, 12, "bond0")),
             "--uplink's device appearing"
         );
         let lost = LinkWatch { uplink: None, ..w };
         assert!(
-            lost.concerns(&link(true, 41, "veth9")),
+            wakes(&lost, &link_msg(true, 41, "veth9")),
             "no uplink yet: any may be it"
         );
     }
