@@ -99,14 +99,7 @@ impl ProbeRun {
             let _ = std::io::Read::read_to_string(&mut out, &mut s);
             s
         });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = line_channel(err);
         Ok(Self {
             child,
             stdout: Some(stdout),
@@ -279,6 +272,34 @@ pub mod reports {
             })
             .collect()
     }
+}
+
+/// The lines of a child's pipe as they come, read on their own thread (so a
+/// chatty child never blocks on a full pipe); the thread ends with the pipe
+/// or when the receiver is dropped.
+pub fn line_channel(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// `GET path` from the agent a lab test started on `node` (listening on
+/// `NODE_IP:9465`), from inside the node; the test fails when the agent
+/// cannot be reached.
+pub fn agent_get(node: &crate::lab::LabNode, path: &str) -> (u16, String) {
+    http_get_in(
+        &node.ns,
+        &format!("{}:9465", node.ip),
+        path,
+        Duration::from_secs(5),
+    )
+    .expect("GET from the agent")
 }
 
 /// `GET http://{addr}{path}` from inside network namespace `ns` (HTTP/1.0,

@@ -8,7 +8,7 @@ use std::{thread, time::Duration};
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabNode, LabSpec},
-    support::{ProbeRun, http_get_in, probe_bin, scaled, terminate},
+    support::{ProbeRun, probe_bin, scaled, terminate},
 };
 
 const GLADIUS: &str = "192.0.2.11";
@@ -20,15 +20,7 @@ fn mask(caps: &[u32]) -> u64 {
     caps.iter().fold(0, |m, c| m | 1 << c)
 }
 
-fn get(node: &LabNode, path: &str) -> (u16, String) {
-    http_get_in(
-        &node.ns,
-        &format!("{}:9465", node.ip),
-        path,
-        Duration::from_secs(5),
-    )
-    .expect("GET from the agent")
-}
+use flannel_probe_tests::support::agent_get as get;
 
 /// Inner packets received from gladius, from the agent's metrics.
 fn rx_inner(node: &LabNode) -> u64 {

@@ -9,21 +9,13 @@ use std::{
 
 use flannel_probe_tests::{
     lab::{Lab, LabNode, LabSpec},
-    support::{http_get_in, start_agent, terminate},
+    support::{start_agent, terminate},
 };
 use serde_json::Value;
 
 const GLADIUS: &str = "192.0.2.11";
 
-fn get(node: &LabNode, path: &str) -> (u16, String) {
-    http_get_in(
-        &node.ns,
-        &format!("{}:9465", node.ip),
-        path,
-        Duration::from_secs(5),
-    )
-    .expect("GET from the agent")
-}
+use flannel_probe_tests::support::agent_get as get;
 
 /// A sample of the agent's metrics: `name{labels} value`, by its prefix.
 fn metric(node: &LabNode, series: &str) -> u64 {

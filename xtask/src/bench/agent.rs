@@ -10,7 +10,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use flannel_probe_tests::lab::{Lab, LabNode};
+use flannel_probe_tests::{
+    lab::{Lab, LabNode},
+    support::line_channel,
+};
 
 use super::{procfs, results::AgentSample};
 
@@ -67,14 +70,7 @@ impl Agent {
                 }
             }
         });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = line_channel(err);
         // `ip netns exec`, `unshare` and `sh -c 'exec ...'` all exec: the
         // child's pid ends up being the probe's.
         let pid = child.id();

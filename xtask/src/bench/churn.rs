@@ -3,17 +3,15 @@
 //! per second in its namespace: its CPU (utime + stime from /proc) and its
 //! readings (`samples` of `GET /counters`) over each stretch.
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
     process::{Child, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use flannel_probe_tests::{
     lab::{Lab, LabNode, churn::Churn},
-    support::http_get_in,
+    support::{http_get_in, line_channel},
 };
 
 use super::{procfs, results::ChurnCost};
@@ -42,14 +40,7 @@ impl Serve {
             .stderr
             .take()
             .ok_or_else(|| anyhow!("no stderr pipe"))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = line_channel(err);
         let pid = child.id();
         let serve = Serve {
             child,
