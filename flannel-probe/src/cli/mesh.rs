@@ -12,7 +12,7 @@ use crate::{
         DEFAULT_PORT,
         agent::Counters,
         http::{self, BaseUrl},
-        mesh::{self, AgentReading},
+        mesh::{self, AgentReading, Bracket},
     },
     probe::shutdown_signal,
     render::{Format, mesh as render_mesh},
@@ -71,22 +71,30 @@ async fn read(agent: &BaseUrl, timeout: Duration, max: u64) -> Result<Counters, 
     Ok(c)
 }
 
-/// Every agent at once, so the readings are as close in time as possible.
+/// Every agent at once, so the readings are as close in time as possible;
+/// each with when it was asked for and answered (seconds since `t0`).
 async fn read_all(
     agents: &[BaseUrl],
+    t0: Instant,
     timeout: Duration,
     max: u64,
-) -> Vec<Result<Counters, String>> {
-    futures::future::join_all(agents.iter().map(|a| read(a, timeout, max))).await
+) -> Vec<(Result<Counters, String>, Bracket)> {
+    futures::future::join_all(agents.iter().map(|a| async move {
+        let asked = t0.elapsed().as_secs_f64();
+        let r = read(a, timeout, max).await;
+        let answered = t0.elapsed().as_secs_f64();
+        (r, Bracket { asked, answered })
+    }))
+    .await
 }
 
 pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
     let t0 = Instant::now();
-    let start = read_all(&args.agents, args.timeout, args.max_response).await;
-    if start.iter().all(Result::is_err) {
+    let start = read_all(&args.agents, t0, args.timeout, args.max_response).await;
+    if start.iter().all(|(r, _)| r.is_err()) {
         let why = start
             .iter()
-            .filter_map(|r| r.as_ref().err())
+            .filter_map(|(r, _)| r.as_ref().err())
             .next()
             .cloned()
             .unwrap_or_default();
@@ -108,12 +116,14 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
             tracing::info!("interrupted: comparing the shortened window");
         }
     }
-    let end = read_all(&args.agents, args.timeout, args.max_response).await;
+    let end = read_all(&args.agents, t0, args.timeout, args.max_response).await;
     // The window is what the agents measured between their two readings.
     let spans: Vec<f64> = start
         .iter()
         .zip(&end)
-        .filter_map(|(s, e)| Some(e.as_ref().ok()?.sampled_unix - s.as_ref().ok()?.sampled_unix))
+        .filter_map(|((s, _), (e, _))| {
+            Some(e.as_ref().ok()?.sampled_unix - s.as_ref().ok()?.sampled_unix)
+        })
         .filter(|d| *d > 0.0)
         .collect();
     let secs = if spans.is_empty() {
@@ -125,10 +135,11 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
         .agents
         .iter()
         .zip(start.into_iter().zip(end))
-        .map(|(agent, (start, end))| AgentReading {
+        .map(|(agent, ((start, asked), (end, ended)))| AgentReading {
             agent: agent.to_string(),
             start,
             end,
+            brackets: Some([asked, ended]),
         })
         .collect();
     let secs = (secs * 100.0).round() / 100.0;

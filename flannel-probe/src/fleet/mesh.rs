@@ -14,7 +14,17 @@ pub(crate) const MESH_SCHEMA: u32 = 1;
 
 /// Missing packets up to this many are not called loss: two agents are
 /// read a few milliseconds apart, so a packet or two may be in flight.
+/// Readings further apart allow what the link carries in that time more
+/// (see [`Link::in_flight_allowance`]).
 pub(crate) const IN_FLIGHT_TOLERANCE: u64 = 2;
+
+/// When the mesh asked for a reading and when the answer came, in seconds
+/// of the mesh's own monotonic clock: the reading was taken in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Bracket {
+    pub asked: f64,
+    pub answered: f64,
+}
 
 /// What was read from one agent.
 #[derive(Clone, Debug)]
@@ -23,6 +33,9 @@ pub(crate) struct AgentReading {
     pub agent: String,
     pub start: Result<Counters, String>,
     pub end: Result<Counters, String>,
+    /// When the two readings were asked for and answered; `None` when not
+    /// known (then only the agents' clocks say how far apart they were).
+    pub brackets: Option<[Bracket; 2]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -55,6 +68,13 @@ pub(crate) struct Link {
     pub from_hostname: String,
     pub to_hostname: String,
     pub lost: u64,
+    /// How far apart the sender's and the receiver's readings were, start
+    /// and end added (seconds; the agents' clocks, bounded by when the
+    /// mesh asked and was answered).
+    pub skew_secs: f64,
+    /// Missing packets not called loss: [`IN_FLIGHT_TOLERANCE`] plus what
+    /// the link carried, at its rate over the window, during `skew_secs`.
+    pub in_flight_allowance: u64,
 }
 
 /// A finding of the mesh: about a link (`from` -> `to`) or an agent, which
@@ -112,6 +132,28 @@ struct Usable<'a> {
     hostname: &'a str,
     start: &'a Counters,
     end: &'a Counters,
+    brackets: Option<[Bracket; 2]>,
+}
+
+/// How far apart `a`'s and `b`'s readings were, start and end added. The
+/// agents' clocks say it finely; when the mesh knows when it asked and was
+/// answered, that bounds it too (a node whose clock is off cannot widen it).
+fn skew(a: &Usable<'_>, b: &Usable<'_>) -> f64 {
+    let clocks = (a.start.sampled_unix - b.start.sampled_unix).abs()
+        + (a.end.sampled_unix - b.end.sampled_unix).abs();
+    let Some((x, y)) = a.brackets.zip(b.brackets) else {
+        return clocks;
+    };
+    let within = |p: Bracket, q: Bracket| p.answered.max(q.answered) - p.asked.min(q.asked);
+    clocks.min(within(x[0], y[0]) + within(x[1], y[1]))
+}
+
+/// Packets `sent` over the sender's window may be in flight for `skew`.
+fn allowance(sent: u64, span: f64, skew: f64) -> u64 {
+    if span <= 0.0 || !skew.is_finite() {
+        return IN_FLIGHT_TOLERANCE;
+    }
+    IN_FLIGHT_TOLERANCE + (sent as f64 * skew / span).ceil() as u64
 }
 
 fn delta(start: &Counters, end: &Counters, peer: &str, f: fn(&Traffic) -> u64) -> u64 {
@@ -266,6 +308,7 @@ pub(crate) fn compute(
                     hostname: &e.node.hostname,
                     start: s,
                     end: e,
+                    brackets: r.brackets,
                 });
             }
         }
@@ -285,7 +328,22 @@ pub(crate) fn compute(
             } else {
                 0.0
             };
-            if loss_pct > threshold_pct && lost > IN_FLIGHT_TOLERANCE {
+            let skew_secs = (skew(a, b) * 1000.0).round() / 1000.0;
+            let in_flight_allowance =
+                allowance(sent, a.end.sampled_unix - a.start.sampled_unix, skew_secs);
+            if loss_pct > threshold_pct && lost > in_flight_allowance {
+                let mut evidence = vec![
+                    format!(
+                        "{} sent {sent} encapsulated packets to {}",
+                        a.hostname, b.vtep
+                    ),
+                    format!("{} received {received} from {}", b.hostname, a.vtep),
+                ];
+                if in_flight_allowance > IN_FLIGHT_TOLERANCE {
+                    evidence.push(format!(
+                        "the two nodes were read {skew_secs:.3}s apart: up to {in_flight_allowance} packets may have been in flight"
+                    ));
+                }
                 findings.push(MeshFinding {
                     code: FindingCode::UnderlayLoss,
                     severity: Severity::Warning,
@@ -295,10 +353,7 @@ pub(crate) fn compute(
                         "{loss_pct:.1}% of VXLAN from {} to {} lost on the underlay",
                         a.hostname, b.hostname
                     ),
-                    evidence: vec![
-                        format!("{} sent {sent} encapsulated packets to {}", a.hostname, b.vtep),
-                        format!("{} received {received} from {}", b.hostname, a.vtep),
-                    ],
+                    evidence,
                     remediation: format!(
                         "the packets leave {} and never reach {}'s uplink: check the underlay path between {} and {} \
                          (switch ports, NIC errors with `ip -s link`, firewalls or security groups on UDP {})",
@@ -316,6 +371,8 @@ pub(crate) fn compute(
                 from_hostname: a.hostname.to_string(),
                 to_hostname: b.hostname.to_string(),
                 lost,
+                skew_secs,
+                in_flight_allowance,
             });
         }
     }
@@ -388,16 +445,19 @@ mod tests {
                 agent: "http://192.0.2.11:9465".into(),
                 start: Ok(g0),
                 end: Ok(g1),
+                brackets: None,
             },
             AgentReading {
                 agent: "http://192.0.2.12:9465".into(),
                 start: Ok(m0),
                 end: Ok(m1),
+                brackets: None,
             },
             AgentReading {
                 agent: "http://192.0.2.13:9465".into(),
                 start: Ok(e0),
                 end: Ok(e1),
+                brackets: None,
             },
         ]
     }
@@ -482,6 +542,81 @@ mod tests {
         assert_eq!(m.exit_code(), 1);
     }
 
+    /// The CI failure this guards against: eq14-001 read 0.4 s before
+    /// gladius at the end of a 6 s window, so 7 of the 108 packets it sent
+    /// at 18/s were still to be counted at gladius.
+    fn skewed(clock_off: f64) -> Vec<AgentReading> {
+        let at = |c: Counters, unix: f64| Counters {
+            sampled_unix: unix,
+            ..c
+        };
+        let g0 = at(with(node("gladius", G), E, 0, 0), 100.0);
+        let e0 = at(with(node("eq14-001", E), G, 0, 0), 100.0 + clock_off);
+        let g1 = at(with(node("gladius", G), E, 100, 101), 106.4);
+        let e1 = at(with(node("eq14-001", E), G, 108, 100), 106.0 + clock_off);
+        let b = |asked: f64, answered: f64| Bracket { asked, answered };
+        vec![
+            AgentReading {
+                agent: "http://192.0.2.11:9465".into(),
+                start: Ok(g0),
+                end: Ok(g1),
+                brackets: Some([b(0.0, 0.01), b(6.0, 6.41)]),
+            },
+            AgentReading {
+                agent: "http://192.0.2.13:9465".into(),
+                start: Ok(e0),
+                end: Ok(e1),
+                brackets: Some([b(0.0, 0.01), b(6.0, 6.01)]),
+            },
+        ]
+    }
+
+    #[test]
+    fn readings_taken_apart_allow_what_the_link_carries_meanwhile() {
+        let m = compute(&skewed(0.0), 6.2, 2.0);
+        let eg = m.link(E, G).expect("e->g");
+        assert_eq!((eg.sent, eg.received, eg.lost), (108, 101, 7));
+        assert_eq!(eg.skew_secs, 0.4);
+        // 2 + ceil(108 * 0.4 / 6.0) = 2 + 8.
+        assert_eq!(eg.in_flight_allowance, 10);
+        assert!(m.findings.is_empty(), "{:?}", m.findings);
+        assert_eq!(m.exit_code(), 0);
+        // Real loss is still loss: 30 missing of 108.
+        let mut r = skewed(0.0);
+        if let Ok(c) = r[0].end.as_mut() {
+            c.peers[0].traffic.rx_encap_packets = 78;
+        }
+        let m = compute(&r, 6.2, 2.0);
+        assert_eq!(m.link(E, G).map(|l| l.lost), Some(30));
+        assert_eq!(m.exit_code(), 1);
+        assert!(
+            m.findings[0].evidence[2].contains("read 0.400s apart: up to 10 packets"),
+            "{:?}",
+            m.findings[0].evidence
+        );
+    }
+
+    #[test]
+    fn a_node_whose_clock_is_off_cannot_widen_the_allowance() {
+        // eq14-001's clock runs 30 s ahead: its readings look 60 s off,
+        // but the mesh asked both within 0.42 s (0.01 at the start, 0.41 at the end).
+        let mut r = skewed(30.0);
+        if let Ok(c) = r[0].end.as_mut() {
+            c.peers[0].traffic.rx_encap_packets = 78;
+        }
+        let m = compute(&r, 6.2, 2.0);
+        let eg = m.link(E, G).expect("e->g");
+        assert_eq!(eg.skew_secs, 0.42);
+        assert_eq!(eg.in_flight_allowance, 2 + 8);
+        assert_eq!(m.exit_code(), 1, "{:?}", m.findings);
+        // Without brackets only the clocks are there to go by.
+        for a in &mut r {
+            a.brackets = None;
+        }
+        let m = compute(&r, 6.2, 2.0);
+        assert_eq!(m.link(E, G).map(|l| l.skew_secs), Some(59.6));
+    }
+
     #[test]
     fn a_restarted_agent_is_left_out_of_the_links() {
         let mut r = readings();
@@ -503,6 +638,7 @@ mod tests {
             agent: "http://192.0.2.99:9465".into(),
             start: Ok(twin0.clone()),
             end: Ok(twin0),
+            brackets: None,
         });
         // And gladius itself, asked a second time under another URL, is
         // one agent, not two.
@@ -510,6 +646,7 @@ mod tests {
             agent: "http://127.0.0.1:9465".into(),
             start: r[0].start.clone(),
             end: r[0].end.clone(),
+            brackets: None,
         });
         let m = compute(&r, 10.0, 2.0);
         let dup: Vec<&MeshFinding> = m

@@ -2,6 +2,7 @@
 //! rolling window, the HTTP server) and the cross-node view built from
 //! several agents (the HTTP client and the mesh matrix).
 pub mod agent;
+pub(crate) mod fresh;
 pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod mesh;

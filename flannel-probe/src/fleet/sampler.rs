@@ -116,6 +116,8 @@ impl Sampler {
     fn take(&mut self) -> Result<Sample> {
         // Taken before the read: a reading is at least as new as this.
         let now = Instant::now();
+        // What `mesh` lines up across nodes: the instant the maps are read.
+        let now_unix = unix_now();
         let snap = self.probe.snapshot()?;
         let (prev_at, prev) = &self.prev;
         let delta = self.probe.report(
@@ -133,7 +135,7 @@ impl Sampler {
         let mut counters = self.totals.counters(
             &rolling,
             self.started_unix,
-            unix_now(),
+            now_unix,
             now.duration_since(self.started).as_secs_f64(),
         );
         counters.samples = self.samples;

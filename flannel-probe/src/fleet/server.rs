@@ -7,7 +7,7 @@
 //! - `GET /report`: the JSON report (schema 1) of the rolling `--window`;
 //! - `GET /counters`: cumulative per-peer counters for `mesh` (`?fresh=1`
 //!   asks the loop for a reading taken after the request, shared by
-//!   concurrent callers, at most one beyond the scheduled ones per interval);
+//!   concurrent callers, spaced by [`super::fresh`]);
 //! - `GET /healthz`: 200 while readings are current, 503 when they stall.
 use std::{
     net::SocketAddr,
@@ -26,6 +26,7 @@ use axum::{
 use tokio::sync::{Notify, watch};
 
 use super::{
+    fresh::FreshPacer,
     listener::{self, HttpLimits},
     sampler::{Sample, Sampler},
 };
@@ -73,7 +74,8 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
         latest: rx,
         wake: wake.clone(),
         stale_after: args.interval * 3 + Duration::from_secs(5),
-        // A rate-limited fresh request is answered by the next tick.
+        // A deferred fresh request waits a fraction of a second; this
+        // bounds a loop stuck in a reading.
         fresh_wait: args.interval * 2 + Duration::from_secs(5),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -93,24 +95,26 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    // `?fresh=1` readings beyond the scheduled ones: at most one per
-    // interval, shared by every request waiting when it starts; requests
-    // over that rate are answered by the next tick.
-    let mut last_extra: Option<Instant> = None;
+    // `?fresh=1` readings beyond the scheduled ones, shared by every request
+    // waiting when one starts and spaced by `fresh::FreshPacer`.
+    let mut pacer = FreshPacer::default();
     let result = loop {
-        tokio::select! {
+        let due = pacer.due();
+        let extra = tokio::select! {
             _ = shutdown.wait() => break Ok(0),
-            _ = tick.tick() => {}
+            _ = tick.tick() => false,
             _ = wake.notified() => {
-                if last_extra.is_some_and(|t| t.elapsed() < args.interval) {
+                if !pacer.ask(Instant::now()) {
                     continue;
                 }
-                last_extra = Some(Instant::now());
+                true
             }
+            _ = until(due) => true,
             // The overlay or the uplink appeared, went or was recreated:
             // follow it now (other devices wait for the tick).
-            _ = sampler.probe.link_changed() => {}
-        }
+            _ = sampler.probe.link_changed() => false,
+        };
+        let started = Instant::now();
         match sampler.sample().await {
             Ok(s) => {
                 tx.send_replace(Arc::new(s));
@@ -118,6 +122,7 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
             // Kept running: /healthz turns 503 if this persists.
             Err(e) => tracing::warn!("reading the counters failed: {e:#}"),
         }
+        pacer.read(started, Instant::now(), extra);
     };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -128,6 +133,14 @@ pub(crate) async fn run(args: &ServeOptions) -> Result<i32> {
     // Dropping the sampler drops the probe, which detaches everything.
     drop(sampler);
     result
+}
+
+/// Resolves at `at`; never without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn router(state: AppState) -> Router {

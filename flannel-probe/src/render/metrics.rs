@@ -135,7 +135,7 @@ impl Collector for View {
         )?)?;
         ConstCounter::new(c.samples).encode(enc.encode_descriptor(
             "flannel_probe_samples",
-            "Readings of the kernel maps since the agent started: one per interval, at most one more per interval for ?fresh=1, and after overlay or uplink link events",
+            "Readings of the kernel maps since the agent started: one per interval, extra ones for ?fresh=1 (at most 10 per second), and after overlay or uplink link events",
             None,
             MetricType::Counter,
         )?)?;
