@@ -291,10 +291,17 @@ const K8S_TOOLS: &str = include_str!("../../tests/k8s-tools.txt");
 pub(crate) fn k8s_tools() -> Result<PathBuf> {
     let venv = flannel_probe_tests::dist::k8s_venv();
     let stamp = venv.join("flannel-probe-requirements.txt");
+    // Run, not only present: a venv whose target dir was moved keeps
+    // scripts whose `#!` names the old path.
+    let runs = |tool: &str, arg: &[&str]| {
+        Command::new(venv.join("bin").join(tool))
+            .args(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == K8S_TOOLS)
-        && ["kubectl", "kubernetes-validate"]
-            .iter()
-            .all(|b| venv.join("bin").join(b).is_file())
+        && runs("kubectl", &["version", "--client"])
+        && runs("kubernetes-validate", &["--version"])
     {
         return Ok(venv);
     }
@@ -302,8 +309,10 @@ pub(crate) fn k8s_tools() -> Result<PathBuf> {
         "xtask: installing kubectl and kubernetes-validate into {} (about a minute)",
         venv.display()
     );
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
-        .context("creating the venv failed: install python3-venv (Debian) or a Python with venv")?;
+    run(Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))
+    .context("creating the venv failed: install python3-venv (Debian) or a Python with venv")?;
     let req = crate::workspace().join("tests/k8s-tools.txt");
     run(Command::new(venv.join("bin/pip"))
         .args(["install", "--quiet", "-r"])
