@@ -67,14 +67,10 @@ impl Explained {
             if let Some(reasons) = inner.remove(&ip) {
                 // At least half of what was decapsulated: fewer is what a
                 // NetworkPolicy denying some flows looks like, no fault.
-                let kept: BTreeMap<String, u64> = reasons
-                    .into_iter()
-                    .filter(|(_, n)| {
-                        p.traffic.rx_decap_packets > 0 && n * 2 >= p.traffic.rx_decap_packets
-                    })
-                    .collect();
-                if !kept.is_empty() {
-                    ex.inner.insert(ip, kept);
+                let dropped: u64 = reasons.values().sum();
+                let decap = p.traffic.rx_decap_packets;
+                if decap > 0 && dropped.saturating_mul(2) >= decap {
+                    ex.inner.insert(ip, reasons);
                 }
             }
             if let Some(n) = csum.remove(&ip) {

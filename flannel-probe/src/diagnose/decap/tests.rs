@@ -266,3 +266,25 @@ fn checksum_drops_of_a_non_peer_name_no_peer() {
         r.findings
     );
 }
+
+#[test]
+fn reasons_together_past_half_are_each_named() {
+    // 3 + 3 of gladius's 10: each alone is under half, together over.
+    let mut w = healthy_window();
+    w.drops.insert(inner_drop(NETFILTER_DROP, MAC_G), 3);
+    w.drops.insert(inner_drop(IP_RPFILTER, MAC_G), 3);
+    let r = run(&w, &healthy_node());
+    assert_eq!(
+        serious(&r),
+        vec![
+            ("DECAP_FILTERED", Some("192.0.2.11"), Severity::Critical),
+            ("DECAP_FILTERED", Some("192.0.2.11"), Severity::Critical),
+        ]
+    );
+    let reasons: Vec<bool> = r
+        .findings
+        .iter()
+        .map(|f| f.summary.contains("NETFILTER_DROP") || f.summary.contains("IP_RPFILTER"))
+        .collect();
+    assert_eq!(reasons, vec![true, true]);
+}
