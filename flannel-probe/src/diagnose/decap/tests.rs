@@ -142,8 +142,10 @@ fn a_few_filtered_flows_are_vxlan_drops_not_a_broken_forward_path() {
 
 #[test]
 fn a_firewall_on_the_vxlan_itself_stays_vxlan_drops() {
-    let mut w = Snapshot::default();
-    w.peers = healthy_window().peers;
+    let mut w = Snapshot {
+        peers: healthy_window().peers,
+        ..Snapshot::default()
+    };
     w.drops.insert(outer_drop(NETFILTER_DROP, GLADIUS), 10);
     w.drops.insert(outer_drop(NETFILTER_DROP, MOMONOKE), 5);
     let r = run(&w, &healthy_node());
