@@ -125,13 +125,13 @@ finding_codes! {
     PeerOddVxlan => "PEER_ODD_VXLAN", Info, true;
     /// Not raised yet: reserved by the contract.
     DatapathDetached => "DATAPATH_DETACHED", Critical, false;
-    /// Not raised yet: reserved by the contract.
-    DecapFiltered => "DECAP_FILTERED", Critical, false;
+    /// Decapsulated VXLAN from a peer, then dropped in the forward path.
+    DecapFiltered => "DECAP_FILTERED", Critical, true;
     /// Not raised yet: reserved by the contract.
     VtepMacStale => "VTEP_MAC_STALE", Critical, false;
-    /// Not raised yet: reserved by the contract (warning, critical when it
-    /// is all of a peer's traffic).
-    VxlanChecksumErrors => "VXLAN_CHECKSUM_ERRORS", Warning, false;
+    /// VXLAN dropped for bad UDP checksums (warning, critical when it is
+    /// all of a peer's traffic).
+    VxlanChecksumErrors => "VXLAN_CHECKSUM_ERRORS", Warning, true;
 }
 
 // By name, as the codes were sorted when they were strings.

@@ -346,6 +346,7 @@ fn node_with_peers(n: u32) -> NodeState {
         neighbours,
         routes,
         forwarding: Some(true),
+        udp_in_csum_errors: None,
     }
 }
 

@@ -20,7 +20,9 @@ pub(crate) enum LabCmd {
     Down,
     /// Inject a fault: incident, overlay-down, other-vni, recreate-overlay,
     /// firewall, missing-fdb, missing-neigh, stale-fdb, forwarding-off, mtu,
-    /// underlay-loss, other-port.
+    /// underlay-loss, other-port, forward-drop, bad-checksum[=N] (N VXLAN
+    /// datagrams with a wrong UDP checksum from --peer, default the first
+    /// other node).
     Fault {
         name: String,
         #[arg(default_value = "eq14-001")]

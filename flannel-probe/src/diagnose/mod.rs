@@ -1,5 +1,6 @@
 //! From what was counted and what the node looks like to a [`Report`]: one
 //! pure function, so every rule is unit-tested with hand-built inputs.
+mod decap;
 mod identity;
 mod rules;
 

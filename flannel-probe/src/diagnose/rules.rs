@@ -5,7 +5,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use super::Inputs;
+use super::{Inputs, decap};
 use crate::{
     node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState},
     report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
@@ -24,7 +24,14 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(overlay_device_missing(r));
     out.extend(overlay_device_down(r));
     out.extend(vxlan_port_not_bound(r));
-    out.extend(vxlan_not_decapsulated(r));
+    let explained = decap::Explained::new(r, inp, ix);
+    out.extend(decap::decap_filtered(r, &explained));
+    out.extend(decap::vxlan_checksum_errors(
+        r,
+        &explained,
+        node.udp_in_csum_errors,
+    ));
+    out.extend(vxlan_not_decapsulated(r, &explained));
     let port_mismatch = vxlan_port_mismatch(r);
     // When every peer uses another port, their port-unreachables only
     // repeat that this node is the odd one out.
@@ -40,7 +47,7 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(fdb_entry_stale(r, ix));
     out.extend(forwarding_disabled(r, node));
     out.extend(mtu_mismatch(r, node));
-    out.extend(vxlan_drops(r));
+    out.extend(vxlan_drops(r, &explained));
     out.extend(no_vxlan_traffic(r));
     out.extend(map_overflow(r));
     out.extend(drops_unavailable(inp.drops_unavailable));
@@ -182,7 +189,7 @@ fn peer_odd_vxlan(r: &Report) -> Vec<Finding> {
 }
 
 /// A finding of `code`, with the severity the code is raised with.
-fn finding(code: FindingCode, peer: Option<&str>) -> Finding {
+pub(super) fn finding(code: FindingCode, peer: Option<&str>) -> Finding {
     Finding {
         severity: code.severity().unwrap_or(Severity::Warning),
         code,
@@ -200,7 +207,7 @@ fn sum(r: &Report, f: impl Fn(&PeerReport) -> u64) -> u64 {
 
 /// Inbound VXLAN this node's device should take: well-formed, for our VNI
 /// (or any VNI when we do not know ours).
-fn rx_acceptable(p: &PeerReport) -> u64 {
+pub(super) fn rx_acceptable(p: &PeerReport) -> u64 {
     p.traffic
         .rx_encap_packets
         .saturating_sub(p.rx_malformed)
@@ -255,9 +262,12 @@ fn vxlan_port_not_bound(r: &Report) -> Option<Finding> {
 }
 
 /// The incident's signature: VXLAN arrives, nothing comes out of the device.
-fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
-    let arriving: Vec<&PeerReport> = r.peers.iter().filter(|p| rx_acceptable(p) > 0).collect();
-    let rx: u64 = arriving.iter().map(|p| rx_acceptable(p)).sum();
+/// VXLAN the kernel dropped for a bad checksum never reached the device
+/// (`VXLAN_CHECKSUM_ERRORS` names it).
+fn vxlan_not_decapsulated(r: &Report, ex: &decap::Explained) -> Option<Finding> {
+    let good = |p: &PeerReport| rx_acceptable(p).saturating_sub(ex.csum_of(p));
+    let arriving: Vec<&PeerReport> = r.peers.iter().filter(|p| good(p) > 0).collect();
+    let rx: u64 = arriving.iter().map(|p| good(p)).sum();
     let decap = sum(r, |p| p.traffic.rx_decap_packets)
         + r.unattributed_inner
             .iter()
@@ -276,7 +286,7 @@ fn vxlan_not_decapsulated(r: &Report) -> Option<Finding> {
     f.evidence = vec![format!("rx_encap_packets={rx} rx_decap_packets=0")];
     for p in &arriving {
         f.evidence
-            .push(format!("from {}: {} packets", p.peer, rx_acceptable(p)));
+            .push(format!("from {}: {} packets", p.peer, good(p)));
     }
     let state = r.node.overlay_state;
     f.remediation = match state {
@@ -665,7 +675,7 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
     })
 }
 
-fn vxlan_drops(r: &Report) -> Option<Finding> {
+fn vxlan_drops(r: &Report, ex: &decap::Explained) -> Option<Finding> {
     // A peer whose VXLAN decapsulates: the drops of its odd packets for
     // another VNI are those packets, which PEER_ODD_VXLAN reports.
     let explained: u64 = r
@@ -687,6 +697,8 @@ fn vxlan_drops(r: &Report) -> Option<Finding> {
             } else {
                 d.packets
             };
+            // What DECAP_FILTERED and VXLAN_CHECKSUM_ERRORS name is theirs.
+            let n = n.saturating_sub(ex.of_reason(&d.reason, d.direction));
             (d.reason.as_str(), d.direction, n)
         })
         .filter(|(_, _, n)| *n > 0)
@@ -700,8 +712,16 @@ fn vxlan_drops(r: &Report) -> Option<Finding> {
             .map(|(reason, dir, n)| format!("{reason} {dir} {n}"))
             .collect();
         for p in r.peers.iter().filter(|p| !p.drops.is_empty()) {
-            let list: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            f.evidence.push(format!("{}: {}", p.peer, list.join(" ")));
+            let list: Vec<String> = p
+                .drops
+                .iter()
+                .map(|(k, v)| (k, v.saturating_sub(ex.of_peer(p, k))))
+                .filter(|(_, v)| *v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if !list.is_empty() {
+                f.evidence.push(format!("{}: {}", p.peer, list.join(" ")));
+            }
         }
         f.remediation = "each reason names the kernel's decision: NO_SOCKET (no VXLAN socket), \
              NETFILTER_DROP (a firewall rule), VXLAN_VNI_NOT_FOUND (wrong VNI), VXLAN_NO_REMOTE (no FDB \

@@ -35,7 +35,7 @@ fn overlay(up: bool) -> Overlay {
 }
 
 /// eq14-001 as Flannel leaves it: device up, both peers programmed.
-fn healthy_node() -> NodeState {
+pub(super) fn healthy_node() -> NodeState {
     NodeState {
         hostname: "eq14-001".into(),
         kernel: "6.18.44".into(),
@@ -63,6 +63,7 @@ fn healthy_node() -> NodeState {
         neighbours: vec![],
         routes: vec![],
         forwarding: Some(true),
+        udp_in_csum_errors: None,
     }
 }
 
@@ -111,7 +112,7 @@ fn codes(r: &Report) -> Vec<&str> {
     r.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
-fn healthy_window() -> Snapshot {
+pub(super) fn healthy_window() -> Snapshot {
     let mut w = Snapshot::default();
     w.peers.insert(GLADIUS, outer(10, 10));
     w.peers.insert(MOMONOKE, outer(5, 5));

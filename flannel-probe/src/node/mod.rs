@@ -12,6 +12,7 @@
 mod fdb;
 mod links;
 mod routes;
+mod snmp;
 mod sockdiag;
 mod uplink;
 
@@ -218,6 +219,9 @@ pub struct NodeState {
     /// `/proc/sys/net/ipv4/conf/<overlay>/forwarding` is `1`; `None` if the
     /// file is missing or unreadable.
     pub forwarding: Option<bool>,
+    /// The kernel's UDP `InCsumErrors` (`/proc/net/snmp`, cumulative since
+    /// the namespace was created); `None` if unreadable.
+    pub udp_in_csum_errors: Option<u64>,
 }
 
 impl NodeState {
@@ -355,6 +359,7 @@ pub(crate) async fn discover_after(
         neighbours,
         routes: parsed_routes.into_iter().map(|r| r.entry).collect(),
         forwarding,
+        udp_in_csum_errors: snmp::udp_in_csum_errors(),
     })
 }
 
@@ -809,6 +814,7 @@ mod tests {
             neighbours: vec![],
             routes: vec![],
             forwarding: None,
+            udp_in_csum_errors: None,
         };
         assert_eq!(st.overlay_state(), OverlayState::Missing);
         let o = Overlay {

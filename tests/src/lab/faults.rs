@@ -46,6 +46,19 @@ pub enum Fault {
     UnderlayLoss { node: String, percent: u32 },
     /// `flannel.1` recreated with another destination port (same MAC, VNI).
     OtherPort { node: String, port: u16 },
+    /// nftables in the node: a `forward` chain with `policy drop` (what
+    /// Docker's `iptables -P FORWARD DROP` does): VXLAN still decapsulates,
+    /// the pod traffic inside dies in the forward path.
+    ForwardDrop { node: String },
+    /// `count` VXLAN datagrams with a wrong outer UDP checksum, sent from
+    /// `peer`'s node namespace (a raw socket, so with `peer`'s underlay
+    /// address) to the node's VXLAN port, 20 ms apart: a sender with the
+    /// checksum offload bug. Injecting it sends them and returns.
+    BadChecksum {
+        node: String,
+        peer: String,
+        count: u32,
+    },
 }
 
 /// The names `Fault::parse` accepts (aliases included), for help texts.
@@ -63,11 +76,14 @@ pub const FAULT_NAMES: &[&str] = &[
     "mtu",
     "underlay-loss",
     "other-port",
+    "forward-drop",
+    "bad-checksum",
 ];
 
 const DEFAULT_OTHER_VNI: u32 = 2;
 const DEFAULT_LOSS_PERCENT: u32 = 30;
 const DEFAULT_OTHER_PORT: u16 = 4789;
+const DEFAULT_BAD_CHECKSUMS: u32 = 40;
 
 impl Fault {
     /// Parses a fault by name for `node`. A few faults take a value after
@@ -98,7 +114,7 @@ impl Fault {
         let peer = node_name(peer_idx);
         let takes_value = matches!(
             name,
-            "other-vni" | "underlay-loss" | "other-port" | "stale-fdb"
+            "other-vni" | "underlay-loss" | "other-port" | "stale-fdb" | "bad-checksum"
         );
         if let (Some(value), false) = (value, takes_value) {
             bail!("fault {name} takes no value (got {value:?})");
@@ -154,6 +170,15 @@ impl Fault {
                 ensure!(port != 0, "port 0 is not a VXLAN port");
                 Fault::OtherPort { node, port }
             }
+            "forward-drop" => Fault::ForwardDrop { node },
+            "bad-checksum" => {
+                let count = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad count {v:?}"))?,
+                    None => DEFAULT_BAD_CHECKSUMS,
+                };
+                ensure!(count > 0, "bad-checksum sends at least one datagram");
+                Fault::BadChecksum { node, peer, count }
+            }
             other => bail!(
                 "unknown fault {other:?}; known faults: {}",
                 FAULT_NAMES.join(", ")
@@ -176,7 +201,9 @@ impl Fault {
             | Fault::ForwardingOff { node }
             | Fault::MtuTooLarge { node }
             | Fault::UnderlayLoss { node, .. }
-            | Fault::OtherPort { node, .. } => node,
+            | Fault::OtherPort { node, .. }
+            | Fault::ForwardDrop { node }
+            | Fault::BadChecksum { node, .. } => node,
         }
     }
 
@@ -195,6 +222,8 @@ impl Fault {
             Fault::MtuTooLarge { .. } => "mtu",
             Fault::UnderlayLoss { .. } => "underlay-loss",
             Fault::OtherPort { .. } => "other-port",
+            Fault::ForwardDrop { .. } => "forward-drop",
+            Fault::BadChecksum { .. } => "bad-checksum",
         }
     }
 }
@@ -210,6 +239,7 @@ impl fmt::Display for Fault {
             Fault::StaleFdb { peer, wrong_ip, .. } => write!(f, " (peer {peer} -> {wrong_ip})"),
             Fault::UnderlayLoss { percent, .. } => write!(f, " ({percent}%)"),
             Fault::OtherPort { port, .. } => write!(f, " (port {port})"),
+            Fault::BadChecksum { peer, count, .. } => write!(f, " ({count} from {peer})"),
             _ => Ok(()),
         }
     }
@@ -316,6 +346,18 @@ impl Lab {
                 );
                 nft(&self.switch_ns, &script)?;
             }
+            Fault::ForwardDrop { .. } => {
+                // `add` (not `create`) so injecting it twice is harmless.
+                nft(
+                    ns,
+                    "add table inet fpfwd\n\
+                     add chain inet fpfwd forward { type filter hook forward priority 0; policy drop; }\n",
+                )?;
+            }
+            Fault::BadChecksum { peer, count, .. } => {
+                let to = node.name.clone();
+                self.send_bad_checksums(peer, &to, *count)?;
+            }
         }
         Ok(())
     }
@@ -379,6 +421,22 @@ mod tests {
             }
         );
         assert_eq!(
+            Fault::parse("bad-checksum", "eq14-001", None).expect("parse"),
+            Fault::BadChecksum {
+                node: "eq14-001".into(),
+                peer: "gladius".into(),
+                count: 40
+            }
+        );
+        assert_eq!(
+            Fault::parse("bad-checksum=7", "eq14-001", Some("momonoke")).expect("parse"),
+            Fault::BadChecksum {
+                node: "eq14-001".into(),
+                peer: "momonoke".into(),
+                count: 7
+            }
+        );
+        assert_eq!(
             Fault::parse("other-port", "gladius", None).expect("parse"),
             Fault::OtherPort {
                 node: "gladius".into(),
@@ -395,5 +453,7 @@ mod tests {
         assert!(Fault::parse("incident=3", "gladius", None).is_err());
         assert!(Fault::parse("underlay-loss=101", "gladius", None).is_err());
         assert!(Fault::parse("other-vni=0", "gladius", None).is_err());
+        assert!(Fault::parse("bad-checksum=0", "gladius", None).is_err());
+        assert!(Fault::parse("forward-drop=1", "gladius", None).is_err());
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod churn;
 mod faults;
+pub mod hostile;
 pub mod netns;
 mod topology;
 mod traffic;

@@ -9,6 +9,7 @@ mod bounds;
 mod churn;
 mod coexist;
 mod datapath;
+mod decap;
 mod deploy;
 mod dist;
 mod faults;
