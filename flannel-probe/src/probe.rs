@@ -73,6 +73,23 @@ impl Probe {
         self.map_memory.bytes
     }
 
+    /// Attached programs by kind (see `fleet::selfstats::AgentSelf`).
+    pub(crate) fn attached_hooks(&self) -> BTreeMap<String, u64> {
+        let mut by_kind: BTreeMap<String, u64> = crate::fleet::selfstats::HOOK_KINDS
+            .iter()
+            .map(|k| ((*k).to_string(), 0))
+            .collect();
+        for (_, _, mode) in self.dp.attachments() {
+            *by_kind
+                .entry(format!("{mode:?}").to_lowercase())
+                .or_default() += 1;
+        }
+        if self.dp.drops_unavailable().is_none() {
+            *by_kind.entry("btf_tracepoint".into()).or_default() += 1;
+        }
+        by_kind
+    }
+
     /// Checks privileges, discovers the node, loads and attaches the datapath.
     pub(crate) async fn start(options: &ProbeOptions) -> Result<Self> {
         check_privileges()?;

@@ -144,6 +144,7 @@ mod tests {
         "FLANNEL_PROBE_BLESS",
         "FLANNEL_PROBE_EBPF_VERBOSE",
         "FLANNEL_PROBE_EBPF_TOOLCHAIN",
+        "FLANNEL_PROBE_GIT_REV",
     ];
 
     /// (subcommand, long flag, variable) of every flag.

@@ -8,6 +8,7 @@
 mod bounds;
 mod churn;
 mod coexist;
+mod conventions;
 mod datapath;
 mod deploy;
 mod dist;
