@@ -20,9 +20,6 @@ pub struct AgentSelf {
     pub kernel: String,
 }
 
-/// Every kind [`AgentSelf::attached_hooks`] names.
-pub(crate) const HOOK_KINDS: [&str; 3] = ["tcx", "clsact", "btf_tracepoint"];
-
 /// `uname -r`, or empty when /proc is not there.
 pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
