@@ -27,6 +27,7 @@ mod privilege;
 mod probe;
 mod prometheus;
 mod reattach;
+mod runbooks;
 mod selfhealth;
 mod selftest;
 mod uplink;
