@@ -4,16 +4,13 @@
 #![allow(unused_crate_dependencies)]
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use flannel_probe::{
-    cli::{self, Cli},
-    logcapture::LogWriter,
-};
+use flannel_probe::{cli, logcapture::LogWriter};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // Usage errors exit 2 inside clap, as the contract wants.
-    let cli = Cli::parse();
+    // Usage errors exit 2 inside clap, as the contract wants; every flag
+    // may also come from its FLANNEL_PROBE_* variable.
+    let cli = cli::conventions::parse();
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("warn,flannel_probe=info"));
     tracing_subscriber::fmt()

@@ -64,6 +64,10 @@ pub(crate) struct Probe {
     map_memory: MapMemory,
 }
 
+/// The kinds of program the probe attaches: the classifiers as tcx links or
+/// clsact filters, the drop tracer as a BTF tracepoint.
+pub(crate) const HOOK_KINDS: [&str; 3] = ["tcx", "clsact", "btf_tracepoint"];
+
 /// How many overlay changes are kept (the newest).
 const OVERLAY_HISTORY: usize = 64;
 
@@ -71,6 +75,22 @@ impl Probe {
     /// Kernel memory of the datapath's maps.
     pub(crate) fn map_memory_bytes(&self) -> u64 {
         self.map_memory.bytes
+    }
+
+    /// Attached programs by kind, every kind of [`HOOK_KINDS`] present
+    /// (`flannel_probe_attached_hooks`).
+    pub(crate) fn attached_hooks(&self) -> BTreeMap<String, u64> {
+        let mut by_kind: BTreeMap<String, u64> =
+            HOOK_KINDS.iter().map(|k| ((*k).to_string(), 0)).collect();
+        for (_, _, mode) in self.dp.attachments() {
+            *by_kind
+                .entry(format!("{mode:?}").to_lowercase())
+                .or_default() += 1;
+        }
+        if self.dp.drops_unavailable().is_none() {
+            *by_kind.entry("btf_tracepoint".into()).or_default() += 1;
+        }
+        by_kind
     }
 
     /// Checks privileges, discovers the node, loads and attaches the datapath.

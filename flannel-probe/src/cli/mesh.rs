@@ -146,7 +146,7 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
     let report = mesh::compute(&readings, secs, args.loss_threshold);
     match common.format {
         // `run` refuses npd for mesh before anything is read.
-        Format::Text | Format::Npd => print!("{}", render_mesh::text(&report)),
+        Format::Text | Format::Npd => print!("{}", common.paint(&render_mesh::text(&report))),
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).context("encoding the matrix failed")?

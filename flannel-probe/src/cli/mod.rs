@@ -1,4 +1,5 @@
 //! The command line: one file per subcommand, shared options here.
+pub mod conventions;
 pub(crate) mod install;
 pub(crate) mod mesh;
 pub(crate) mod report;
@@ -14,7 +15,10 @@ use crate::{
     datapath::AttachMode,
     node::{DiscoverOptions, PortChoice, UplinkChoice},
     probe::ProbeOptions,
-    render::Format,
+    render::{
+        Format,
+        colour::{self, ColorChoice},
+    },
 };
 
 #[derive(Debug, Parser)]
@@ -42,14 +46,16 @@ pub struct Common {
     /// The underlay NIC: `auto` takes the VXLAN device's own `dev`, else the
     /// interface of the default route, else the one interface holding the
     /// node's underlay address.
-    #[arg(long, global = true, default_value = "auto", value_parser = uplink_choice)]
+    #[arg(long, visible_alias = "iface", global = true, default_value = "auto",
+          value_parser = uplink_choice)]
     pub uplink: UplinkArg,
     /// VXLAN UDP port: `auto` reads it from the device, else 8472.
     #[arg(long, global = true, default_value = "auto", value_parser = port_choice)]
     pub port: PortArg,
     /// Output format of `report`, `mesh` and `watch --plain`; `npd` (not
     /// for `mesh`): one line of at most 200 bytes, verdict first.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    #[arg(long, short = 'o', visible_alias = "output", global = true, value_enum,
+          default_value_t = Format::Text)]
     pub format: Format,
     /// How to attach the eBPF programs.
     #[arg(long, global = true, value_enum, default_value_t = AttachMode::Auto)]
@@ -63,6 +69,10 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = crate::probe::DEFAULT_MAP_MEMORY_LIMIT,
           value_parser = byte_size)]
     pub map_memory_limit: u64,
+    /// Colour severity words in text output: `auto` on a terminal unless
+    /// NO_COLOR is set; never in json, npd or metrics.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 /// Wrappers so clap can hold the parsed choices.
@@ -72,6 +82,11 @@ pub struct UplinkArg(pub UplinkChoice);
 pub struct PortArg(pub PortChoice);
 
 impl Common {
+    /// `text` with its severity words coloured if `--color` says so.
+    pub(crate) fn paint(&self, text: &str) -> String {
+        colour::paint(text, colour::for_stdout(self.color))
+    }
+
     /// The engine's options: flags in, [`ProbeOptions`] out, built once.
     pub fn probe_options(&self) -> ProbeOptions {
         ProbeOptions {
@@ -104,6 +119,12 @@ pub enum Command {
     /// Copy this binary to DIR/flannel-probe (the DaemonSet's init container
     /// puts it on the host for node-problem-detector); needs no shell.
     InstallBinary(install::InstallArgs),
+    /// Print a shell completion script: `completions bash >
+    /// /etc/bash_completion.d/flannel-probe`.
+    Completions(conventions::CompletionsArgs),
+    /// Print the man page (roff): `man | man -l -`; `man report` for one
+    /// subcommand's page.
+    Man(conventions::ManArgs),
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', ':' or whitespace.
@@ -180,6 +201,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Mesh(args) => mesh::run(&cli.common, &args).await,
         Command::InstallBinary(args) => install::run(&args),
+        Command::Completions(args) => conventions::completions(&args),
+        Command::Man(args) => conventions::man(&args),
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) async fn run(common: &Common, args: &ReportArgs) -> Result<i32> {
     let end = probe.snapshot()?;
     let report = probe.report(&end.since(&start), t0.elapsed().as_secs_f64());
     match common.format {
-        Format::Text => print!("{}", text::report(&report)),
+        Format::Text => print!("{}", common.paint(&text::report(&report))),
         Format::Json => println!("{}", json::report(&report)?),
         Format::Npd => println!("{}", npd::line(&report)),
     }
@@ -74,7 +74,7 @@ async fn run_from(common: &Common, url: &str, timeout: Duration) -> Result<i32> 
         .context("reading the agent's report failed (is `flannel-probe serve` running there?)")?;
     let report = parse_agent_report(&body).with_context(|| format!("{base}/report"))?;
     match common.format {
-        Format::Text => print!("{}", text::report(&report)),
+        Format::Text => print!("{}", common.paint(&text::report(&report))),
         // As the agent wrote it: keys a newer agent adds are kept.
         Format::Json => println!("{}", String::from_utf8_lossy(&body).trim_end()),
         Format::Npd => println!("{}", npd::line(&report)),

@@ -76,7 +76,7 @@ async fn run_plain(common: &Common, args: &WatchArgs) -> Result<i32> {
         let text = match common.format {
             Format::Json => json::line(&report)?,
             Format::Npd => npd::line(&report),
-            Format::Text => text::watch_plain(&report, std::time::SystemTime::now()),
+            Format::Text => common.paint(&text::watch_plain(&report, std::time::SystemTime::now())),
         };
         let mut out = std::io::stdout().lock();
         match writeln!(out, "{text}").and_then(|()| out.flush()) {

@@ -155,6 +155,9 @@ pub struct Counters {
     /// Kernel memory of the agent's eBPF maps (see `datapath::memory`).
     #[serde(default)]
     pub map_memory_bytes: u64,
+    /// The agent's own cost and attachments (`/metrics`' self-metrics).
+    #[serde(default)]
+    pub agent: super::selfstats::AgentSelf,
 }
 
 impl Counters {
@@ -311,6 +314,7 @@ impl CumulativeTotals {
             samples: 0,
             forgotten_peers: self.forgotten,
             map_memory_bytes: 0,
+            agent: Default::default(),
         }
     }
 }

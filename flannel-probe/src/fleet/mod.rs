@@ -7,6 +7,7 @@ pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod mesh;
 pub(crate) mod sampler;
+pub(crate) mod selfstats;
 pub(crate) mod server;
 
 /// Port of the agent (`serve --listen`, `mesh --agents`); also what the

@@ -29,6 +29,8 @@ pub(crate) struct Sampler {
     history: History,
     /// Readings taken since the start (`flannel_probe_samples_total`).
     samples: u64,
+    /// `uname -r`, read once.
+    kernel: String,
 }
 
 /// Cumulative snapshots of the last `window`, oldest first; the first is
@@ -104,6 +106,7 @@ impl Sampler {
             prev: zero.clone(),
             history: History::new(window, interval, zero),
             samples: 0,
+            kernel: super::selfstats::kernel_release(),
         }
     }
 
@@ -113,12 +116,13 @@ impl Sampler {
         self
     }
 
-    fn take(&mut self) -> Result<Sample> {
+    fn take(&mut self, began: Instant) -> Result<Sample> {
         // Taken before the read: a reading is at least as new as this.
         let now = Instant::now();
         // What `mesh` lines up across nodes: the instant the maps are read.
         let now_unix = unix_now();
         let snap = self.probe.snapshot()?;
+        let map_read_secs = now.elapsed().as_secs_f64();
         let (prev_at, prev) = &self.prev;
         let delta = self.probe.report(
             &snap.since(prev),
@@ -140,6 +144,12 @@ impl Sampler {
         );
         counters.samples = self.samples;
         counters.map_memory_bytes = self.probe.map_memory_bytes();
+        counters.agent = super::selfstats::AgentSelf {
+            sample_secs: began.elapsed().as_secs_f64(),
+            map_read_secs,
+            attached_hooks: self.probe.attached_hooks(),
+            kernel: self.kernel.clone(),
+        };
         Ok(Sample {
             at: now,
             counters: Arc::new(counters),
@@ -149,10 +159,11 @@ impl Sampler {
 
     /// Follows the node (devices that appeared or were recreated), then reads.
     pub(crate) async fn sample(&mut self) -> Result<Sample> {
+        let began = Instant::now();
         if let Err(e) = self.probe.refresh().await {
             tracing::warn!("re-reading the node failed: {e:#}");
         }
-        self.take()
+        self.take(began)
     }
 }
 

@@ -33,6 +33,10 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_samples_total",
     "flannel_probe_peers_forgotten_total",
     "flannel_probe_map_memory_bytes",
+    "flannel_probe_build_info",
+    "flannel_probe_sample_duration_seconds",
+    "flannel_probe_map_read_duration_seconds",
+    "flannel_probe_attached_hooks",
 ];
 
 /// Exposes one reading of the counters.
@@ -211,8 +215,52 @@ impl Collector for View {
             one.set(1);
             one.encode(fam.encode_family(&l)?)?;
         }
+        encode_self(c, &mut enc)?;
         Ok(())
     }
+}
+
+/// `flannel_probe_build_info` and the agent's self-metrics.
+fn encode_self(c: &Counters, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let b = &crate::fleet::selfstats::BUILD;
+    let l: Labels<4> = [
+        ("version", b.version),
+        ("commit", b.commit),
+        ("built", b.built),
+        ("kernel", &c.agent.kernel),
+    ];
+    ConstGauge::new(1i64).encode(
+        enc.encode_descriptor(
+            "flannel_probe_build_info",
+            "Always 1: the agent's version, git commit and build date, and the running kernel",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_family(&l)?,
+    )?;
+    ConstGauge::new(c.agent.sample_secs).encode(enc.encode_descriptor(
+        "flannel_probe_sample_duration_seconds",
+        "How long the last reading took end to end: following the node, reading the maps, both reports",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    ConstGauge::new(c.agent.map_read_secs).encode(enc.encode_descriptor(
+        "flannel_probe_map_read_duration_seconds",
+        "How long the last reading spent reading and summing the eBPF maps",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    let mut fam = enc.encode_descriptor(
+        "flannel_probe_attached_hooks",
+        "eBPF programs the agent has attached, by kind: tcx or clsact (the four classifiers), btf_tracepoint (the drop tracer)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (kind, n) in &c.agent.attached_hooks {
+        let l: Labels<1> = [("kind", kind)];
+        ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX)).encode(fam.encode_family(&l)?)?;
+    }
+    Ok(())
 }
 
 /// The text exposition of `counters`.
@@ -265,6 +313,15 @@ mod tests {
             samples: 7,
             forgotten_peers: 2,
             map_memory_bytes: 5_000_000,
+            agent: crate::fleet::selfstats::AgentSelf {
+                sample_secs: 0.0125,
+                map_read_secs: 0.0005,
+                attached_hooks: [("tcx", 4), ("clsact", 0), ("btf_tracepoint", 1)]
+                    .into_iter()
+                    .map(|(k, n)| (k.to_string(), n))
+                    .collect(),
+                kernel: "6.18.0-test".into(),
+            },
             ..Default::default()
         }
     }
@@ -294,11 +351,24 @@ mod tests {
             r#"flannel_probe_finding{code="PEER_PORT_UNREACHABLE",severity="critical",peer="192.0.2.13"} 1"#,
             r#"flannel_probe_finding{code="NO_VXLAN_TRAFFIC",severity="info",peer=""} 1"#,
             r#"flannel_probe_node_info{hostname="gladius",local_vtep="192.0.2.11",overlay="flannel.1",uplink="eth0",vni="1",port="8472"} 1"#,
+            "flannel_probe_sample_duration_seconds 0.0125",
+            "flannel_probe_map_read_duration_seconds 0.0005",
+            r#"flannel_probe_attached_hooks{kind="tcx"} 4"#,
+            r#"flannel_probe_attached_hooks{kind="clsact"} 0"#,
+            r#"flannel_probe_attached_hooks{kind="btf_tracepoint"} 1"#,
         ] {
             assert!(l.contains(&want), "missing {want} in\n{text}");
         }
         assert!(text.contains("# TYPE flannel_probe_peer_packets_total counter\n"));
         assert!(text.contains("# TYPE flannel_probe_finding gauge\n"));
+        assert!(text.contains("# TYPE flannel_probe_build_info gauge\n"));
+        let build = format!(
+            r#"flannel_probe_build_info{{version="{}",commit="{}",built="{}",kernel="6.18.0-test"}} 1"#,
+            env!("CARGO_PKG_VERSION"),
+            env!("FLANNEL_PROBE_GIT_REV"),
+            env!("FLANNEL_PROBE_BUILD_DATE")
+        );
+        assert!(l.contains(&build.as_str()), "missing {build} in\n{text}");
         assert!(
             !text.contains("# EOF"),
             "classic text format, not OpenMetrics"

@@ -3,6 +3,7 @@ use std::fmt::Write as _;
 
 use crate::report::{FindingCode, Severity};
 
+pub(crate) mod colour;
 pub(crate) mod json;
 pub(crate) mod mesh;
 pub mod metrics;

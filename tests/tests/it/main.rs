@@ -8,6 +8,7 @@
 mod bounds;
 mod churn;
 mod coexist;
+mod conventions;
 mod datapath;
 mod decap;
 mod deploy;
@@ -27,6 +28,7 @@ mod privilege;
 mod probe;
 mod prometheus;
 mod reattach;
+mod runbooks;
 mod selfhealth;
 mod selftest;
 mod uplink;
