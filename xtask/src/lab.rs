@@ -20,7 +20,7 @@ pub(crate) enum LabCmd {
     Down,
     /// Inject a fault: incident, overlay-down, other-vni, recreate-overlay,
     /// firewall, missing-fdb, missing-neigh, stale-fdb, forwarding-off, mtu,
-    /// underlay-loss, other-port.
+    /// underlay-loss, other-port, mac-change.
     Fault {
         name: String,
         #[arg(default_value = "eq14-001")]

@@ -106,6 +106,9 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 rx_vtep_mac: rx_vtep.as_ref().map(mac_string),
                 addr: Some(ip),
                 rx_vtep,
+                rx_stale_dst: outer.rx.stale_dst,
+                rx_last_stale_dst_mac: (outer.rx.stale_dst > 0)
+                    .then(|| mac_string(&outer.rx.last_stale_dst)),
                 ..Default::default()
             };
             // Both are sorted by address: skip what belongs to the local
@@ -181,6 +184,12 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             attached: inp.attached.clone(),
             attach_gaps: inp.attach_gaps,
             detached: inp.detached.clone(),
+            overlay_mac: node
+                .overlay
+                .as_ref()
+                .and_then(|o| o.mac)
+                .as_ref()
+                .map(mac_string),
         },
         window_secs: inp.window_secs,
         peers,
@@ -199,3 +208,6 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_vtep_mac;

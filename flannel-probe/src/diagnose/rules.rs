@@ -11,6 +11,8 @@ use crate::{
     report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
 };
 
+mod vtep_mac_stale;
+
 /// Outer Ethernet + IPv4 + UDP + VXLAN (the parser's constant, as an MTU).
 const VXLAN_OVERHEAD: u32 = flannel_probe_common::parse::VXLAN_OVERHEAD as u32;
 
@@ -40,7 +42,8 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(fdb_entry_stale(r, ix));
     out.extend(forwarding_disabled(r, node));
     out.extend(mtu_mismatch(r, node));
-    out.extend(vxlan_drops(r));
+    out.extend(vtep_mac_stale::vtep_mac_stale(r, &ix.fdb));
+    out.extend(vxlan_drops(r, vtep_mac_stale::explained_drops(r, &ix.fdb)));
     out.extend(no_vxlan_traffic(r));
     out.extend(map_overflow(r));
     out.extend(drops_unavailable(inp.drops_unavailable));
@@ -665,7 +668,8 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
     })
 }
 
-fn vxlan_drops(r: &Report) -> Option<Finding> {
+/// `otherhost`: OTHERHOST drops (rx) that `VTEP_MAC_STALE` explains.
+fn vxlan_drops(r: &Report, otherhost: u64) -> Option<Finding> {
     // A peer whose VXLAN decapsulates: the drops of its odd packets for
     // another VNI are those packets, which PEER_ODD_VXLAN reports.
     let explained: u64 = r
@@ -684,6 +688,8 @@ fn vxlan_drops(r: &Report) -> Option<Finding> {
         .map(|d| {
             let n = if d.reason == VNI_NOT_FOUND && d.direction == "rx" {
                 d.packets.saturating_sub(explained)
+            } else if d.reason == vtep_mac_stale::OTHERHOST && d.direction == "rx" {
+                d.packets.saturating_sub(otherhost)
             } else {
                 d.packets
             };

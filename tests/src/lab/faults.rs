@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result, bail, ensure};
 
 use super::Lab;
+use super::LabNode;
 use super::netns::{self, ip, nft};
-use super::topology::{node_index, node_ip, node_name, random_mac};
+use super::topology::{FdbVerb, format_mac, node_index, node_ip, node_name, random_mac};
 
 /// One fault on one node of the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,11 @@ pub enum Fault {
     UnderlayLoss { node: String, percent: u32 },
     /// `flannel.1` recreated with another destination port (same MAC, VNI).
     OtherPort { node: String, port: u16 },
+    /// `flannel.1` takes a new random MAC in place (`ip link set address`);
+    /// the node's own neighbours, which the kernel flushes on an address
+    /// change, are reinstalled as its flannel would at start, while the
+    /// peers keep the old MAC in their FDB and neighbour entries.
+    OverlayMacChange { node: String },
 }
 
 /// The names `Fault::parse` accepts (aliases included), for help texts.
@@ -63,6 +69,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "mtu",
     "underlay-loss",
     "other-port",
+    "mac-change",
 ];
 
 const DEFAULT_OTHER_VNI: u32 = 2;
@@ -154,6 +161,7 @@ impl Fault {
                 ensure!(port != 0, "port 0 is not a VXLAN port");
                 Fault::OtherPort { node, port }
             }
+            "mac-change" => Fault::OverlayMacChange { node },
             other => bail!(
                 "unknown fault {other:?}; known faults: {}",
                 FAULT_NAMES.join(", ")
@@ -176,7 +184,8 @@ impl Fault {
             | Fault::ForwardingOff { node }
             | Fault::MtuTooLarge { node }
             | Fault::UnderlayLoss { node, .. }
-            | Fault::OtherPort { node, .. } => node,
+            | Fault::OtherPort { node, .. }
+            | Fault::OverlayMacChange { node } => node,
         }
     }
 
@@ -195,6 +204,7 @@ impl Fault {
             Fault::MtuTooLarge { .. } => "mtu",
             Fault::UnderlayLoss { .. } => "underlay-loss",
             Fault::OtherPort { .. } => "other-port",
+            Fault::OverlayMacChange { .. } => "mac-change",
         }
     }
 }
@@ -315,6 +325,16 @@ impl Lab {
                     switch_port = node.switch_port,
                 );
                 nft(&self.switch_ns, &script)?;
+            }
+            Fault::OverlayMacChange { .. } => {
+                let mac = random_mac()?;
+                ip(
+                    ns,
+                    &["link", "set", "dev", dev, "address", &format_mac(&mac)],
+                )?;
+                self.nodes[index].vtep_mac = mac;
+                let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
+                Self::program_peers_on(&self.nodes[index], &peers, FdbVerb::Replace)?;
             }
         }
         Ok(())

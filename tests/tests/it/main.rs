@@ -17,6 +17,7 @@ mod image;
 mod kernels;
 mod kustomize;
 mod lifecycle;
+mod macstale;
 mod malformed;
 mod memory;
 mod mesh;
