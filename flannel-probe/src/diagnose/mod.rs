@@ -2,6 +2,7 @@
 //! pure function, so every rule is unit-tested with hand-built inputs.
 mod identity;
 mod rules;
+mod vtep_mac_stale;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 

@@ -5,13 +5,11 @@ use std::{
     net::Ipv4Addr,
 };
 
-use super::Inputs;
+use super::{Inputs, vtep_mac_stale};
 use crate::{
     node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState},
     report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
 };
-
-mod vtep_mac_stale;
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN (the parser's constant, as an MTU).
 const VXLAN_OVERHEAD: u32 = flannel_probe_common::parse::VXLAN_OVERHEAD as u32;
@@ -185,7 +183,7 @@ fn peer_odd_vxlan(r: &Report) -> Vec<Finding> {
 }
 
 /// A finding of `code`, with the severity the code is raised with.
-fn finding(code: FindingCode, peer: Option<&str>) -> Finding {
+pub(super) fn finding(code: FindingCode, peer: Option<&str>) -> Finding {
     Finding {
         severity: code.severity().unwrap_or(Severity::Warning),
         code,
@@ -203,7 +201,7 @@ fn sum(r: &Report, f: impl Fn(&PeerReport) -> u64) -> u64 {
 
 /// Inbound VXLAN this node's device should take: well-formed, for our VNI
 /// (or any VNI when we do not know ours).
-fn rx_acceptable(p: &PeerReport) -> u64 {
+pub(super) fn rx_acceptable(p: &PeerReport) -> u64 {
     p.traffic
         .rx_encap_packets
         .saturating_sub(p.rx_malformed)

@@ -1,7 +1,7 @@
 //! `VTEP_MAC_STALE`: peers address decapsulated frames to a VTEP MAC this
 //! node's overlay no longer has (its MAC changed, flannel-io/flannel#1795,
 //! or the device was recreated before the peers resynced).
-use super::{FastMap, finding, rx_acceptable};
+use super::rules::{FastMap, finding, rx_acceptable};
 use crate::report::{Finding, FindingCode, PeerReport, Report, mac_string, parse_mac};
 
 /// The kernel's drop reason for a frame not addressed to this host: what
