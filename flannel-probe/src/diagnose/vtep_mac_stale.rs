@@ -20,7 +20,7 @@ fn stale_mac(
     fdb: &FastMap<[u8; 6], std::net::Ipv4Addr>,
 ) -> Option<[u8; 6]> {
     let mac = p.rx_last_stale_dst_mac.as_deref().and_then(parse_mac)?;
-    let most = p.rx_stale_dst > 0 && p.rx_stale_dst * 2 > rx_acceptable(p);
+    let most = p.rx_stale_dst > 0 && p.rx_stale_dst.saturating_mul(2) > rx_acceptable(p);
     (most && mac != ours && !fdb.contains_key(&mac)).then_some(mac)
 }
 
