@@ -4,7 +4,7 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
     abi::{
-        CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
+        CONFIG_VNI_KNOWN, Config, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
         STAT_PEERS_USED, STAT_RX_NOT_LOCAL, addr_key, mac_key,
     },
     parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
@@ -41,10 +41,16 @@ fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut Pee
 /// is a unicast MAC other than our overlay's (the sender uses an old VTEP
 /// MAC of ours), and keeps that MAC. Broadcast and multicast are anyone's.
 #[inline(always)]
-fn stale_dst(c: *mut PeerCounters, overlay_mac: [u8; 6], dst: [u8; 6], segs: u32) {
+fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, cfg: &Config, inner: usize, segs: u32) {
     // Compared as integers: a few instructions instead of a byte loop.
-    let ours = mac_key(overlay_mac);
-    if ours == 0 || dst[0] & 1 != 0 || mac_key(dst) == ours {
+    let ours = mac_key(cfg.overlay_mac);
+    if ours == 0 {
+        return;
+    }
+    let Some(dst) = Load::load_bytes::<6>(ctx, inner) else {
+        return;
+    };
+    if dst[0] & 1 != 0 || mac_key(dst) == ours {
         return;
     }
     // SAFETY: this CPU's slot of a live map entry.
@@ -88,11 +94,10 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
             let Some(c) = peer(addr, dir, cfg.index_mask, &mut is_new) else {
                 return;
             };
-            // The inner destination and source MACs in one load: the source
-            // says who really sits at this address (FDB_ENTRY_STALE/MISSING
-            // compare it with the FDB), the destination whom it addresses.
-            let inner = if dir == DIR_RX && vx.malformed.is_none() {
-                Load::load_bytes::<12>(ctx, vx.inner_offset)
+            // Who really sits at this address: FDB_ENTRY_STALE/MISSING
+            // compare it with the FDB.
+            let inner_src = if dir == DIR_RX && vx.malformed.is_none() {
+                Load::load_bytes::<6>(ctx, vx.inner_offset + 6)
             } else {
                 None
             };
@@ -113,13 +118,11 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                     (*c).last_other_vni = vx.vni;
                 }
             }
-            if let Some(m) = inner {
-                let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5] = m;
+            if let Some(mac) = inner_src {
                 // SAFETY: as above.
-                unsafe { (*c).last_inner_src = [s0, s1, s2, s3, s4, s5] };
-                let ours = cfg.flags & CONFIG_VNI_KNOWN == 0 || vx.vni == cfg.vni;
-                if ours {
-                    stale_dst(c, cfg.overlay_mac, [d0, d1, d2, d3, d4, d5], segs);
+                unsafe { (*c).last_inner_src = mac };
+                if cfg.flags & CONFIG_VNI_KNOWN == 0 || vx.vni == cfg.vni {
+                    stale_dst(ctx, c, cfg, vx.inner_offset, segs);
                 }
             }
             if is_new {
