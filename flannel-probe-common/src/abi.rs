@@ -128,6 +128,11 @@ pub struct Config {
     /// addressed to it, and ICMP only when it quotes a datagram from it.
     /// Zeros (unknown) accept any.
     pub local_vtep: [u8; 4],
+    /// This node's overlay (VTEP) MAC: inbound VXLAN whose inner frame is
+    /// addressed to another unicast MAC is counted as `stale_dst`. Zeros
+    /// (unknown) count nothing.
+    pub overlay_mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 /// Entry of `PEER_INDEX` and `MAC_INDEX`: which slot holds `key`.
@@ -196,6 +201,14 @@ pub struct PeerCounters {
     /// of the VTEP that really sits at this address (rx only).
     pub last_inner_src: [u8; 6],
     pub _pad2: [u8; 2],
+    // VTEP_MAC_STALE (rx only), kept together at the end.
+    /// Well-formed VXLAN for our VNI whose inner frame is addressed to a
+    /// unicast MAC other than this node's overlay MAC: the sender still
+    /// uses an old VTEP MAC of ours.
+    pub stale_dst: u64,
+    /// The inner destination MAC of the last such frame.
+    pub last_stale_dst: [u8; 6],
+    pub _pad3: [u8; 2],
 }
 
 /// Counters of one VTEP MAC in a [`MacSlot`]: both directions.
@@ -295,6 +308,10 @@ impl core::ops::AddAssign for PeerCounters {
         if b.last_inner_src != [0; 6] {
             self.last_inner_src = b.last_inner_src;
         }
+        self.stale_dst += b.stale_dst;
+        if b.last_stale_dst != [0; 6] {
+            self.last_stale_dst = b.last_stale_dst;
+        }
     }
 }
 
@@ -311,8 +328,10 @@ impl core::ops::Sub for PeerCounters {
                 .icmp_port_unreachable
                 .saturating_sub(then.icmp_port_unreachable),
             other_port: self.other_port.saturating_sub(then.other_port),
+            stale_dst: self.stale_dst.saturating_sub(then.stale_dst),
             _pad: 0,
             _pad2: [0; 2],
+            _pad3: [0; 2],
             ..self
         }
     }

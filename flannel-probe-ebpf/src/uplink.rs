@@ -4,8 +4,8 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
     abi::{
-        CONFIG_VNI_KNOWN, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
-        STAT_PEERS_USED, STAT_RX_NOT_LOCAL, addr_key,
+        CONFIG_VNI_KNOWN, Config, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
+        STAT_PEERS_USED, STAT_RX_NOT_LOCAL, addr_key, mac_key,
     },
     parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
 };
@@ -35,6 +35,29 @@ fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut Pee
             &raw mut (*s).v.tx
         }
     })
+}
+
+/// VTEP_MAC_STALE: counts a decapsulatable frame whose inner destination
+/// is a unicast MAC other than our overlay's (the sender uses an old VTEP
+/// MAC of ours), and keeps that MAC. Broadcast and multicast are anyone's.
+#[inline(always)]
+fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, cfg: &Config, inner: usize, segs: u32) {
+    // Compared as integers: a few instructions instead of a byte loop.
+    let ours = mac_key(cfg.overlay_mac);
+    if ours == 0 {
+        return;
+    }
+    let Some(dst) = Load::load_bytes::<6>(ctx, inner) else {
+        return;
+    };
+    if dst[0] & 1 != 0 || mac_key(dst) == ours {
+        return;
+    }
+    // SAFETY: this CPU's slot of a live map entry.
+    unsafe {
+        (*c).stale_dst += u64::from(segs);
+        (*c).last_stale_dst = dst;
+    }
 }
 
 /// skb->pkt_type for frames addressed to this host's MAC.
@@ -94,8 +117,12 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                     (*c).other_vni += u64::from(segs);
                     (*c).last_other_vni = vx.vni;
                 }
-                if let Some(mac) = inner_src {
-                    (*c).last_inner_src = mac;
+            }
+            if let Some(mac) = inner_src {
+                // SAFETY: as above.
+                unsafe { (*c).last_inner_src = mac };
+                if cfg.flags & CONFIG_VNI_KNOWN == 0 || vx.vni == cfg.vni {
+                    stale_dst(ctx, c, cfg, vx.inner_offset, segs);
                 }
             }
             if is_new {

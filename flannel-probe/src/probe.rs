@@ -225,6 +225,7 @@ impl Probe {
             vxlan_port: self.node.vxlan_port,
             vni: self.node.vni,
             local_vtep: self.node.local_vtep,
+            overlay_mac: self.node.overlay.as_ref().and_then(|o| o.mac),
         };
         if self.matching != Some(m) {
             self.dp.configure(m)?;

@@ -127,8 +127,8 @@ finding_codes! {
     DatapathDetached => "DATAPATH_DETACHED", Critical, false;
     /// Decapsulated VXLAN from a peer, then dropped in the forward path.
     DecapFiltered => "DECAP_FILTERED", Critical, true;
-    /// Not raised yet: reserved by the contract.
-    VtepMacStale => "VTEP_MAC_STALE", Critical, false;
+    /// Peers address an old VTEP MAC of this node (node and `mesh`).
+    VtepMacStale => "VTEP_MAC_STALE", Critical, true;
     /// VXLAN dropped for bad UDP checksums (warning, critical when it is
     /// all of a peer's traffic).
     VxlanChecksumErrors => "VXLAN_CHECKSUM_ERRORS", Warning, true;
@@ -239,6 +239,9 @@ pub struct NodeInfo {
     /// Programs whose attachment vanished and is not restored yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detached: Vec<String>,
+    /// The overlay device's own (VTEP) MAC, what peers must address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_mac: Option<String>,
 }
 
 /// The node of the unit tests' hand-built reports and counters.
@@ -259,6 +262,7 @@ impl NodeInfo {
             attached: BTreeMap::new(),
             attach_gaps: 0,
             detached: Vec::new(),
+            overlay_mac: None,
         }
     }
 }
@@ -348,6 +352,11 @@ pub struct PeerReport {
     pub addr: Option<Ipv4Addr>,
     #[serde(skip)]
     pub rx_vtep: Option<[u8; 6]>,
+    /// Inbound VXLAN for our VNI whose inner frame is addressed to a
+    /// unicast MAC this node's overlay does not have, and the last such
+    /// MAC (`VTEP_MAC_STALE`).
+    pub rx_stale_dst: u64,
+    pub rx_last_stale_dst_mac: Option<String>,
 }
 
 impl PeerReport {
@@ -638,6 +647,8 @@ pub(crate) mod tests {
             "rx_last_other_port",
             "in_fdb",
             "rx_vtep_mac",
+            "rx_stale_dst",
+            "rx_last_stale_dst_mac",
         ];
         want.sort_unstable();
         assert_eq!(keys(&v), want);

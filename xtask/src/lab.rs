@@ -22,7 +22,7 @@ pub(crate) enum LabCmd {
     /// firewall, missing-fdb, missing-neigh, stale-fdb, forwarding-off, mtu,
     /// underlay-loss, other-port, forward-drop, bad-checksum[=N] (N VXLAN
     /// datagrams with a wrong UDP checksum from --peer, default the first
-    /// other node).
+    /// other node), mac-change.
     Fault {
         name: String,
         #[arg(default_value = "eq14-001")]

@@ -61,6 +61,9 @@ pub struct Matching {
     /// This node's VTEP address: inbound VXLAN counts for a peer only when
     /// addressed to it (`None`: any address).
     pub local_vtep: Option<std::net::Ipv4Addr>,
+    /// This node's overlay MAC: inbound VXLAN addressed to another unicast
+    /// MAC is counted as stale (`None`: nothing is).
+    pub overlay_mac: Option<[u8; 6]>,
 }
 
 /// The loaded eBPF object and whatever of it is attached.
@@ -183,6 +186,7 @@ impl Datapath {
             flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
             vni: m.vni.unwrap_or(0),
             local_vtep: m.local_vtep.map_or([0; 4], |a| a.octets()),
+            overlay_mac: m.overlay_mac.unwrap_or_default(),
             ..Config::default()
         })
     }

@@ -3,6 +3,7 @@
 mod decap;
 mod identity;
 mod rules;
+mod vtep_mac_stale;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -107,6 +108,9 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 rx_vtep_mac: rx_vtep.as_ref().map(mac_string),
                 addr: Some(ip),
                 rx_vtep,
+                rx_stale_dst: outer.rx.stale_dst,
+                rx_last_stale_dst_mac: (outer.rx.stale_dst > 0)
+                    .then(|| mac_string(&outer.rx.last_stale_dst)),
                 ..Default::default()
             };
             // Both are sorted by address: skip what belongs to the local
@@ -182,6 +186,12 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
             attached: inp.attached.clone(),
             attach_gaps: inp.attach_gaps,
             detached: inp.detached.clone(),
+            overlay_mac: node
+                .overlay
+                .as_ref()
+                .and_then(|o| o.mac)
+                .as_ref()
+                .map(mac_string),
         },
         window_secs: inp.window_secs,
         peers,
@@ -200,3 +210,6 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_vtep_mac;

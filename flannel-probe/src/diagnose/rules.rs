@@ -5,7 +5,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use super::{Inputs, decap};
+use super::{Inputs, decap, vtep_mac_stale};
 use crate::{
     node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState},
     report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
@@ -47,7 +47,12 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(fdb_entry_stale(r, ix));
     out.extend(forwarding_disabled(r, node));
     out.extend(mtu_mismatch(r, node));
-    out.extend(vxlan_drops(r, &explained));
+    out.extend(vtep_mac_stale::vtep_mac_stale(r, &ix.fdb));
+    out.extend(vxlan_drops(
+        r,
+        &explained,
+        vtep_mac_stale::explained_drops(r, &ix.fdb),
+    ));
     out.extend(no_vxlan_traffic(r));
     out.extend(map_overflow(r));
     out.extend(drops_unavailable(inp.drops_unavailable));
@@ -675,7 +680,9 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
     })
 }
 
-fn vxlan_drops(r: &Report, ex: &decap::Explained) -> Option<Finding> {
+/// `ex`: what DECAP_FILTERED and VXLAN_CHECKSUM_ERRORS name; `otherhost`:
+/// OTHERHOST drops (rx) that `VTEP_MAC_STALE` explains.
+fn vxlan_drops(r: &Report, ex: &decap::Explained, otherhost: u64) -> Option<Finding> {
     // A peer whose VXLAN decapsulates: the drops of its odd packets for
     // another VNI are those packets, which PEER_ODD_VXLAN reports.
     let explained: u64 = r
@@ -694,6 +701,8 @@ fn vxlan_drops(r: &Report, ex: &decap::Explained) -> Option<Finding> {
         .map(|d| {
             let n = if d.reason == VNI_NOT_FOUND && d.direction == "rx" {
                 d.packets.saturating_sub(explained)
+            } else if d.reason == vtep_mac_stale::OTHERHOST && d.direction == "rx" {
+                d.packets.saturating_sub(otherhost)
             } else {
                 d.packets
             };

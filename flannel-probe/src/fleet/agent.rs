@@ -158,6 +158,21 @@ pub struct Counters {
     /// The agent's own cost and attachments (`/metrics`' self-metrics).
     #[serde(default)]
     pub agent: super::selfstats::AgentSelf,
+    /// The node's overlay (VTEP) MAC, what its peers must address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_mac: Option<String>,
+    /// The overlay's FDB as of the rolling window: which MAC each peer's
+    /// VTEP is sent to (`mesh` compares it with that peer's `overlay_mac`).
+    #[serde(default)]
+    pub fdb: Vec<FdbDoc>,
+}
+
+/// One FDB entry of the overlay in `GET /counters`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbDoc {
+    pub mac: String,
+    /// The peer's underlay address the MAC is sent to.
+    pub dst: String,
 }
 
 impl Counters {
@@ -315,6 +330,18 @@ impl CumulativeTotals {
             forgotten_peers: self.forgotten,
             map_memory_bytes: 0,
             agent: Default::default(),
+            overlay_mac: rolling.node.overlay_mac.clone(),
+            fdb: rolling
+                .peers
+                .iter()
+                .filter(|p| p.in_fdb)
+                .filter_map(|p| {
+                    Some(FdbDoc {
+                        mac: p.vtep_mac.clone()?,
+                        dst: p.peer.clone(),
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -401,6 +428,41 @@ mod tests {
         let json = serde_json::to_string(&c).expect("encode");
         let back: Counters = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, c);
+    }
+
+    /// `mesh`'s VTEP_MAC_STALE reads these: the node's overlay MAC and the
+    /// FDB (peers without an entry are not in it).
+    #[test]
+    fn counters_carry_the_overlay_mac_and_the_fdb() {
+        let mut r = report(
+            vec![
+                PeerReport {
+                    vtep_mac: Some("0e:00:00:00:00:13".into()),
+                    ..fdb_peer("192.0.2.13", true, 1)
+                },
+                fdb_peer("192.0.2.14", false, 1),
+            ],
+            vec![],
+        );
+        r.node.overlay_mac = Some("0e:00:00:00:00:11".into());
+        let c = CumulativeTotals::default().counters(&r, 100.0, 110.0, 10.0);
+        assert_eq!(c.overlay_mac.as_deref(), Some("0e:00:00:00:00:11"));
+        assert_eq!(
+            c.fdb,
+            vec![FdbDoc {
+                mac: "0e:00:00:00:00:13".into(),
+                dst: "192.0.2.13".into()
+            }]
+        );
+        let json = serde_json::to_value(&c).expect("encode");
+        assert_eq!(json["overlay_mac"], "0e:00:00:00:00:11");
+        assert_eq!(json["fdb"][0]["dst"], "192.0.2.13");
+        // An older agent's document has neither: read as unknown.
+        let old: Counters = serde_json::from_str(r#"{"schema":1,"started_unix":1,"sampled_unix":2,"uptime_secs":1,
+            "node":{"hostname":"h","overlay":"flannel.1","overlay_state":"up","vxlan_port":8472,"port_bound":true},
+            "peers":[],"drops":[],"findings":[],"window_secs":30}"#)
+            .expect("decode");
+        assert_eq!((old.overlay_mac, old.fdb.len()), (None, 0));
     }
 
     fn fdb_peer(peer: &str, in_fdb: bool, tx: u64) -> PeerReport {

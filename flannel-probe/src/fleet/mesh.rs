@@ -215,6 +215,66 @@ fn duplicate_vteps(readings: &[AgentReading]) -> Vec<MeshFinding> {
     out
 }
 
+/// `VTEP_MAC_STALE` across nodes: A's FDB sends B's VTEP to a MAC that B's
+/// overlay does not have (B's MAC changed and A did not relearn it), from
+/// the latest reading of each. Only when A has an entry for B and none of
+/// its entries for B names B's MAC; agents too old to say their FDB or MAC
+/// are not compared, nor VTEPs two agents claim.
+fn vtep_mac_stale(readings: &[AgentReading], duplicated: &[String]) -> Vec<MeshFinding> {
+    let latest: Vec<(&str, &Counters, &str)> = readings
+        .iter()
+        .filter_map(|r| {
+            let c = r.end.as_ref().or(r.start.as_ref()).ok()?;
+            let vtep = c.node.local_vtep.as_deref()?;
+            (!duplicated.iter().any(|d| d == vtep)).then_some((r.agent.as_str(), c, vtep))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for &(agent, a, a_vtep) in &latest {
+        for &(_, b, b_vtep) in &latest {
+            let Some(b_mac) = b.overlay_mac.as_deref() else {
+                continue;
+            };
+            if a_vtep == b_vtep {
+                continue;
+            }
+            let entries: Vec<&str> = a
+                .fdb
+                .iter()
+                .filter(|e| e.dst == b_vtep)
+                .map(|e| e.mac.as_str())
+                .collect();
+            if entries.is_empty() || entries.iter().any(|m| m.eq_ignore_ascii_case(b_mac)) {
+                continue;
+            }
+            let (ah, bh) = (&a.node.hostname, &b.node.hostname);
+            let old = entries.join(", ");
+            out.push(MeshFinding {
+                code: FindingCode::VtepMacStale,
+                severity: Severity::Critical,
+                from: Some(a_vtep.to_string()),
+                to: Some(b_vtep.to_string()),
+                summary: format!(
+                    "{ah} sends {bh}'s VXLAN to VTEP MAC {old}, but {bh}'s {} has {b_mac}: {bh} drops it",
+                    b.node.overlay
+                ),
+                evidence: vec![
+                    format!("{ah}: FDB {old} dst {b_vtep}"),
+                    format!("{bh}: {} address {b_mac}", b.node.overlay),
+                ],
+                remediation: format!(
+                    "{ah} did not relearn {bh}'s new VTEP MAC: restart flannel on {ah} (k3s: systemctl restart k3s; \
+                     kube-flannel: delete its kube-flannel pod) so it reads {bh}'s annotation \
+                     flannel.alpha.coreos.com/backend-data again; if {bh}'s MAC changes at every boot, pin it \
+                     with a systemd .link file (MACAddressPolicy=none for OriginalName=flannel*, flannel-io/flannel#1795)"
+                ),
+                agent: agent.to_string(),
+            });
+        }
+    }
+    out
+}
+
 /// Builds the matrix. `sent` of A->B is A's encapsulated tx to B, `received`
 /// is B's encapsulated rx from A, both over the window.
 pub(crate) fn compute(
@@ -226,6 +286,7 @@ pub(crate) fn compute(
     let mut findings = duplicate_vteps(readings);
     // Their links are left out: whose counters are whose is unknown.
     let duplicated: Vec<String> = findings.iter().filter_map(|f| f.from.clone()).collect();
+    let stale = vtep_mac_stale(readings, &duplicated);
     let mut usable: Vec<Usable<'_>> = Vec::new();
     for r in readings {
         let known = r.end.as_ref().or(r.start.as_ref()).ok();
@@ -284,11 +345,23 @@ pub(crate) fn compute(
                 .iter()
                 .filter(|f| f.severity == Severity::Critical)
             {
+                // A node's VTEP_MAC_STALE is about the link from the peer
+                // that sends to the old MAC: shown that way, once.
+                let (from, to) = if f.code == FindingCode::VtepMacStale {
+                    (f.peer.clone(), local_vtep.clone())
+                } else {
+                    (local_vtep.clone(), f.peer.clone())
+                };
+                if f.code == FindingCode::VtepMacStale
+                    && stale.iter().any(|m| m.from == from && m.to == to)
+                {
+                    continue;
+                }
                 findings.push(MeshFinding {
                     code: f.code.clone(),
                     severity: Severity::Critical,
-                    from: local_vtep.clone(),
-                    to: f.peer.clone(),
+                    from,
+                    to,
                     summary: format!("{}: {}", c.node.hostname, f.summary),
                     evidence: f.evidence.clone(),
                     remediation: f.remediation.clone(),
@@ -314,6 +387,7 @@ pub(crate) fn compute(
         }
     }
 
+    findings.extend(stale);
     let mut links = Vec::new();
     for a in &usable {
         for b in &usable {
@@ -396,7 +470,7 @@ pub(crate) fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::agent::{AgentFinding, AgentNode, PeerCumulative};
+    use crate::fleet::agent::{AgentFinding, AgentNode, FdbDoc, PeerCumulative};
 
     fn node(host: &str, vtep: &str) -> Counters {
         Counters {
@@ -489,6 +563,92 @@ mod tests {
         assert!(m.findings[0].summary.contains("from gladius to eq14-001"));
         assert_eq!(m.exit_code(), 1);
         assert!(m.nodes.iter().all(|n| n.reachable));
+    }
+
+    /// eq14-001's overlay took a new MAC; gladius and momonoke keep the old
+    /// one in their FDB; eq14-001 itself raised VTEP_MAC_STALE for gladius.
+    #[test]
+    fn an_fdb_entry_for_an_old_vtep_mac_is_stale_from_its_sender_to_the_node() {
+        const OLD: &str = "0e:00:00:00:00:13";
+        const NEW: &str = "0e:00:00:00:ee:13";
+        let mac = |c: &mut Counters, own: &str, fdb: &[(&str, &str)]| {
+            c.overlay_mac = Some(own.into());
+            c.fdb = fdb
+                .iter()
+                .map(|(m, d)| FdbDoc {
+                    mac: m.to_string(),
+                    dst: d.to_string(),
+                })
+                .collect();
+        };
+        let mut r = readings();
+        for x in &mut r {
+            for c in [&mut x.start, &mut x.end].into_iter().flatten() {
+                match c.node.hostname.as_str() {
+                    "gladius" => mac(
+                        c,
+                        "0e:00:00:00:00:11",
+                        &[("0e:00:00:00:00:12", M), (OLD, E)],
+                    ),
+                    // Another case, the same MAC: not stale.
+                    "momonoke" => mac(
+                        c,
+                        "0e:00:00:00:00:12",
+                        &[("0E:00:00:00:00:11", G), (OLD, E)],
+                    ),
+                    _ => {
+                        mac(
+                            c,
+                            NEW,
+                            &[("0e:00:00:00:00:11", G), ("0e:00:00:00:00:12", M)],
+                        );
+                        c.findings = vec![AgentFinding::bare(
+                            "VTEP_MAC_STALE",
+                            Severity::Critical,
+                            Some(G),
+                        )];
+                    }
+                }
+            }
+        }
+        let m = compute(&r, 10.0, 50.0);
+        let stale: Vec<(Option<&str>, Option<&str>)> = m
+            .findings
+            .iter()
+            .filter(|f| f.code == FindingCode::VtepMacStale)
+            .map(|f| (f.from.as_deref(), f.to.as_deref()))
+            .collect();
+        // eq14-001's own finding is the link gladius -> eq14-001: once.
+        assert_eq!(stale, vec![(Some(G), Some(E)), (Some(M), Some(E))]);
+        for f in m
+            .findings
+            .iter()
+            .filter(|f| f.code == FindingCode::VtepMacStale)
+        {
+            assert_eq!(f.severity, Severity::Critical);
+            let text = f.evidence.join(" ");
+            assert!(text.contains(OLD) && text.contains(NEW), "{f:?}");
+            assert!(f.summary.contains("eq14-001"), "{}", f.summary);
+        }
+        assert_eq!(m.exit_code(), 1);
+
+        // An agent that does not say its MAC (older) is not compared; a
+        // node's own finding then still shows, from the sender to it.
+        for x in &mut r {
+            for c in [&mut x.start, &mut x.end].into_iter().flatten() {
+                if c.node.hostname == "eq14-001" {
+                    c.overlay_mac = None;
+                }
+            }
+        }
+        let m = compute(&r, 10.0, 50.0);
+        let stale: Vec<(Option<&str>, Option<&str>, &str)> = m
+            .findings
+            .iter()
+            .filter(|f| f.code == FindingCode::VtepMacStale)
+            .map(|f| (f.from.as_deref(), f.to.as_deref(), f.agent.as_str()))
+            .collect();
+        assert_eq!(stale, vec![(Some(G), Some(E), "http://192.0.2.13:9465")]);
     }
 
     #[test]

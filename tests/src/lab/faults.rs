@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result, bail, ensure};
 
 use super::Lab;
+use super::LabNode;
 use super::netns::{self, ip, nft};
-use super::topology::{node_index, node_ip, node_name, random_mac};
+use super::topology::{FdbVerb, format_mac, node_index, node_ip, node_name, random_mac};
 
 /// One fault on one node of the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,11 @@ pub enum Fault {
         peer: String,
         count: u32,
     },
+    /// `flannel.1` takes a new random MAC in place (`ip link set address`);
+    /// the node's own neighbours, which the kernel flushes on an address
+    /// change, are reinstalled as its flannel would at start, while the
+    /// peers keep the old MAC in their FDB and neighbour entries.
+    OverlayMacChange { node: String },
 }
 
 /// The names `Fault::parse` accepts (aliases included), for help texts.
@@ -78,6 +84,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "other-port",
     "forward-drop",
     "bad-checksum",
+    "mac-change",
 ];
 
 const DEFAULT_OTHER_VNI: u32 = 2;
@@ -179,6 +186,7 @@ impl Fault {
                 ensure!(count > 0, "bad-checksum sends at least one datagram");
                 Fault::BadChecksum { node, peer, count }
             }
+            "mac-change" => Fault::OverlayMacChange { node },
             other => bail!(
                 "unknown fault {other:?}; known faults: {}",
                 FAULT_NAMES.join(", ")
@@ -203,7 +211,8 @@ impl Fault {
             | Fault::UnderlayLoss { node, .. }
             | Fault::OtherPort { node, .. }
             | Fault::ForwardDrop { node }
-            | Fault::BadChecksum { node, .. } => node,
+            | Fault::BadChecksum { node, .. }
+            | Fault::OverlayMacChange { node } => node,
         }
     }
 
@@ -224,6 +233,7 @@ impl Fault {
             Fault::OtherPort { .. } => "other-port",
             Fault::ForwardDrop { .. } => "forward-drop",
             Fault::BadChecksum { .. } => "bad-checksum",
+            Fault::OverlayMacChange { .. } => "mac-change",
         }
     }
 }
@@ -357,6 +367,16 @@ impl Lab {
             Fault::BadChecksum { peer, count, .. } => {
                 let to = node.name.clone();
                 self.send_bad_checksums(peer, &to, *count)?;
+            }
+            Fault::OverlayMacChange { .. } => {
+                let mac = random_mac()?;
+                ip(
+                    ns,
+                    &["link", "set", "dev", dev, "address", &format_mac(&mac)],
+                )?;
+                self.nodes[index].vtep_mac = mac;
+                let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
+                Self::program_peers_on(&self.nodes[index], &peers, FdbVerb::Replace)?;
             }
         }
         Ok(())

@@ -34,6 +34,7 @@ fn datapath_with(opts: &LoadOptions) -> Option<Datapath> {
         vxlan_port: 8472,
         vni: Some(1),
         local_vtep: Some(Ipv4Addr::from(ME)),
+        overlay_mac: Some(MAC_ME),
     })
     .expect("configure");
     Some(dp)
@@ -226,6 +227,45 @@ fn uplink_ingress_remembers_the_inner_source_mac() {
     );
     let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
     assert_eq!(p.rx.last_inner_src, MAC_PEER);
+}
+
+/// VTEP_MAC_STALE's count: decapsulatable frames for our VNI addressed to
+/// a unicast MAC that is not our overlay's, per sending peer, GSO segments
+/// counted; broadcast, multicast, ours and another VNI's are not.
+#[test]
+fn uplink_ingress_counts_frames_for_a_stale_vtep_mac() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    const OLD: [u8; 6] = [0x0e, 0, 0, 0, 0xee, 0x13];
+    let to = |dst: [u8; 6], vni: u32| {
+        let inner = inner_echo(MAC_PEER, dst, [10, 42, 1, 54], [10, 42, 0, 54]);
+        to_host(vxlan_frame(PEER, ME, 8472, vni, &inner))
+    };
+    run(&mut dp, Hook::UplinkIngress, &to(OLD, 1), None, 3);
+    run(&mut dp, Hook::UplinkIngress, &to(OLD, 1), Some((4, 100)), 1);
+    run(&mut dp, Hook::UplinkIngress, &to([0xff; 6], 1), None, 2);
+    let multicast = [0x01, 0, 0x5e, 0, 0, 1];
+    run(&mut dp, Hook::UplinkIngress, &to(multicast, 1), None, 2);
+    run(&mut dp, Hook::UplinkIngress, &to(MAC_ME, 1), None, 2);
+    run(&mut dp, Hook::UplinkIngress, &to(OLD, 2), None, 2);
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!(p.rx.packets, 3 + 4 + 2 + 2 + 2 + 2);
+    assert_eq!((p.rx.stale_dst, p.rx.last_stale_dst), (7, OLD));
+    assert_eq!(p.rx.other_vni, 2);
+    assert_eq!(p.rx.last_inner_src, MAC_PEER);
+
+    // Without a known overlay MAC nothing is stale.
+    dp.configure(Matching {
+        vxlan_port: 8472,
+        vni: Some(1),
+        local_vtep: Some(Ipv4Addr::from(ME)),
+        overlay_mac: None,
+    })
+    .expect("configure");
+    run(&mut dp, Hook::UplinkIngress, &to(OLD, 1), None, 5);
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!((p.rx.packets, p.rx.stale_dst), (15 + 5, 7));
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod image;
 mod kernels;
 mod kustomize;
 mod lifecycle;
+mod macstale;
 mod malformed;
 mod memory;
 mod mesh;

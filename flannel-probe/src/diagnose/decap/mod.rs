@@ -18,7 +18,7 @@ pub(super) const UDP_CSUM: &str = "UDP_CSUM";
 const NETFILTER_DROP: &str = "NETFILTER_DROP";
 /// A decapsulated frame for another MAC than the overlay's: the sender's
 /// FDB is wrong (the FDB and VTEP MAC rules' business, not the forward path).
-const OTHERHOST: &str = "OTHERHOST";
+use super::vtep_mac_stale::OTHERHOST;
 /// What the kernel says of forwarded packets while forwarding is off
 /// (`FORWARDING_DISABLED` names that).
 const IP_INADDRERRORS: &str = "IP_INADDRERRORS";

@@ -37,6 +37,7 @@ fn node(state: OverlayState) -> NodeInfo {
         attached: BTreeMap::new(),
         attach_gaps: 0,
         detached: Vec::new(),
+        overlay_mac: None,
     }
 }
 
