@@ -242,7 +242,7 @@ mod tests {
             .map(|m| m.bytes(2, 4096))
             .sum();
         // PEERS + INNER per peer, two index slots per peer in each index.
-        let per_peer = (8 + 136 * 2) + (8 + 40 * 2) + 2 * 2 * (8 + 16 * 2);
+        let per_peer = (8 + 184 * 2) + (8 + 40 * 2) + 2 * 2 * (8 + 16 * 2);
         assert_eq!(big - small, (65536 - 4096) * per_peer);
         let many: u64 = shapes(4096)
             .expect("shapes")

@@ -390,6 +390,11 @@ mod tests {
             "tx_inner_packets",
             "tx_inner_bytes",
             "icmp_port_unreachable",
+            "tx_encap_large",
+            "rx_encap_large",
+            "tx_encap_max_len",
+            "rx_encap_max_len",
+            "icmp_frag_needed",
         ];
         want.sort_unstable();
         let peer = serde_json::to_value(&peers[1]).expect("encode");
