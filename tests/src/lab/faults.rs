@@ -46,6 +46,12 @@ pub enum Fault {
     UnderlayLoss { node: String, percent: u32 },
     /// `flannel.1` recreated with another destination port (same MAC, VNI).
     OtherPort { node: String, port: u16 },
+    /// The switch's port towards the node gets MTU `mtu`: the underlay path
+    /// narrows (a tunnel underlay, a jumbo/overlay misconfiguration) and
+    /// larger frames are dropped silently, both ways (the bridge will not
+    /// forward them out of that port, the port's veth will not take them
+    /// from the node), while small ones pass.
+    UnderlayMtu { node: String, mtu: u32 },
 }
 
 /// The names `Fault::parse` accepts (aliases included), for help texts.
@@ -63,11 +69,13 @@ pub const FAULT_NAMES: &[&str] = &[
     "mtu",
     "underlay-loss",
     "other-port",
+    "underlay-mtu",
 ];
 
 const DEFAULT_OTHER_VNI: u32 = 2;
 const DEFAULT_LOSS_PERCENT: u32 = 30;
 const DEFAULT_OTHER_PORT: u16 = 4789;
+const DEFAULT_UNDERLAY_MTU: u32 = 1400;
 
 impl Fault {
     /// Parses a fault by name for `node`. A few faults take a value after
@@ -98,7 +106,7 @@ impl Fault {
         let peer = node_name(peer_idx);
         let takes_value = matches!(
             name,
-            "other-vni" | "underlay-loss" | "other-port" | "stale-fdb"
+            "other-vni" | "underlay-loss" | "other-port" | "stale-fdb" | "underlay-mtu"
         );
         if let (Some(value), false) = (value, takes_value) {
             bail!("fault {name} takes no value (got {value:?})");
@@ -154,6 +162,15 @@ impl Fault {
                 ensure!(port != 0, "port 0 is not a VXLAN port");
                 Fault::OtherPort { node, port }
             }
+            "underlay-mtu" => {
+                let mtu = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad MTU {v:?}"))?,
+                    None => DEFAULT_UNDERLAY_MTU,
+                };
+                // IPv4 needs 68; a veth takes at most 65535.
+                ensure!((68..=65535).contains(&mtu), "MTU {mtu} is out of range");
+                Fault::UnderlayMtu { node, mtu }
+            }
             other => bail!(
                 "unknown fault {other:?}; known faults: {}",
                 FAULT_NAMES.join(", ")
@@ -176,7 +193,8 @@ impl Fault {
             | Fault::ForwardingOff { node }
             | Fault::MtuTooLarge { node }
             | Fault::UnderlayLoss { node, .. }
-            | Fault::OtherPort { node, .. } => node,
+            | Fault::OtherPort { node, .. }
+            | Fault::UnderlayMtu { node, .. } => node,
         }
     }
 
@@ -195,6 +213,7 @@ impl Fault {
             Fault::MtuTooLarge { .. } => "mtu",
             Fault::UnderlayLoss { .. } => "underlay-loss",
             Fault::OtherPort { .. } => "other-port",
+            Fault::UnderlayMtu { .. } => "underlay-mtu",
         }
     }
 }
@@ -210,6 +229,7 @@ impl fmt::Display for Fault {
             Fault::StaleFdb { peer, wrong_ip, .. } => write!(f, " (peer {peer} -> {wrong_ip})"),
             Fault::UnderlayLoss { percent, .. } => write!(f, " ({percent}%)"),
             Fault::OtherPort { port, .. } => write!(f, " (port {port})"),
+            Fault::UnderlayMtu { mtu, .. } => write!(f, " (MTU {mtu})"),
             _ => Ok(()),
         }
     }
@@ -316,6 +336,26 @@ impl Lab {
                 );
                 nft(&self.switch_ns, &script)?;
             }
+            Fault::UnderlayMtu { mtu, .. } => {
+                // With br_netfilter loaded, the bridge refragments IPv4
+                // without DF (Flannel's VXLAN) to the port's MTU where a
+                // switch drops it: off in the lab's switch namespace only
+                // (the setting is per namespace), so it drops as switches do.
+                netns::exec(
+                    &self.switch_ns,
+                    &[
+                        "sh",
+                        "-c",
+                        r#"[ ! -e "$0" ] || echo 0 > "$0""#,
+                        "/proc/sys/net/bridge/bridge-nf-call-iptables",
+                    ],
+                )?;
+                let mtu = mtu.to_string();
+                ip(
+                    &self.switch_ns,
+                    &["link", "set", "dev", &node.switch_port, "mtu", &mtu],
+                )?;
+            }
         }
         Ok(())
     }
@@ -395,5 +435,24 @@ mod tests {
         assert!(Fault::parse("incident=3", "gladius", None).is_err());
         assert!(Fault::parse("underlay-loss=101", "gladius", None).is_err());
         assert!(Fault::parse("other-vni=0", "gladius", None).is_err());
+    }
+
+    #[test]
+    fn underlay_mtu_defaults_to_1400_and_checks_its_value() {
+        assert_eq!(
+            Fault::parse("underlay-mtu", "eq14-001", None).expect("parse"),
+            Fault::UnderlayMtu {
+                node: "eq14-001".into(),
+                mtu: 1400
+            }
+        );
+        assert_eq!(
+            Fault::parse("underlay-mtu=1280", "gladius", None)
+                .expect("parse")
+                .to_string(),
+            "underlay-mtu on gladius (MTU 1280)"
+        );
+        assert!(Fault::parse("underlay-mtu=20", "gladius", None).is_err());
+        assert!(Fault::parse("underlay-mtu=big", "gladius", None).is_err());
     }
 }
