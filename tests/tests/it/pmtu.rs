@@ -102,20 +102,17 @@ fn a_narrow_underlay_port_is_named_on_the_links_that_lose_large_packets() {
         .map(|n| format!("http://{}:9465", n.ip))
         .collect::<Vec<_>>()
         .join(",");
-    let (code, out) = std::thread::scope(|s| {
-        let mesh = s.spawn(|| {
-            let mut cmd = lab.node_command(g, &probe_bin());
-            cmd.args(["mesh", "--agents", &agents, "--format", "json"])
-                .args(["--duration", &format!("{}s", 10 * time_scale())]);
-            ProbeRun::spawn(cmd)
-                .expect("start mesh")
-                .finish(scaled(Duration::from_secs(60)))
-                .expect("mesh exits")
-        });
-        // Inside the window: gladius and momonoke ping eq14-001, gladius
-        // pings momonoke, each small and large; eq14-001 sends only the
-        // replies to the small ones (the large never reach it).
-        std::thread::sleep(scaled(Duration::from_millis(1500)));
+    let mut cmd = lab.node_command(g, &probe_bin());
+    cmd.args(["mesh", "--agents", &agents, "--format", "json"])
+        .args(["--duration", &format!("{}s", 8 * time_scale())]);
+    let mut mesh = ProbeRun::spawn(cmd).expect("start mesh");
+    // Once every agent's first reading is in, the window is open.
+    mesh.wait_for("observing", scaled(Duration::from_secs(30)))
+        .expect("mesh reads the agents");
+    // Inside the window: gladius and momonoke ping eq14-001, gladius
+    // pings momonoke, each small and large; eq14-001 sends only the
+    // replies to the small ones (the large never reach it).
+    std::thread::scope(|s| {
         let pings: Vec<_> = [(g, e), (m, e), (g, m)]
             .into_iter()
             .map(|(from, to)| {
@@ -132,8 +129,10 @@ fn a_narrow_underlay_port_is_named_on_the_links_that_lose_large_packets() {
             let want = if to == "eq14-001" { 0 } else { PINGS };
             assert_eq!(large.received, want, "{from} -> {to}: {large:?}");
         }
-        mesh.join().expect("mesh thread")
     });
+    let (code, out) = mesh
+        .finish(scaled(Duration::from_secs(60)))
+        .expect("mesh exits");
     eprintln!("{out}");
     let report: Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("mesh JSON ({e}): {out}"));
