@@ -319,6 +319,19 @@ macro_rules! each_counter {
     };
 }
 
+impl Traffic {
+    /// Whether nothing was counted: the running maxima (`*_encap_max_len`)
+    /// say what was seen since the probe attached, not in this window, so
+    /// they do not make a silent peer active.
+    pub fn is_quiet(&self) -> bool {
+        Traffic {
+            tx_encap_max_len: 0,
+            rx_encap_max_len: 0,
+            ..*self
+        } == Traffic::default()
+    }
+}
+
 /// Adds a later window's traffic.
 impl AddAssign for Traffic {
     fn add_assign(&mut self, later: Traffic) {
