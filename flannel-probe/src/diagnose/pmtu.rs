@@ -11,7 +11,7 @@ use crate::report::{Finding, FindingCode, Report};
 /// pass).
 ///
 /// Flannel takes the underlay MTU from its interface and subtracts the 50
-/// bytes of VXLAN; since v0.21.3 the vxlan backend's `MTU` in
+/// bytes of VXLAN; since 2023 (flannel-io/flannel#1736) the vxlan backend's `MTU` in
 /// net-conf.json overrides the interface's (flannel still subtracts).
 pub(crate) fn remedy(path_mtu: Option<u64>, overlay: &str) -> String {
     let (mtu, how) = match path_mtu {
@@ -25,8 +25,8 @@ pub(crate) fn remedy(path_mtu: Option<u64>, overlay: &str) -> String {
     format!(
         "the underlay path carries at most {mtu} bytes ({how}): set {overlay}'s MTU to {} \
          (path MTU - {overhead}) through flannel's net-conf.json backend setting \
-         `\"Backend\": {{\"Type\": \"vxlan\", \"MTU\": {mtu}}}` (flannel >= 0.21.3 subtracts the {overhead} bytes \
-         itself; k3s: `--flannel-conf` with that file, or `--flannel-iface` naming the narrow interface), \
+         `\"Backend\": {{\"Type\": \"vxlan\", \"MTU\": {mtu}}}` (flannel releases since 2023 read it and subtract the {overhead} \
+         bytes themselves; k3s: `--flannel-conf` with that file, or `--flannel-iface` naming the narrow interface), \
          then restart the CNI agent and the pods; or raise the MTU of the underlay hop that drops them",
         mtu.saturating_sub(overhead)
     )
