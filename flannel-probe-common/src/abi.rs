@@ -48,11 +48,18 @@ pub const STAT_MACS_USED: u32 = 4;
 /// Inbound VXLAN-shaped UDP to our port addressed to another IPv4 address
 /// than the local VTEP (not counted for any peer).
 pub const STAT_RX_NOT_LOCAL: u32 = 5;
-/// Inbound ICMP port unreachable quoting UDP to our port that we did not
-/// send (quoted source not the local VTEP): forged or not ours.
+/// Inbound ICMP port unreachable or fragmentation needed quoting UDP to our
+/// port that we did not send (quoted source not the local VTEP): forged or
+/// not ours.
 pub const STAT_ICMP_NOT_OURS: u32 = 6;
 /// Number of slots in `STATS`.
 pub const NUM_STATS: u32 = 8;
+
+/// Outer IPv4 total length above which an encapsulated packet is "large":
+/// the smallest usual underlay path MTU. WireGuard, Tailscale and cloud
+/// tunnels carry 1400 to 1450 bytes, so what is larger is the first to die
+/// when the path shrinks, while ordinary small packets still pass.
+pub const LARGE_OUTER_LEN: u32 = 1400;
 
 /// Index slots probed for a key before giving up (counted as overflow).
 pub const INDEX_PROBES: u32 = 8;
@@ -209,6 +216,21 @@ pub struct PeerCounters {
     /// The inner destination MAC of the last such frame.
     pub last_stale_dst: [u8; 6],
     pub _pad3: [u8; 2],
+
+    // --- Path MTU (UNDERLAY_MTU_BLACKHOLE): size classes and ICMP
+    // "fragmentation needed". Appended so older fields keep their offsets.
+    /// Of `packets`, the wire segments whose outer IPv4 total length is
+    /// above [`LARGE_OUTER_LEN`] (the rest are small).
+    pub large: u64,
+    /// ICMP "fragmentation needed" quoting our VXLAN to this peer (rx only).
+    pub frag_needed: u64,
+    /// The largest outer IPv4 total length of one wire segment seen (a
+    /// running maximum, not a sum).
+    pub max_outer_len: u32,
+    /// The next-hop MTU of the last "fragmentation needed" (0 when the
+    /// router did not say).
+    pub last_frag_mtu: u16,
+    pub _pad4: u16,
 }
 
 /// Counters of one VTEP MAC in a [`MacSlot`]: both directions.
@@ -312,6 +334,12 @@ impl core::ops::AddAssign for PeerCounters {
         if b.last_stale_dst != [0; 6] {
             self.last_stale_dst = b.last_stale_dst;
         }
+        self.large += b.large;
+        self.frag_needed += b.frag_needed;
+        self.max_outer_len = self.max_outer_len.max(b.max_outer_len);
+        if b.last_frag_mtu != 0 {
+            self.last_frag_mtu = b.last_frag_mtu;
+        }
     }
 }
 
@@ -332,6 +360,11 @@ impl core::ops::Sub for PeerCounters {
             _pad: 0,
             _pad2: [0; 2],
             _pad3: [0; 2],
+            large: self.large.saturating_sub(then.large),
+            frag_needed: self.frag_needed.saturating_sub(then.frag_needed),
+            _pad4: 0,
+            // max_outer_len stays the running maximum: a window's own
+            // maximum cannot be told from two maxima.
             ..self
         }
     }

@@ -155,6 +155,18 @@ pub fn vxlan_frame(src: [u8; 4], dst: [u8; 4], port: u16, vni: u32, inner: &[u8]
     Ipv4Frame::new(src, dst, 17, udp(40000, port, &payload))
 }
 
+/// The ICMP "fragmentation needed" (type 3 code 4) a router `from` sends
+/// to the sender of `original`, naming the next-hop `mtu`.
+pub fn icmp_frag_needed(from: [u8; 4], original: &[u8], mtu: u16) -> Ipv4Frame {
+    let mut f = icmp_port_unreachable(from, original);
+    f.payload[1] = 4;
+    f.payload[2..4].fill(0);
+    f.payload[6..8].copy_from_slice(&mtu.to_be_bytes());
+    let c = checksum(&f.payload);
+    f.payload[2..4].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
 /// The ICMP port unreachable that `from` sends to the sender of `original`
 /// (an IPv4 packet), quoting its header and first 8 payload bytes.
 pub fn icmp_port_unreachable(from: [u8; 4], original: &[u8]) -> Ipv4Frame {

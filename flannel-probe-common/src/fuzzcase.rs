@@ -527,6 +527,7 @@ impl Case {
                         vni,
                         malformed,
                         inner_offset: vx + VXLAN_HLEN,
+                        ip_offset: l3,
                     })
                 } else if *dport == DEFAULT_VXLAN_PORT || *dport == IANA_VXLAN_PORT {
                     if whole {
@@ -563,7 +564,7 @@ impl Case {
             } => {
                 reads.push(l4_off..l4_off + 8);
                 let q = l4_off + 8;
-                if (*typ, *code) != (3, 3) {
+                if *typ != 3 || (*code != 3 && *code != 4) {
                     Outer::Other
                 } else {
                     reads.push(q..q + 20);
@@ -575,7 +576,15 @@ impl Case {
                         Outer::Other
                     } else {
                         reads.push(ql4..ql4 + 4);
-                        if *qproto == 17 && *qdport == PORT {
+                        if *qproto == 17 && *qdport == PORT && *code == 4 {
+                            // The frames carry no next-hop MTU (zeros).
+                            Outer::FragNeeded {
+                                from: src,
+                                vtep: *qdst,
+                                quoted_src: *qsrc,
+                                mtu: 0,
+                            }
+                        } else if *qproto == 17 && *qdport == PORT {
                             Outer::PortUnreachable {
                                 from: src,
                                 vtep: *qdst,
@@ -620,7 +629,9 @@ impl Case {
                     v.inner_offset
                 ));
             }
-            Outer::PortUnreachable { .. } if p.len() < ETH_HLEN + 20 + 8 + 20 + 4 => {
+            Outer::PortUnreachable { .. } | Outer::FragNeeded { .. }
+                if p.len() < ETH_HLEN + 20 + 8 + 20 + 4 =>
+            {
                 return Err(format!("port unreachable from a {}-byte frame", p.len()));
             }
             Outer::ForeignPort { port, .. }
@@ -798,6 +809,20 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
             case(icmp(3, [10, 42, 1, 5], 17, PORT, 8, 0, 0)),
         ),
         ("icmp_quote_options", case(icmp(3, B, 17, PORT, 8, 0, 3))),
+        (
+            "icmp_frag_needed",
+            case(ip(L4::Icmp {
+                typ: 3,
+                code: 4,
+                qsrc: B,
+                qdst: A,
+                qproto: 17,
+                qoption_words: 0,
+                qfrag: 0,
+                qdport: PORT,
+                qlen: 8,
+            })),
+        ),
         ("icmp_quote_4_bytes", case(icmp(3, B, 17, PORT, 4, 0, 0))),
         ("icmp_quote_3_bytes", case(icmp(3, B, 17, PORT, 3, 0, 0))),
         ("icmp_quote_other_port", case(icmp(3, B, 17, 53, 8, 0, 0))),
@@ -841,16 +866,19 @@ mod tests {
     #[test]
     fn seeds_reach_every_verdict() {
         let (mut ok, mut bad, mut unreach, mut foreign, mut other) = (0, 0, 0, 0, 0);
+        let mut frag = 0;
         for (name, case) in seeds() {
             match case.check().unwrap_or_else(|e| panic!("{name}: {e}")) {
                 Outer::Vxlan(v) if v.malformed.is_none() => ok += 1,
                 Outer::Vxlan(_) => bad += 1,
                 Outer::PortUnreachable { .. } => unreach += 1,
+                Outer::FragNeeded { .. } => frag += 1,
                 Outer::ForeignPort { .. } => foreign += 1,
                 Outer::Other => other += 1,
             }
         }
         assert!(ok >= 5 && bad >= 5 && unreach >= 2 && foreign >= 1 && other >= 10);
+        assert!(frag >= 1);
     }
 
     #[test]

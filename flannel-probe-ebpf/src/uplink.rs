@@ -1,5 +1,6 @@
-//! The uplink hooks: outer VXLAN per remote VTEP, and ICMP port-unreachable
-//! that says a peer has no VXLAN socket.
+//! The uplink hooks: outer VXLAN per remote VTEP (with its size classes),
+//! ICMP port-unreachable that says a peer has no VXLAN socket, and ICMP
+//! fragmentation-needed that says the path to a peer is too narrow.
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
@@ -7,7 +8,7 @@ use flannel_probe_common::{
         CONFIG_VNI_KNOWN, Config, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
         STAT_PEERS_USED, STAT_RX_NOT_LOCAL, addr_key, mac_key,
     },
-    parse::{Load, Outer, headers_len, parse_outer, wire_bytes},
+    parse::{Load, Outer, Vxlan, headers_len, outer_sizes, parse_outer, wire_bytes},
 };
 
 use crate::{
@@ -71,6 +72,51 @@ fn to_local(local: [u8; 4], dst: [u8; 4]) -> bool {
     u32::from_ne_bytes(local) == 0 || local == dst
 }
 
+/// Size classes of one VXLAN packet to or from a peer (UNDERLAY_MTU_BLACKHOLE):
+/// its wire segments above `LARGE_OUTER_LEN`, and the largest segment's
+/// outer IPv4 length. `headers` is `headers_len` from the frame's start
+/// (0 for a packet that is not a super-packet).
+#[inline(always)]
+fn count_sizes(ctx: &TcContext, c: *mut PeerCounters, vx: &Vxlan, segs: u32, headers: usize) {
+    let ip_len = (ctx.len() as usize).saturating_sub(vx.ip_offset) as u32;
+    // SAFETY: the kernel's __sk_buff.
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size };
+    let (large, max) = outer_sizes(
+        ip_len,
+        segs,
+        gso_size,
+        headers.saturating_sub(vx.ip_offset) as u32,
+    );
+    // SAFETY: this CPU's slot of a live map entry.
+    unsafe {
+        (*c).large += u64::from(large);
+        if max > (*c).max_outer_len {
+            (*c).max_outer_len = max;
+        }
+    }
+}
+
+/// ICMP "fragmentation needed" for our VXLAN to `vtep`: counted for that
+/// peer with the next-hop MTU, when it quotes a datagram we sent (as for
+/// port unreachable, anyone can forge the rest).
+#[inline(always)]
+fn count_frag_needed(local: [u8; 4], vtep: [u8; 4], quoted_src: [u8; 4], mtu: u16, mask: u32) {
+    if !to_local(local, quoted_src) {
+        bump(STAT_ICMP_NOT_OURS);
+        return;
+    }
+    let mut is_new = false;
+    if let Some(c) = peer(vtep, DIR_RX, mask, &mut is_new) {
+        // SAFETY: this CPU's slot of a live map entry.
+        unsafe {
+            (*c).frag_needed += 1;
+            if mtu != 0 {
+                (*c).last_frag_mtu = mtu;
+            }
+        }
+    }
+}
+
 #[inline(always)]
 pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -102,11 +148,18 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                 None
             };
             let segs = segments(ctx);
+            // Headers every segment repeats; only a super-packet needs them.
+            let headers = if segs > 1 {
+                headers_len(ctx, vx.inner_offset)
+            } else {
+                0
+            };
             let bytes = if segs > 1 {
-                wire_bytes(ctx.len() as usize, segs, headers_len(ctx, vx.inner_offset))
+                wire_bytes(ctx.len() as usize, segs, headers)
             } else {
                 u64::from(ctx.len())
             };
+            count_sizes(ctx, c, &vx, segs, headers);
             // SAFETY: this CPU's slot of a live map entry.
             unsafe {
                 (*c).packets += u64::from(segs);
@@ -144,6 +197,14 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                     (*c).last_other_port = port;
                 }
             }
+        }
+        Outer::FragNeeded {
+            vtep,
+            quoted_src,
+            mtu,
+            ..
+        } if dir == DIR_RX => {
+            count_frag_needed(cfg.local_vtep, vtep, quoted_src, mtu, cfg.index_mask)
         }
         Outer::PortUnreachable {
             vtep, quoted_src, ..

@@ -132,6 +132,9 @@ finding_codes! {
     /// VXLAN dropped for bad UDP checksums (warning, critical when it is
     /// all of a peer's traffic).
     VxlanChecksumErrors => "VXLAN_CHECKSUM_ERRORS", Warning, true;
+    /// Large encapsulated packets lost while small ones arrive (`mesh`), or
+    /// ICMP fragmentation needed for our VXLAN (a node, on its sender side).
+    UnderlayMtuBlackhole => "UNDERLAY_MTU_BLACKHOLE", Warning, true;
 }
 
 // By name, as the codes were sorted when they were strings.
@@ -287,12 +290,26 @@ pub struct Traffic {
     pub tx_inner_bytes: u64,
     /// ICMP port unreachable the peer sent back for our VXLAN.
     pub icmp_port_unreachable: u64,
+    // Path MTU (UNDERLAY_MTU_BLACKHOLE): of the encapsulated packets, those
+    // above `abi::LARGE_OUTER_LEN` (outer IPv4 total length), the largest
+    // seen since the probe attached, and ICMP "fragmentation needed" for
+    // our VXLAN to the peer.
+    pub tx_encap_large: u64,
+    pub rx_encap_large: u64,
+    pub tx_encap_max_len: u64,
+    pub rx_encap_max_len: u64,
+    pub icmp_frag_needed: u64,
 }
 
-/// Applies `op` to every counter.
+/// Applies `op` to every counter, `max_op` to the running maxima.
 macro_rules! each_counter {
-    ($a:expr, $b:expr, $op:ident) => {
+    ($a:expr, $b:expr, $op:ident, $max_op:expr) => {
         Traffic {
+            tx_encap_large: $a.tx_encap_large.$op($b.tx_encap_large),
+            rx_encap_large: $a.rx_encap_large.$op($b.rx_encap_large),
+            icmp_frag_needed: $a.icmp_frag_needed.$op($b.icmp_frag_needed),
+            tx_encap_max_len: $max_op($a.tx_encap_max_len, $b.tx_encap_max_len),
+            rx_encap_max_len: $max_op($a.rx_encap_max_len, $b.rx_encap_max_len),
             tx_encap_packets: $a.tx_encap_packets.$op($b.tx_encap_packets),
             tx_encap_bytes: $a.tx_encap_bytes.$op($b.tx_encap_bytes),
             rx_encap_packets: $a.rx_encap_packets.$op($b.rx_encap_packets),
@@ -306,10 +323,23 @@ macro_rules! each_counter {
     };
 }
 
+impl Traffic {
+    /// Whether nothing was counted: the running maxima (`*_encap_max_len`)
+    /// say what was seen since the probe attached, not in this window, so
+    /// they do not make a silent peer active.
+    pub fn is_quiet(&self) -> bool {
+        Traffic {
+            tx_encap_max_len: 0,
+            rx_encap_max_len: 0,
+            ..*self
+        } == Traffic::default()
+    }
+}
+
 /// Adds a later window's traffic.
 impl AddAssign for Traffic {
     fn add_assign(&mut self, later: Traffic) {
-        *self = each_counter!(self, later, saturating_add);
+        *self = each_counter!(self, later, saturating_add, u64::max);
     }
 }
 
@@ -318,7 +348,9 @@ impl Sub for Traffic {
     type Output = Traffic;
 
     fn sub(self, earlier: Traffic) -> Traffic {
-        each_counter!(self, earlier, saturating_sub)
+        // A maximum is not a sum: the later reading's stands (a window's
+        // own maximum cannot be told from two running maxima).
+        each_counter!(self, earlier, saturating_sub, |later: u64, _| later)
     }
 }
 
@@ -346,6 +378,9 @@ pub struct PeerReport {
     /// Inner source MAC of the VXLAN this address sends: the VTEP that
     /// really sits there (compare with `vtep_mac`, from the FDB).
     pub rx_vtep_mac: Option<String>,
+    /// The next-hop MTU of the last ICMP "fragmentation needed" for our
+    /// VXLAN to this peer in the window (when the router named one).
+    pub icmp_frag_needed_mtu: Option<u16>,
     /// `peer` and `rx_vtep_mac` as the diagnosis found them, so that rules
     /// compare addresses rather than parse text (not part of the JSON).
     #[serde(skip)]
@@ -649,6 +684,12 @@ pub(crate) mod tests {
             "rx_vtep_mac",
             "rx_stale_dst",
             "rx_last_stale_dst_mac",
+            "tx_encap_large",
+            "rx_encap_large",
+            "tx_encap_max_len",
+            "rx_encap_max_len",
+            "icmp_frag_needed",
+            "icmp_frag_needed_mtu",
         ];
         want.sort_unstable();
         assert_eq!(keys(&v), want);

@@ -24,8 +24,11 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
+const ICMP_FRAG_NEEDED: u8 = 4;
 /// VXLAN flags byte with only the I (valid VNI) bit set.
 const VXLAN_FLAGS_I: u8 = 0x08;
+
+use crate::abi::LARGE_OUTER_LEN;
 
 /// Reads packet bytes at an offset; `None` when they are not all there.
 pub trait Load {
@@ -67,6 +70,9 @@ pub struct Vxlan {
     pub malformed: Option<Malformed>,
     /// Offset of the inner Ethernet header.
     pub inner_offset: usize,
+    /// Offset of the outer IPv4 header (after any VLAN tag): what follows
+    /// it is the outer size a path MTU limits.
+    pub ip_offset: usize,
 }
 
 /// What the uplink programs care about in one frame.
@@ -82,6 +88,16 @@ pub enum Outer {
         from: [u8; 4],
         vtep: [u8; 4],
         quoted_src: [u8; 4],
+    },
+    /// ICMP destination unreachable / fragmentation needed quoting UDP to
+    /// the VXLAN port: a router on the way to `vtep` could not forward our
+    /// VXLAN whole. `mtu` is the next-hop MTU it names (0 when it did not);
+    /// `from` and `quoted_src` as for [`Outer::PortUnreachable`].
+    FragNeeded {
+        from: [u8; 4],
+        vtep: [u8; 4],
+        quoted_src: [u8; 4],
+        mtu: u16,
     },
     /// A well-formed VXLAN header sent to the other well-known VXLAN port
     /// (8472 or 4789) than ours: a peer configured with another port.
@@ -215,11 +231,14 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
                 vni,
                 malformed,
                 inner_offset: vx + VXLAN_HLEN,
+                ip_offset: l3_off,
             }))
         }
         IPPROTO_ICMP => {
             let icmp = pkt.load_bytes::<8>(l4)?;
-            if icmp[0] != ICMP_DEST_UNREACH || icmp[1] != ICMP_PORT_UNREACH {
+            if icmp[0] != ICMP_DEST_UNREACH
+                || (icmp[1] != ICMP_PORT_UNREACH && icmp[1] != ICMP_FRAG_NEEDED)
+            {
                 return None;
             }
             // The quoted datagram: its IPv4 header, then at least 8 bytes of UDP.
@@ -227,6 +246,16 @@ fn parse_outer_inner<L: Load>(pkt: &L, port: u16) -> Option<Outer> {
             let qports = pkt.load_bytes::<4>(ql4)?;
             if qproto != IPPROTO_UDP || u16::from_be_bytes([qports[2], qports[3]]) != port {
                 return None;
+            }
+            if icmp[1] == ICMP_FRAG_NEEDED {
+                // RFC 1191: the next-hop MTU in the low half of the
+                // ICMP header's second word.
+                return Some(Outer::FragNeeded {
+                    from: src,
+                    vtep: qdst,
+                    quoted_src: qsrc,
+                    mtu: u16::from_be_bytes([icmp[6], icmp[7]]),
+                });
             }
             Some(Outer::PortUnreachable {
                 from: src,
@@ -270,6 +299,39 @@ pub fn headers_len<L: Load>(pkt: &L, eth_offset: usize) -> usize {
 pub fn wire_bytes(len: usize, segs: u32, headers: usize) -> u64 {
     let extra = u64::from(segs.saturating_sub(1));
     len as u64 + extra * headers as u64
+}
+
+/// Size classes of an outer packet's wire segments: how many have an outer
+/// IPv4 total length above [`LARGE_OUTER_LEN`], and the largest one's.
+///
+/// `ip_len` is the packet's outer IPv4 bytes (the whole super-packet's for
+/// GSO/GRO), `headers` the bytes from the outer IPv4 header to the first
+/// payload byte every segment repeats (outer IPv4, UDP, VXLAN, inner
+/// Ethernet, IPv4 and TCP/UDP). A super-packet of `segs` segments is
+/// `segs - 1` segments of `headers + gso_size` and a last one with the
+/// rest, which is how the kernel cuts it; each is classed on its own.
+#[inline(always)]
+pub fn outer_sizes(ip_len: u32, segs: u32, gso_size: u32, headers: u32) -> (u32, u32) {
+    if segs <= 1 || gso_size == 0 {
+        return (u32::from(ip_len > LARGE_OUTER_LEN), ip_len);
+    }
+    let full = headers.saturating_add(gso_size);
+    let before_last = (segs - 1).saturating_mul(gso_size);
+    // The last segment's payload; a header that disagrees with the length
+    // is clamped so that no segment is larger than a full one.
+    let rest = ip_len
+        .saturating_sub(headers)
+        .saturating_sub(before_last)
+        .min(gso_size);
+    let last = headers + rest;
+    let mut large = 0;
+    if full > LARGE_OUTER_LEN {
+        large = segs - 1;
+    }
+    if last > LARGE_OUTER_LEN {
+        large += 1;
+    }
+    (large, full)
 }
 
 /// Source and destination MAC of an Ethernet frame at offset 0.

@@ -40,7 +40,10 @@ proptest! {
         let want_inner = VXLAN_OVERHEAD + if vlan.is_some() { 4 } else { 0 } + option_words * 4;
         prop_assert_eq!(
             parse_outer(&bytes.as_slice(), port),
-            Outer::Vxlan(Vxlan { src, dst, vni, malformed: None, inner_offset: want_inner })
+            Outer::Vxlan(Vxlan {
+                src, dst, vni, malformed: None, inner_offset: want_inner,
+                ip_offset: ETH_HLEN + if vlan.is_some() { 4 } else { 0 },
+            })
         );
     }
 
@@ -98,6 +101,17 @@ fn structured_frame() -> impl Strategy<Value = Vec<u8>> {
             let f = crate::frames::icmp_port_unreachable([192, 0, 2, 11], &quoted.ip_packet());
             (1u8, f.payload)
         }),
+        // ICMP fragmentation needed, likewise, with any next-hop MTU.
+        (prop_oneof![Just(8472u16), any::<u16>()], any::<u16>()).prop_map(|(port, mtu)| {
+            let quoted = Ipv4Frame::new(
+                [192, 0, 2, 13],
+                [192, 0, 2, 11],
+                17,
+                udp(1, port, &[0u8; 8]),
+            );
+            let f = crate::frames::icmp_frag_needed([192, 0, 2, 11], &quoted.ip_packet(), mtu);
+            (1u8, f.payload)
+        }),
         // TCP and other protocols.
         (any::<u8>(), 0usize..40).prop_map(|(proto, n)| (proto, alloc::vec![0u8; n])),
     ];
@@ -137,7 +151,9 @@ proptest! {
             // header may be cut: hence 8 + 4, not 8).
             Outer::Vxlan(v) if v.malformed.is_none() => prop_assert!(v.inner_offset <= pkt.len()),
             Outer::Vxlan(v) => prop_assert!(v.inner_offset <= pkt.len() + VXLAN_HLEN + 4),
-            Outer::PortUnreachable { .. } => prop_assert!(pkt.len() >= ETH_HLEN + 20 + 8 + 20 + 4),
+            Outer::PortUnreachable { .. } | Outer::FragNeeded { .. } => {
+                prop_assert!(pkt.len() >= ETH_HLEN + 20 + 8 + 20 + 4);
+            }
             Outer::ForeignPort { port, .. } => {
                 prop_assert!(port == IANA_VXLAN_PORT || port == DEFAULT_VXLAN_PORT);
             }
@@ -163,6 +179,7 @@ fn structured_frames_reach_every_branch() {
     );
     let strategy = structured_frame();
     let (mut vxlan, mut malformed, mut unreachable, mut foreign, mut other) = (0, 0, 0, 0, 0);
+    let mut frag_needed = 0;
     let n = 4000;
     for _ in 0..n {
         let bytes = strategy.new_tree(&mut runner).expect("a frame").current();
@@ -170,6 +187,7 @@ fn structured_frames_reach_every_branch() {
             Outer::Vxlan(v) if v.malformed.is_some() => malformed += 1,
             Outer::Vxlan(_) => vxlan += 1,
             Outer::PortUnreachable { .. } => unreachable += 1,
+            Outer::FragNeeded { .. } => frag_needed += 1,
             Outer::ForeignPort { .. } => foreign += 1,
             Outer::Other => other += 1,
         }
@@ -180,6 +198,7 @@ fn structured_frames_reach_every_branch() {
         ("vxlan", vxlan),
         ("malformed vxlan", malformed),
         ("port unreachable", unreachable),
+        ("fragmentation needed", frag_needed),
         ("foreign port", foreign),
         ("other", other),
     ] {

@@ -3,7 +3,8 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::frames::{
-    Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header,
+    Ipv4Frame, icmp_frag_needed, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame,
+    vxlan_header,
 };
 
 const A: [u8; 4] = [192, 0, 2, 11];
@@ -187,6 +188,57 @@ fn icmp_port_unreachable_quoting_vxlan() {
     let full = icmp_port_unreachable(B, &sent.ip_packet()).build();
     let cut = &full[..14 + 20 + 8 + 20 + 2];
     assert_eq!(parse_outer(&cut, 8472), Outer::Other);
+}
+
+#[test]
+fn icmp_frag_needed_quoting_vxlan_names_the_mtu() {
+    let sent = vxlan_frame(A, B, 8472, 1, &inner());
+    let router = [198, 51, 100, 1];
+    let icmp = icmp_frag_needed(router, &sent.ip_packet(), 1400).build();
+    assert_eq!(
+        parse_outer(&icmp.as_slice(), 8472),
+        Outer::FragNeeded {
+            from: router,
+            vtep: B,
+            quoted_src: A,
+            mtu: 1400
+        }
+    );
+    // Quoting a datagram to another port: not ours.
+    let dns = Ipv4Frame::new(A, B, 17, udp(1, 53, b"q"));
+    let icmp = icmp_frag_needed(router, &dns.ip_packet(), 1400).build();
+    assert_eq!(parse_outer(&icmp.as_slice(), 8472), Outer::Other);
+}
+
+#[test]
+fn outer_sizes_class_every_segment() {
+    // One packet: its own length.
+    assert_eq!(outer_sizes(1400, 1, 0, 0), (0, 1400));
+    assert_eq!(outer_sizes(1401, 1, 0, 0), (1, 1401));
+    assert_eq!(outer_sizes(1401, 0, 0, 0), (1, 1401));
+    // 4 segments of 1448 payload behind 102 bytes of headers, the last
+    // with 100: three large (1550), one small (202).
+    let hdr = 20 + 8 + 8 + 14 + 20 + 32;
+    assert_eq!(
+        outer_sizes(hdr + 3 * 1448 + 100, 4, 1448, hdr),
+        (3, hdr + 1448)
+    );
+    // A full last segment is large too.
+    assert_eq!(outer_sizes(hdr + 4 * 1448, 4, 1448, hdr), (4, hdr + 1448));
+    // Small segments (MSS 1200): none large.
+    assert_eq!(outer_sizes(hdr + 5 * 1200, 5, 1200, hdr), (0, hdr + 1200));
+    // A length that disagrees with the segments never counts more than there are.
+    assert_eq!(outer_sizes(0, 3, 1448, hdr), (2, hdr + 1448));
+    assert_eq!(outer_sizes(u32::MAX, 3, 1448, hdr), (3, hdr + 1448));
+}
+
+#[test]
+fn vxlan_names_the_outer_ip_header() {
+    let f = vxlan_frame(A, B, 8472, 1, &inner()).build();
+    assert_eq!(vx(&f, 8472).ip_offset, ETH_HLEN);
+    let mut t = vxlan_frame(A, B, 8472, 1, &inner());
+    t.vlan = Some(5);
+    assert_eq!(vx(&t.build(), 8472).ip_offset, ETH_HLEN + 4);
 }
 
 #[test]

@@ -242,8 +242,9 @@ mod tests {
             .map(|m| m.bytes(2, 4096))
             .sum();
         // PEERS + INNER per peer, two index slots per peer in each index.
-        // A PeerSlot is 168 bytes (136 before the stale-MAC counters).
-        let per_peer = (8 + 168 * 2) + (8 + 40 * 2) + 2 * 2 * (8 + 16 * 2);
+        // A PeerSlot is 216 bytes (136 before the stale-MAC counters, +32,
+        // and the path-MTU ones, +48).
+        let per_peer = (8 + 216 * 2) + (8 + 40 * 2) + 2 * 2 * (8 + 16 * 2);
         assert_eq!(big - small, (65536 - 4096) * per_peer);
         let many: u64 = shapes(4096)
             .expect("shapes")

@@ -2,6 +2,7 @@
 //! pure function, so every rule is unit-tested with hand-built inputs.
 mod decap;
 mod identity;
+pub(crate) mod pmtu;
 mod rules;
 mod vtep_mac_stale;
 
@@ -98,8 +99,15 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                     rx_encap_packets: outer.rx.packets,
                     rx_encap_bytes: outer.rx.bytes,
                     icmp_port_unreachable: outer.rx.icmp_port_unreachable,
+                    tx_encap_large: outer.tx.large,
+                    rx_encap_large: outer.rx.large,
+                    tx_encap_max_len: u64::from(outer.tx.max_outer_len),
+                    rx_encap_max_len: u64::from(outer.rx.max_outer_len),
+                    icmp_frag_needed: outer.rx.frag_needed,
                     ..Traffic::default()
                 },
+                icmp_frag_needed_mtu: (outer.rx.frag_needed > 0 && outer.rx.last_frag_mtu != 0)
+                    .then_some(outer.rx.last_frag_mtu),
                 rx_malformed: outer.rx.malformed,
                 rx_other_vni: outer.rx.other_vni,
                 rx_last_other_vni: (outer.rx.other_vni > 0).then_some(outer.rx.last_other_vni),

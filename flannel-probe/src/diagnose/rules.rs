@@ -59,6 +59,7 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(datapath_detached(r));
     out.extend(unknown_vxlan_source(r));
     out.extend(peer_odd_vxlan(r));
+    out.extend(super::pmtu::frag_needed(r));
     out
 }
 

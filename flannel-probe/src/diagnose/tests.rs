@@ -677,3 +677,49 @@ fn without_an_fdb_underlay_senders_are_peers() {
     assert!(codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"));
     assert!(r.unknown_sources.sources.is_empty());
 }
+
+#[test]
+fn fragmentation_needed_for_our_vxlan_names_the_path_mtu_on_the_sender() {
+    let mut w = healthy_window();
+    let eq = w
+        .peers
+        .get_mut(&GLADIUS)
+        .expect("gladius in the healthy window");
+    eq.rx.frag_needed = 7;
+    eq.rx.last_frag_mtu = 1400;
+    eq.tx.large = 7;
+    eq.tx.max_outer_len = 1478;
+    let r = run(&w, &healthy_node());
+    assert_eq!(codes(&r), vec!["UNDERLAY_MTU_BLACKHOLE"]);
+    let f = &r.findings[0];
+    assert_eq!(f.peer.as_deref(), Some("192.0.2.11"));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("next-hop MTU 1400"), "{}", f.summary);
+    assert!(
+        f.evidence[0].contains("icmp_frag_needed=7")
+            && f.evidence[0].contains("tx_encap_large=7")
+            && f.evidence[0].contains("tx_encap_max_len=1478"),
+        "{:?}",
+        f.evidence
+    );
+    assert!(f.remediation.contains("MTU to 1350"), "{}", f.remediation);
+    let p = r
+        .peers
+        .iter()
+        .find(|p| p.peer == "192.0.2.11")
+        .expect("the peer row");
+    assert_eq!(p.traffic.icmp_frag_needed, 7);
+    assert_eq!(p.icmp_frag_needed_mtu, Some(1400));
+    // Without a named MTU the class boundary is the advice.
+    let mut w = healthy_window();
+    w.peers.get_mut(&GLADIUS).expect("gladius").rx.frag_needed = 1;
+    let r = run(&w, &healthy_node());
+    assert_eq!(
+        r.peers
+            .iter()
+            .find(|p| p.peer == "192.0.2.11")
+            .map(|p| p.icmp_frag_needed_mtu),
+        Some(None)
+    );
+    assert!(r.findings[0].remediation.contains("ping -M do"));
+}

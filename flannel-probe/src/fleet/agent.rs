@@ -241,7 +241,7 @@ impl CumulativeTotals {
     pub fn add_at(&mut self, window: &Report, at: Duration) {
         let mut seen = BTreeSet::new();
         for p in &window.peers {
-            let changed = p.traffic != Traffic::default();
+            let changed = !p.traffic.is_quiet();
             seen.insert(p.peer.as_str());
             if let Some(t) = self.peers.get_mut(&p.peer) {
                 t.totals.traffic += p.traffic;
@@ -421,6 +421,11 @@ mod tests {
             "tx_inner_packets",
             "tx_inner_bytes",
             "icmp_port_unreachable",
+            "tx_encap_large",
+            "rx_encap_large",
+            "tx_encap_max_len",
+            "rx_encap_max_len",
+            "icmp_frag_needed",
         ];
         want.sort_unstable();
         let peer = serde_json::to_value(&peers[1]).expect("encode");
@@ -479,6 +484,29 @@ mod tests {
 
     fn names(t: &CumulativeTotals) -> Vec<String> {
         t.peers().into_iter().map(|p| p.peer).collect()
+    }
+
+    /// Every window of a peer carries the datapath's running maximum of
+    /// its outer sizes: that is no traffic, and a silent peer gone from
+    /// the FDB is forgotten all the same.
+    #[test]
+    fn the_largest_size_seen_does_not_keep_a_silent_peer() {
+        let s = Duration::from_secs;
+        let mut t = CumulativeTotals::new(s(10));
+        let with_max = |tx: u64| {
+            let mut p = fdb_peer("192.0.2.12", false, tx);
+            p.traffic.tx_encap_max_len = 1478;
+            p.traffic.rx_encap_max_len = 134;
+            p
+        };
+        t.add_at(&report(vec![with_max(5)], vec![]), s(0));
+        assert_eq!(names(&t), ["192.0.2.12"]);
+        t.add_at(&report(vec![with_max(0)], vec![]), s(11));
+        assert!(names(&t).is_empty(), "silent for 11 s, not in the FDB");
+        assert_eq!(t.forgotten(), 1);
+        // Nor does it bring the peer back.
+        t.add_at(&report(vec![with_max(0)], vec![]), s(12));
+        assert!(names(&t).is_empty());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 use serde::Serialize;
 
 use crate::{
-    fleet::agent::Counters,
+    fleet::{
+        agent::Counters,
+        pmtu::{self, Classes},
+    },
     report::{FindingCode, Severity, Traffic},
 };
 
@@ -75,6 +78,14 @@ pub(crate) struct Link {
     /// Missing packets not called loss: [`IN_FLIGHT_TOLERANCE`] plus what
     /// the link carried, at its rate over the window, during `skew_secs`.
     pub in_flight_allowance: u64,
+    /// Of `sent` and `received`, the size classes (outer IPv4 total length
+    /// above `abi::LARGE_OUTER_LEN` or not), and the largest outer length
+    /// the receiver has had from the sender (since its agent started).
+    pub large_sent: u64,
+    pub large_received: u64,
+    pub small_sent: u64,
+    pub small_received: u64,
+    pub max_received_len: u64,
 }
 
 /// A finding of the mesh: about a link (`from` -> `to`) or an agent, which
@@ -405,7 +416,37 @@ pub(crate) fn compute(
             let skew_secs = (skew(a, b) * 1000.0).round() / 1000.0;
             let in_flight_allowance =
                 allowance(sent, a.end.sampled_unix - a.start.sampled_unix, skew_secs);
-            if loss_pct > threshold_pct && lost > in_flight_allowance {
+            let span = a.end.sampled_unix - a.start.sampled_unix;
+            let traffic =
+                |c: &Counters, peer: &str| c.peer(peer).map(|p| p.traffic).unwrap_or_default();
+            let classes = Classes::new(
+                &(traffic(a.end, b.vtep) - traffic(a.start, b.vtep)),
+                &(traffic(b.end, a.vtep) - traffic(b.start, a.vtep)),
+                traffic(b.start, a.vtep).rx_encap_max_len,
+            );
+            let blackhole = pmtu::blackhole(
+                &classes,
+                a.hostname,
+                b.hostname,
+                b.vtep,
+                a.vtep,
+                &a.end.node.overlay,
+                threshold_pct,
+                |n| allowance(n, span, skew_secs),
+            );
+            // The cause named, the loss it explains is not repeated.
+            if let Some(h) = blackhole {
+                findings.push(MeshFinding {
+                    code: h.code,
+                    severity: h.severity,
+                    from: Some(a.vtep.to_string()),
+                    to: Some(b.vtep.to_string()),
+                    summary: h.summary,
+                    evidence: h.evidence,
+                    remediation: h.remediation,
+                    agent: a.agent.to_string(),
+                });
+            } else if loss_pct > threshold_pct && lost > in_flight_allowance {
                 let mut evidence = vec![
                     format!(
                         "{} sent {sent} encapsulated packets to {}",
@@ -447,6 +488,11 @@ pub(crate) fn compute(
                 lost,
                 skew_secs,
                 in_flight_allowance,
+                large_sent: classes.large_sent,
+                large_received: classes.large_received,
+                small_sent: classes.small_sent,
+                small_received: classes.small_received,
+                max_received_len: classes.max_received,
             });
         }
     }

@@ -6,6 +6,7 @@ pub(crate) mod fresh;
 pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod mesh;
+pub(crate) mod pmtu;
 pub(crate) mod sampler;
 pub(crate) mod selfstats;
 pub(crate) mod server;

@@ -88,7 +88,13 @@ pub(crate) fn text(m: &MeshReport) -> String {
     let lossy = m
         .findings
         .iter()
-        .filter(|f| f.code == FindingCode::UnderlayLoss)
+        .filter(|f| {
+            // A link that loses only its large packets is lossy too.
+            matches!(
+                f.code,
+                FindingCode::UnderlayLoss | FindingCode::UnderlayMtuBlackhole
+            )
+        })
         .count();
     let unreachable = m.nodes.iter().filter(|n| !n.reachable).count();
     let verdict = match (crit, warn) {

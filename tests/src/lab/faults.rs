@@ -65,6 +65,12 @@ pub enum Fault {
     /// change, are reinstalled as its flannel would at start, while the
     /// peers keep the old MAC in their FDB and neighbour entries.
     OverlayMacChange { node: String },
+    /// The switch's port towards the node gets MTU `mtu`: the underlay path
+    /// narrows (a tunnel underlay, a jumbo/overlay misconfiguration) and
+    /// larger frames are dropped silently, both ways (the bridge will not
+    /// forward them out of that port, the port's veth will not take them
+    /// from the node), while small ones pass.
+    UnderlayMtu { node: String, mtu: u32 },
 }
 
 /// The names `Fault::parse` accepts (aliases included), for help texts.
@@ -85,12 +91,14 @@ pub const FAULT_NAMES: &[&str] = &[
     "forward-drop",
     "bad-checksum",
     "mac-change",
+    "underlay-mtu",
 ];
 
 const DEFAULT_OTHER_VNI: u32 = 2;
 const DEFAULT_LOSS_PERCENT: u32 = 30;
 const DEFAULT_OTHER_PORT: u16 = 4789;
 const DEFAULT_BAD_CHECKSUMS: u32 = 40;
+const DEFAULT_UNDERLAY_MTU: u32 = 1400;
 
 impl Fault {
     /// Parses a fault by name for `node`. A few faults take a value after
@@ -121,7 +129,12 @@ impl Fault {
         let peer = node_name(peer_idx);
         let takes_value = matches!(
             name,
-            "other-vni" | "underlay-loss" | "other-port" | "stale-fdb" | "bad-checksum"
+            "other-vni"
+                | "underlay-loss"
+                | "other-port"
+                | "stale-fdb"
+                | "bad-checksum"
+                | "underlay-mtu"
         );
         if let (Some(value), false) = (value, takes_value) {
             bail!("fault {name} takes no value (got {value:?})");
@@ -187,6 +200,15 @@ impl Fault {
                 Fault::BadChecksum { node, peer, count }
             }
             "mac-change" => Fault::OverlayMacChange { node },
+            "underlay-mtu" => {
+                let mtu = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad MTU {v:?}"))?,
+                    None => DEFAULT_UNDERLAY_MTU,
+                };
+                // IPv4 needs 68; a veth takes at most 65535.
+                ensure!((68..=65535).contains(&mtu), "MTU {mtu} is out of range");
+                Fault::UnderlayMtu { node, mtu }
+            }
             other => bail!(
                 "unknown fault {other:?}; known faults: {}",
                 FAULT_NAMES.join(", ")
@@ -212,7 +234,8 @@ impl Fault {
             | Fault::OtherPort { node, .. }
             | Fault::ForwardDrop { node }
             | Fault::BadChecksum { node, .. }
-            | Fault::OverlayMacChange { node } => node,
+            | Fault::OverlayMacChange { node }
+            | Fault::UnderlayMtu { node, .. } => node,
         }
     }
 
@@ -234,6 +257,7 @@ impl Fault {
             Fault::ForwardDrop { .. } => "forward-drop",
             Fault::BadChecksum { .. } => "bad-checksum",
             Fault::OverlayMacChange { .. } => "mac-change",
+            Fault::UnderlayMtu { .. } => "underlay-mtu",
         }
     }
 }
@@ -250,6 +274,7 @@ impl fmt::Display for Fault {
             Fault::UnderlayLoss { percent, .. } => write!(f, " ({percent}%)"),
             Fault::OtherPort { port, .. } => write!(f, " (port {port})"),
             Fault::BadChecksum { peer, count, .. } => write!(f, " ({count} from {peer})"),
+            Fault::UnderlayMtu { mtu, .. } => write!(f, " (MTU {mtu})"),
             _ => Ok(()),
         }
     }
@@ -378,6 +403,26 @@ impl Lab {
                 let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
                 Self::program_peers_on(&self.nodes[index], &peers, FdbVerb::Replace)?;
             }
+            Fault::UnderlayMtu { mtu, .. } => {
+                // With br_netfilter loaded, the bridge refragments IPv4
+                // without DF (Flannel's VXLAN) to the port's MTU where a
+                // switch drops it: off in the lab's switch namespace only
+                // (the setting is per namespace), so it drops as switches do.
+                netns::exec(
+                    &self.switch_ns,
+                    &[
+                        "sh",
+                        "-c",
+                        r#"[ ! -e "$0" ] || echo 0 > "$0""#,
+                        "/proc/sys/net/bridge/bridge-nf-call-iptables",
+                    ],
+                )?;
+                let mtu = mtu.to_string();
+                ip(
+                    &self.switch_ns,
+                    &["link", "set", "dev", &node.switch_port, "mtu", &mtu],
+                )?;
+            }
         }
         Ok(())
     }
@@ -475,5 +520,24 @@ mod tests {
         assert!(Fault::parse("other-vni=0", "gladius", None).is_err());
         assert!(Fault::parse("bad-checksum=0", "gladius", None).is_err());
         assert!(Fault::parse("forward-drop=1", "gladius", None).is_err());
+    }
+
+    #[test]
+    fn underlay_mtu_defaults_to_1400_and_checks_its_value() {
+        assert_eq!(
+            Fault::parse("underlay-mtu", "eq14-001", None).expect("parse"),
+            Fault::UnderlayMtu {
+                node: "eq14-001".into(),
+                mtu: 1400
+            }
+        );
+        assert_eq!(
+            Fault::parse("underlay-mtu=1280", "gladius", None)
+                .expect("parse")
+                .to_string(),
+            "underlay-mtu on gladius (MTU 1280)"
+        );
+        assert!(Fault::parse("underlay-mtu=20", "gladius", None).is_err());
+        assert!(Fault::parse("underlay-mtu=big", "gladius", None).is_err());
     }
 }

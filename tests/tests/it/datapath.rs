@@ -5,7 +5,10 @@ use std::net::Ipv4Addr;
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
 use flannel_probe::datapath::{Datapath, Hook, LoadOptions, Matching, Snapshot};
 use flannel_probe_common::{
-    frames::{Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header},
+    frames::{
+        Ipv4Frame, icmp_frag_needed, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame,
+        vxlan_header,
+    },
     parse::VXLAN_OVERHEAD,
 };
 use flannel_probe_tests::require_root;
@@ -638,15 +641,112 @@ fn kernel_and_host_parser_agree_on_the_corpus() {
                     assert_eq!(d.not_ours.icmp_not_ours, 1, "{name}");
                 }
             }
+            Outer::FragNeeded {
+                vtep,
+                quoted_src,
+                mtu,
+                ..
+            } => {
+                if Ipv4Addr::from(quoted_src) == me {
+                    let rx = peer_rx(vtep).unwrap_or_else(|| panic!("{name}: no peer"));
+                    assert_eq!((rx.frag_needed, rx.last_frag_mtu), (1, mtu), "{name}");
+                } else {
+                    assert_eq!(d.not_ours.icmp_not_ours, 1, "{name}");
+                }
+            }
             _ => {
                 let counted: u64 = d
                     .peers
                     .values()
-                    .map(|p| p.rx.packets + p.rx.other_port + p.rx.icmp_port_unreachable)
+                    .map(|p| {
+                        p.rx.packets
+                            + p.rx.other_port
+                            + p.rx.icmp_port_unreachable
+                            + p.rx.frag_needed
+                    })
                     .sum();
                 assert_eq!(counted, 0, "{name}: counted {:?}", d.peers);
                 assert_eq!(d.not_ours, Default::default(), "{name}");
             }
         }
     }
+}
+
+/// An outer VXLAN frame from `src` to `dst` whose outer IPv4 total length is
+/// `ip_len` (an inner UDP datagram padded to it).
+fn vxlan_of_len(src: [u8; 4], dst: [u8; 4], ip_len: usize) -> Ipv4Frame {
+    // Outer IPv4 + UDP + VXLAN, inner Ethernet + IPv4 + UDP.
+    let payload = ip_len - (20 + 8 + 8 + 14 + 20 + 8);
+    let mut inner = Ipv4Frame::new(
+        [10, 42, 1, 54],
+        [10, 42, 0, 54],
+        17,
+        udp(40000, 5201, &vec![0; payload]),
+    );
+    inner.src_mac = MAC_PEER;
+    inner.dst_mac = MAC_ME;
+    vxlan_frame(src, dst, 8472, 1, &inner.build())
+}
+
+/// UNDERLAY_MTU_BLACKHOLE's counters: packets above 1400 bytes of outer
+/// IPv4 per peer and direction (1400 itself is small), the largest size,
+/// and a GSO super-packet classed segment by segment.
+#[test]
+fn uplink_counts_large_packets_and_the_largest_outer_size() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let small = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
+    run(&mut dp, Hook::UplinkIngress, &small, None, 3);
+    let edge = to_host(vxlan_of_len(PEER, ME, 1400));
+    run(&mut dp, Hook::UplinkIngress, &edge, None, 1);
+    let large = to_host(vxlan_of_len(PEER, ME, 1401));
+    run(&mut dp, Hook::UplinkIngress, &large, None, 2);
+    // Leaving: one 1478-byte packet (a 1400-byte ping's), and a TCP
+    // super-packet of 2 segments cut at 1448 bytes of payload: the first
+    // 102 + 1448 = 1550 bytes (large), the last 102 + 552 (small).
+    let ping = vxlan_of_len(ME, PEER, 1478).build();
+    run(&mut dp, Hook::UplinkEgress, &ping, None, 1);
+    let mut inner = Ipv4Frame::new(
+        [10, 42, 0, 54],
+        [10, 42, 1, 54],
+        6,
+        tcp(5201, 40000, 8, 2000),
+    );
+    inner.src_mac = MAC_ME;
+    inner.dst_mac = MAC_PEER;
+    let gso = vxlan_frame(ME, PEER, 8472, 1, &inner.build()).build();
+    run(&mut dp, Hook::UplinkEgress, &gso, Some((2, 1448)), 1);
+    let p = snap(&mut dp).peers[&Ipv4Addr::from(PEER)];
+    assert_eq!((p.rx.packets, p.rx.large, p.rx.max_outer_len), (6, 2, 1401));
+    assert_eq!((p.tx.packets, p.tx.large, p.tx.max_outer_len), (3, 2, 1550));
+    assert_eq!((p.rx.frag_needed, p.tx.frag_needed), (0, 0));
+}
+
+/// ICMP "fragmentation needed" from a router on the way, quoting our
+/// VXLAN to the peer: counted for that peer with the next-hop MTU; one
+/// quoting a datagram we did not send is not ours.
+#[test]
+fn uplink_ingress_counts_fragmentation_needed_per_vtep() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let router = [198, 51, 100, 1];
+    let sent = vxlan_of_len(ME, PEER, 1478);
+    let icmp = to_host(icmp_frag_needed(router, &sent.ip_packet(), 1400));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 3);
+    let forged = vxlan_of_len(OTHER, PEER, 1478);
+    let not_ours = to_host(icmp_frag_needed(router, &forged.ip_packet(), 1300));
+    run(&mut dp, Hook::UplinkIngress, &not_ours, None, 1);
+    // Leaving (we are the router) is not counted.
+    run(&mut dp, Hook::UplinkEgress, &icmp, None, 1);
+    let s = snap(&mut dp);
+    let p = s.peers[&Ipv4Addr::from(PEER)];
+    assert_eq!((p.rx.frag_needed, p.rx.last_frag_mtu), (3, 1400));
+    assert_eq!(
+        (p.rx.icmp_port_unreachable, p.rx.packets, p.tx.frag_needed),
+        (0, 0, 0)
+    );
+    assert!(!s.peers.contains_key(&Ipv4Addr::from(router)));
+    assert_eq!(s.not_ours.icmp_not_ours, 1);
 }

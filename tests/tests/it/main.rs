@@ -25,6 +25,7 @@ mod memory;
 mod mesh;
 mod meshhostile;
 mod npd;
+mod pmtu;
 mod privilege;
 mod probe;
 mod prometheus;

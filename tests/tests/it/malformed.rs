@@ -16,7 +16,7 @@ use flannel_probe_tests::{
     },
 };
 
-fn eth0_mac(lab: &Lab, node: &LabNode) -> [u8; 6] {
+pub(crate) fn eth0_mac(lab: &Lab, node: &LabNode) -> [u8; 6] {
     let out = lab
         .sh(&node.ns, &["cat", "/sys/class/net/eth0/address"])
         .expect("read MAC");
@@ -24,7 +24,7 @@ fn eth0_mac(lab: &Lab, node: &LabNode) -> [u8; 6] {
 }
 
 /// Sends `frames` out of `eth0` in `ns` through an AF_PACKET socket.
-fn send_raw(ns: &str, frames: &[Vec<u8>]) {
+pub(crate) fn send_raw(ns: &str, frames: &[Vec<u8>]) {
     in_netns(ns, || {
         // SAFETY: plain socket calls with valid, sized arguments.
         unsafe {
