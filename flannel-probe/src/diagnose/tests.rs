@@ -11,11 +11,11 @@ use crate::{
     report::{Report, Severity},
 };
 
-const GLADIUS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const MOMONOKE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
-const EQ14: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
-const MAC_G: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x11];
-const MAC_M: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x12];
+pub(super) const GLADIUS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+pub(super) const MOMONOKE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+pub(super) const EQ14: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
+pub(super) const MAC_G: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x11];
+pub(super) const MAC_M: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x12];
 
 fn overlay(up: bool) -> Overlay {
     Overlay {

@@ -1,64 +1,30 @@
 //! `VTEP_MAC_STALE` on hand-built inputs: eq14-001's overlay MAC changed,
 //! its peers still address the old one.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::collections::BTreeMap;
 
 use flannel_probe_common::abi::{DIR_RX, InnerCounters, InnerValue, PeerCounters, PeerValue};
 
 use super::{Inputs, diagnose};
 use crate::{
     datapath::{DropWhere, Snapshot},
-    node::{FdbEntry, NodeState, Overlay},
+    node::NodeState,
     report::{Report, Severity},
 };
 
-const GLADIUS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const MOMONOKE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
-const EQ14: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
-const MAC_G: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x11];
-const MAC_M: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x12];
+use super::tests::{GLADIUS, MAC_G, MAC_M, MOMONOKE, healthy_node};
+
 const NEW: [u8; 6] = [0x0e, 0, 0, 0, 0xee, 0x13];
 const OLD: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x13];
 const OTHERHOST: u32 = 30;
 
+/// eq14-001 after its overlay took the NEW MAC; the peers are programmed
+/// as before.
 fn node() -> NodeState {
-    NodeState {
-        hostname: "eq14-001".into(),
-        kernel: "6.18.44".into(),
-        overlay_name: "flannel.1".into(),
-        overlay: Some(Overlay {
-            name: "flannel.1".into(),
-            ifindex: 4,
-            kind: "vxlan".into(),
-            admin_up: true,
-            oper_up: true,
-            mac: Some(NEW),
-            mtu: Some(1450),
-            vni: Some(1),
-            port: Some(8472),
-            local: Some(EQ14),
-            link: Some(2),
-            learning: Some(false),
-        }),
-        uplink: None,
-        uplink_source: None,
-        no_uplink: None,
-        vxlan_port: 8472,
-        vni: Some(1),
-        local_vtep: Some(EQ14),
-        port_bound: true,
-        fdb: [(MAC_G, GLADIUS), (MAC_M, MOMONOKE)]
-            .into_iter()
-            .map(|(mac, dst)| FdbEntry {
-                mac,
-                dst: Some(dst),
-                permanent: true,
-            })
-            .collect(),
-        neighbours: vec![],
-        routes: vec![],
-        forwarding: Some(true),
-        udp_in_csum_errors: None,
+    let mut n = healthy_node();
+    if let Some(o) = n.overlay.as_mut() {
+        o.mac = Some(NEW);
     }
+    n
 }
 
 /// `rx` packets from the peer, `stale` of them to `to`, all decapsulated.

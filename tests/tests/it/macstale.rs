@@ -14,6 +14,8 @@ use flannel_probe_tests::{
 };
 use serde_json::Value;
 
+use crate::mesh::agents;
+
 const GLADIUS: &str = "192.0.2.11";
 const MOMONOKE: &str = "192.0.2.12";
 const EQ14: &str = "192.0.2.13";
@@ -141,12 +143,7 @@ fn mesh_names_the_links_that_use_the_old_vtep_mac() {
         .iter()
         .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
         .collect();
-    let agents = lab
-        .nodes
-        .iter()
-        .map(|n| format!("http://{}:9465", n.ip))
-        .collect::<Vec<_>>()
-        .join(",");
+    let agents = agents(&lab);
     let (code, out) = thread::scope(|s| {
         s.spawn(|| ping_all(&lab, 30));
         let args = [

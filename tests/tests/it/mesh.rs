@@ -17,7 +17,8 @@ fn mesh(lab: &Lab, args: &[String]) -> (i32, String) {
     run.finish(Duration::from_secs(60)).expect("mesh exits")
 }
 
-fn agents(lab: &Lab) -> String {
+/// Every lab node's agent URL, as `mesh --agents` takes them.
+pub(crate) fn agents(lab: &Lab) -> String {
     lab.nodes
         .iter()
         .map(|n| format!("http://{}:9465", n.ip))
@@ -25,7 +26,8 @@ fn agents(lab: &Lab) -> String {
         .join(",")
 }
 
-fn link(m: &Value, from: Ipv4Addr, to: Ipv4Addr) -> &Value {
+/// The link `from` -> `to` of a mesh JSON report.
+pub(crate) fn link(m: &Value, from: Ipv4Addr, to: Ipv4Addr) -> &Value {
     m["links"]
         .as_array()
         .and_then(|ls| {

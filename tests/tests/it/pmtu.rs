@@ -3,7 +3,7 @@
 //! pods pinging with small and with 1400-byte payloads; and ICMP
 //! "fragmentation needed" quoting gladius's VXLAN, as a router on the way
 //! would send it.
-use std::{net::Ipv4Addr, time::Duration};
+use std::time::Duration;
 
 use flannel_probe_common::frames::{Ipv4Frame, icmp_echo, icmp_frag_needed, vxlan_frame};
 use flannel_probe_tests::{
@@ -16,7 +16,10 @@ use flannel_probe_tests::{
 };
 use serde_json::Value;
 
-use crate::malformed::{eth0_mac, send_raw};
+use crate::{
+    malformed::{eth0_mac, send_raw},
+    mesh::{agents, link},
+};
 
 /// ICMP payload of the large pings: 1428 bytes of inner IPv4, 1478 of
 /// outer (above 1400), the overlay's MTU (1450) not exceeded.
@@ -34,16 +37,6 @@ fn small(lab: &Lab, from: &LabNode, to: &LabNode) -> PingStats {
 fn large(lab: &Lab, from: &LabNode, to: &LabNode) -> PingStats {
     lab.ping_size(from, to.pod_ip, PINGS, 0.05, LARGE_PAYLOAD)
         .unwrap_or_else(|e| panic!("large pings {} -> {}: {e:#}", from.name, to.name))
-}
-
-fn link(m: &Value, from: Ipv4Addr, to: Ipv4Addr) -> &Value {
-    m["links"]
-        .as_array()
-        .and_then(|ls| {
-            ls.iter()
-                .find(|l| l["from"] == from.to_string() && l["to"] == to.to_string())
-        })
-        .unwrap_or_else(|| panic!("no link {from} -> {to} in {m:#}"))
 }
 
 /// (large sent, large received, small sent, small received) of a link.
@@ -96,12 +89,7 @@ fn a_narrow_underlay_port_is_named_on_the_links_that_lose_large_packets() {
         .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
         .collect();
     let lab = &lab;
-    let agents = lab
-        .nodes
-        .iter()
-        .map(|n| format!("http://{}:9465", n.ip))
-        .collect::<Vec<_>>()
-        .join(",");
+    let agents = agents(lab);
     let mut cmd = lab.node_command(g, &probe_bin());
     cmd.args(["mesh", "--agents", &agents, "--format", "json"])
         .args(["--duration", &format!("{}s", 8 * time_scale())]);
