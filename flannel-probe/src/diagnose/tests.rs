@@ -96,11 +96,21 @@ fn inner(rx: u64, tx: u64) -> InnerValue {
 }
 
 fn run(window: &Snapshot, node: &NodeState) -> Report {
+    run_named(window, node, &|n| format!("REASON_{n}"))
+}
+
+/// A 5 s window of `node`, every probe attached, drop reasons named by
+/// `drop_reason` (the rules read some by name).
+pub(super) fn run_named(
+    window: &Snapshot,
+    node: &NodeState,
+    drop_reason: &dyn Fn(u32) -> String,
+) -> Report {
     diagnose(&Inputs {
         window,
         window_secs: 5.0,
         node,
-        drop_reason: &|n| format!("REASON_{n}"),
+        drop_reason,
         attached: BTreeMap::new(),
         drops_unavailable: None,
         attach_gaps: 0,
@@ -627,21 +637,12 @@ fn odd_vxlan_from_a_peer_whose_traffic_decapsulates_is_info() {
         },
         40,
     );
-    let r = diagnose(&Inputs {
-        window: &w,
-        window_secs: 5.0,
-        node: &programmed_node(),
-        drop_reason: &|n| {
-            if n == 7 {
-                "VXLAN_VNI_NOT_FOUND".into()
-            } else {
-                format!("REASON_{n}")
-            }
-        },
-        attached: BTreeMap::new(),
-        drops_unavailable: None,
-        attach_gaps: 0,
-        detached: Vec::new(),
+    let r = run_named(&w, &programmed_node(), &|n| {
+        if n == 7 {
+            "VXLAN_VNI_NOT_FOUND".into()
+        } else {
+            format!("REASON_{n}")
+        }
     });
     assert_eq!(codes(&r), vec!["PEER_ODD_VXLAN"]);
     let f = &r.findings[0];

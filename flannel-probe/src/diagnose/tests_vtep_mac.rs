@@ -1,17 +1,13 @@
 //! `VTEP_MAC_STALE` on hand-built inputs: eq14-001's overlay MAC changed,
 //! its peers still address the old one.
-use std::collections::BTreeMap;
-
 use flannel_probe_common::abi::{DIR_RX, InnerCounters, InnerValue, PeerCounters, PeerValue};
 
-use super::{Inputs, diagnose};
+use super::tests::{GLADIUS, MAC_G, MAC_M, MOMONOKE, healthy_node, run_named};
 use crate::{
     datapath::{DropWhere, Snapshot},
     node::NodeState,
     report::{Report, Severity},
 };
-
-use super::tests::{GLADIUS, MAC_G, MAC_M, MOMONOKE, healthy_node};
 
 const NEW: [u8; 6] = [0x0e, 0, 0, 0, 0xee, 0x13];
 const OLD: [u8; 6] = [0x0e, 0, 0, 0, 0, 0x13];
@@ -73,21 +69,12 @@ fn stale_window() -> Snapshot {
 }
 
 fn run(w: &Snapshot, node: &NodeState) -> Report {
-    diagnose(&Inputs {
-        window: w,
-        window_secs: 5.0,
-        node,
-        drop_reason: &|n| {
-            if n == OTHERHOST {
-                "OTHERHOST".into()
-            } else {
-                format!("REASON_{n}")
-            }
-        },
-        attached: BTreeMap::new(),
-        drops_unavailable: None,
-        attach_gaps: 0,
-        detached: Vec::new(),
+    run_named(w, node, &|n| {
+        if n == OTHERHOST {
+            "OTHERHOST".into()
+        } else {
+            format!("REASON_{n}")
+        }
     })
 }
 

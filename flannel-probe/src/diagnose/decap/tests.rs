@@ -1,13 +1,10 @@
 //! DECAP_FILTERED and VXLAN_CHECKSUM_ERRORS on hand-built windows: raised
 //! exactly when their drops are there, and not listed again by VXLAN_DROPS.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use flannel_probe_common::abi::{DIR_RX, DIR_TX};
 
-use super::super::{
-    Inputs, diagnose,
-    tests::{healthy_node, healthy_window},
-};
+use super::super::tests::{healthy_node, healthy_window, run_named};
 use crate::{
     datapath::{DropWhere, Snapshot},
     node::NodeState,
@@ -38,16 +35,7 @@ fn name(n: u32) -> String {
 }
 
 fn run(window: &Snapshot, node: &NodeState) -> Report {
-    diagnose(&Inputs {
-        window,
-        window_secs: 5.0,
-        node,
-        drop_reason: &name,
-        attached: BTreeMap::new(),
-        drops_unavailable: None,
-        attach_gaps: 0,
-        detached: Vec::new(),
-    })
+    run_named(window, node, &name)
 }
 
 /// An inner packet dropped on the overlay after decapsulation from `mac`.
