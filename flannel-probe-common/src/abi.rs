@@ -3,6 +3,8 @@
 //! Every type is `repr(C)` with explicit padding so both sides see the same
 //! bytes; the agent reads the per-CPU values and sums them.
 
+use crate::parse::Addr;
+
 /// Packets arriving at this node.
 pub const DIR_RX: u8 = 0;
 /// Packets leaving this node.
@@ -15,10 +17,10 @@ pub const MAP_PEERS: &str = "PEERS";
 /// Per VTEP MAC: inner frames on the overlay device, both directions in one
 /// [`MacSlot`]; laid out as `PEERS`, up to [`STAT_MACS_USED`].
 pub const MAP_INNER: &str = "INNER";
-/// Per-CPU open-addressed index of `PEERS`: key -> slot ([`IndexSlot`]).
+/// Per-CPU open-addressed index of `PEERS`: key -> slot ([`PeerIndexSlot`]).
 /// Only the datapath reads it.
 pub const MAP_PEER_INDEX: &str = "PEER_INDEX";
-/// The same for `INNER`.
+/// The same for `INNER` ([`IndexSlot`]).
 pub const MAP_MAC_INDEX: &str = "MAC_INDEX";
 /// One [`Config`] at index 0, written by the agent before it attaches.
 pub const MAP_CONFIG: &str = "CONFIG";
@@ -45,8 +47,8 @@ pub const STAT_DROP_OVERFLOW: u32 = 2;
 pub const STAT_PEERS_USED: u32 = 3;
 /// Slots of `INNER` this CPU has filled.
 pub const STAT_MACS_USED: u32 = 4;
-/// Inbound VXLAN-shaped UDP to our port addressed to another IPv4 address
-/// than the local VTEP (not counted for any peer).
+/// Inbound VXLAN-shaped UDP to our port addressed to another address than
+/// the local VTEP of its family (not counted for any peer).
 pub const STAT_RX_NOT_LOCAL: u32 = 5;
 /// Inbound ICMP port unreachable or fragmentation needed quoting UDP to our
 /// port that we did not send (quoted source not the local VTEP): forged or
@@ -79,15 +81,37 @@ pub const fn index_slots(max_peers: u32) -> u32 {
     }
 }
 
-/// An index key from a VTEP address (0.0.0.0 is the empty key and never
-/// counted).
-pub const fn addr_key(addr: [u8; 4]) -> u64 {
-    u32::from_le_bytes(addr) as u64
+/// A key of `PEER_INDEX` and `PEERS`: the peer's address
+/// ([`Addr`]: IPv6, or IPv4 as `::ffff:a.b.c.d`) as its two words, so the
+/// datapath compares and hashes it in two operations. `[0, 0]` is the
+/// empty key.
+pub type PeerKey = [u64; 2];
+
+/// The [`PeerKey`] of a peer address. `::` and `0.0.0.0` are the empty
+/// key and never counted, as 0.0.0.0 was before IPv6.
+#[inline(always)]
+pub const fn peer_key(addr: Addr) -> PeerKey {
+    if addr.is_unspecified() {
+        [0, 0]
+    } else {
+        [addr.hi, addr.lo]
+    }
 }
 
-/// The address back from [`addr_key`].
-pub const fn key_addr(key: u64) -> [u8; 4] {
-    (key as u32).to_le_bytes()
+/// The address back from [`peer_key`].
+pub const fn key_peer(key: PeerKey) -> Addr {
+    Addr {
+        hi: key[0],
+        lo: key[1],
+    }
+}
+
+/// Where a peer key's probes start: both words folded, then
+/// [`index_start`]. An IPv4 key's first word is 0, so IPv4 pays one XOR
+/// more than with the 4-byte key it had before IPv6.
+#[inline(always)]
+pub const fn peer_index_start(key: PeerKey, mask: u32) -> u32 {
+    index_start(key[0] ^ key[1], mask)
 }
 
 /// An index key from a VTEP MAC (the all-zero MAC is the empty key).
@@ -115,39 +139,64 @@ pub const fn index_start(key: u64, mask: u32) -> u32 {
     (x as u32) & mask
 }
 
-/// `Config::flags`: `vni` is known, so VXLAN for another VNI is counted as such.
+/// `FamilyConfig::flags`: `vni` is known, so VXLAN for another VNI is
+/// counted as such.
 pub const CONFIG_VNI_KNOWN: u16 = 1;
 
-/// Settings the agent gives the datapath.
+/// What the datapath matches for one address family of the underlay (one
+/// overlay device: `flannel.1` over IPv4, `flannel-v6.1` over IPv6).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Config {
-    /// VXLAN UDP destination port, host byte order. 0 matches nothing.
+pub struct FamilyConfig {
+    /// VXLAN UDP destination port, host byte order. 0: this family is not
+    /// watched (its frames match nothing).
     pub vxlan_port: u16,
     /// `CONFIG_*` bits.
     pub flags: u16,
     /// The VNI the overlay device serves.
     pub vni: u32,
-    /// Slots of `PEER_INDEX` and `MAC_INDEX` minus one (a power of two
-    /// minus one). 0 until the agent has configured the datapath.
-    pub index_mask: u32,
-    /// This node's VTEP address: inbound VXLAN counts for a peer only when
+    /// This node's VTEP address of this family (`parse::Addr`: IPv4 as
+    /// `::ffff:a.b.c.d`): inbound VXLAN counts for a peer only when
     /// addressed to it, and ICMP only when it quotes a datagram from it.
     /// Zeros (unknown) accept any.
-    pub local_vtep: [u8; 4],
-    /// This node's overlay (VTEP) MAC: inbound VXLAN whose inner frame is
+    pub local_vtep: [u8; 16],
+    /// This family's overlay (VTEP) MAC: inbound VXLAN whose inner frame is
     /// addressed to another unicast MAC is counted as `stale_dst`. Zeros
     /// (unknown) count nothing.
     pub overlay_mac: [u8; 6],
     pub _pad: [u8; 2],
 }
 
-/// Entry of `PEER_INDEX` and `MAC_INDEX`: which slot holds `key`.
+/// Settings the agent gives the datapath: both families at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Slots of `PEER_INDEX` and `MAC_INDEX` minus one (a power of two
+    /// minus one). 0 until the agent has configured the datapath.
+    pub index_mask: u32,
+    pub _pad: u32,
+    /// IPv4 underlay.
+    pub v4: FamilyConfig,
+    /// IPv6 underlay.
+    pub v6: FamilyConfig,
+}
+
+/// Entry of `MAC_INDEX`: which slot holds `key`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexSlot {
-    /// [`addr_key`] or [`mac_key`]; 0 = free.
+    /// [`mac_key`]; 0 = free.
     pub key: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+/// Entry of `PEER_INDEX`: which slot holds `key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerIndexSlot {
+    /// [`peer_key`]; `[0, 0]` = free.
+    pub key: PeerKey,
     pub slot: u32,
     pub _pad: u32,
 }
@@ -156,8 +205,8 @@ pub struct IndexSlot {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerSlot {
-    /// [`addr_key`] of the peer; 0 = not used on this CPU.
-    pub key: u64,
+    /// [`peer_key`] of the peer; `[0, 0]` = not used on this CPU.
+    pub key: PeerKey,
     pub v: PeerValue,
 }
 
@@ -255,8 +304,9 @@ pub struct InnerCounters {
 pub struct DropKey {
     /// The kernel's `enum skb_drop_reason` value.
     pub reason: u32,
-    /// The peer named by the outer header, or zeros.
-    pub peer: [u8; 4],
+    /// The peer named by the outer header (`parse::Addr`: IPv4 as
+    /// `::ffff:a.b.c.d`), or zeros.
+    pub peer: [u8; 16],
     /// For inner packets dropped on the overlay device: the remote VTEP's
     /// MAC (source on rx, destination on tx), or zeros.
     pub mac: [u8; 6],
@@ -285,16 +335,23 @@ pub struct DropConfig {
     pub net_inum: u32,
     /// Inode number of the probe's network namespace: only drops there count.
     pub netns_inum: u32,
-    /// The overlay device; 0 when it is missing.
-    pub overlay_ifindex: u32,
-    /// This node's VTEP address (zeros when unknown).
-    pub local_vtep: [u8; 4],
-    pub overlay_mac: [u8; 6],
-    /// VXLAN UDP port, host byte order.
-    pub vxlan_port: u16,
     /// 0 until the agent has filled everything in.
     pub enabled: u32,
+    /// The overlay devices (`flannel.1`, `flannel-v6.1`); 0 = unused.
+    pub overlay_ifindex: [u32; MAX_OVERLAYS],
+    /// Each overlay device's MAC, as `overlay_ifindex`.
+    pub overlay_mac: [[u8; 6]; MAX_OVERLAYS],
+    /// This node's VTEP address per family (`[v4, v6]`, `parse::Addr`
+    /// form; zeros when unknown).
+    pub local_vtep: [[u8; 16]; 2],
+    /// VXLAN UDP port per family (`[v4, v6]`), host byte order; 0: that
+    /// family's outer packets are not matched.
+    pub vxlan_port: [u16; 2],
 }
+
+/// Overlay devices the drop tracer tells apart: one per family, with room
+/// for a second VNI each.
+pub const MAX_OVERLAYS: usize = 4;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -304,6 +361,7 @@ mod pod {
     unsafe impl aya::Pod for super::PeerSlot {}
     unsafe impl aya::Pod for super::MacSlot {}
     unsafe impl aya::Pod for super::IndexSlot {}
+    unsafe impl aya::Pod for super::PeerIndexSlot {}
     unsafe impl aya::Pod for super::InnerValue {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::DropConfig {}
@@ -430,13 +488,21 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_are_never_zero_for_real_addresses() {
-        let addr = [192, 0, 2, 11];
-        assert_eq!(key_addr(addr_key(addr)), addr);
-        assert_ne!(addr_key(addr), 0);
+        let addr = Addr::v4([192, 0, 2, 11]);
+        assert_eq!(key_peer(peer_key(addr)), addr);
+        assert_ne!(peer_key(addr), [0, 0]);
+        let v6 = Addr::v6([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(key_peer(peer_key(v6)), v6);
+        assert_ne!(peer_key(v6), peer_key(addr));
+        // 0.0.0.0 and :: are both the empty key; ::1 is not.
+        assert_eq!(peer_key(Addr::v4([0; 4])), [0, 0]);
+        assert_eq!(peer_key(Addr::default()), [0, 0]);
+        let mut one = [0u8; 16];
+        one[15] = 1;
+        assert_ne!(peer_key(Addr::v6(one)), [0, 0]);
         let mac = [0x02, 0xbe, 0xff, 0, 0, 0x11];
         assert_eq!(key_mac(mac_key(mac)), mac);
         assert_ne!(mac_key(mac), 0);
-        assert_eq!(addr_key([0; 4]), 0);
         assert_eq!(mac_key([0; 6]), 0);
     }
 
@@ -455,11 +521,23 @@ mod tests {
         let mut used = [false; 2048];
         let mut clashes = 0;
         for i in 0..1000u32 {
-            let start = index_start(addr_key((0x0a00_0000 + i).to_be_bytes()), mask) as usize;
+            let a = Addr::v4((0x0a00_0000 + i).to_be_bytes());
+            let start = peer_index_start(peer_key(a), mask) as usize;
             clashes += usize::from(used[start]);
             used[start] = true;
         }
         // A uniform hash gives about 1000 - 2048 * (1 - e^(-1000/2048)) = 200.
         assert!(clashes < 260, "{clashes} clashes");
+        // The same for IPv6 VTEPs in one /64 (only the low word differs).
+        let (mut used, mut clashes) = ([false; 2048], 0);
+        for i in 0..1000u16 {
+            let mut a = [0u8; 16];
+            a[0] = 0xfd;
+            a[14..].copy_from_slice(&i.to_be_bytes());
+            let start = peer_index_start(peer_key(Addr::v6(a)), mask) as usize;
+            clashes += usize::from(used[start]);
+            used[start] = true;
+        }
+        assert!(clashes < 260, "{clashes} IPv6 clashes");
     }
 }

@@ -180,3 +180,190 @@ pub fn icmp_port_unreachable(from: [u8; 4], original: &[u8]) -> Ipv4Frame {
     let to = [original[12], original[13], original[14], original[15]];
     Ipv4Frame::new(from, to, 1, m)
 }
+
+/// An IPv6 extension header of [`Ipv6Frame`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExtHeader {
+    /// Hop-by-hop (0), routing (43) or destination options (60): `kind`,
+    /// and `units` 8-byte units beyond the first (padding options only).
+    Options { kind: u8, units: u8 },
+    /// Fragment header (44): offset in 8-byte units, more-fragments flag.
+    Fragment { offset: u16, more: bool },
+}
+
+impl ExtHeader {
+    fn kind(&self) -> u8 {
+        match self {
+            ExtHeader::Options { kind, .. } => *kind,
+            ExtHeader::Fragment { .. } => 44,
+        }
+    }
+
+    fn bytes(&self, next: u8) -> Vec<u8> {
+        match self {
+            ExtHeader::Options { units, .. } => {
+                let len = (usize::from(*units) + 1) * 8;
+                let mut h = alloc::vec![0u8; len];
+                h[0] = next;
+                h[1] = *units;
+                // PadN over the rest (RFC 8200 4.2): a valid option area.
+                h[2] = 1;
+                h[3] = (len - 4) as u8;
+                h
+            }
+            ExtHeader::Fragment { offset, more } => {
+                let mut h = alloc::vec![0u8; 8];
+                h[0] = next;
+                let word = (offset << 3) | u16::from(*more);
+                h[2..4].copy_from_slice(&word.to_be_bytes());
+                h[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+                h
+            }
+        }
+    }
+}
+
+/// An IPv6 packet inside an Ethernet frame.
+#[derive(Clone, Debug)]
+pub struct Ipv6Frame {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// One 802.1Q tag with this VLAN id.
+    pub vlan: Option<u16>,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Extension headers in order, before the upper-layer header.
+    pub ext: Vec<ExtHeader>,
+    /// The upper-layer protocol.
+    pub proto: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Ipv6Frame {
+    pub fn new(src: [u8; 16], dst: [u8; 16], proto: u8, payload: Vec<u8>) -> Self {
+        Self {
+            src_mac: [0x02, 0, 0, 0, 0, 0x01],
+            dst_mac: [0x02, 0, 0, 0, 0, 0x02],
+            vlan: None,
+            src,
+            dst,
+            ext: Vec::new(),
+            proto,
+            payload,
+        }
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        if let Some(vid) = self.vlan {
+            f.extend_from_slice(&0x8100u16.to_be_bytes());
+            f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+        }
+        f.extend_from_slice(&0x86ddu16.to_be_bytes());
+        f.extend_from_slice(&self.ip_packet());
+        f
+    }
+
+    /// The IPv6 packet alone (what an ICMPv6 error quotes). UDP and ICMPv6
+    /// payloads get their checksum (mandatory over IPv6).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let mut payload = self.payload.clone();
+        let sum_at = match self.proto {
+            17 => Some(6),
+            58 => Some(2),
+            _ => None,
+        };
+        if let Some(at) = sum_at
+            && payload.len() >= at + 2
+        {
+            payload[at..at + 2].fill(0);
+            let mut c = checksum6(&self.src, &self.dst, self.proto, &payload);
+            if c == 0 && self.proto == 17 {
+                c = 0xffff;
+            }
+            payload[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        let mut ext = Vec::new();
+        for (i, e) in self.ext.iter().enumerate() {
+            let next = self.ext.get(i + 1).map_or(self.proto, ExtHeader::kind);
+            ext.extend_from_slice(&e.bytes(next));
+        }
+        let first = self.ext.first().map_or(self.proto, ExtHeader::kind);
+        let mut h = Vec::with_capacity(40 + ext.len() + payload.len());
+        h.extend_from_slice(&[0x60, 0, 0, 0]);
+        h.extend_from_slice(&((ext.len() + payload.len()) as u16).to_be_bytes());
+        h.push(first);
+        h.push(64);
+        h.extend_from_slice(&self.src);
+        h.extend_from_slice(&self.dst);
+        h.extend_from_slice(&ext);
+        h.extend_from_slice(&payload);
+        h
+    }
+}
+
+/// The checksum of an upper-layer payload over IPv6 (RFC 8200 8.1).
+pub fn checksum6(src: &[u8; 16], dst: &[u8; 16], proto: u8, payload: &[u8]) -> u16 {
+    let mut data = Vec::with_capacity(40 + payload.len());
+    data.extend_from_slice(src);
+    data.extend_from_slice(dst);
+    data.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, proto]);
+    data.extend_from_slice(payload);
+    checksum(&data)
+}
+
+/// An ICMPv6 echo request of `data_len` payload bytes (checksum filled in
+/// by [`Ipv6Frame`]).
+pub fn icmp6_echo(id: u16, seq: u16, data_len: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(8 + data_len);
+    m.extend_from_slice(&[128, 0, 0, 0]);
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend((0..data_len).map(|i| i as u8));
+    m
+}
+
+/// A pod-to-pod ICMPv6 echo on a dual-stack overlay: inner Ethernet from
+/// one VTEP MAC to another.
+pub fn inner_echo6(src_vtep: [u8; 6], dst_vtep: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+    let mut f = Ipv6Frame::new(src, dst, 58, icmp6_echo(7, 1, 56));
+    f.src_mac = src_vtep;
+    f.dst_mac = dst_vtep;
+    f.build()
+}
+
+/// An outer VXLAN-over-IPv6 frame from `src` to `dst` carrying `inner`.
+pub fn vxlan6_frame(src: [u8; 16], dst: [u8; 16], port: u16, vni: u32, inner: &[u8]) -> Ipv6Frame {
+    let mut payload = Vec::with_capacity(8 + inner.len());
+    payload.extend_from_slice(&vxlan_header(0x08, vni));
+    payload.extend_from_slice(inner);
+    Ipv6Frame::new(src, dst, 17, udp(40000, port, &payload))
+}
+
+/// The ICMPv6 error `from` sends to the sender of `original` (an IPv6
+/// packet), quoting as much of it as fits the minimum MTU (RFC 4443 2.4).
+fn icmp6_error(from: [u8; 16], original: &[u8], kind: u8, code: u8, word: u32) -> Ipv6Frame {
+    let quoted = &original[..original.len().min(1280 - 48)];
+    let mut m = Vec::with_capacity(8 + quoted.len());
+    m.extend_from_slice(&[kind, code, 0, 0]);
+    m.extend_from_slice(&word.to_be_bytes());
+    m.extend_from_slice(quoted);
+    let mut to = [0u8; 16];
+    to.copy_from_slice(&original[8..24]);
+    Ipv6Frame::new(from, to, 58, m)
+}
+
+/// The ICMPv6 destination unreachable / port unreachable (type 1 code 4)
+/// that `from` sends to the sender of `original`.
+pub fn icmp6_port_unreachable(from: [u8; 16], original: &[u8]) -> Ipv6Frame {
+    icmp6_error(from, original, 1, 4, 0)
+}
+
+/// The ICMPv6 packet too big (type 2) a router `from` sends to the sender
+/// of `original`, naming the next-hop `mtu`.
+pub fn icmp6_packet_too_big(from: [u8; 16], original: &[u8], mtu: u32) -> Ipv6Frame {
+    icmp6_error(from, original, 2, 0, mtu)
+}

@@ -1,6 +1,6 @@
 //! Structured frames for the fuzzer (`fuzz/`) and the committed corpus: a
 //! [`Case`] describes a valid Ethernet / 802.1Q / IPv4 (options, fragments)
-//! / UDP / VXLAN / ICMP frame, then at most one byte changed and a cut.
+//! or IPv6 (extension headers, fragments) / UDP / VXLAN / ICMP or ICMPv6 frame, then at most one byte changed and a cut.
 //! [`Case::check`] runs the parser on it and asserts what the structure
 //! implies: no panic, offsets in bounds, and, when the change and the cut
 //! spare every byte the parser reads, exactly the verdict the structure
@@ -13,10 +13,10 @@ use alloc::{format, string::String, vec, vec::Vec};
 use core::ops::Range;
 
 use crate::{
-    frames::{Ipv4Frame, tcp, udp, vxlan_header},
+    frames::{ExtHeader, Ipv4Frame, Ipv6Frame, tcp, udp, vxlan_header},
     parse::{
-        DEFAULT_VXLAN_PORT, ETH_HLEN, IANA_VXLAN_PORT, Malformed, Outer, VXLAN_HLEN, Vxlan,
-        headers_len, macs, parse_outer,
+        Addr, DEFAULT_VXLAN_PORT, ETH_HLEN, IANA_VXLAN_PORT, MAX_EXT_HEADERS, Malformed, Outer,
+        VXLAN_HLEN, Vxlan, headers_len, macs, mapped, parse_outer,
     },
 };
 
@@ -31,6 +31,92 @@ pub trait Bytes {
     }
     fn ip(&mut self) -> [u8; 4] {
         [self.byte(), self.byte(), self.byte(), self.byte()]
+    }
+    fn ip6(&mut self) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a.iter_mut().for_each(|b| *b = self.byte());
+        a
+    }
+}
+
+/// The IPv6 address an ICMP case's 4-byte quoted address stands for over
+/// IPv6: `fd00::a.b.c.d`, so one field serves both families.
+pub fn quoted6(a: [u8; 4]) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[0] = 0xfd;
+    v[12..].copy_from_slice(&a);
+    v
+}
+
+/// Protocol numbers the IPv6 parser treats as extension headers or ICMPv6:
+/// an `L4::Proto`/quoted protocol of the IPv6 kinds avoids them.
+fn v6_special(p: u8) -> bool {
+    matches!(p, 0 | 43 | 44 | 60 | 58)
+}
+
+/// One IPv6 extension header of a case: what [`ExtHeader`] builds, plus
+/// later fragments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ext {
+    /// Hop-by-hop (0), routing (43) or destination options (60), 0..=3
+    /// units beyond the first 8 bytes.
+    Options { kind: u8, units: u8 },
+    /// A first fragment.
+    First { more: bool },
+    /// A later fragment (offset 1..=8191): no upper-layer header follows.
+    Later { offset: u16 },
+}
+
+impl Ext {
+    fn decode(b: &mut impl Bytes) -> Self {
+        match b.byte() % 5 {
+            k @ 0..=2 => Ext::Options {
+                kind: [0, 43, 60][usize::from(k)],
+                units: b.byte() % 4,
+            },
+            3 => Ext::First {
+                more: b.byte() & 1 != 0,
+            },
+            _ => Ext::Later {
+                offset: (b.u16() & 0x1fff).max(1),
+            },
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            Ext::Options { kind, units } => {
+                out.push(match kind {
+                    0 => 0,
+                    43 => 1,
+                    _ => 2,
+                });
+                out.push(units);
+            }
+            Ext::First { more } => out.extend_from_slice(&[3, u8::from(more)]),
+            Ext::Later { offset } => {
+                out.push(4);
+                out.extend_from_slice(&offset.to_be_bytes());
+            }
+        }
+    }
+
+    fn header(&self) -> ExtHeader {
+        match *self {
+            Ext::Options { kind, units } => ExtHeader::Options { kind, units },
+            Ext::First { more } => ExtHeader::Fragment { offset: 0, more },
+            Ext::Later { offset } => ExtHeader::Fragment {
+                offset,
+                more: false,
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ext::Options { units, .. } => (usize::from(*units) + 1) * 8,
+            _ => 8,
+        }
     }
 }
 
@@ -107,7 +193,20 @@ pub enum L3 {
         short_ihl: Option<u8>,
         l4: L4,
     },
-    /// Not IPv4 (ARP, IPv6, ...): `len` payload bytes.
+    /// IPv6 with up to one more extension header than the parser follows.
+    /// Over IPv6 an `L4::Icmp` is ICMPv6: its quote is an IPv6 header from
+    /// [`quoted6`]`(qsrc)` to [`quoted6`]`(qdst)` behind `qoption_words % 3`
+    /// destination-options headers (and a fragment header when `qfrag` is
+    /// not 0), cut `qlen` bytes into its UDP header.
+    Ipv6 {
+        src: [u8; 16],
+        dst: [u8; 16],
+        ext: Vec<Ext>,
+        /// Replaces the version nibble (6 normally).
+        version: u8,
+        l4: L4,
+    },
+    /// Not IP (ARP, ...): `len` payload bytes.
     Other { ethertype: u16, len: u8 },
 }
 
@@ -238,6 +337,50 @@ impl L4 {
         }
     }
 
+    /// (protocol, payload) over IPv6: ICMP is ICMPv6.
+    fn build6(&self) -> (u8, Vec<u8>) {
+        match self {
+            L4::Icmp {
+                typ,
+                code,
+                qsrc,
+                qdst,
+                qproto,
+                qoption_words,
+                qfrag,
+                qdport,
+                qlen,
+            } => {
+                let proto = if v6_special(*qproto) { 6 } else { *qproto };
+                let mut q = Ipv6Frame::new(
+                    quoted6(*qsrc),
+                    quoted6(*qdst),
+                    proto,
+                    udp(40000, *qdport, &[0; 8]),
+                );
+                q.ext = vec![
+                    ExtHeader::Options { kind: 60, units: 0 };
+                    usize::from(*qoption_words % 3)
+                ];
+                if *qfrag != 0 {
+                    q.ext.push(ExtHeader::Fragment {
+                        offset: *qfrag,
+                        more: false,
+                    });
+                }
+                let ext_len: usize = q.ext.len() * 8;
+                let mut quoted = q.ip_packet();
+                quoted.truncate(40 + ext_len + usize::from(*qlen));
+                let mut m = vec![*typ, *code, 0, 0, 0, 0, 0, 0];
+                m.extend_from_slice(&quoted);
+                // The outer Ipv6Frame fills in the ICMPv6 checksum.
+                (58, m)
+            }
+            L4::Proto { proto, len } if v6_special(*proto) => (47, vec![0x5a; usize::from(*len)]),
+            other => other.build(),
+        }
+    }
+
     /// (protocol, payload).
     fn build(&self) -> (u8, Vec<u8>) {
         match self {
@@ -297,10 +440,26 @@ impl Case {
             3 => Tag::Dot1ad(b.u16() & 0x0fff),
             _ => Tag::QinQ(b.u16() & 0x0fff),
         };
-        let l3 = if b.byte() % 8 == 7 {
+        let kind = b.byte() % 8;
+        let l3 = if kind == 6 {
+            let src = b.ip6();
+            let dst = b.ip6();
+            let n = usize::from(b.byte()) % (MAX_EXT_HEADERS + 2);
+            let ext = (0..n).map(|_| Ext::decode(b)).collect();
+            let q = b.byte();
+            let version = if q % 16 == 15 { b.byte() >> 4 } else { 6 };
+            L3::Ipv6 {
+                src,
+                dst,
+                ext,
+                version,
+                l4: L4::decode(b),
+            }
+        } else if kind == 7 {
             let e = b.u16();
             L3::Other {
-                // Not IPv4 and not a tag, which would be parsed as such.
+                // Not IPv4 and not a tag, which would be parsed as such
+                // (0x86dd over these bytes is version 1: not IPv6 either).
                 ethertype: if matches!(e, 0x0800 | 0x8100 | 0x88a8) {
                     0x86dd
                 } else {
@@ -359,6 +518,24 @@ impl Case {
                 out.extend_from_slice(&ethertype.to_be_bytes());
                 out.push(*len);
             }
+            L3::Ipv6 {
+                src,
+                dst,
+                ext,
+                version,
+                l4,
+            } => {
+                out.push(6);
+                out.extend_from_slice(src);
+                out.extend_from_slice(dst);
+                out.push(ext.len() as u8);
+                ext.iter().for_each(|e| e.encode(&mut out));
+                match *version {
+                    6 => out.push(0),
+                    v => out.extend_from_slice(&[15, v << 4]),
+                }
+                l4.encode(&mut out);
+            }
             L3::Ipv4 {
                 src,
                 dst,
@@ -410,6 +587,20 @@ impl Case {
     pub fn frame(&self) -> Vec<u8> {
         let (ethertype, payload) = match &self.l3 {
             L3::Other { ethertype, len } => (*ethertype, vec![0x11; usize::from(*len)]),
+            L3::Ipv6 {
+                src,
+                dst,
+                ext,
+                version,
+                l4,
+            } => {
+                let (proto, p) = l4.build6();
+                let mut f = Ipv6Frame::new(*src, *dst, proto, p);
+                f.ext = ext.iter().map(Ext::header).collect();
+                let mut ip = f.ip_packet();
+                ip[0] = (version << 4) | (ip[0] & 0x0f);
+                (0x86dd, ip)
+            }
             L3::Ipv4 {
                 src,
                 dst,
@@ -476,25 +667,51 @@ impl Case {
                 return (Outer::Other, reads);
             }
         };
-        let L3::Ipv4 {
-            src,
-            dst,
-            option_words,
-            frag_offset,
-            version,
-            short_ihl,
-            l4,
-            ..
-        } = &self.l3
-        else {
-            return (Outer::Other, reads);
+        let (src, dst, l4_off, l4, v6) = match &self.l3 {
+            L3::Other { .. } => return (Outer::Other, reads),
+            L3::Ipv4 {
+                src,
+                dst,
+                option_words,
+                frag_offset,
+                version,
+                short_ihl,
+                l4,
+                ..
+            } => {
+                reads.push(l3..l3 + 20);
+                if *version != 4 || short_ihl.is_some() || *frag_offset != 0 {
+                    return (Outer::Other, reads);
+                }
+                let l4_off = l3 + 20 + usize::from(*option_words) * 4;
+                (mapped(*src), mapped(*dst), l4_off, l4, false)
+            }
+            L3::Ipv6 {
+                src,
+                dst,
+                ext,
+                version,
+                l4,
+            } => {
+                reads.push(l3..l3 + 40);
+                if *version != 6 || ext.len() > MAX_EXT_HEADERS {
+                    return (Outer::Other, reads);
+                }
+                let mut at = l3 + 40;
+                for e in ext {
+                    match e {
+                        Ext::Options { .. } => reads.push(at..at + 2),
+                        Ext::First { .. } => reads.push(at..at + 8),
+                        Ext::Later { .. } => {
+                            reads.push(at..at + 8);
+                            return (Outer::Other, reads);
+                        }
+                    }
+                    at += e.len();
+                }
+                (Addr::v6(*src), Addr::v6(*dst), at, l4, true)
+            }
         };
-        let (src, dst) = (*src, *dst);
-        reads.push(l3..l3 + 20);
-        if *version != 4 || short_ihl.is_some() || *frag_offset != 0 {
-            return (Outer::Other, reads);
-        }
-        let l4_off = l3 + 20 + usize::from(*option_words) * 4;
         let verdict = match l4 {
             L4::Vxlan {
                 dport,
@@ -524,6 +741,7 @@ impl Case {
                     Outer::Vxlan(Vxlan {
                         src,
                         dst,
+                        v6,
                         vni,
                         malformed,
                         inner_offset: vx + VXLAN_HLEN,
@@ -561,6 +779,59 @@ impl Case {
                 qfrag,
                 qdport,
                 qlen,
+            } if v6 => {
+                reads.push(l4_off..l4_off + 8);
+                let q = l4_off + 8;
+                let unreach = *typ == 1 && *code == 4;
+                let too_big = *typ == 2;
+                if !unreach && !too_big {
+                    Outer::Other
+                } else {
+                    reads.push(q..q + 40);
+                    let mut at = q + 40;
+                    for _ in 0..qoption_words % 3 {
+                        reads.push(at..at + 2);
+                        at += 8;
+                    }
+                    if *qfrag != 0 {
+                        reads.push(at..at + 8);
+                        Outer::Other
+                    } else if *qlen < 4 {
+                        Outer::Other
+                    } else {
+                        reads.push(at..at + 4);
+                        let (vtep, quoted_src) =
+                            (Addr::v6(quoted6(*qdst)), Addr::v6(quoted6(*qsrc)));
+                        if v6_special(*qproto) || *qproto != 17 || *qdport != PORT {
+                            Outer::Other
+                        } else if too_big {
+                            // The frames carry an MTU word of zeros.
+                            Outer::FragNeeded {
+                                from: src,
+                                vtep,
+                                quoted_src,
+                                mtu: 0,
+                            }
+                        } else {
+                            Outer::PortUnreachable {
+                                from: src,
+                                vtep,
+                                quoted_src,
+                            }
+                        }
+                    }
+                }
+            }
+            L4::Icmp {
+                typ,
+                code,
+                qsrc,
+                qdst,
+                qproto,
+                qoption_words,
+                qfrag,
+                qdport,
+                qlen,
             } => {
                 reads.push(l4_off..l4_off + 8);
                 let q = l4_off + 8;
@@ -580,15 +851,15 @@ impl Case {
                             // The frames carry no next-hop MTU (zeros).
                             Outer::FragNeeded {
                                 from: src,
-                                vtep: *qdst,
-                                quoted_src: *qsrc,
+                                vtep: mapped(*qdst),
+                                quoted_src: mapped(*qsrc),
                                 mtu: 0,
                             }
                         } else if *qproto == 17 && *qdport == PORT {
                             Outer::PortUnreachable {
                                 from: src,
-                                vtep: *qdst,
-                                quoted_src: *qsrc,
+                                vtep: mapped(*qdst),
+                                quoted_src: mapped(*qsrc),
                             }
                         } else {
                             Outer::Other
@@ -767,6 +1038,48 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
     cut_header.cut = Some(46);
     let mut cut_inner = case(ip(vx(PORT, 0x08, 1, 8)));
     cut_inner.cut = Some(60);
+    // IPv6 underlay: fd00::b to fd00::d.
+    const A6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b];
+    const B6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0d];
+    let ip6 = |ext: Vec<Ext>, l4: L4| L3::Ipv6 {
+        src: A6,
+        dst: B6,
+        ext,
+        version: 6,
+        l4,
+    };
+    let icmp6 = |typ, code, qproto, qdport, qlen, qfrag, qoption_words| {
+        ip6(
+            vec![],
+            L4::Icmp {
+                typ,
+                code,
+                qsrc: [0, 0, 0, 0x0d],
+                qdst: [0, 0, 0, 0x0b],
+                qproto,
+                qoption_words,
+                qfrag,
+                qdport,
+                qlen,
+            },
+        )
+    };
+    let hop = Ext::Options { kind: 0, units: 0 };
+    let dest = Ext::Options { kind: 60, units: 3 };
+    let routing = Ext::Options { kind: 43, units: 1 };
+    let first6 = Ext::First { more: true };
+    let chain = vec![hop, dest, routing, first6];
+    let mut too_long = chain.clone();
+    too_long.push(dest);
+    let mut v4_nibble = ip6(vec![], vx(PORT, 0x08, 1, 8));
+    if let L3::Ipv6 { version, .. } = &mut v4_nibble {
+        *version = 4;
+    }
+    let mut cut6 = case(ip6(vec![], vx(PORT, 0x08, 1, 8)));
+    cut6.cut = Some(66);
+    let mut ext_flip = case(ip6(vec![hop], vx(PORT, 0x08, 1, 8)));
+    // The hop-by-hop header's next-header byte.
+    ext_flip.flip = Some((54, 0x01));
     vec![
         ("vxlan", case(ip(vx(PORT, 0x08, 1, 8)))),
         (
@@ -847,6 +1160,49 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
         ("vxlan_ethertype_changed", eth_flip),
         ("vxlan_cut_in_header", cut_header),
         ("vxlan_cut_in_inner", cut_inner),
+        ("vxlan6", case(ip6(vec![], vx(PORT, 0x08, 1, 8)))),
+        (
+            "vxlan6_dot1q",
+            with(Tag::Dot1q(42), ip6(vec![], vx(PORT, 0x08, 1, 8))),
+        ),
+        ("vxlan6_ext_chain", case(ip6(chain, vx(PORT, 0x08, 1, 8)))),
+        (
+            "vxlan6_ext_too_long",
+            case(ip6(too_long, vx(PORT, 0x08, 1, 8))),
+        ),
+        (
+            "vxlan6_later_fragment",
+            case(ip6(vec![Ext::Later { offset: 185 }], vx(PORT, 0x08, 1, 8))),
+        ),
+        ("vxlan6_other_vni", case(ip6(vec![], vx(PORT, 0x08, 77, 8)))),
+        ("vxlan6_no_i_flag", case(ip6(vec![], vx(PORT, 0x00, 1, 8)))),
+        ("vxlan6_header_3", case(ip6(vec![], vx(PORT, 0x08, 1, 3)))),
+        (
+            "foreign6_4789",
+            case(ip6(vec![], vx(IANA_VXLAN_PORT, 0x08, 1, 8))),
+        ),
+        ("ip6_version_4_nibble", case(v4_nibble)),
+        ("tcp6_8472", case(ip6(vec![], L4::Tcp { dport: PORT }))),
+        ("vxlan6_cut_in_header", cut6),
+        ("vxlan6_ext_next_header_changed", ext_flip),
+        ("icmp6_ours", case(icmp6(1, 4, 17, PORT, 8, 0, 0))),
+        ("icmp6_packet_too_big", case(icmp6(2, 0, 17, PORT, 8, 0, 0))),
+        (
+            "icmp6_admin_prohibited",
+            case(icmp6(1, 1, 17, PORT, 8, 0, 0)),
+        ),
+        ("icmp6_quote_ext", case(icmp6(1, 4, 17, PORT, 8, 0, 2))),
+        (
+            "icmp6_quote_fragment",
+            case(icmp6(1, 4, 17, PORT, 8, 100, 0)),
+        ),
+        ("icmp6_quote_other_port", case(icmp6(1, 4, 17, 53, 8, 0, 0))),
+        ("icmp6_quote_3_bytes", case(icmp6(1, 4, 17, PORT, 3, 0, 0))),
+        ("icmp6_echo", case(icmp6(128, 0, 17, PORT, 8, 0, 0))),
+        (
+            "icmp_numbers_in_icmp6",
+            case(icmp6(3, 3, 17, PORT, 8, 0, 0)),
+        ),
     ]
 }
 

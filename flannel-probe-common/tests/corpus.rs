@@ -8,28 +8,73 @@
 // `user`, proptest); this one needs only the parser.
 #![allow(unused_crate_dependencies)]
 
-use std::{fs, path::PathBuf};
+use std::{fs, net::Ipv6Addr, path::PathBuf};
 
 use flannel_probe_common::{
-    frames::{Ipv4Frame, icmp_port_unreachable, inner_echo, tcp, udp, vxlan_frame, vxlan_header},
+    frames::{
+        ExtHeader, Ipv4Frame, Ipv6Frame, icmp_port_unreachable, icmp6_packet_too_big,
+        icmp6_port_unreachable, inner_echo, inner_echo6, tcp, udp, vxlan_frame, vxlan_header,
+        vxlan6_frame,
+    },
     fuzzcase::{Case, seeds},
-    parse::{Outer, parse_outer},
+    parse::{Addr, Outer, parse_outer},
 };
 
 const A: [u8; 4] = [192, 0, 2, 11];
 const B: [u8; 4] = [192, 0, 2, 13];
+const A6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+const B6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x13];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
 
+/// An address as the corpus writes it: IPv4 as its four bytes (the format
+/// the IPv4-only parser's verdicts were committed in), IPv6 in RFC 5952 form.
+fn addr(a: &Addr) -> String {
+    match a.to_v4() {
+        Some(v4) => format!("{v4:?}"),
+        None => Ipv6Addr::from(a.octets()).to_string(),
+    }
+}
+
 fn verdict(frame: &[u8]) -> String {
     match parse_outer(&frame, 8472) {
         Outer::Vxlan(v) => format!(
-            "vxlan src={:?} dst={:?} vni={} malformed={:?} inner_offset={}",
-            v.src, v.dst, v.vni, v.malformed, v.inner_offset
+            "vxlan src={} dst={} vni={} malformed={:?} inner_offset={}",
+            addr(&v.src),
+            addr(&v.dst),
+            v.vni,
+            v.malformed,
+            v.inner_offset
         ),
-        other => format!("{other:?}"),
+        Outer::PortUnreachable {
+            from,
+            vtep,
+            quoted_src,
+        } => format!(
+            "PortUnreachable {{ from: {}, vtep: {}, quoted_src: {} }}",
+            addr(&from),
+            addr(&vtep),
+            addr(&quoted_src)
+        ),
+        Outer::FragNeeded {
+            from,
+            vtep,
+            quoted_src,
+            mtu,
+        } => format!(
+            "FragNeeded {{ from: {}, vtep: {}, quoted_src: {}, mtu: {mtu} }}",
+            addr(&from),
+            addr(&vtep),
+            addr(&quoted_src)
+        ),
+        Outer::ForeignPort { src, dst, port } => format!(
+            "ForeignPort {{ src: {}, dst: {}, port: {port} }}",
+            addr(&src),
+            addr(&dst)
+        ),
+        Outer::Other => "Other".to_string(),
     }
 }
 
@@ -54,6 +99,23 @@ fn crafted() -> Vec<(String, Vec<u8>)> {
     let mut later_frag = vxlan_frame(A, B, 8472, 1, &inner);
     later_frag.frag_offset = 185;
     let good = vxlan_frame(A, B, 8472, 1, &inner).build();
+    let inner6 = inner_echo6([0x0e, 0, 0, 0, 0, 0x11], [0x0e, 0, 0, 0, 0, 0x13], A6, B6);
+    let good6 = vxlan6_frame(A6, B6, 8472, 1, &inner).build();
+    let mut ext6 = vxlan6_frame(A6, B6, 8472, 1, &inner);
+    ext6.ext = vec![
+        ExtHeader::Options { kind: 0, units: 0 },
+        ExtHeader::Options { kind: 60, units: 1 },
+        ExtHeader::Options { kind: 43, units: 0 },
+        ExtHeader::Fragment {
+            offset: 0,
+            more: true,
+        },
+    ];
+    let mut later6 = vxlan6_frame(A6, B6, 8472, 1, &inner);
+    later6.ext = vec![ExtHeader::Fragment {
+        offset: 185,
+        more: false,
+    }];
     vec![
         ("vxlan_8472", good.clone()),
         ("vxlan_4789", vxlan_frame(A, B, 4789, 1, &inner).build()),
@@ -84,6 +146,35 @@ fn crafted() -> Vec<(String, Vec<u8>)> {
                 .build(),
         ),
         ("empty", Vec::new()),
+        ("vxlan6_8472", good6.clone()),
+        (
+            "vxlan6_inner_ipv6",
+            vxlan6_frame(A6, B6, 8472, 1, &inner6).build(),
+        ),
+        ("vxlan6_extension_headers", ext6.build()),
+        ("vxlan6_later_fragment", later6.build()),
+        ("vxlan6_truncated_header", good6[..66].to_vec()),
+        (
+            "icmp6_port_unreachable_vxlan",
+            icmp6_port_unreachable(B6, &vxlan6_frame(A6, B6, 8472, 1, &inner).ip_packet()).build(),
+        ),
+        (
+            "icmp6_packet_too_big_vxlan",
+            icmp6_packet_too_big(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                &vxlan6_frame(A6, B6, 8472, 1, &inner).ip_packet(),
+                1400,
+            )
+            .build(),
+        ),
+        (
+            "icmp6_port_unreachable_dns",
+            icmp6_port_unreachable(
+                B6,
+                &Ipv6Frame::new(A6, B6, 17, udp(1, 53, b"q")).ip_packet(),
+            )
+            .build(),
+        ),
     ]
     .into_iter()
     .map(|(n, f)| (n.to_string(), f))

@@ -4,27 +4,102 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     maps::{PerCpuArray, PerCpuHashMap},
 };
-use flannel_probe_common::abi::{INDEX_PROBES, IndexSlot, MacSlot, PeerSlot, index_start};
+use flannel_probe_common::abi::{
+    INDEX_PROBES, IndexSlot, MacSlot, PeerIndexSlot, PeerKey, PeerSlot, index_start,
+    peer_index_start,
+};
 
 use crate::programs::STATS;
 
+/// A table key: a MAC's `u64`, or a peer address's two words.
+pub(crate) trait Key: Copy {
+    fn is_empty(self) -> bool;
+    /// Compared word by word: no `memcmp` in the kernel.
+    fn same(self, other: Self) -> bool;
+    fn start(self, mask: u32) -> u32;
+}
+
+impl Key for u64 {
+    #[inline(always)]
+    fn is_empty(self) -> bool {
+        self == 0
+    }
+    #[inline(always)]
+    fn same(self, other: Self) -> bool {
+        self == other
+    }
+    #[inline(always)]
+    fn start(self, mask: u32) -> u32 {
+        index_start(self, mask)
+    }
+}
+
+impl Key for PeerKey {
+    #[inline(always)]
+    fn is_empty(self) -> bool {
+        self[0] | self[1] == 0
+    }
+    #[inline(always)]
+    fn same(self, other: Self) -> bool {
+        self[0] == other[0] && self[1] == other[1]
+    }
+    #[inline(always)]
+    fn start(self, mask: u32) -> u32 {
+        peer_index_start(self, mask)
+    }
+}
+
 /// A slot of a table whose first field is its key.
 pub(crate) trait Keyed {
+    type K: Key;
     /// Where the key of the slot at `p` is.
-    fn key(p: *mut Self) -> *mut u64;
+    fn key(p: *mut Self) -> *mut Self::K;
 }
 
 impl Keyed for PeerSlot {
-    fn key(p: *mut Self) -> *mut u64 {
+    type K = PeerKey;
+    fn key(p: *mut Self) -> *mut PeerKey {
         // SAFETY: a field of a live slot.
         unsafe { &raw mut (*p).key }
     }
 }
 
 impl Keyed for MacSlot {
+    type K = u64;
     fn key(p: *mut Self) -> *mut u64 {
         // SAFETY: as above.
         unsafe { &raw mut (*p).key }
+    }
+}
+
+/// An entry of an index: a key and the slot that holds it.
+pub(crate) trait Indexed {
+    type K: Key;
+    fn key(p: *mut Self) -> *mut Self::K;
+    fn slot(p: *mut Self) -> *mut u32;
+}
+
+impl Indexed for IndexSlot {
+    type K = u64;
+    fn key(p: *mut Self) -> *mut u64 {
+        // SAFETY: a field of a live entry.
+        unsafe { &raw mut (*p).key }
+    }
+    fn slot(p: *mut Self) -> *mut u32 {
+        // SAFETY: as above.
+        unsafe { &raw mut (*p).slot }
+    }
+}
+
+impl Indexed for PeerIndexSlot {
+    type K = PeerKey;
+    fn key(p: *mut Self) -> *mut PeerKey {
+        // SAFETY: a field of a live entry.
+        unsafe { &raw mut (*p).key }
+    }
+    fn slot(p: *mut Self) -> *mut u32 {
+        // SAFETY: as above.
+        unsafe { &raw mut (*p).slot }
     }
 }
 
@@ -50,19 +125,19 @@ impl Keyed for MacSlot {
 /// on Debian's 6.1 PREEMPT_RT kernel with concurrent flows in both
 /// directions (`kernels::concurrent_flows_in_both_directions_count_exactly`).
 #[inline(always)]
-pub(crate) fn slot<S: Keyed>(
-    index: &PerCpuArray<IndexSlot>,
+pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
+    index: &PerCpuArray<I>,
     slots: &PerCpuArray<S>,
-    key: u64,
+    key: K,
     mask: u32,
     used: u32,
     overflow: u32,
     is_new: &mut bool,
 ) -> Option<*mut S> {
-    if key == 0 {
+    if key.is_empty() {
         return None;
     }
-    let start = index_start(key, mask);
+    let start = key.start(mask);
     let mut i = 0;
     while i < INDEX_PROBES {
         let e = index.get_ptr_mut(start.wrapping_add(i) & mask)?;
@@ -70,10 +145,11 @@ pub(crate) fn slot<S: Keyed>(
         // this CPU while we do (see above: BH disabled, on RT the softirq
         // local lock).
         unsafe {
-            if (*e).key == key {
-                return slots.get_ptr_mut((*e).slot);
+            let k = *I::key(e);
+            if k.same(key) {
+                return slots.get_ptr_mut(*I::slot(e));
             }
-            if (*e).key == 0 {
+            if k.is_empty() {
                 let n = STATS.get_ptr_mut(used)?;
                 let next = *n as u32;
                 let Some(s) = slots.get_ptr_mut(next) else {
@@ -81,8 +157,8 @@ pub(crate) fn slot<S: Keyed>(
                     return None;
                 };
                 *S::key(s) = key;
-                (*e).slot = next;
-                (*e).key = key;
+                *I::slot(e) = next;
+                *I::key(e) = key;
                 *n += 1;
                 *is_new = true;
                 return Some(s);

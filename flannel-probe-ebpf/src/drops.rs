@@ -1,7 +1,7 @@
 //! The kernel's drops of VXLAN traffic: `kfree_skb` fires for every packet
 //! freed as dropped, in every namespace. Count only this node's (network
-//! namespace match), and only outer UDP to or from the VXLAN port or IPv4
-//! packets on the overlay device. Struct offsets come from DROP_CONFIG,
+//! namespace match), and only outer UDP (over IPv4 or IPv6) to or from
+//! its family's VXLAN port, or IPv4/IPv6 packets on an overlay device. Struct offsets come from DROP_CONFIG,
 //! filled from this kernel's BTF by the agent.
 //!
 //! Headers go through the parser the classifiers share (over [`Load`] on
@@ -11,8 +11,8 @@
 //! flood either way, with the kernel's BPF statistics on).
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
 use flannel_probe_common::{
-    abi::{DIR_RX, DIR_TX, DropConfig, DropKey, STAT_DROP_OVERFLOW},
-    parse::{self, Load},
+    abi::{DIR_RX, DIR_TX, DropConfig, DropKey, MAX_OVERLAYS, STAT_DROP_OVERFLOW, mac_key},
+    parse::{self, Addr, Load},
 };
 
 use crate::{
@@ -71,12 +71,21 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
     if net == 0 || rd::<u32>(net + u64::from(cfg.net_inum))? != cfg.netns_inum {
         return None;
     }
-    // Only IPv4 (skb->protocol is big-endian ETH_P_IP).
-    if rd::<[u8; 2]>(skb + u64::from(cfg.skb_protocol))? != [0x08, 0x00] {
-        return None;
-    }
+    // Only IP (skb->protocol is big-endian ETH_P_IP or ETH_P_IPV6).
+    let v6 = match u16::from_be_bytes(rd::<[u8; 2]>(skb + u64::from(cfg.skb_protocol))?) {
+        0x0800 => false,
+        0x86dd => true,
+        _ => return None,
+    };
     let head: u64 = rd(skb + u64::from(cfg.skb_head))?;
-    if cfg.overlay_ifindex != 0 && ifindex == cfg.overlay_ifindex {
+    // Which overlay device, if any (a fixed bound: unrolled).
+    let mut overlay = None;
+    for i in 0..MAX_OVERLAYS {
+        if ifindex != 0 && cfg.overlay_ifindex[i] == ifindex {
+            overlay = Some(i);
+        }
+    }
+    if let Some(i) = overlay {
         // An inner packet. It came out of decapsulation if it arrived on the
         // device (skb_iif); otherwise it was on its way to a remote VTEP.
         let iif: u32 = rd(skb + u64::from(cfg.skb_iif))?;
@@ -94,7 +103,7 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
         if let Some((src, dst)) = macs {
             if key.dir == DIR_RX {
                 key.mac = src;
-            } else if src == cfg.overlay_mac {
+            } else if mac_key(src) == mac_key(cfg.overlay_mac[i & (MAX_OVERLAYS - 1)]) {
                 // A forwarded packet's MAC header is still the one it came
                 // in with: only ours names the remote VTEP.
                 key.mac = dst;
@@ -107,19 +116,24 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
     // transport header is unset, or equal to the network header, before IP
     // has parsed the packet, and the IP header's length says the same after).
     let nh: u16 = rd(skb + u64::from(cfg.skb_network_header))?;
-    let udp = parse::udp4(&KernelBytes(head + u64::from(nh)), 0)?;
-    if udp.dport != cfg.vxlan_port && udp.sport != cfg.vxlan_port {
+    let fam = usize::from(v6);
+    let port = cfg.vxlan_port[fam & 1];
+    if port == 0 {
         return None;
     }
-    let (src, dst) = (udp.src, udp.dst);
-    let (dir, peer) = if src == cfg.local_vtep && cfg.local_vtep != [0; 4] {
-        (DIR_TX, dst)
+    let udp = parse::udp_at(&KernelBytes(head + u64::from(nh)), 0, v6)?;
+    if udp.dport != port && udp.sport != port {
+        return None;
+    }
+    let local = Addr::v6(cfg.local_vtep[fam & 1]);
+    let (dir, peer) = if !local.is_unset() && udp.src == local {
+        (DIR_TX, udp.dst)
     } else {
-        (DIR_RX, src)
+        (DIR_RX, udp.src)
     };
     count(&DropKey {
         reason: reason as u32,
-        peer,
+        peer: peer.octets(),
         dir,
         ..DropKey::default()
     })

@@ -28,7 +28,7 @@ mod programs {
     };
     use flannel_probe_common::abi::{
         Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, DropConfig, DropKey, IndexSlot, MacSlot,
-        NUM_STATS, PeerSlot, index_slots,
+        NUM_STATS, PeerIndexSlot, PeerSlot, index_slots,
     };
 
     // Sizes are the defaults; the agent sets them at load (--max-peers).
@@ -37,7 +37,7 @@ mod programs {
         PerCpuArray::with_max_entries(DEFAULT_MAX_PEERS, 0);
 
     #[map(name = "PEER_INDEX")]
-    pub(crate) static PEER_INDEX: PerCpuArray<IndexSlot> =
+    pub(crate) static PEER_INDEX: PerCpuArray<PeerIndexSlot> =
         PerCpuArray::with_max_entries(index_slots(DEFAULT_MAX_PEERS), 0);
 
     #[map(name = "INNER")]

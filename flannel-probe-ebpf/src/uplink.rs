@@ -1,14 +1,18 @@
-//! The uplink hooks: outer VXLAN per remote VTEP (with its size classes),
-//! ICMP port-unreachable that says a peer has no VXLAN socket, and ICMP
-//! fragmentation-needed that says the path to a peer is too narrow.
+//! The uplink hooks: outer VXLAN (over IPv4 or IPv6) per remote VTEP (with
+//! its size classes), ICMP/ICMPv6 port-unreachable that says a peer has no
+//! VXLAN socket, and ICMP fragmentation-needed / ICMPv6 packet-too-big that
+//! say the path to a peer is too narrow. Each family has its own port, VNI,
+//! local VTEP and overlay MAC (`Config::v4`, `Config::v6`).
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
     abi::{
-        CONFIG_VNI_KNOWN, Config, DIR_RX, PeerCounters, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
-        STAT_PEERS_USED, STAT_RX_NOT_LOCAL, addr_key, mac_key,
+        CONFIG_VNI_KNOWN, DIR_RX, FamilyConfig, PeerCounters, STAT_ICMP_NOT_OURS,
+        STAT_PEER_OVERFLOW, STAT_PEERS_USED, STAT_RX_NOT_LOCAL, mac_key, peer_key,
     },
-    parse::{Load, Outer, Vxlan, headers_len, outer_sizes, parse_outer, wire_bytes},
+    parse::{
+        Addr, Load, Outer, Ports, Vxlan, headers_len, outer_sizes, parse_outer_ports, wire_bytes,
+    },
 };
 
 use crate::{
@@ -18,11 +22,11 @@ use crate::{
 
 /// This CPU's counters of `addr` in direction `dir`, created when new.
 #[inline(always)]
-fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut PeerCounters> {
+fn peer(addr: Addr, dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut PeerCounters> {
     let s = slot(
         &PEER_INDEX,
         &PEERS,
-        addr_key(addr),
+        peer_key(addr),
         mask,
         STAT_PEERS_USED,
         STAT_PEER_OVERFLOW,
@@ -42,9 +46,9 @@ fn peer(addr: [u8; 4], dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut Pee
 /// is a unicast MAC other than our overlay's (the sender uses an old VTEP
 /// MAC of ours), and keeps that MAC. Broadcast and multicast are anyone's.
 #[inline(always)]
-fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, cfg: &Config, inner: usize, segs: u32) {
+fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, fam: &FamilyConfig, inner: usize, segs: u32) {
     // Compared as integers: a few instructions instead of a byte loop.
-    let ours = mac_key(cfg.overlay_mac);
+    let ours = mac_key(fam.overlay_mac);
     if ours == 0 {
         return;
     }
@@ -64,17 +68,25 @@ fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, cfg: &Config, inner: usize, 
 /// skb->pkt_type for frames addressed to this host's MAC.
 const PACKET_HOST: u32 = 0;
 
-/// Whether inbound traffic to `dst` is for this node's VTEP (any address
-/// while the agent does not know it). What arrives for another address (a
-/// secondary IP, a pod's host port) was not sent to our VTEP by a peer.
+/// Whether inbound traffic to `dst` is for this node's VTEP of its family
+/// (any address while the agent does not know it). What arrives for
+/// another address (a secondary IP, a pod's host port) was not sent to our
+/// VTEP by a peer.
 #[inline(always)]
-fn to_local(local: [u8; 4], dst: [u8; 4]) -> bool {
-    u32::from_ne_bytes(local) == 0 || local == dst
+fn to_local(fam: &FamilyConfig, dst: Addr) -> bool {
+    let local = Addr::v6(fam.local_vtep);
+    local.is_unset() || local == dst
+}
+
+/// The configuration of `addr`'s family.
+#[inline(always)]
+fn family<'a>(v4: &'a FamilyConfig, v6: &'a FamilyConfig, addr: Addr) -> &'a FamilyConfig {
+    if addr.is_v6() { v6 } else { v4 }
 }
 
 /// Size classes of one VXLAN packet to or from a peer (UNDERLAY_MTU_BLACKHOLE):
 /// its wire segments above `LARGE_OUTER_LEN`, and the largest segment's
-/// outer IPv4 length. `headers` is `headers_len` from the frame's start
+/// outer IP length. `headers` is `headers_len` from the frame's start
 /// (0 for a packet that is not a super-packet).
 #[inline(always)]
 fn count_sizes(ctx: &TcContext, c: *mut PeerCounters, vx: &Vxlan, segs: u32, headers: usize) {
@@ -96,12 +108,12 @@ fn count_sizes(ctx: &TcContext, c: *mut PeerCounters, vx: &Vxlan, segs: u32, hea
     }
 }
 
-/// ICMP "fragmentation needed" for our VXLAN to `vtep`: counted for that
-/// peer with the next-hop MTU, when it quotes a datagram we sent (as for
-/// port unreachable, anyone can forge the rest).
+/// ICMP "fragmentation needed" / ICMPv6 "packet too big" for our VXLAN to
+/// `vtep`: counted for that peer with the next-hop MTU, when it quotes a
+/// datagram we sent (as for port unreachable, anyone can forge the rest).
 #[inline(always)]
-fn count_frag_needed(local: [u8; 4], vtep: [u8; 4], quoted_src: [u8; 4], mtu: u16, mask: u32) {
-    if !to_local(local, quoted_src) {
+fn count_frag_needed(fam: &FamilyConfig, vtep: Addr, quoted_src: Addr, mtu: u16, mask: u32) {
+    if !to_local(fam, quoted_src) {
         bump(STAT_ICMP_NOT_OURS);
         return;
     }
@@ -120,7 +132,11 @@ fn count_frag_needed(local: [u8; 4], vtep: [u8; 4], quoted_src: [u8; 4], mtu: u1
 #[inline(always)]
 pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     let Some(cfg) = CONFIG.get(0) else { return };
-    if cfg.vxlan_port == 0 {
+    let ports = Ports {
+        v4: cfg.v4.vxlan_port,
+        v6: cfg.v6.vxlan_port,
+    };
+    if ports.v4 == 0 && ports.v6 == 0 {
         return;
     }
     // On ingress only what the switch delivered to us counts: a flooded
@@ -129,9 +145,10 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     if dir == DIR_RX && unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
         return;
     }
-    match parse_outer(ctx, cfg.vxlan_port) {
+    match parse_outer_ports(ctx, ports) {
         Outer::Vxlan(vx) => {
-            if dir == DIR_RX && !to_local(cfg.local_vtep, vx.dst) {
+            let fam = if vx.v6 { &cfg.v6 } else { &cfg.v4 };
+            if dir == DIR_RX && !to_local(fam, vx.dst) {
                 bump(STAT_RX_NOT_LOCAL);
                 return;
             }
@@ -160,13 +177,14 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                 u64::from(ctx.len())
             };
             count_sizes(ctx, c, &vx, segs, headers);
+            let vni_known = fam.flags & CONFIG_VNI_KNOWN != 0;
             // SAFETY: this CPU's slot of a live map entry.
             unsafe {
                 (*c).packets += u64::from(segs);
                 (*c).bytes += bytes;
                 if vx.malformed.is_some() {
                     (*c).malformed += u64::from(segs);
-                } else if cfg.flags & CONFIG_VNI_KNOWN != 0 && vx.vni != cfg.vni {
+                } else if vni_known && vx.vni != fam.vni {
                     (*c).other_vni += u64::from(segs);
                     (*c).last_other_vni = vx.vni;
                 }
@@ -174,19 +192,26 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
             if let Some(mac) = inner_src {
                 // SAFETY: as above.
                 unsafe { (*c).last_inner_src = mac };
-                if cfg.flags & CONFIG_VNI_KNOWN == 0 || vx.vni == cfg.vni {
-                    stale_dst(ctx, c, cfg, vx.inner_offset, segs);
+                if !vni_known || vx.vni == fam.vni {
+                    stale_dst(ctx, c, fam, vx.inner_offset, segs);
                 }
             }
             if is_new {
-                info!(
-                    ctx,
-                    "new VXLAN peer {:i} (dir {}, vni {})", addr, dir, vx.vni
-                );
+                // IPv4 peers logged as before IPv6, not as ::ffff:a.b.c.d.
+                match addr.to_v4() {
+                    Some(a) => info!(ctx, "new VXLAN peer {:i} (dir {}, vni {})", a, dir, vx.vni),
+                    None => info!(
+                        ctx,
+                        "new VXLAN peer {:i} (dir {}, vni {})",
+                        addr.octets(),
+                        dir,
+                        vx.vni
+                    ),
+                }
             }
         }
         Outer::ForeignPort { src, dst, port } if dir == DIR_RX => {
-            if !to_local(cfg.local_vtep, dst) {
+            if !to_local(family(&cfg.v4, &cfg.v6, dst), dst) {
                 return;
             }
             let mut is_new = false;
@@ -203,15 +228,19 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
             quoted_src,
             mtu,
             ..
-        } if dir == DIR_RX => {
-            count_frag_needed(cfg.local_vtep, vtep, quoted_src, mtu, cfg.index_mask)
-        }
+        } if dir == DIR_RX => count_frag_needed(
+            family(&cfg.v4, &cfg.v6, vtep),
+            vtep,
+            quoted_src,
+            mtu,
+            cfg.index_mask,
+        ),
         Outer::PortUnreachable {
             vtep, quoted_src, ..
         } if dir == DIR_RX => {
             // Only a quote of our own VXLAN says the peer has no socket:
             // anyone can send ICMP quoting a datagram we never sent.
-            if !to_local(cfg.local_vtep, quoted_src) {
+            if !to_local(family(&cfg.v4, &cfg.v6, vtep), quoted_src) {
                 bump(STAT_ICMP_NOT_OURS);
                 return;
             }

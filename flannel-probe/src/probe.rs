@@ -9,8 +9,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::{
     datapath::{
-        AttachMode, Datapath, DropMatch, Hook, LoadOptions, MapMemory, Matching, Snapshot,
-        drops_netns_inum, map_memory, memory::human,
+        AttachMode, Datapath, DropMatch, FamilyMatch, Hook, LoadOptions, MapMemory, Matching,
+        OverlayDev, Snapshot, drops_netns_inum, map_memory, memory::human,
     },
     diagnose::{Inputs, diagnose},
     node::{DiscoverOptions, NoUplink, NodeState, UplinkChoice, discover, discover_after},
@@ -221,12 +221,7 @@ impl Probe {
     /// devices that appeared or were recreated (new ifindex).
     fn sync(&mut self) -> Result<()> {
         self.record();
-        let m = Matching {
-            vxlan_port: self.node.vxlan_port,
-            vni: self.node.vni,
-            local_vtep: self.node.local_vtep,
-            overlay_mac: self.node.overlay.as_ref().and_then(|o| o.mac),
-        };
+        let m = node_matching(&self.node);
         if self.matching != Some(m) {
             self.dp.configure(m)?;
             self.matching = Some(m);
@@ -243,13 +238,16 @@ impl Probe {
             tracing::info!(uplink = %uplink.name, "watching the uplink");
             self.uplink_at = at;
         }
-        let dm = DropMatch {
+        let mut dm = DropMatch {
             netns_inum: self.netns_inum,
-            overlay_ifindex: self.node.overlay.as_ref().map(|o| o.ifindex),
-            overlay_mac: self.node.overlay.as_ref().and_then(|o| o.mac),
-            local_vtep: self.node.local_vtep,
-            vxlan_port: self.node.vxlan_port,
+            v4: m.v4,
+            v6: m.v6,
+            ..DropMatch::default()
         };
+        dm.overlays[0] = self.node.overlay.as_ref().map(|o| OverlayDev {
+            ifindex: o.ifindex,
+            mac: o.mac,
+        });
         if self.drop_match != Some(dm) {
             self.dp.configure_drops(&dm)?;
             self.drop_match = Some(dm);
@@ -582,6 +580,28 @@ impl Shutdown {
 pub(crate) async fn shutdown_signal() -> Result<()> {
     Shutdown::install()?.wait().await;
     Ok(())
+}
+
+/// What the datapath matches for this node's one overlay.
+///
+/// Bridge (issue 17, until `NodeState` has an overlay per family): the
+/// overlay's local VTEP says its family; when it is unknown (an IPv6
+/// overlay, which the IPv4-only discovery cannot read yet), both families
+/// are watched with its port, VNI and MAC, with any local address.
+fn node_matching(node: &NodeState) -> Matching {
+    let m = FamilyMatch {
+        vxlan_port: node.vxlan_port,
+        vni: node.vni,
+        local_vtep: node.local_vtep.map(std::net::IpAddr::from),
+        overlay_mac: node.overlay.as_ref().and_then(|o| o.mac),
+    };
+    match m.local_vtep {
+        Some(_) => Matching::one(m),
+        None => Matching {
+            v4: Some(m),
+            v6: Some(m),
+        },
+    }
 }
 
 #[cfg(test)]

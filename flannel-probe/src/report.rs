@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     fmt,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     ops::{AddAssign, Sub},
 };
 
@@ -384,7 +384,7 @@ pub struct PeerReport {
     /// `peer` and `rx_vtep_mac` as the diagnosis found them, so that rules
     /// compare addresses rather than parse text (not part of the JSON).
     #[serde(skip)]
-    pub addr: Option<Ipv4Addr>,
+    pub addr: Option<IpAddr>,
     #[serde(skip)]
     pub rx_vtep: Option<[u8; 6]>,
     /// Inbound VXLAN for our VNI whose inner frame is addressed to a
@@ -396,7 +396,7 @@ pub struct PeerReport {
 
 impl PeerReport {
     /// The peer's address (parsed from `peer` in hand-built reports).
-    pub fn ip(&self) -> Option<Ipv4Addr> {
+    pub fn ip(&self) -> Option<IpAddr> {
         self.addr.or_else(|| self.peer.parse().ok())
     }
 
@@ -609,6 +609,16 @@ pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
+/// A peer address as the JSON `peer` field has it: IPv4 dotted (without
+/// the formatter: one per peer in every report), IPv6 in RFC 5952 form
+/// (`Ipv6Addr`'s `Display`).
+pub(crate) fn addr_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => ip_string(v4),
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 /// Dotted quad, as `Ipv4Addr`'s `Display` prints it, without the
 /// formatter (one per peer in every report).
 pub(crate) fn ip_string(ip: Ipv4Addr) -> String {
@@ -740,5 +750,18 @@ pub(crate) mod tests {
             let ip = Ipv4Addr::new(b, b, 0, b);
             assert_eq!(ip_string(ip), ip.to_string());
         }
+        // IPv6 in RFC 5952 form: lower case, the longest zero run as ::.
+        for (ip, text) in [
+            ("fd00::1", "fd00::1"),
+            ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("2001:cafe:42:1::", "2001:cafe:42:1::"),
+        ] {
+            let ip: IpAddr = ip.parse().expect("an address");
+            assert_eq!(addr_string(ip), text);
+        }
+        assert_eq!(
+            addr_string(Ipv4Addr::new(192, 0, 2, 11).into()),
+            "192.0.2.11"
+        );
     }
 }

@@ -44,7 +44,7 @@ use aya::{
     },
 };
 use flannel_probe::{
-    datapath::{AttachMode, Datapath, EBPF_OBJECT, Hook, LoadOptions, Matching},
+    datapath::{AttachMode, Datapath, EBPF_OBJECT, FamilyMatch, Hook, LoadOptions, Matching},
     diagnose::{Inputs, diagnose},
     node::{
         FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink, UplinkSource,
@@ -54,7 +54,7 @@ use flannel_probe::{
 use flannel_probe_common::{
     abi::{
         InnerCounters, InnerValue, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, PeerCounters,
-        PeerSlot, PeerValue, STAT_MACS_USED, STAT_PEERS_USED, addr_key, mac_key,
+        PeerSlot, PeerValue, STAT_MACS_USED, STAT_PEERS_USED, mac_key, peer_key,
     },
     frames::{Ipv4Frame, tcp, udp, vxlan_frame},
 };
@@ -178,7 +178,7 @@ where
                 ..Default::default()
             };
             let slot = PeerSlot {
-                key: addr_key(peer_ip(i).octets()),
+                key: peer_key(flannel_probe_common::parse::Addr::v4(peer_ip(i).octets())),
                 v: PeerValue {
                     rx: PeerCounters {
                         last_inner_src: peer_mac(i),
@@ -367,12 +367,12 @@ fn timing(n: u32, reps: u32, budget: Duration, max_peers: u32) -> Result<serde_j
         max_peers,
         attach_mode: AttachMode::Auto,
     })?;
-    dp.configure(Matching {
+    dp.configure(Matching::one(FamilyMatch {
         vxlan_port: VXLAN_PORT,
         vni: Some(1),
         local_vtep: None,
         overlay_mac: None,
-    })?;
+    }))?;
     let node = node_with_peers(n);
     let fill_start = Instant::now();
     fill_datapath(&mut dp, n, 1)?;
@@ -471,13 +471,13 @@ const SKB_SIZE: usize = 192;
 /// `BPF_PROG_TEST_RUN` with a kernel-side repeat.
 fn hooks(repeat: u32) -> Result<serde_json::Value> {
     let mut dp = Datapath::load(&LoadOptions::default())?;
-    dp.configure(Matching {
+    dp.configure(Matching::one(FamilyMatch {
         vxlan_port: VXLAN_PORT,
         vni: Some(1),
         local_vtep: None,
         // The stale-MAC check runs (and finds the frames addressed to us).
         overlay_mac: Some(LOCAL_MAC),
-    })?;
+    }))?;
     let peer = [192, 0, 2, 12];
     let me = LOCAL.octets();
     let inner = |payload: usize| -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Reading the per-CPU maps into a [`Snapshot`]: plain data, summed over
 //! CPUs. Two snapshots make a window ([`Snapshot::since`]).
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
@@ -12,16 +12,17 @@ use super::batch;
 use flannel_probe_common::abi::{
     DropKey, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, NUM_STATS, PeerSlot,
     PeerValue, STAT_DROP_OVERFLOW, STAT_ICMP_NOT_OURS, STAT_MAC_OVERFLOW, STAT_MACS_USED,
-    STAT_PEER_OVERFLOW, STAT_PEERS_USED, STAT_RX_NOT_LOCAL, key_addr, key_mac,
+    STAT_PEER_OVERFLOW, STAT_PEERS_USED, STAT_RX_NOT_LOCAL, key_mac, key_peer,
 };
+use flannel_probe_common::parse::Addr;
 use serde::Serialize;
 
 /// Every counter at one instant (or, after [`Snapshot::since`], over a window).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Outer counters per peer, both directions: `PEERS` values summed over
-    /// CPUs.
-    pub peers: BTreeMap<Ipv4Addr, PeerValue>,
+    /// Outer counters per peer (IPv4 or IPv6 underlay address), both
+    /// directions: `PEERS` values summed over CPUs.
+    pub peers: BTreeMap<IpAddr, PeerValue>,
     /// Inner counters per VTEP MAC, both directions: `INNER` values summed
     /// over CPUs.
     pub inner: BTreeMap<[u8; 6], InnerValue>,
@@ -49,7 +50,7 @@ pub struct NotOurs {
 pub struct DropWhere {
     pub reason: u32,
     pub dir: u8,
-    pub peer: Option<Ipv4Addr>,
+    pub peer: Option<IpAddr>,
     pub mac: Option<[u8; 6]>,
 }
 
@@ -68,7 +69,7 @@ impl Snapshot {
         let w = DropWhere {
             reason: key.reason,
             dir: key.dir,
-            peer: (key.peer != [0; 4]).then(|| Ipv4Addr::from(key.peer)),
+            peer: (key.peer != [0; 16]).then(|| super::from_addr(Addr::v6(key.peer))),
             mac: (key.mac != [0; 6]).then_some(key.mac),
         };
         *self.drops.entry(w).or_default() += packets;
@@ -214,18 +215,19 @@ fn per_cpu_array<'a, S: Pod>(
 
 /// The used slots of a slot table (`PEERS` or `INNER`): each CPU's slot
 /// with its key, where the CPU has used it.
-fn read_slots<S: Pod, K, V: Copy>(
+fn read_slots<S: Pod, R: Copy + Default + PartialEq, K, V: Copy>(
     ebpf: &Ebpf,
     name: &str,
     used: u32,
-    split: fn(&S) -> (u64, V),
-    key: fn(u64) -> K,
+    split: fn(&S) -> (R, V),
+    key: fn(R) -> K,
 ) -> Result<Vec<(K, V)>> {
     let (typed, data) = per_cpu_array::<S>(ebpf, name)?;
     let mut out = Vec::with_capacity(used as usize);
     batch::for_each_slot(&typed, data, used, |s: &S| {
         let (k, v) = split(s);
-        if k != 0 {
+        // The default key (0, or [0, 0]) is a slot this CPU never used.
+        if k != R::default() {
             out.push((key(k), v));
         }
     })
@@ -248,13 +250,13 @@ fn fold_sorted<K: Ord + Copy, V>(mut v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTr
     out.into_iter().collect()
 }
 
-fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<Ipv4Addr, PeerValue>> {
+fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<IpAddr, PeerValue>> {
     let slots = read_slots(
         ebpf,
         MAP_PEERS,
         used,
         |s: &PeerSlot| (s.key, s.v),
-        |k| Ipv4Addr::from(key_addr(k)),
+        |k| super::from_addr(key_peer(k)),
     )?;
     Ok(fold_sorted(slots, add_peer_value))
 }
@@ -329,7 +331,7 @@ mod tests {
 
     #[test]
     fn each_cpus_slots_are_summed_per_peer_and_direction() {
-        let (a, b) = (Ipv4Addr::new(192, 0, 2, 11), Ipv4Addr::new(192, 0, 2, 12));
+        let (a, b) = (IpAddr::from([192, 0, 2, 11]), IpAddr::from([192, 0, 2, 12]));
         let cpu = |rx, tx| PeerValue {
             rx: counters(rx),
             tx: counters(tx),
@@ -348,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_last_seen_fields_come_from_the_cpu_that_saw_them() {
-        let a = Ipv4Addr::new(192, 0, 2, 11);
+        let a = IpAddr::from([192, 0, 2, 11]);
         let saw = PeerValue {
             rx: PeerCounters {
                 last_inner_src: [2, 0, 0, 0, 0, 1],
@@ -386,11 +388,46 @@ mod tests {
     }
 
     #[test]
+    fn drop_peers_are_ipv4_when_mapped_and_ipv6_otherwise() {
+        let mut snap = Snapshot::default();
+        let v4: std::net::Ipv4Addr = "192.0.2.11".parse().expect("IPv4");
+        let v6: std::net::Ipv6Addr = "fd00::2".parse().expect("IPv6");
+        for (peer, n) in [
+            (v4.to_ipv6_mapped().octets(), 2),
+            (v6.octets(), 3),
+            ([0; 16], 5),
+        ] {
+            snap.add_drop(
+                &DropKey {
+                    reason: 2,
+                    peer,
+                    ..Default::default()
+                },
+                n,
+            );
+        }
+        let by_peer: Vec<(Option<IpAddr>, u64)> =
+            snap.drops.iter().map(|(w, n)| (w.peer, *n)).collect();
+        assert_eq!(
+            by_peer,
+            vec![(None, 5), (Some(v4.into()), 2), (Some(v6.into()), 3)]
+        );
+        assert_eq!(
+            super::super::to_addr(v4.into()).octets(),
+            v4.to_ipv6_mapped().octets()
+        );
+        assert_eq!(
+            super::super::from_addr(Addr::v6(v6.octets())),
+            IpAddr::V6(v6)
+        );
+    }
+
+    #[test]
     fn a_window_is_the_difference_of_two_snapshots() {
         let mut then = Snapshot::default();
         let mut now = Snapshot::default();
-        let a = Ipv4Addr::new(192, 0, 2, 12);
-        let b = Ipv4Addr::new(192, 0, 2, 13);
+        let a = IpAddr::from([192, 0, 2, 12]);
+        let b = IpAddr::from([192, 0, 2, 13]);
         then.peers.insert(
             a,
             PeerValue {
@@ -400,7 +437,7 @@ mod tests {
         );
         // Only in the earlier one: absent from the window.
         then.peers
-            .insert(Ipv4Addr::new(192, 0, 2, 1), PeerValue::default());
+            .insert(IpAddr::from([192, 0, 2, 1]), PeerValue::default());
         now.peers.insert(
             a,
             PeerValue {

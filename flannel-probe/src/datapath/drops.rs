@@ -1,22 +1,30 @@
 //! The drop tracer, seen from userspace: where `struct sk_buff` and friends
 //! keep the fields it reads (from this kernel's BTF), what drop reason
 //! numbers mean here, and what it should match.
-use std::{collections::HashMap, net::Ipv4Addr, os::unix::fs::MetadataExt as _};
+use std::{collections::HashMap, os::unix::fs::MetadataExt as _};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, programs::BtfTracePoint};
-use flannel_probe_common::abi::{DropConfig, PROG_DROPS};
+use flannel_probe_common::abi::{DropConfig, MAX_OVERLAYS, PROG_DROPS};
 
-use super::btf::Btf;
+use super::{FamilyMatch, btf::Btf};
+
+/// An overlay device whose inner packets' drops count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverlayDev {
+    pub ifindex: u32,
+    pub mac: Option<[u8; 6]>,
+}
 
 /// What the drop tracer matches on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropMatch {
     pub netns_inum: u32,
-    pub overlay_ifindex: Option<u32>,
-    pub overlay_mac: Option<[u8; 6]>,
-    pub local_vtep: Option<Ipv4Addr>,
-    pub vxlan_port: u16,
+    /// Up to [`MAX_OVERLAYS`] overlay devices (more are not told apart).
+    pub overlays: [Option<OverlayDev>; MAX_OVERLAYS],
+    /// Outer UDP per family: its port and local VTEP (`None`: not matched).
+    pub v4: Option<FamilyMatch>,
+    pub v6: Option<FamilyMatch>,
 }
 
 /// `enum skb_drop_reason` of the running kernel: numbers differ between
@@ -109,12 +117,22 @@ pub(super) fn start(ebpf: &mut Ebpf) -> Result<(DropConfig, DropReasons)> {
 }
 
 pub(super) fn config(template: &DropConfig, m: &DropMatch) -> DropConfig {
+    let family = |f: Option<FamilyMatch>, v6: bool| {
+        let Some(f) = f else { return (0, [0; 16]) };
+        let local = f.local_vtep.filter(|a| a.is_ipv6() == v6);
+        (
+            f.vxlan_port,
+            local.map_or([0; 16], |a| super::to_addr(a).octets()),
+        )
+    };
+    let (p4, l4) = family(m.v4, false);
+    let (p6, l6) = family(m.v6, true);
     DropConfig {
         netns_inum: m.netns_inum,
-        overlay_ifindex: m.overlay_ifindex.unwrap_or(0),
-        overlay_mac: m.overlay_mac.unwrap_or([0; 6]),
-        local_vtep: m.local_vtep.map_or([0; 4], |a| a.octets()),
-        vxlan_port: m.vxlan_port,
+        overlay_ifindex: m.overlays.map(|o| o.map_or(0, |o| o.ifindex)),
+        overlay_mac: m.overlays.map(|o| o.and_then(|o| o.mac).unwrap_or([0; 6])),
+        local_vtep: [l4, l6],
+        vxlan_port: [p4, p6],
         enabled: 1,
         ..*template
     }
@@ -149,19 +167,41 @@ mod tests {
         skb.sort_unstable();
         assert!(skb.windows(2).all(|w| w[0] != w[1]), "{skb:?}");
         assert_eq!(c.enabled, 0, "the template is never enabled by itself");
+        let fam = |local: &str| FamilyMatch {
+            vxlan_port: 8472,
+            vni: Some(1),
+            local_vtep: Some(local.parse().expect("an address")),
+            overlay_mac: None,
+        };
         let m = DropMatch {
             netns_inum: 42,
-            overlay_ifindex: Some(7),
-            overlay_mac: Some([1; 6]),
-            local_vtep: Some(Ipv4Addr::new(192, 0, 2, 13)),
-            vxlan_port: 8472,
+            overlays: [
+                Some(OverlayDev {
+                    ifindex: 7,
+                    mac: Some([1; 6]),
+                }),
+                Some(OverlayDev {
+                    ifindex: 9,
+                    mac: None,
+                }),
+                None,
+                None,
+            ],
+            v4: Some(fam("192.0.2.13")),
+            // An IPv4 address given for IPv6 is not IPv6's local VTEP.
+            v6: Some(fam("192.0.2.14")),
         };
         let full = config(&c, &m);
         assert_eq!(
             (full.netns_inum, full.overlay_ifindex, full.enabled),
-            (42, 7, 1)
+            (42, [7, 9, 0, 0], 1)
         );
-        assert_eq!(full.local_vtep, [192, 0, 2, 13]);
+        assert_eq!(full.overlay_mac[0], [1; 6]);
+        assert_eq!(full.overlay_mac[1], [0; 6]);
+        let mut v4 = [0u8; 16];
+        v4[10..].copy_from_slice(&[0xff, 0xff, 192, 0, 2, 13]);
+        assert_eq!(full.local_vtep, [v4, [0; 16]]);
+        assert_eq!(full.vxlan_port, [8472, 8472]);
         assert_eq!(full.skb_head, c.skb_head);
     }
 

@@ -242,9 +242,10 @@ mod tests {
             .map(|m| m.bytes(2, 4096))
             .sum();
         // PEERS + INNER per peer, two index slots per peer in each index.
-        // A PeerSlot is 216 bytes (136 before the stale-MAC counters, +32,
-        // and the path-MTU ones, +48).
-        let per_peer = (8 + 216 * 2) + (8 + 40 * 2) + 2 * 2 * (8 + 16 * 2);
+        // A PeerSlot is 224 bytes (136 before the stale-MAC counters, +32,
+        // the path-MTU ones, +48, and the 16-byte IPv6-capable key, +8); a
+        // PEER_INDEX slot 24 (its key 16), a MAC_INDEX slot 16.
+        let per_peer = (8 + 224 * 2) + (8 + 40 * 2) + 2 * (8 + 24 * 2) + 2 * (8 + 16 * 2);
         assert_eq!(big - small, (65536 - 4096) * per_peer);
         let many: u64 = shapes(4096)
             .expect("shapes")

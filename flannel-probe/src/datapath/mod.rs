@@ -12,16 +12,19 @@ mod drops;
 pub(crate) mod memory;
 mod reclaim;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData},
 };
-use flannel_probe_common::abi::{
-    CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, MAP_CONFIG, MAP_DROP_CONFIG,
-    MAP_STATS, index_slots,
+use flannel_probe_common::{
+    abi::{
+        CONFIG_VNI_KNOWN, Config, DEFAULT_MAX_PEERS, DropConfig, FamilyConfig, MAP_CONFIG,
+        MAP_DROP_CONFIG, MAP_STATS, index_slots,
+    },
+    parse::Addr,
 };
 
 pub use attach::{AttachMode, Hook};
@@ -29,7 +32,7 @@ pub use attach::{AttachMode, Hook};
 pub(crate) use collect::DropWhere;
 pub use collect::Snapshot;
 pub(crate) use collect::{NotOurs, Overflow};
-pub(crate) use drops::{DropMatch, DropReasons, netns_inum as drops_netns_inum};
+pub(crate) use drops::{DropMatch, DropReasons, OverlayDev, netns_inum as drops_netns_inum};
 pub use memory::{MapMemory, map_memory};
 
 /// The eBPF object built by build.rs.
@@ -53,24 +56,87 @@ impl Default for LoadOptions {
     }
 }
 
-/// What the datapath must match: the VXLAN port and VNI of this node.
+/// What the datapath must match for one underlay family: the VXLAN port
+/// and VNI of that family's overlay device (`flannel.1` over IPv4,
+/// `flannel-v6.1` over IPv6), its local VTEP and MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Matching {
+pub struct FamilyMatch {
     pub vxlan_port: u16,
     pub vni: Option<u32>,
-    /// This node's VTEP address: inbound VXLAN counts for a peer only when
-    /// addressed to it (`None`: any address).
-    pub local_vtep: Option<std::net::Ipv4Addr>,
-    /// This node's overlay MAC: inbound VXLAN addressed to another unicast
-    /// MAC is counted as stale (`None`: nothing is).
+    /// This node's VTEP address of this family: inbound VXLAN counts for a
+    /// peer only when addressed to it (`None`: any address). An address of
+    /// the other family is ignored.
+    pub local_vtep: Option<IpAddr>,
+    /// The overlay's MAC: inbound VXLAN addressed to another unicast MAC
+    /// is counted as stale (`None`: nothing is).
     pub overlay_mac: Option<[u8; 6]>,
+}
+
+/// What the datapath must match, per underlay family; `None`: that
+/// family's VXLAN is not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Matching {
+    pub v4: Option<FamilyMatch>,
+    pub v6: Option<FamilyMatch>,
+}
+
+impl Matching {
+    /// One family only: IPv6 when `m.local_vtep` is IPv6, else IPv4.
+    pub fn one(m: FamilyMatch) -> Self {
+        match m.local_vtep {
+            Some(IpAddr::V6(_)) => Matching {
+                v4: None,
+                v6: Some(m),
+            },
+            _ => Matching {
+                v4: Some(m),
+                v6: None,
+            },
+        }
+    }
+}
+
+/// `a` as the datapath's address (IPv4 as `::ffff:a.b.c.d`).
+pub(crate) fn to_addr(a: IpAddr) -> Addr {
+    match a {
+        IpAddr::V4(v4) => Addr::v4(v4.octets()),
+        IpAddr::V6(v6) => Addr::v6(v6.octets()),
+    }
+}
+
+/// The datapath's address back as an [`IpAddr`]: IPv4-mapped ones are
+/// IPv4, as they were written.
+pub(crate) fn from_addr(a: Addr) -> IpAddr {
+    match a.to_v4() {
+        Some(v4) => IpAddr::from(v4),
+        None => IpAddr::from(a.octets()),
+    }
+}
+
+/// One family's [`FamilyConfig`]; `v6` says which family, so a local VTEP
+/// of the other one is left out (zeros: any).
+fn family_config(m: Option<FamilyMatch>, v6: bool) -> FamilyConfig {
+    let Some(m) = m else {
+        return FamilyConfig::default();
+    };
+    let local = m.local_vtep.filter(|a| a.is_ipv6() == v6);
+    FamilyConfig {
+        vxlan_port: m.vxlan_port,
+        flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
+        vni: m.vni.unwrap_or(0),
+        local_vtep: local.map_or([0; 16], |a| to_addr(a).octets()),
+        overlay_mac: m.overlay_mac.unwrap_or_default(),
+        ..FamilyConfig::default()
+    }
 }
 
 /// The loaded eBPF object and whatever of it is attached.
 pub struct Datapath {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    attached: BTreeMap<Hook, attach::Attached>,
+    /// By hook and device: the overlay hooks may sit on several overlay
+    /// devices (`flannel.1` and `flannel-v6.1`), sharing the `INNER` table.
+    attached: BTreeMap<(Hook, String), attach::Attached>,
     mode: AttachMode,
     /// clsact qdiscs we added (ifindex), removed on exit when empty.
     created_qdiscs: Vec<u32>,
@@ -179,14 +245,11 @@ impl Datapath {
         }
     }
 
-    /// Sets the port and VNI the programs match.
+    /// Sets the port and VNI the programs match, per family.
     pub fn configure(&mut self, m: Matching) -> Result<()> {
         self.write_config(Config {
-            vxlan_port: m.vxlan_port,
-            flags: if m.vni.is_some() { CONFIG_VNI_KNOWN } else { 0 },
-            vni: m.vni.unwrap_or(0),
-            local_vtep: m.local_vtep.map_or([0; 4], |a| a.octets()),
-            overlay_mac: m.overlay_mac.unwrap_or_default(),
+            v4: family_config(m.v4, false),
+            v6: family_config(m.v6, true),
             ..Config::default()
         })
     }
@@ -208,30 +271,46 @@ impl Datapath {
         Ok(())
     }
 
-    /// Attaches `hook` to `iface` (replacing an earlier attachment of it).
+    /// Attaches `hook` to `iface` (replacing every earlier attachment of it).
     pub fn attach(&mut self, hook: Hook, iface: &str) -> Result<()> {
         self.detach(hook);
+        self.attach_also(hook, iface)
+    }
+
+    /// Attaches `hook` to `iface` as well, keeping its attachments to other
+    /// devices (the overlay hooks on each overlay device); an earlier
+    /// attachment to `iface` is replaced.
+    pub fn attach_also(&mut self, hook: Hook, iface: &str) -> Result<()> {
+        self.detach_from(hook, iface);
         let a = attach::attach(&mut self.ebpf, hook, iface, self.mode)?;
         tracing::debug!(hook = hook.program(), iface, mode = ?a.mode, "attached");
         self.created_qdiscs.extend(a.created_qdisc);
-        self.attached.insert(hook, a);
+        self.attached.insert((hook, iface.to_string()), a);
         Ok(())
+    }
+
+    /// Detaches `hook` from `iface` if it is attached there.
+    pub fn detach_from(&mut self, hook: Hook, iface: &str) {
+        if let Some(a) = self.attached.remove(&(hook, iface.to_string())) {
+            attach::detach(&mut self.ebpf, hook, a);
+        }
     }
 
     /// Hooks whose attachment vanished from the kernel (a `tc qdisc del`,
     /// a CNI reinstall); forgotten here, to be attached again.
     pub fn vanished(&mut self) -> Vec<(Hook, String)> {
         let mut gone = Vec::new();
-        let hooks: Vec<Hook> = self.attached.keys().copied().collect();
-        for hook in hooks {
-            let Some(a) = self.attached.get(&hook) else {
+        let keys: Vec<(Hook, String)> = self.attached.keys().cloned().collect();
+        for key in keys {
+            let hook = key.0;
+            let Some(a) = self.attached.get(&key) else {
                 continue;
             };
             let present = attach::present(&mut self.ebpf, hook, a).unwrap_or_else(|e| {
                 tracing::debug!("checking {}: {e:#}", hook.program());
                 false
             });
-            if !present && let Some(a) = self.attached.remove(&hook) {
+            if !present && let Some(a) = self.attached.remove(&key) {
                 gone.push((hook, a.iface.clone()));
                 // The qdisc we added may be gone with it, and one there now
                 // is someone else's: never remove it on exit.
@@ -246,11 +325,19 @@ impl Datapath {
         gone
     }
 
-    /// Detaches `hook` if it is attached. A device that disappeared took the
-    /// attachment with it, which is fine.
+    /// Detaches `hook` from every device it is attached to. A device that
+    /// disappeared took the attachment with it, which is fine.
     pub fn detach(&mut self, hook: Hook) {
-        if let Some(a) = self.attached.remove(&hook) {
-            attach::detach(&mut self.ebpf, hook, a);
+        let keys: Vec<(Hook, String)> = self
+            .attached
+            .keys()
+            .filter(|(h, _)| *h == hook)
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(a) = self.attached.remove(&key) {
+                attach::detach(&mut self.ebpf, hook, a);
+            }
         }
     }
 
@@ -267,7 +354,7 @@ impl Datapath {
     pub fn attachments(&self) -> Vec<(Hook, String, AttachMode)> {
         self.attached
             .iter()
-            .map(|(h, a)| (*h, a.iface.clone(), a.mode))
+            .map(|((h, _), a)| (*h, a.iface.clone(), a.mode))
             .collect()
     }
 

@@ -3,7 +3,7 @@
 //! sender of well-formed VXLAN; never an address in the pod network. Every
 //! other sender of VXLAN-shaped UDP to our port is an unknown source:
 //! aggregated, never a peer row, never blamed as a node.
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{collections::HashSet, net::IpAddr};
 
 use crate::{
     datapath::NotOurs,
@@ -56,7 +56,9 @@ impl Identity {
         }
     }
 
-    pub(super) fn in_pod_network(&self, ip: Ipv4Addr) -> bool {
+    /// IPv4 pod networks only, until the node side knows IPv6 ones.
+    pub(super) fn in_pod_network(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(ip) = ip else { return false };
         let a = u32::from(ip);
         self.pod_nets.iter().any(|&(net, mask)| a & mask == net)
     }
@@ -96,7 +98,7 @@ pub(super) fn split(
     id: &Identity,
     peers: Vec<PeerReport>,
     not_ours: NotOurs,
-) -> (Vec<PeerReport>, UnknownSources, HashSet<Ipv4Addr>) {
+) -> (Vec<PeerReport>, UnknownSources, HashSet<IpAddr>) {
     let mut kept = Vec::with_capacity(peers.len());
     let mut excluded = HashSet::new();
     let mut unknown: Vec<UnknownSource> = Vec::new();

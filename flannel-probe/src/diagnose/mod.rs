@@ -6,7 +6,7 @@ pub(crate) mod pmtu;
 mod rules;
 mod vtep_mac_stale;
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use flannel_probe_common::abi::DIR_RX;
 
@@ -14,7 +14,7 @@ use crate::{
     datapath::Snapshot,
     node::NodeState,
     report::{
-        DropReport, NodeInfo, PeerReport, Report, SCHEMA, Traffic, UnattributedInner, ip_string,
+        DropReport, NodeInfo, PeerReport, Report, SCHEMA, Traffic, UnattributedInner, addr_string,
         mac_string,
     },
 };
@@ -45,14 +45,21 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
     // drops (10 000 peers must diagnose in milliseconds).
     let ix = rules::Index::new(node);
     let mac_to_peer = &ix.fdb;
-    let local = node.local_vtep;
+    // Bridge (issue 17): the node side is IPv4 until NodeState has an
+    // overlay per family; the datapath's peers are either family.
+    let local = node.local_vtep.map(IpAddr::from);
     // The FDB by address, walked alongside the sorted peers below.
-    let mut peer_macs: Vec<(Ipv4Addr, [u8; 6])> =
-        mac_to_peer.iter().map(|(mac, ip)| (*ip, *mac)).collect();
+    let mut peer_macs: Vec<(IpAddr, [u8; 6])> = mac_to_peer
+        .iter()
+        .map(|(mac, ip)| (IpAddr::from(*ip), *mac))
+        .collect();
     peer_macs.sort_unstable();
-    let mut peer_drops: BTreeMap<Ipv4Addr, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut peer_drops: BTreeMap<IpAddr, BTreeMap<String, u64>> = BTreeMap::new();
     for (w, n) in inp.window.drops.iter().filter(|(_, n)| **n > 0) {
-        let by_mac = w.mac.and_then(|m| mac_to_peer.get(&m)).copied();
+        let by_mac = w
+            .mac
+            .and_then(|m| mac_to_peer.get(&m))
+            .map(|ip| IpAddr::from(*ip));
         if let Some(ip) = w.peer.or(by_mac) {
             *peer_drops
                 .entry(ip)
@@ -64,7 +71,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
 
     // A peer is an address with traffic or an FDB entry; both lists are
     // sorted, so they merge in one pass.
-    let mut ips: Vec<Ipv4Addr> = Vec::with_capacity(inp.window.peers.len().max(peer_macs.len()));
+    let mut ips: Vec<IpAddr> = Vec::with_capacity(inp.window.peers.len().max(peer_macs.len()));
     let mut counted = inp.window.peers.keys().copied().peekable();
     let mut programmed = peer_macs.iter().map(|(ip, _)| *ip).peekable();
     loop {
@@ -92,7 +99,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 .unwrap_or_default();
             let rx_vtep = (outer.rx.last_inner_src != [0; 6]).then_some(outer.rx.last_inner_src);
             let mut p = PeerReport {
-                peer: ip_string(ip),
+                peer: addr_string(ip),
                 traffic: Traffic {
                     tx_encap_packets: outer.tx.packets,
                     tx_encap_bytes: outer.tx.bytes,

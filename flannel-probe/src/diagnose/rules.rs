@@ -2,7 +2,7 @@
 //! the report and the node state, and says nothing unless its condition holds.
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use super::{Inputs, decap, vtep_mac_stale};
@@ -524,7 +524,7 @@ impl Index {
 fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
     // VTEP MAC -> the address its VXLAN arrives from; only built when an
     // entry is missing.
-    let mut seen: Option<FastMap<[u8; 6], Ipv4Addr>> = None;
+    let mut seen: Option<FastMap<[u8; 6], IpAddr>> = None;
     routes
         .iter()
         .filter_map(|&(dst, len, gw)| {
@@ -541,7 +541,7 @@ fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
                         .collect()
                 })
                 .get(&mac)
-                .map(Ipv4Addr::to_string);
+                .map(IpAddr::to_string);
             let mut f = finding(FindingCode::FdbEntryMissing, peer.as_deref());
             f.summary = format!(
                 "{dst}/{len} is routed to VTEP {m}, but the FDB has no entry for it: \
@@ -616,7 +616,7 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
         .filter_map(|p| {
             let mac = p.rx_vtep()?;
             let fdb_ip = *ix.fdb.get(&mac)?;
-            if Some(fdb_ip) == p.ip() {
+            if Some(IpAddr::from(fdb_ip)) == p.ip() {
                 return None;
             }
             let seen = mac_string(&mac);

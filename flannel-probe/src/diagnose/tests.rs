@@ -124,8 +124,10 @@ fn codes(r: &Report) -> Vec<&str> {
 
 pub(super) fn healthy_window() -> Snapshot {
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, outer(10, 10));
-    w.peers.insert(MOMONOKE, outer(5, 5));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), outer(10, 10));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), outer(5, 5));
     w.inner.insert(MAC_G, inner(10, 10));
     w.inner.insert(MAC_M, inner(5, 5));
     w
@@ -159,8 +161,10 @@ fn the_incident_on_the_broken_node() {
     node.port_bound = false;
     node.fdb.clear();
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, outer(120, 0));
-    w.peers.insert(MOMONOKE, outer(120, 0));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), outer(120, 0));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), outer(120, 0));
     let r = run(&w, &node);
     assert_eq!(
         codes(&r),
@@ -193,7 +197,7 @@ fn the_incident_seen_from_a_sender() {
     let mut w = healthy_window();
     let mut eq = outer(0, 30);
     eq.rx.icmp_port_unreachable = 6;
-    w.peers.insert(EQ14, eq);
+    w.peers.insert(std::net::IpAddr::from(EQ14), eq);
     let mut node = healthy_node();
     node.local_vtep = Some(GLADIUS);
     node.fdb[0] = FdbEntry {
@@ -201,7 +205,7 @@ fn the_incident_seen_from_a_sender() {
         dst: Some(EQ14),
         permanent: true,
     };
-    w.peers.remove(&GLADIUS);
+    w.peers.remove(&std::net::IpAddr::from(GLADIUS));
     let r = run(&w, &node);
     assert_eq!(codes(&r), vec!["PEER_PORT_UNREACHABLE"]);
     let f = &r.findings[0];
@@ -247,7 +251,7 @@ fn malformed_or_foreign_vni_traffic_alone_is_not_the_incident() {
     g.rx.malformed = 3;
     g.rx.other_vni = 5;
     g.rx.last_other_vni = 2;
-    w.peers.insert(GLADIUS, g);
+    w.peers.insert(std::net::IpAddr::from(GLADIUS), g);
     let r = run(&w, &healthy_node());
     assert!(
         !codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"),
@@ -268,7 +272,7 @@ fn no_traffic_is_only_information() {
 #[test]
 fn inner_traffic_of_unknown_macs_is_reported_and_counts_as_decapsulated() {
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, outer(4, 0));
+    w.peers.insert(std::net::IpAddr::from(GLADIUS), outer(4, 0));
     w.inner.insert([0x0e, 9, 9, 9, 9, 9], inner(4, 0));
     let mut node = healthy_node();
     node.fdb.clear();
@@ -282,7 +286,7 @@ fn drop_at(reason: u32, peer: Option<Ipv4Addr>, mac: Option<[u8; 6]>) -> DropWhe
     DropWhere {
         reason,
         dir: 0,
-        peer,
+        peer: peer.map(std::net::IpAddr::from),
         mac,
     }
 }
@@ -352,9 +356,14 @@ fn with_inner_src(mut t: PeerValue, mac: [u8; 6]) -> PeerValue {
 
 fn healthy_window_with_macs() -> Snapshot {
     let mut w = healthy_window();
-    w.peers
-        .insert(GLADIUS, with_inner_src(outer(10, 10), MAC_G));
-    w.peers.insert(MOMONOKE, with_inner_src(outer(5, 5), MAC_M));
+    w.peers.insert(
+        std::net::IpAddr::from(GLADIUS),
+        with_inner_src(outer(10, 10), MAC_G),
+    );
+    w.peers.insert(
+        std::net::IpAddr::from(MOMONOKE),
+        with_inner_src(outer(5, 5), MAC_M),
+    );
     w
 }
 
@@ -368,21 +377,26 @@ fn a_fully_programmed_healthy_node_raises_nothing() {
 #[test]
 fn a_peer_that_never_answers_is_silent_only_while_others_do() {
     let mut w = healthy_window_with_macs();
-    w.peers.insert(MOMONOKE, outer(0, 7));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), outer(0, 7));
     let r = run(&w, &programmed_node());
     assert_eq!(codes(&r), vec!["PEER_SILENT"]);
     assert_eq!(r.findings[0].peer.as_deref(), Some("192.0.2.12"));
     assert_eq!(r.findings[0].severity, Severity::Warning);
     // Nobody answers at all: nothing to compare with, no blame.
     let mut quiet = Snapshot::default();
-    quiet.peers.insert(GLADIUS, outer(0, 3));
-    quiet.peers.insert(MOMONOKE, outer(0, 3));
+    quiet
+        .peers
+        .insert(std::net::IpAddr::from(GLADIUS), outer(0, 3));
+    quiet
+        .peers
+        .insert(std::net::IpAddr::from(MOMONOKE), outer(0, 3));
     assert!(!codes(&run(&quiet, &programmed_node())).contains(&"PEER_SILENT"));
     // Port unreachable is its own, stronger finding.
     let mut w = healthy_window_with_macs();
     let mut m = outer(0, 7);
     m.rx.icmp_port_unreachable = 2;
-    w.peers.insert(MOMONOKE, m);
+    w.peers.insert(std::net::IpAddr::from(MOMONOKE), m);
     assert_eq!(
         codes(&run(&w, &programmed_node())),
         vec!["PEER_PORT_UNREACHABLE"]
@@ -399,7 +413,8 @@ fn other_vni(t: PeerValue, vni: u32) -> PeerValue {
 #[test]
 fn one_peer_on_another_vni_is_named() {
     let mut w = healthy_window_with_macs();
-    w.peers.insert(MOMONOKE, other_vni(outer(5, 5), 2));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), other_vni(outer(5, 5), 2));
     w.inner.remove(&MAC_M);
     let r = run(&w, &programmed_node());
     assert_eq!(codes(&r), vec!["VNI_MISMATCH"]);
@@ -410,8 +425,10 @@ fn one_peer_on_another_vni_is_named() {
 #[test]
 fn every_peer_on_another_vni_means_this_node_is_wrong() {
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, other_vni(outer(5, 0), 1));
-    w.peers.insert(MOMONOKE, other_vni(outer(5, 0), 1));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), other_vni(outer(5, 0), 1));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), other_vni(outer(5, 0), 1));
     let mut node = programmed_node();
     node.vni = Some(2);
     let r = run(&w, &node);
@@ -434,7 +451,7 @@ fn port_mismatch_blames_the_odd_one_out() {
     for ip in [GLADIUS, MOMONOKE] {
         let mut t = other_port(outer(0, 3), 8472);
         t.rx.icmp_port_unreachable = 1;
-        w.peers.insert(ip, t);
+        w.peers.insert(std::net::IpAddr::from(ip), t);
     }
     let mut node = programmed_node();
     node.vxlan_port = 4789;
@@ -443,7 +460,8 @@ fn port_mismatch_blames_the_odd_one_out() {
     assert_eq!(r.findings[0].peer, None);
     // One peer on 4789 among peers on our 8472: that peer is named.
     let mut w = healthy_window_with_macs();
-    w.peers.insert(EQ14, other_port(outer(0, 0), 4789));
+    w.peers
+        .insert(std::net::IpAddr::from(EQ14), other_port(outer(0, 0), 4789));
     let mut node = programmed_node();
     node.local_vtep = Some(Ipv4Addr::new(192, 0, 2, 99));
     // A peer is an address the FDB names (CONTRACT.md, "Identity"): the
@@ -567,7 +585,8 @@ fn missing_drop_tracing_is_information() {
 fn vxlan_from_a_pod_address_is_an_unknown_source() {
     let mut w = healthy_window_with_macs();
     let pod = Ipv4Addr::new(10, 42, 2, 54);
-    w.peers.insert(pod, other_vni(outer(40, 0), 77));
+    w.peers
+        .insert(std::net::IpAddr::from(pod), other_vni(outer(40, 0), 77));
     let r = run(&w, &programmed_node());
     assert_eq!(codes(&r), vec!["UNKNOWN_VXLAN_SOURCE"]);
     assert!(r.peers.iter().all(|p| p.peer != "10.42.2.54"));
@@ -591,8 +610,10 @@ fn vxlan_from_a_pod_address_is_an_unknown_source() {
 fn unknown_sources_are_bounded() {
     let mut w = healthy_window_with_macs();
     for i in 1..=8u8 {
-        w.peers
-            .insert(Ipv4Addr::new(198, 51, 100, i), outer(u64::from(i), 0));
+        w.peers.insert(
+            std::net::IpAddr::from(Ipv4Addr::new(198, 51, 100, i)),
+            outer(u64::from(i), 0),
+        );
     }
     let r = run(&w, &programmed_node());
     assert_eq!(codes(&r), vec!["UNKNOWN_VXLAN_SOURCE"]);
@@ -627,12 +648,12 @@ fn odd_vxlan_from_a_peer_whose_traffic_decapsulates_is_info() {
     m.rx.other_vni = 40;
     m.rx.last_other_vni = 77;
     m.rx.icmp_port_unreachable = 3;
-    w.peers.insert(MOMONOKE, m);
+    w.peers.insert(std::net::IpAddr::from(MOMONOKE), m);
     w.drops.insert(
         DropWhere {
             reason: 7,
             dir: flannel_probe_common::abi::DIR_RX,
-            peer: Some(MOMONOKE),
+            peer: Some(std::net::IpAddr::from(MOMONOKE)),
             mac: None,
         },
         40,
@@ -671,8 +692,10 @@ fn without_an_fdb_underlay_senders_are_peers() {
     node.overlay = None;
     node.fdb.clear();
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, outer(10, 0));
-    w.peers.insert(MOMONOKE, outer(10, 0));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), outer(10, 0));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), outer(10, 0));
     let r = run(&w, &node);
     assert_eq!(r.peers.len(), 2);
     assert!(codes(&r).contains(&"VXLAN_NOT_DECAPSULATED"));
@@ -684,7 +707,7 @@ fn fragmentation_needed_for_our_vxlan_names_the_path_mtu_on_the_sender() {
     let mut w = healthy_window();
     let eq = w
         .peers
-        .get_mut(&GLADIUS)
+        .get_mut(&std::net::IpAddr::from(GLADIUS))
         .expect("gladius in the healthy window");
     eq.rx.frag_needed = 7;
     eq.rx.last_frag_mtu = 1400;
@@ -713,7 +736,11 @@ fn fragmentation_needed_for_our_vxlan_names_the_path_mtu_on_the_sender() {
     assert_eq!(p.icmp_frag_needed_mtu, Some(1400));
     // Without a named MTU the class boundary is the advice.
     let mut w = healthy_window();
-    w.peers.get_mut(&GLADIUS).expect("gladius").rx.frag_needed = 1;
+    w.peers
+        .get_mut(&std::net::IpAddr::from(GLADIUS))
+        .expect("gladius")
+        .rx
+        .frag_needed = 1;
     let r = run(&w, &healthy_node());
     assert_eq!(
         r.peers

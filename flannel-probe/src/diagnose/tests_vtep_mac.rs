@@ -52,8 +52,10 @@ fn decap(n: u64) -> InnerValue {
 /// Both peers send only to the old MAC; the kernel drops it as OTHERHOST.
 fn stale_window() -> Snapshot {
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, peer(20, 20, OLD));
-    w.peers.insert(MOMONOKE, peer(12, 12, OLD));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), peer(20, 20, OLD));
+    w.peers
+        .insert(std::net::IpAddr::from(MOMONOKE), peer(12, 12, OLD));
     w.inner.insert(MAC_G, decap(20));
     w.inner.insert(MAC_M, decap(12));
     for (mac, n) in [(MAC_G, 20), (MAC_M, 12)] {
@@ -134,7 +136,7 @@ fn drops_beyond_the_stale_frames_are_still_reported() {
         DropWhere {
             reason: OTHERHOST,
             dir: DIR_RX,
-            peer: Some(GLADIUS),
+            peer: Some(std::net::IpAddr::from(GLADIUS)),
             mac: None,
         },
         5,
@@ -155,13 +157,15 @@ fn drops_beyond_the_stale_frames_are_still_reported() {
 fn not_raised_for_a_minority_another_peers_mac_or_an_unknown_own_mac() {
     // A minority of gladius's VXLAN (anyone behind its address can send it).
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, peer(20, 10, OLD));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), peer(20, 10, OLD));
     w.inner.insert(MAC_G, decap(20));
     assert_eq!(raised(&run(&w, &node())), vec![]);
     // Frames for momonoke's VTEP: the sender's FDB sends momonoke's MAC
     // here (FDB_ENTRY_STALE on the sender), not an old MAC of ours.
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, peer(20, 20, MAC_M));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), peer(20, 20, MAC_M));
     w.inner.insert(MAC_G, decap(20));
     assert_eq!(raised(&run(&w, &node())), vec![]);
     // Without our own MAC nothing can be judged.
@@ -177,7 +181,8 @@ fn not_raised_for_a_minority_another_peers_mac_or_an_unknown_own_mac() {
     );
     // A healthy window: nothing stale.
     let mut w = Snapshot::default();
-    w.peers.insert(GLADIUS, peer(20, 0, OLD));
+    w.peers
+        .insert(std::net::IpAddr::from(GLADIUS), peer(20, 0, OLD));
     w.inner.insert(MAC_G, decap(20));
     let r = run(&w, &node());
     assert_eq!(raised(&r), vec![]);

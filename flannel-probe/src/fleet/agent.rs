@@ -292,7 +292,7 @@ impl CumulativeTotals {
     /// Every peer, in address order.
     pub fn peers(&self) -> Vec<PeerCumulative> {
         let mut v: Vec<PeerCumulative> = self.peers.values().map(|t| t.totals.clone()).collect();
-        v.sort_by_key(|p| p.peer.parse::<std::net::Ipv4Addr>().ok());
+        v.sort_by_key(|p| p.peer.parse::<std::net::IpAddr>().ok());
         v
     }
 

@@ -3,7 +3,7 @@
 //! (`VXLAN_CHECKSUM_ERRORS`), or after it, when the decapsulated traffic is
 //! dropped on its way to the pods (`DECAP_FILTERED`). The drops these name
 //! are [`Explained`], so `VXLAN_DROPS` does not list them a second time.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use flannel_probe_common::abi::DIR_RX;
 
@@ -28,15 +28,15 @@ const IP_INADDRERRORS: &str = "IP_INADDRERRORS";
 #[derive(Default)]
 pub(super) struct Explained {
     /// peer -> reason -> decapsulated packets dropped afterwards.
-    inner: BTreeMap<Ipv4Addr, BTreeMap<String, u64>>,
+    inner: BTreeMap<IpAddr, BTreeMap<String, u64>>,
     /// peer -> outer VXLAN datagrams dropped for a bad UDP checksum.
-    csum: BTreeMap<Ipv4Addr, u64>,
+    csum: BTreeMap<IpAddr, u64>,
 }
 
 impl Explained {
     pub(super) fn new(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Self {
-        let mut inner: BTreeMap<Ipv4Addr, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut csum: BTreeMap<Ipv4Addr, u64> = BTreeMap::new();
+        let mut inner: BTreeMap<IpAddr, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut csum: BTreeMap<IpAddr, u64> = BTreeMap::new();
         let forwarding_off = inp.node.forwarding == Some(false);
         for (w, n) in inp
             .window
@@ -55,7 +55,11 @@ impl Explained {
                     if reason == OTHERHOST || (forwarding_off && reason == IP_INADDRERRORS) {
                         continue;
                     }
-                    *inner.entry(*ip).or_default().entry(reason).or_default() += n;
+                    *inner
+                        .entry(IpAddr::from(*ip))
+                        .or_default()
+                        .entry(reason)
+                        .or_default() += n;
                 }
                 (Some(ip), None) if reason == UDP_CSUM => *csum.entry(ip).or_default() += n,
                 _ => {}

@@ -53,7 +53,7 @@ fn outer_drop(reason: u32, peer: Ipv4Addr) -> DropWhere {
     DropWhere {
         reason,
         dir: DIR_RX,
-        peer: Some(peer),
+        peer: Some(std::net::IpAddr::from(peer)),
         mac: None,
     }
 }
@@ -184,7 +184,7 @@ fn tx_drops_and_unknown_macs_are_not_decap_filtered() {
 fn bad_checksums_from_a_peer_whose_traffic_flows_warn() {
     // gladius: 10 arrived and decapsulated, 7 more dropped for the checksum.
     let mut w = healthy_window();
-    if let Some(g) = w.peers.get_mut(&GLADIUS) {
+    if let Some(g) = w.peers.get_mut(&std::net::IpAddr::from(GLADIUS)) {
         g.rx.packets += 7;
     }
     w.drops.insert(outer_drop(UDP_CSUM, GLADIUS), 7);
@@ -220,10 +220,10 @@ fn bad_checksums_from_a_peer_whose_traffic_flows_warn() {
 fn only_bad_checksums_from_a_peer_are_critical_and_not_the_incident() {
     // gladius sends 7, all with bad checksums; momonoke sends nothing.
     let mut w = Snapshot::default();
-    let mut g = healthy_window().peers[&GLADIUS];
+    let mut g = healthy_window().peers[&std::net::IpAddr::from(GLADIUS)];
     g.rx.packets = 7;
     g.tx.packets = 0;
-    w.peers.insert(GLADIUS, g);
+    w.peers.insert(std::net::IpAddr::from(GLADIUS), g);
     w.drops.insert(outer_drop(UDP_CSUM, GLADIUS), 7);
     let r = run(&w, &healthy_node());
     assert_eq!(

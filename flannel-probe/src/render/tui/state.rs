@@ -3,7 +3,7 @@
 use std::{
     cmp::Ordering,
     collections::{BTreeMap, VecDeque},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Duration,
 };
 
@@ -277,7 +277,7 @@ impl WatchState {
             .collect();
         let secs = r.window_secs;
         let by_ip = |a: &PeerReport, b: &PeerReport| {
-            let ip = |p: &PeerReport| p.peer.parse::<Ipv4Addr>().ok();
+            let ip = |p: &PeerReport| p.peer.parse::<IpAddr>().ok();
             ip(a).cmp(&ip(b)).then_with(|| a.peer.cmp(&b.peer))
         };
         // Natural order: the peer ascending, health worst first, figures
