@@ -16,6 +16,7 @@ mod dist;
 mod faults;
 mod identity;
 mod image;
+mod ipv6;
 mod kernels;
 mod kustomize;
 mod lifecycle;
