@@ -1,7 +1,8 @@
 //! The kernel's drops of VXLAN traffic: `kfree_skb` fires for every packet
 //! freed as dropped, in every namespace. Count only this node's (network
 //! namespace match), and only outer UDP (over IPv4 or IPv6) to or from
-//! its family's VXLAN port, or IPv4/IPv6 packets on an overlay device. Struct offsets come from DROP_CONFIG,
+//! its family's VXLAN port, or IPv4 / unicast IPv6 packets on an overlay
+//! device. Struct offsets come from DROP_CONFIG,
 //! filled from this kernel's BTF by the agent.
 //!
 //! Headers go through the parser the classifiers share (over [`Load`] on
@@ -95,6 +96,14 @@ fn try_observe(ctx: &BtfTracePointContext) -> Option<()> {
         } else {
             None
         };
+        // IPv6 only unicast: an overlay device with a link-local address
+        // sends router solicitations and MLD reports to multicast MACs,
+        // which no FDB entry names, and the kernel drops them
+        // (NO_TX_TARGET) on every node; they are no peer's traffic. IPv4
+        // is counted as before.
+        if v6 && macs.is_none_or(|(_, dst)| dst[0] & 1 != 0) {
+            return None;
+        }
         let mut key = DropKey {
             reason: reason as u32,
             dir: if iif == ifindex { DIR_RX } else { DIR_TX },

@@ -381,6 +381,16 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_peer_is_labelled_with_its_rfc_5952_text() {
+        let mut c = counters();
+        c.peers[0].peer = crate::report::addr_string("2001:DB8:0:0:0:0:0:2".parse().expect("IPv6"));
+        c.findings.clear();
+        let text = encode(Arc::new(c)).expect("encode");
+        let want = r#"flannel_probe_peer_packets_total{peer="2001:db8::2",direction="tx",layer="outer"} 10"#;
+        assert!(lines(&text).contains(&want), "missing {want} in\n{text}");
+    }
+
+    #[test]
     fn a_broken_node_reads_zero_and_label_values_are_escaped() {
         let mut c = counters();
         c.node.overlay_state = "missing".into();
