@@ -243,3 +243,71 @@ fn ipv6_underlay_counts_per_peer_and_icmp6_port_unreachable() {
         "b's kernel drops each for want of a socket: {from_a:#}"
     );
 }
+
+/// A dual-stack node watches `flannel.1` and `flannel-v6.1` at once: the
+/// overlay programs attached to two devices, one per-MAC table for both.
+/// Inner IPv4 on one and inner IPv6 on the other are each counted for
+/// their VTEP MAC; detaching one device leaves the other counting.
+#[test]
+fn overlay_hooks_on_two_devices_count_ipv4_and_ipv6_inner_frames() {
+    use flannel_probe::datapath::{Datapath, Hook, LoadOptions};
+    const MAC4: [u8; 6] = [0x0e, 0, 0, 0, 0x44, 0x02];
+    const MAC6: [u8; 6] = [0x0e, 0, 0, 0, 0x66, 0x02];
+    let Some(ns) = Netns::for_test() else {
+        return;
+    };
+    // Two stand-ins for the overlay devices, with a permanent neighbour
+    // each (as flannel programs): what is sent to it leaves with its MAC.
+    for (dev, addr, neigh, mac) in [
+        ("ov4", "10.99.0.1/24", "10.99.0.2", "0e:00:00:00:44:02"),
+        ("ov6", "fd01::1/64", "fd01::2", "0e:00:00:00:66:02"),
+    ] {
+        ns.add_nic(dev);
+        ns.ip(&format!("addr add {addr} dev {dev} nodad"));
+        ns.ip(&format!(
+            "neigh add {neigh} lladdr {mac} dev {dev} nud permanent"
+        ));
+    }
+    ns.run_in(|| {
+        let mut dp = Datapath::load(&LoadOptions::default()).expect("load the eBPF object");
+        for hook in [Hook::OverlayIngress, Hook::OverlayEgress] {
+            for dev in ["ov4", "ov6"] {
+                dp.attach_also(hook, dev).expect("attach");
+            }
+        }
+        let mut on: Vec<(Hook, String)> = dp
+            .attachments()
+            .into_iter()
+            .map(|(h, d, _)| (h, d))
+            .collect();
+        on.sort();
+        assert_eq!(on.len(), 4, "both hooks on both devices: {on:?}");
+        let send = |to: &str, n: usize| {
+            let local = if to.starts_with('[') {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            };
+            let s = std::net::UdpSocket::bind(local).expect("a UDP socket");
+            for _ in 0..n {
+                s.send_to(b"x", to).expect("send");
+            }
+        };
+        let snap = |dp: &mut Datapath| dp.snapshot().expect("read the maps");
+        send("10.99.0.2:9", 5);
+        send("[fd01::2]:9", 3);
+        let s = snap(&mut dp);
+        let (m4, m6) = (s.inner[&MAC4], s.inner[&MAC6]);
+        // Ethernet 14 + IPv4 20 / IPv6 40 + UDP 8 + 1 byte.
+        assert_eq!((m4.tx.packets, m4.tx.bytes), (5, 5 * 43));
+        assert_eq!((m6.tx.packets, m6.tx.bytes), (3, 3 * 63));
+        // One device detached: the other still counts.
+        dp.detach_from(Hook::OverlayEgress, "ov4");
+        send("10.99.0.2:9", 2);
+        send("[fd01::2]:9", 2);
+        let s = snap(&mut dp);
+        assert_eq!(s.inner[&MAC4].tx.packets, 5, "ov4's egress is detached");
+        assert_eq!(s.inner[&MAC6].tx.packets, 5);
+        assert_eq!(dp.attachments().len(), 3);
+    });
+}
