@@ -34,7 +34,9 @@ pub trait Bytes {
     }
     fn ip6(&mut self) -> [u8; 16] {
         let mut a = [0u8; 16];
-        a.iter_mut().for_each(|b| *b = self.byte());
+        for b in &mut a {
+            *b = self.byte();
+        }
         a
     }
 }
@@ -529,7 +531,9 @@ impl Case {
                 out.extend_from_slice(src);
                 out.extend_from_slice(dst);
                 out.push(ext.len() as u8);
-                ext.iter().for_each(|e| e.encode(&mut out));
+                for e in ext {
+                    e.encode(&mut out);
+                }
                 match *version {
                     6 => out.push(0),
                     v => out.extend_from_slice(&[15, v << 4]),
