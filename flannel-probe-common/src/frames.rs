@@ -38,16 +38,13 @@ impl Ipv4Frame {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&self.dst_mac);
-        f.extend_from_slice(&self.src_mac);
-        if let Some(vid) = self.vlan {
-            f.extend_from_slice(&0x8100u16.to_be_bytes());
-            f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
-        }
-        f.extend_from_slice(&0x0800u16.to_be_bytes());
-        f.extend_from_slice(&self.ip_packet());
-        f
+        ethernet(
+            self.dst_mac,
+            self.src_mac,
+            self.vlan,
+            0x0800,
+            &self.ip_packet(),
+        )
     }
 
     /// The IPv4 packet alone (what an ICMP error quotes).
@@ -79,6 +76,26 @@ impl Ipv4Frame {
         h.extend_from_slice(&self.payload);
         h
     }
+}
+
+/// An Ethernet frame (one 802.1Q tag with VLAN id `vlan` if given).
+fn ethernet(
+    dst: [u8; 6],
+    src: [u8; 6],
+    vlan: Option<u16>,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(vid) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
 }
 
 /// Internet checksum.
@@ -223,6 +240,24 @@ impl ExtHeader {
     }
 }
 
+/// The longest extension-header chain the parser follows (4 headers,
+/// RFC 8200's order): hop-by-hop (8 bytes), destination options (16),
+/// routing (24), a first fragment (8): 56 bytes.
+pub fn ext_chain() -> Vec<ExtHeader> {
+    alloc::vec![
+        ExtHeader::Options { kind: 0, units: 0 },
+        ExtHeader::Options { kind: 60, units: 1 },
+        ExtHeader::Options { kind: 43, units: 2 },
+        ExtHeader::Fragment {
+            offset: 0,
+            more: true,
+        },
+    ]
+}
+
+/// Bytes of [`ext_chain`].
+pub const EXT_CHAIN_LEN: usize = 56;
+
 /// An IPv6 packet inside an Ethernet frame.
 #[derive(Clone, Debug)]
 pub struct Ipv6Frame {
@@ -254,16 +289,13 @@ impl Ipv6Frame {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&self.dst_mac);
-        f.extend_from_slice(&self.src_mac);
-        if let Some(vid) = self.vlan {
-            f.extend_from_slice(&0x8100u16.to_be_bytes());
-            f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
-        }
-        f.extend_from_slice(&0x86ddu16.to_be_bytes());
-        f.extend_from_slice(&self.ip_packet());
-        f
+        ethernet(
+            self.dst_mac,
+            self.src_mac,
+            self.vlan,
+            0x86dd,
+            &self.ip_packet(),
+        )
     }
 
     /// The IPv6 packet alone (what an ICMPv6 error quotes). UDP and ICMPv6

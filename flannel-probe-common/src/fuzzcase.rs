@@ -138,6 +138,22 @@ pub enum Tag {
     QinQ(u16),
 }
 
+/// ICMP `typ`/`code` quoting an IPv4 header (`qoption_words` of options,
+/// fragment offset `qfrag`, protocol `qproto`) and `qlen` (0..=8) bytes of
+/// a UDP header to `qdport`. Over IPv6 see [`L3::Ipv6`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Icmp {
+    pub typ: u8,
+    pub code: u8,
+    pub qsrc: [u8; 4],
+    pub qdst: [u8; 4],
+    pub qproto: u8,
+    pub qoption_words: u8,
+    pub qfrag: u16,
+    pub qdport: u16,
+    pub qlen: u8,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L4 {
     /// UDP to `dport` with `header_len` (0..=8) bytes of a VXLAN header
@@ -160,20 +176,8 @@ pub enum L4 {
     Tcp {
         dport: u16,
     },
-    /// ICMP `typ`/`code` quoting an IPv4 header (`qoption_words` of
-    /// options, fragment offset `qfrag`, protocol `qproto`) and `qlen`
-    /// (0..=8) bytes of a UDP header to `qdport`.
-    Icmp {
-        typ: u8,
-        code: u8,
-        qsrc: [u8; 4],
-        qdst: [u8; 4],
-        qproto: u8,
-        qoption_words: u8,
-        qfrag: u16,
-        qdport: u16,
-        qlen: u8,
-    },
+    /// An ICMP error and its quote ([`Icmp`]).
+    Icmp(Icmp),
     /// Another IP protocol (not UDP or ICMP).
     Proto {
         proto: u8,
@@ -231,6 +235,84 @@ fn not_vxlan_port(p: u16) -> u16 {
     }
 }
 
+impl Icmp {
+    /// The parser's verdict on this ICMP error (ICMPv6 when `v6`) from
+    /// `from` with its header at `l4`; pushes the byte ranges it reads.
+    fn expected(&self, v6: bool, from: Addr, l4: usize, reads: &mut Vec<Range<usize>>) -> Outer {
+        reads.push(l4..l4 + 8);
+        let q = l4 + 8;
+        let (unreach, too_big) = if v6 {
+            (self.typ == 1 && self.code == 4, self.typ == 2)
+        } else {
+            (
+                self.typ == 3 && self.code == 3,
+                self.typ == 3 && self.code == 4,
+            )
+        };
+        if !unreach && !too_big {
+            return Outer::Other;
+        }
+        let (hlen, addr): (usize, fn([u8; 4]) -> Addr) = if v6 {
+            (40, |a| Addr::v6(quoted6(a)))
+        } else {
+            (20, mapped)
+        };
+        reads.push(q..q + hlen);
+        let mut at = q + hlen;
+        if v6 {
+            for _ in 0..self.qoption_words % 3 {
+                reads.push(at..at + 2);
+                at += 8;
+            }
+            if self.qfrag != 0 {
+                reads.push(at..at + 8);
+            }
+        } else {
+            at += usize::from(self.qoption_words) * 4;
+        }
+        // A later fragment has no UDP header; a quote cut before the
+        // ports cannot be attributed (the read of them fails).
+        if self.qfrag != 0 || self.qlen < 4 {
+            return Outer::Other;
+        }
+        reads.push(at..at + 4);
+        // build6 quotes another protocol for what IPv6 reads as a header.
+        let proto = if v6 && v6_special(self.qproto) {
+            6
+        } else {
+            self.qproto
+        };
+        if proto != 17 || self.qdport != PORT {
+            return Outer::Other;
+        }
+        let (vtep, quoted_src) = (addr(self.qdst), addr(self.qsrc));
+        if too_big {
+            // The frames carry an MTU of zeros.
+            Outer::FragNeeded {
+                from,
+                vtep,
+                quoted_src,
+                mtu: 0,
+            }
+        } else {
+            Outer::PortUnreachable {
+                from,
+                vtep,
+                quoted_src,
+            }
+        }
+    }
+
+    /// The ICMP message (checksum zero) quoting `quoted` cut `qlen` bytes
+    /// after its `head` bytes of IP headers.
+    fn message(&self, mut quoted: Vec<u8>, head: usize) -> Vec<u8> {
+        quoted.truncate(head + usize::from(self.qlen));
+        let mut m = vec![self.typ, self.code, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&quoted);
+        m
+    }
+}
+
 impl L4 {
     fn decode(b: &mut impl Bytes) -> Self {
         match b.byte() % 5 {
@@ -261,7 +343,7 @@ impl L4 {
                 len: b.byte(),
             },
             2 => L4::Tcp { dport: b.u16() },
-            3 => L4::Icmp {
+            3 => L4::Icmp(Icmp {
                 typ: b.byte(),
                 code: b.byte(),
                 qsrc: b.ip(),
@@ -271,7 +353,7 @@ impl L4 {
                 qfrag: b.u16() & 0x1fff,
                 qdport: b.u16(),
                 qlen: b.byte() % 9,
-            },
+            }),
             _ => {
                 let proto = b.byte();
                 L4::Proto {
@@ -316,24 +398,14 @@ impl L4 {
                 out.push(2);
                 out.extend_from_slice(&dport.to_be_bytes());
             }
-            L4::Icmp {
-                typ,
-                code,
-                qsrc,
-                qdst,
-                qproto,
-                qoption_words,
-                qfrag,
-                qdport,
-                qlen,
-            } => {
-                out.extend_from_slice(&[3, *typ, *code]);
-                out.extend_from_slice(qsrc);
-                out.extend_from_slice(qdst);
-                out.extend_from_slice(&[*qproto, *qoption_words]);
-                out.extend_from_slice(&qfrag.to_be_bytes());
-                out.extend_from_slice(&qdport.to_be_bytes());
-                out.push(*qlen);
+            L4::Icmp(q) => {
+                out.extend_from_slice(&[3, q.typ, q.code]);
+                out.extend_from_slice(&q.qsrc);
+                out.extend_from_slice(&q.qdst);
+                out.extend_from_slice(&[q.qproto, q.qoption_words]);
+                out.extend_from_slice(&q.qfrag.to_be_bytes());
+                out.extend_from_slice(&q.qdport.to_be_bytes());
+                out.push(q.qlen);
             }
             L4::Proto { proto, len } => out.extend_from_slice(&[4, *proto, *len]),
         }
@@ -342,41 +414,27 @@ impl L4 {
     /// (protocol, payload) over IPv6: ICMP is ICMPv6.
     fn build6(&self) -> (u8, Vec<u8>) {
         match self {
-            L4::Icmp {
-                typ,
-                code,
-                qsrc,
-                qdst,
-                qproto,
-                qoption_words,
-                qfrag,
-                qdport,
-                qlen,
-            } => {
-                let proto = if v6_special(*qproto) { 6 } else { *qproto };
+            L4::Icmp(i) => {
+                let proto = if v6_special(i.qproto) { 6 } else { i.qproto };
                 let mut q = Ipv6Frame::new(
-                    quoted6(*qsrc),
-                    quoted6(*qdst),
+                    quoted6(i.qsrc),
+                    quoted6(i.qdst),
                     proto,
-                    udp(40000, *qdport, &[0; 8]),
+                    udp(40000, i.qdport, &[0; 8]),
                 );
                 q.ext = vec![
                     ExtHeader::Options { kind: 60, units: 0 };
-                    usize::from(*qoption_words % 3)
+                    usize::from(i.qoption_words % 3)
                 ];
-                if *qfrag != 0 {
+                if i.qfrag != 0 {
                     q.ext.push(ExtHeader::Fragment {
-                        offset: *qfrag,
+                        offset: i.qfrag,
                         more: false,
                     });
                 }
-                let ext_len: usize = q.ext.len() * 8;
-                let mut quoted = q.ip_packet();
-                quoted.truncate(40 + ext_len + usize::from(*qlen));
-                let mut m = vec![*typ, *code, 0, 0, 0, 0, 0, 0];
-                m.extend_from_slice(&quoted);
+                let head = 40 + q.ext.len() * 8;
                 // The outer Ipv6Frame fills in the ICMPv6 checksum.
-                (58, m)
+                (58, i.message(q.ip_packet(), head))
             }
             L4::Proto { proto, len } if v6_special(*proto) => (47, vec![0x5a; usize::from(*len)]),
             other => other.build(),
@@ -406,24 +464,12 @@ impl L4 {
             }
             L4::Udp { dport, len } => (17, udp(5353, *dport, &vec![0xab; usize::from(*len)])),
             L4::Tcp { dport } => (6, tcp(40000, *dport, 5, 12)),
-            L4::Icmp {
-                typ,
-                code,
-                qsrc,
-                qdst,
-                qproto,
-                qoption_words,
-                qfrag,
-                qdport,
-                qlen,
-            } => {
-                let mut q = Ipv4Frame::new(*qsrc, *qdst, *qproto, udp(40000, *qdport, &[0; 8]));
-                q.options = vec![1; usize::from(*qoption_words) * 4];
-                q.frag_offset = *qfrag;
-                let mut quoted = q.ip_packet();
-                quoted.truncate(20 + usize::from(*qoption_words) * 4 + usize::from(*qlen));
-                let mut m = vec![*typ, *code, 0, 0, 0, 0, 0, 0];
-                m.extend_from_slice(&quoted);
+            L4::Icmp(i) => {
+                let mut q = Ipv4Frame::new(i.qsrc, i.qdst, i.qproto, udp(40000, i.qdport, &[0; 8]));
+                q.options = vec![1; usize::from(i.qoption_words) * 4];
+                q.frag_offset = i.qfrag;
+                let head = 20 + usize::from(i.qoption_words) * 4;
+                let mut m = i.message(q.ip_packet(), head);
                 let c = crate::frames::checksum(&m);
                 m[2..4].copy_from_slice(&c.to_be_bytes());
                 (1, m)
@@ -773,104 +819,7 @@ impl Case {
                 Outer::Other
             }
             L4::Tcp { .. } | L4::Proto { .. } => Outer::Other,
-            L4::Icmp {
-                typ,
-                code,
-                qsrc,
-                qdst,
-                qproto,
-                qoption_words,
-                qfrag,
-                qdport,
-                qlen,
-            } if v6 => {
-                reads.push(l4_off..l4_off + 8);
-                let q = l4_off + 8;
-                let unreach = *typ == 1 && *code == 4;
-                let too_big = *typ == 2;
-                if !unreach && !too_big {
-                    Outer::Other
-                } else {
-                    reads.push(q..q + 40);
-                    let mut at = q + 40;
-                    for _ in 0..qoption_words % 3 {
-                        reads.push(at..at + 2);
-                        at += 8;
-                    }
-                    if *qfrag != 0 {
-                        reads.push(at..at + 8);
-                        Outer::Other
-                    } else if *qlen < 4 {
-                        Outer::Other
-                    } else {
-                        reads.push(at..at + 4);
-                        let (vtep, quoted_src) =
-                            (Addr::v6(quoted6(*qdst)), Addr::v6(quoted6(*qsrc)));
-                        if v6_special(*qproto) || *qproto != 17 || *qdport != PORT {
-                            Outer::Other
-                        } else if too_big {
-                            // The frames carry an MTU word of zeros.
-                            Outer::FragNeeded {
-                                from: src,
-                                vtep,
-                                quoted_src,
-                                mtu: 0,
-                            }
-                        } else {
-                            Outer::PortUnreachable {
-                                from: src,
-                                vtep,
-                                quoted_src,
-                            }
-                        }
-                    }
-                }
-            }
-            L4::Icmp {
-                typ,
-                code,
-                qsrc,
-                qdst,
-                qproto,
-                qoption_words,
-                qfrag,
-                qdport,
-                qlen,
-            } => {
-                reads.push(l4_off..l4_off + 8);
-                let q = l4_off + 8;
-                if *typ != 3 || (*code != 3 && *code != 4) {
-                    Outer::Other
-                } else {
-                    reads.push(q..q + 20);
-                    let ql4 = q + 20 + usize::from(*qoption_words) * 4;
-                    if *qfrag != 0 {
-                        Outer::Other
-                    } else if *qlen < 4 {
-                        // The read of the quoted ports fails.
-                        Outer::Other
-                    } else {
-                        reads.push(ql4..ql4 + 4);
-                        if *qproto == 17 && *qdport == PORT && *code == 4 {
-                            // The frames carry no next-hop MTU (zeros).
-                            Outer::FragNeeded {
-                                from: src,
-                                vtep: mapped(*qdst),
-                                quoted_src: mapped(*qsrc),
-                                mtu: 0,
-                            }
-                        } else if *qproto == 17 && *qdport == PORT {
-                            Outer::PortUnreachable {
-                                from: src,
-                                vtep: mapped(*qdst),
-                                quoted_src: mapped(*qsrc),
-                            }
-                        } else {
-                            Outer::Other
-                        }
-                    }
-                }
-            }
+            L4::Icmp(i) => i.expected(v6, src, l4_off, &mut reads),
         };
         (verdict, reads)
     }
@@ -972,7 +921,7 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
         l4,
     };
     let icmp = |typ, qsrc, qproto, qdport, qlen, qfrag, qoption_words| {
-        ip(L4::Icmp {
+        ip(L4::Icmp(Icmp {
             typ,
             code: 3,
             qsrc,
@@ -982,7 +931,7 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
             qfrag,
             qdport,
             qlen,
-        })
+        }))
     };
     let case = |l3| Case {
         tag: Tag::None,
@@ -1055,7 +1004,7 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
     let icmp6 = |typ, code, qproto, qdport, qlen, qfrag, qoption_words| {
         ip6(
             vec![],
-            L4::Icmp {
+            L4::Icmp(Icmp {
                 typ,
                 code,
                 qsrc: [0, 0, 0, 0x0d],
@@ -1065,7 +1014,7 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
                 qfrag,
                 qdport,
                 qlen,
-            },
+            }),
         )
     };
     let hop = Ext::Options { kind: 0, units: 0 };
@@ -1128,7 +1077,7 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
         ("icmp_quote_options", case(icmp(3, B, 17, PORT, 8, 0, 3))),
         (
             "icmp_frag_needed",
-            case(ip(L4::Icmp {
+            case(ip(L4::Icmp(Icmp {
                 typ: 3,
                 code: 4,
                 qsrc: B,
@@ -1138,7 +1087,7 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
                 qfrag: 0,
                 qdport: PORT,
                 qlen: 8,
-            })),
+            }))),
         ),
         ("icmp_quote_4_bytes", case(icmp(3, B, 17, PORT, 4, 0, 0))),
         ("icmp_quote_3_bytes", case(icmp(3, B, 17, PORT, 3, 0, 0))),

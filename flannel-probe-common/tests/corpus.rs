@@ -12,7 +12,7 @@ use std::{fs, net::Ipv6Addr, path::PathBuf};
 
 use flannel_probe_common::{
     frames::{
-        ExtHeader, Ipv4Frame, Ipv6Frame, icmp_port_unreachable, icmp6_packet_too_big,
+        ExtHeader, Ipv4Frame, Ipv6Frame, ext_chain, icmp_port_unreachable, icmp6_packet_too_big,
         icmp6_port_unreachable, inner_echo, inner_echo6, tcp, udp, vxlan_frame, vxlan_header,
         vxlan6_frame,
     },
@@ -102,15 +102,7 @@ fn crafted() -> Vec<(String, Vec<u8>)> {
     let inner6 = inner_echo6([0x0e, 0, 0, 0, 0, 0x11], [0x0e, 0, 0, 0, 0, 0x13], A6, B6);
     let good6 = vxlan6_frame(A6, B6, 8472, 1, &inner).build();
     let mut ext6 = vxlan6_frame(A6, B6, 8472, 1, &inner);
-    ext6.ext = vec![
-        ExtHeader::Options { kind: 0, units: 0 },
-        ExtHeader::Options { kind: 60, units: 1 },
-        ExtHeader::Options { kind: 43, units: 0 },
-        ExtHeader::Fragment {
-            offset: 0,
-            more: true,
-        },
-    ];
+    ext6.ext = ext_chain();
     let mut later6 = vxlan6_frame(A6, B6, 8472, 1, &inner);
     later6.ext = vec![ExtHeader::Fragment {
         offset: 185,

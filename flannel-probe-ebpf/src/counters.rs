@@ -56,22 +56,6 @@ pub(crate) trait Keyed {
     fn key(p: *mut Self) -> *mut Self::K;
 }
 
-impl Keyed for PeerSlot {
-    type K = PeerKey;
-    fn key(p: *mut Self) -> *mut PeerKey {
-        // SAFETY: a field of a live slot.
-        unsafe { &raw mut (*p).key }
-    }
-}
-
-impl Keyed for MacSlot {
-    type K = u64;
-    fn key(p: *mut Self) -> *mut u64 {
-        // SAFETY: as above.
-        unsafe { &raw mut (*p).key }
-    }
-}
-
 /// An entry of an index: a key and the slot that holds it.
 pub(crate) trait Indexed {
     type K: Key;
@@ -79,28 +63,35 @@ pub(crate) trait Indexed {
     fn slot(p: *mut Self) -> *mut u32;
 }
 
-impl Indexed for IndexSlot {
-    type K = u64;
-    fn key(p: *mut Self) -> *mut u64 {
-        // SAFETY: a field of a live entry.
-        unsafe { &raw mut (*p).key }
-    }
-    fn slot(p: *mut Self) -> *mut u32 {
-        // SAFETY: as above.
-        unsafe { &raw mut (*p).slot }
-    }
+/// `Keyed` for a slot type (its key field `key`), and `Indexed` for its
+/// index entry type (fields `key` and `slot`), both with key type `$k`.
+macro_rules! tables {
+    ($($slot:ty, $index:ty => $k:ty;)*) => {$(
+        impl Keyed for $slot {
+            type K = $k;
+            fn key(p: *mut Self) -> *mut $k {
+                // SAFETY: a field of a live slot.
+                unsafe { &raw mut (*p).key }
+            }
+        }
+
+        impl Indexed for $index {
+            type K = $k;
+            fn key(p: *mut Self) -> *mut $k {
+                // SAFETY: a field of a live entry.
+                unsafe { &raw mut (*p).key }
+            }
+            fn slot(p: *mut Self) -> *mut u32 {
+                // SAFETY: as above.
+                unsafe { &raw mut (*p).slot }
+            }
+        }
+    )*};
 }
 
-impl Indexed for PeerIndexSlot {
-    type K = PeerKey;
-    fn key(p: *mut Self) -> *mut PeerKey {
-        // SAFETY: a field of a live entry.
-        unsafe { &raw mut (*p).key }
-    }
-    fn slot(p: *mut Self) -> *mut u32 {
-        // SAFETY: as above.
-        unsafe { &raw mut (*p).slot }
-    }
+tables! {
+    PeerSlot, PeerIndexSlot => PeerKey;
+    MacSlot, IndexSlot => u64;
 }
 
 /// This CPU's slot for `key` in `slots`, found through `index`; a new key

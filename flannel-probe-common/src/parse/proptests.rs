@@ -120,32 +120,67 @@ fn ext_header() -> impl Strategy<Value = ExtHeader> {
     ]
 }
 
+/// VXLAN to our port (flags possibly wrong), and well-formed VXLAN to the
+/// other well-known port or any port: (protocol, payload).
+fn udp_shapes() -> impl Strategy<Value = (u8, Vec<u8>)> {
+    prop_oneof![
+        (any::<u32>(), prop_oneof![Just(0x08u8), any::<u8>()]).prop_map(|(vni, flags)| {
+            let mut p = vxlan_header(flags, vni & 0xff_ffff).to_vec();
+            p.extend_from_slice(&[0u8; 40]);
+            (17u8, udp(40000, 8472, &p))
+        }),
+        (prop_oneof![Just(4789u16), any::<u16>()]).prop_map(|port| {
+            let mut p = vxlan_header(0x08, 1).to_vec();
+            p.extend_from_slice(&[0u8; 20]);
+            (17u8, udp(40000, port, &p))
+        }),
+    ]
+}
+
+/// TCP and other protocols: (protocol, payload).
+fn other_shapes() -> impl Strategy<Value = (u8, Vec<u8>)> {
+    (any::<u8>(), 0usize..40).prop_map(|(proto, n)| (proto, alloc::vec![0u8; n]))
+}
+
+/// One byte set and the tail cut, at places drawn by the strategy.
+type Mutation = (
+    Option<(prop::sample::Index, u8)>,
+    Option<prop::sample::Index>,
+);
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    (
+        proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+        proptest::option::of(any::<prop::sample::Index>()),
+    )
+}
+
+fn mutate(mut bytes: Vec<u8>, (flip, cut): Mutation) -> Vec<u8> {
+    if let Some((at, v)) = flip {
+        let i = at.index(bytes.len());
+        bytes[i] = v;
+    }
+    if let Some(at) = cut {
+        bytes.truncate(at.index(bytes.len() + 1));
+    }
+    bytes
+}
+
 /// A structured frame: a valid Ethernet/VLAN/IPv4 frame of one of the
 /// shapes the uplink meets, then optionally one byte mutated and the tail
 /// cut, so that generated frames reach every branch of the parser (random
 /// bytes almost never get past the EtherType).
 fn structured_frame() -> impl Strategy<Value = Vec<u8>> {
     let shape = prop_oneof![
-        // VXLAN to our port, flags possibly wrong.
-        (any::<u32>(), prop_oneof![Just(0x08u8), any::<u8>()]).prop_map(|(vni, flags)| {
-            let mut p = vxlan_header(flags, vni & 0xff_ffff).to_vec();
-            p.extend_from_slice(&[0u8; 40]);
-            (17u8, udp(40000, 8472, &p))
-        }),
-        // Well-formed VXLAN to the other well-known port, or any port.
-        (prop_oneof![Just(4789u16), any::<u16>()]).prop_map(|port| {
-            let mut p = vxlan_header(0x08, 1).to_vec();
-            p.extend_from_slice(&[0u8; 20]);
-            (17u8, udp(40000, port, &p))
-        }),
+        2 => udp_shapes(),
         // ICMP port unreachable quoting UDP to our port or another one.
-        (prop_oneof![Just(8472u16), any::<u16>()], any::<[u8; 4]>()).prop_map(|(port, qsrc)| {
+        1 => (prop_oneof![Just(8472u16), any::<u16>()], any::<[u8; 4]>()).prop_map(|(port, qsrc)| {
             let quoted = Ipv4Frame::new(qsrc, [192, 0, 2, 11], 17, udp(1, port, &[0u8; 8]));
             let f = crate::frames::icmp_port_unreachable([192, 0, 2, 11], &quoted.ip_packet());
             (1u8, f.payload)
         }),
         // ICMP fragmentation needed, likewise, with any next-hop MTU.
-        (prop_oneof![Just(8472u16), any::<u16>()], any::<u16>()).prop_map(|(port, mtu)| {
+        1 => (prop_oneof![Just(8472u16), any::<u16>()], any::<u16>()).prop_map(|(port, mtu)| {
             let quoted = Ipv4Frame::new(
                 [192, 0, 2, 13],
                 [192, 0, 2, 11],
@@ -155,98 +190,21 @@ fn structured_frame() -> impl Strategy<Value = Vec<u8>> {
             let f = crate::frames::icmp_frag_needed([192, 0, 2, 11], &quoted.ip_packet(), mtu);
             (1u8, f.payload)
         }),
-        // TCP and other protocols.
-        (any::<u8>(), 0usize..40).prop_map(|(proto, n)| (proto, alloc::vec![0u8; n])),
+        1 => other_shapes(),
     ];
     (
         shape,
         any::<[u8; 4]>(),
         proptest::option::of(0u16..4096),
         0usize..=3,
-        proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
-        proptest::option::of(any::<prop::sample::Index>()),
+        mutation(),
     )
-        .prop_map(|((proto, payload), src, vlan, option_words, flip, cut)| {
+        .prop_map(|((proto, payload), src, vlan, option_words, m)| {
             let mut f = Ipv4Frame::new(src, [192, 0, 2, 13], proto, payload);
             f.vlan = vlan;
             f.options = alloc::vec![1; option_words * 4];
-            let mut bytes = f.build();
-            if let Some((at, v)) = flip {
-                let i = at.index(bytes.len());
-                bytes[i] = v;
-            }
-            if let Some(at) = cut {
-                bytes.truncate(at.index(bytes.len() + 1));
-            }
-            bytes
+            mutate(f.build(), m)
         })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
-
-    #[test]
-    fn structured_frames_never_panic_and_stay_in_bounds(bytes in structured_frame()) {
-        let pkt = bytes.as_slice();
-        match parse_outer(&pkt, 8472) {
-            // A header the kernel would accept is all there; a truncated
-            // one rests at least on the UDP ports (the rest of the UDP
-            // header may be cut: hence 8 + 4, not 8).
-            Outer::Vxlan(v) if v.malformed.is_none() => prop_assert!(v.inner_offset <= pkt.len()),
-            Outer::Vxlan(v) => prop_assert!(v.inner_offset <= pkt.len() + VXLAN_HLEN + 4),
-            Outer::PortUnreachable { .. } | Outer::FragNeeded { .. } => {
-                prop_assert!(pkt.len() >= ETH_HLEN + 20 + 8 + 20 + 4);
-            }
-            Outer::ForeignPort { port, .. } => {
-                prop_assert!(port == IANA_VXLAN_PORT || port == DEFAULT_VXLAN_PORT);
-            }
-            Outer::Other => {}
-        }
-        prop_assert!(headers_len(&pkt, 0) >= ETH_HLEN);
-    }
-}
-
-/// The structured generator reaches every verdict of the parser: counted
-/// over a fixed, seeded draw of frames.
-#[test]
-fn structured_frames_reach_every_branch() {
-    use proptest::{
-        strategy::ValueTree,
-        test_runner::{Config, TestRunner},
-    };
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
-    let strategy = structured_frame();
-    let (mut vxlan, mut malformed, mut unreachable, mut foreign, mut other) = (0, 0, 0, 0, 0);
-    let mut frag_needed = 0;
-    let n = 4000;
-    for _ in 0..n {
-        let bytes = strategy.new_tree(&mut runner).expect("a frame").current();
-        match parse_outer(&bytes.as_slice(), 8472) {
-            Outer::Vxlan(v) if v.malformed.is_some() => malformed += 1,
-            Outer::Vxlan(_) => vxlan += 1,
-            Outer::PortUnreachable { .. } => unreachable += 1,
-            Outer::FragNeeded { .. } => frag_needed += 1,
-            Outer::ForeignPort { .. } => foreign += 1,
-            Outer::Other => other += 1,
-        }
-    }
-    // Each branch by at least 2% of the frames: reaching IPv4, UDP and
-    // ICMP is the generator's point.
-    for (name, count) in [
-        ("vxlan", vxlan),
-        ("malformed vxlan", malformed),
-        ("port unreachable", unreachable),
-        ("fragmentation needed", frag_needed),
-        ("foreign port", foreign),
-        ("other", other),
-    ] {
-        assert!(count * 50 >= n, "{name}: {count} of {n} frames");
-    }
 }
 
 /// The IPv6 counterpart of [`structured_frame`]: VXLAN, ICMPv6 errors and
@@ -256,17 +214,10 @@ fn structured_frame6() -> impl Strategy<Value = Vec<u8>> {
     const LOCAL: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0d];
     const PEER: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b];
     let shape = prop_oneof![
-        (any::<u32>(), prop_oneof![Just(0x08u8), any::<u8>()]).prop_map(|(vni, flags)| {
-            let mut p = vxlan_header(flags, vni & 0xff_ffff).to_vec();
-            p.extend_from_slice(&[0u8; 40]);
-            (17u8, udp(40000, 8472, &p))
-        }),
-        (prop_oneof![Just(4789u16), any::<u16>()]).prop_map(|port| {
-            let mut p = vxlan_header(0x08, 1).to_vec();
-            p.extend_from_slice(&[0u8; 20]);
-            (17u8, udp(40000, port, &p))
-        }),
-        (prop_oneof![Just(8472u16), any::<u16>()], any::<bool>()).prop_map(|(port, too_big)| {
+        2 => udp_shapes(),
+        // ICMPv6 port unreachable or packet too big quoting UDP to our
+        // port or another one.
+        2 => (prop_oneof![Just(8472u16), any::<u16>()], any::<bool>()).prop_map(|(port, too_big)| {
             let quoted = Ipv6Frame::new(LOCAL, PEER, 17, udp(1, port, &[0u8; 8]));
             let f = if too_big {
                 crate::frames::icmp6_packet_too_big(PEER, &quoted.ip_packet(), 1400)
@@ -275,7 +226,7 @@ fn structured_frame6() -> impl Strategy<Value = Vec<u8>> {
             };
             (58u8, f.payload)
         }),
-        (any::<u8>(), 0usize..40).prop_map(|(proto, n)| (proto, alloc::vec![0u8; n])),
+        1 => other_shapes(),
     ];
     let ext = prop_oneof![
         3 => ext_header(),
@@ -290,49 +241,58 @@ fn structured_frame6() -> impl Strategy<Value = Vec<u8>> {
             Just(Vec::new()),
             proptest::collection::vec(ext, 1..=MAX_EXT_HEADERS + 1),
         ],
-        proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
-        proptest::option::of(any::<prop::sample::Index>()),
+        mutation(),
     )
-        .prop_map(|((proto, payload), vlan, ext, flip, cut)| {
+        .prop_map(|((proto, payload), vlan, ext, m)| {
             let mut f = Ipv6Frame::new(PEER, LOCAL, proto, payload);
             f.vlan = vlan;
             f.ext = ext;
-            let mut bytes = f.build();
-            if let Some((at, v)) = flip {
-                let i = at.index(bytes.len());
-                bytes[i] = v;
-            }
-            if let Some(at) = cut {
-                bytes.truncate(at.index(bytes.len() + 1));
-            }
-            bytes
+            mutate(f.build(), m)
         })
+}
+
+/// What every verdict on a structured frame keeps to; `ip` is the IP
+/// header's length (20 or 40), outer and quoted.
+fn stays_in_bounds(pkt: &[u8], ip: usize) -> Result<(), TestCaseError> {
+    match parse_outer(&pkt, 8472) {
+        // A header the kernel would accept is all there; a truncated
+        // one rests at least on the UDP ports (the rest of the UDP
+        // header may be cut: hence 8 + 4, not 8).
+        Outer::Vxlan(v) if v.malformed.is_none() => prop_assert!(v.inner_offset <= pkt.len()),
+        Outer::Vxlan(v) => prop_assert!(v.inner_offset <= pkt.len() + VXLAN_HLEN + 4),
+        Outer::PortUnreachable { .. } | Outer::FragNeeded { .. } => {
+            prop_assert!(pkt.len() >= ETH_HLEN + ip + 8 + ip + 4);
+        }
+        Outer::ForeignPort { port, .. } => {
+            prop_assert!(port == IANA_VXLAN_PORT || port == DEFAULT_VXLAN_PORT);
+        }
+        Outer::Other => {}
+    }
+    prop_assert!(headers_len(&pkt, 0) >= ETH_HLEN);
+    Ok(())
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
     #[test]
+    fn structured_frames_never_panic_and_stay_in_bounds(bytes in structured_frame()) {
+        stays_in_bounds(&bytes, 20)?;
+    }
+
+    #[test]
     fn structured_ipv6_frames_never_panic_and_stay_in_bounds(bytes in structured_frame6()) {
-        let pkt = bytes.as_slice();
-        match parse_outer(&pkt, 8472) {
-            Outer::Vxlan(v) if v.malformed.is_none() => prop_assert!(v.inner_offset <= pkt.len()),
-            Outer::Vxlan(v) => prop_assert!(v.inner_offset <= pkt.len() + VXLAN_HLEN + 4),
-            Outer::PortUnreachable { .. } | Outer::FragNeeded { .. } => {
-                prop_assert!(pkt.len() >= ETH_HLEN + 40 + 8 + 40 + 4);
-            }
-            Outer::ForeignPort { port, .. } => {
-                prop_assert!(port == IANA_VXLAN_PORT || port == DEFAULT_VXLAN_PORT);
-            }
-            Outer::Other => {}
-        }
-        prop_assert!(headers_len(&pkt, 0) >= ETH_HLEN);
+        stays_in_bounds(&bytes, 40)?;
     }
 }
 
-/// The IPv6 generator reaches every verdict too.
-#[test]
-fn structured_ipv6_frames_reach_every_branch() {
+/// How many of `n` frames of a fixed, seeded draw from `strategy` get each
+/// verdict, by name; every VXLAN verdict's family is `v6`.
+fn verdicts(
+    strategy: impl Strategy<Value = Vec<u8>>,
+    n: usize,
+    v6: bool,
+) -> [(&'static str, usize); 6] {
     use proptest::{
         strategy::ValueTree,
         test_runner::{Config, TestRunner},
@@ -343,33 +303,42 @@ fn structured_ipv6_frames_reach_every_branch() {
             proptest::test_runner::RngAlgorithm::ChaCha,
         ),
     );
-    let strategy = structured_frame6();
-    let mut counts = [0usize; 6];
-    let n = 4000;
+    let mut counts = [
+        ("vxlan", 0),
+        ("malformed vxlan", 0),
+        ("port unreachable", 0),
+        ("fragmentation needed / packet too big", 0),
+        ("foreign port", 0),
+        ("other", 0),
+    ];
     for _ in 0..n {
         let bytes = strategy.new_tree(&mut runner).expect("a frame").current();
         let i = match parse_outer(&bytes.as_slice(), 8472) {
-            Outer::Vxlan(v) if v.malformed.is_some() => 0,
             Outer::Vxlan(v) => {
-                assert!(v.v6);
-                1
+                assert_eq!(v.v6, v6);
+                usize::from(v.malformed.is_some())
             }
             Outer::PortUnreachable { .. } => 2,
             Outer::FragNeeded { .. } => 3,
             Outer::ForeignPort { .. } => 4,
             Outer::Other => 5,
         };
-        counts[i] += 1;
+        counts[i].1 += 1;
     }
-    let names = [
-        "malformed vxlan",
-        "vxlan",
-        "port unreachable",
-        "packet too big",
-        "foreign port",
-        "other",
-    ];
-    for (name, count) in names.iter().zip(counts) {
-        assert!(count * 50 >= n, "{name}: {count} of {n} frames");
+    counts
+}
+
+/// The structured generators reach every verdict of the parser: each by
+/// at least 2% of the frames (reaching IP, UDP and ICMP is their point).
+#[test]
+fn structured_frames_reach_every_branch() {
+    let n = 4000;
+    for (strategy, v6) in [
+        (structured_frame().boxed(), false),
+        (structured_frame6().boxed(), true),
+    ] {
+        for (name, count) in verdicts(strategy, n, v6) {
+            assert!(count * 50 >= n, "{name} (IPv6 {v6}): {count} of {n} frames");
+        }
     }
 }

@@ -3,9 +3,9 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::frames::{
-    ExtHeader, Ipv4Frame, Ipv6Frame, icmp_frag_needed, icmp_port_unreachable, icmp6_packet_too_big,
-    icmp6_port_unreachable, inner_echo, inner_echo6, tcp, udp, vxlan_frame, vxlan_header,
-    vxlan6_frame,
+    EXT_CHAIN_LEN, ExtHeader, Ipv4Frame, Ipv6Frame, ext_chain, icmp_frag_needed,
+    icmp_port_unreachable, icmp6_packet_too_big, icmp6_port_unreachable, inner_echo, inner_echo6,
+    tcp, udp, vxlan_frame, vxlan_header, vxlan6_frame,
 };
 
 const A: [u8; 4] = [192, 0, 2, 11];
@@ -90,21 +90,35 @@ fn ipv4_options_move_the_udp_header() {
 
 #[test]
 fn truncated_at_every_byte() {
-    let full = vxlan_frame(A, B, 8472, 1, &inner()).build();
-    // UDP destination port ends at 14 + 20 + 4; the VXLAN header at 50.
-    for cut in 0..=full.len() {
-        let f = &full[..cut];
-        let got = parse_outer(&f, 8472);
-        if cut < 38 {
-            assert_eq!(got, Outer::Other, "cut at {cut}");
-        } else if cut < VXLAN_OVERHEAD {
+    // UDP destination port ends at 14 + 20 + 4 (IPv6: + 40); the VXLAN
+    // header at 50 (70).
+    for (full, ports_end, overhead, src) in [
+        (
+            vxlan_frame(A, B, 8472, 1, &inner()).build(),
+            38,
+            VXLAN_OVERHEAD,
+            mapped(A),
+        ),
+        (
+            vxlan6_frame(A6, B6, 8472, 1, &inner()).build(),
+            58,
+            VXLAN6_OVERHEAD,
+            VA6,
+        ),
+    ] {
+        for cut in 0..=full.len() {
+            let f = &full[..cut];
+            if cut < ports_end {
+                assert_eq!(parse_outer(&f, 8472), Outer::Other, "cut at {cut}");
+                continue;
+            }
             let v = vx(f, 8472);
-            assert_eq!(v.malformed, Some(Malformed::Truncated), "cut at {cut}");
-            assert_eq!(v.src, mapped(A));
-        } else {
-            let v = vx(f, 8472);
-            assert_eq!(v.malformed, None, "cut at {cut}");
-            assert_eq!(v.vni, 1);
+            assert_eq!(v.src, src, "cut at {cut}");
+            if cut < overhead {
+                assert_eq!(v.malformed, Some(Malformed::Truncated), "cut at {cut}");
+            } else {
+                assert_eq!((v.malformed, v.vni), (None, 1), "cut at {cut}");
+            }
         }
     }
 }
@@ -390,19 +404,13 @@ fn each_family_has_its_own_port_and_zero_watches_nothing() {
 
 #[test]
 fn ipv6_extension_headers_are_stepped_over() {
-    let hop = ExtHeader::Options { kind: 0, units: 0 };
-    let routing = ExtHeader::Options { kind: 43, units: 2 };
-    let dest = ExtHeader::Options { kind: 60, units: 1 };
-    let first_frag = ExtHeader::Fragment {
-        offset: 0,
-        more: true,
-    };
     let mut f = vxlan6_frame(A6, B6, 8472, 9, &inner());
-    f.ext = alloc::vec![hop, dest.clone(), routing, first_frag];
+    f.ext = ext_chain();
     let bytes = f.build();
     let v = vx6(&bytes, 8472);
     assert_eq!(v.vni, 9);
-    assert_eq!(v.inner_offset, VXLAN6_OVERHEAD + 8 + 16 + 24 + 8);
+    assert_eq!(v.inner_offset, VXLAN6_OVERHEAD + EXT_CHAIN_LEN);
+    let dest = ExtHeader::Options { kind: 60, units: 0 };
     // One more than the bound: not followed, so not VXLAN.
     let mut long = f.clone();
     long.ext.push(dest);
@@ -427,26 +435,6 @@ fn ipv6_fragments() {
         more: false
     }];
     assert_eq!(parse_outer(&later.build().as_slice(), 8472), Outer::Other);
-}
-
-#[test]
-fn ipv6_truncated_at_every_byte() {
-    let full = vxlan6_frame(A6, B6, 8472, 1, &inner()).build();
-    // UDP destination port ends at 14 + 40 + 4; the VXLAN header at 70.
-    for cut in 0..=full.len() {
-        let f = &full[..cut];
-        let got = parse_outer(&f, 8472);
-        if cut < 58 {
-            assert_eq!(got, Outer::Other, "cut at {cut}");
-        } else {
-            let v = vx6(f, 8472);
-            assert_eq!(
-                v.malformed.is_none(),
-                cut >= VXLAN6_OVERHEAD,
-                "cut at {cut}"
-            );
-        }
-    }
 }
 
 #[test]

@@ -28,34 +28,33 @@ const DEV: &str = "flannel-v6.1";
 struct Node {
     ns: Netns,
     name: &'static str,
-    /// The public (underlay) IPv6 on eth0.
-    ip: &'static str,
-    /// Its IPv6 pod subnet's first address: flannel's gateway address.
-    subnet_ip: &'static str,
-    subnet: &'static str,
-    mac: &'static str,
+    /// The public (underlay) IPv6 on eth0: `fd00::<n>`.
+    ip: String,
+    /// Its IPv6 pod subnet's first address (flannel's gateway address):
+    /// `2001:cafe:42:<n>::`, of the subnet `/64`.
+    subnet_ip: String,
+    /// flannel-v6.1's MAC.
+    mac: String,
+}
+
+impl Node {
+    /// Node `n` (1 or 2) in a namespace of its own; `None` when not root.
+    fn new(name: &'static str, n: u8) -> Option<Node> {
+        Some(Node {
+            ns: Netns::for_test()?,
+            name,
+            ip: format!("fd00::{n}"),
+            subnet_ip: format!("2001:cafe:42:{n}::"),
+            mac: format!("0e:00:00:00:66:{n:02x}"),
+        })
+    }
 }
 
 /// Two nodes on one veth pair (fd00::1 and fd00::2), flannel-v6.1 on each,
 /// each programmed for the other. `None` when not root (the test skips),
 /// except under `CI=true`.
 fn pair() -> Option<(Node, Node)> {
-    let a = Node {
-        ns: Netns::for_test()?,
-        name: "v6-gladius",
-        ip: "fd00::1",
-        subnet_ip: "2001:cafe:42:1::",
-        subnet: "2001:cafe:42:1::/64",
-        mac: "0e:00:00:00:66:01",
-    };
-    let b = Node {
-        ns: Netns::for_test()?,
-        name: "v6-eq14",
-        ip: "fd00::2",
-        subnet_ip: "2001:cafe:42:2::",
-        subnet: "2001:cafe:42:2::/64",
-        mac: "0e:00:00:00:66:02",
-    };
+    let (a, b) = (Node::new("v6-gladius", 1)?, Node::new("v6-eq14", 2)?);
     a.ns.ip(&format!(
         "link add eth0 type veth peer name eth0 netns {}",
         b.ns.name()
@@ -99,8 +98,8 @@ fn program(n: &Node, r: &Node) {
         r.mac, r.ip
     ));
     n.ns.ip(&format!(
-        "route add {} via {} dev {DEV} onlink",
-        r.subnet, r.subnet_ip
+        "route add {}/64 via {} dev {DEV} onlink",
+        r.subnet_ip, r.subnet_ip
     ));
 }
 
@@ -155,7 +154,7 @@ fn ping(from: &Node, to: &Node, count: u32) -> u32 {
             "0.2",
             "-W",
             "1",
-            to.subnet_ip,
+            &to.subnet_ip,
         ],
     );
     // ping exits 1 when nothing came back: the summary is what counts.
@@ -185,14 +184,18 @@ fn ipv6_underlay_counts_per_peer_and_icmp6_port_unreachable() {
     // Each echo and each reply is one VXLAN packet (permanent neighbours:
     // nothing else crosses). 104-byte ICMPv6 echo + inner Ethernet 14 +
     // IPv6 VXLAN overhead (Ethernet 14 + IPv6 40 + UDP 8 + VXLAN 8) = 188.
-    let to_b = peer(&ra, b.ip);
+    let to_b = peer(&ra, &b.ip);
     assert_eq!(to_b["tx_encap_packets"], n, "{to_b:#}");
     assert_eq!(to_b["rx_encap_packets"], n, "{to_b:#}");
     assert_eq!(to_b["tx_encap_bytes"], n * 188, "{to_b:#}");
     assert_eq!(to_b["rx_encap_bytes"], n * 188, "{to_b:#}");
-    assert_eq!(to_b["rx_vtep_mac"], b.mac, "the inner source MAC: {to_b:#}");
+    assert_eq!(
+        to_b["rx_vtep_mac"],
+        b.mac.as_str(),
+        "the inner source MAC: {to_b:#}"
+    );
     assert_eq!(to_b["icmp_port_unreachable"], 0);
-    let from_a = peer(&rb, a.ip);
+    let from_a = peer(&rb, &a.ip);
     assert_eq!(from_a["rx_encap_packets"], n, "{from_a:#}");
     assert_eq!(from_a["tx_encap_packets"], n, "{from_a:#}");
     for r in [&ra, &rb] {
@@ -213,7 +216,7 @@ fn ipv6_underlay_counts_per_peer_and_icmp6_port_unreachable() {
     // `dst`, the v6node helper's part) an unknown source.
     let (tx, rx, unreachable) = match ra["peers"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["peer"] == b.ip))
+        .and_then(|ps| ps.iter().find(|p| p["peer"] == b.ip.as_str()))
     {
         Some(p) => (
             &p["tx_encap_packets"],
@@ -223,7 +226,7 @@ fn ipv6_underlay_counts_per_peer_and_icmp6_port_unreachable() {
         None => {
             let s = ra["unknown_sources"]["sources"]
                 .as_array()
-                .and_then(|ss| ss.iter().find(|s| s["source"] == b.ip))
+                .and_then(|ss| ss.iter().find(|s| s["source"] == b.ip.as_str()))
                 .unwrap_or_else(|| panic!("{} is nowhere in {ra:#}", b.ip));
             // There rx_packets is VXLAN + ICMP port unreachable received.
             (
@@ -236,7 +239,7 @@ fn ipv6_underlay_counts_per_peer_and_icmp6_port_unreachable() {
     assert_eq!(tx, n, "every echo request still encapsulated: {ra:#}");
     assert_eq!(unreachable, n, "one ICMPv6 port unreachable each: {ra:#}");
     assert_eq!(rx.as_u64(), unreachable.as_u64(), "no VXLAN back: {ra:#}");
-    let from_a = peer(&rb, a.ip);
+    let from_a = peer(&rb, &a.ip);
     assert_eq!(from_a["rx_encap_packets"], n, "{from_a:#}");
     assert_eq!(
         from_a["drops"]["NO_SOCKET"], n,
