@@ -185,6 +185,21 @@ pub enum L4 {
     },
 }
 
+/// IPv6 with up to one more extension header than the parser follows.
+/// Over IPv6 an `L4::Icmp` is ICMPv6: its quote is an IPv6 header from
+/// [`quoted6`]`(qsrc)` to [`quoted6`]`(qdst)` behind `qoption_words % 3`
+/// destination-options headers (and a fragment header when `qfrag` is not
+/// 0), cut `qlen` bytes into its UDP header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ip6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub ext: Vec<Ext>,
+    /// Replaces the version nibble (6 normally).
+    pub version: u8,
+    pub l4: L4,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L3 {
     Ipv4 {
@@ -199,19 +214,8 @@ pub enum L3 {
         short_ihl: Option<u8>,
         l4: L4,
     },
-    /// IPv6 with up to one more extension header than the parser follows.
-    /// Over IPv6 an `L4::Icmp` is ICMPv6: its quote is an IPv6 header from
-    /// [`quoted6`]`(qsrc)` to [`quoted6`]`(qdst)` behind `qoption_words % 3`
-    /// destination-options headers (and a fragment header when `qfrag` is
-    /// not 0), cut `qlen` bytes into its UDP header.
-    Ipv6 {
-        src: [u8; 16],
-        dst: [u8; 16],
-        ext: Vec<Ext>,
-        /// Replaces the version nibble (6 normally).
-        version: u8,
-        l4: L4,
-    },
+    /// IPv6 ([`Ip6`]).
+    Ipv6(Ip6),
     /// Not IP (ARP, ...): `len` payload bytes.
     Other { ethertype: u16, len: u8 },
 }
@@ -496,13 +500,13 @@ impl Case {
             let ext = (0..n).map(|_| Ext::decode(b)).collect();
             let q = b.byte();
             let version = if q % 16 == 15 { b.byte() >> 4 } else { 6 };
-            L3::Ipv6 {
+            L3::Ipv6(Ip6 {
                 src,
                 dst,
                 ext,
                 version,
                 l4: L4::decode(b),
-            }
+            })
         } else if kind == 7 {
             let e = b.u16();
             L3::Other {
@@ -566,25 +570,19 @@ impl Case {
                 out.extend_from_slice(&ethertype.to_be_bytes());
                 out.push(*len);
             }
-            L3::Ipv6 {
-                src,
-                dst,
-                ext,
-                version,
-                l4,
-            } => {
+            L3::Ipv6(c) => {
                 out.push(6);
-                out.extend_from_slice(src);
-                out.extend_from_slice(dst);
-                out.push(ext.len() as u8);
-                for e in ext {
+                out.extend_from_slice(&c.src);
+                out.extend_from_slice(&c.dst);
+                out.push(c.ext.len() as u8);
+                for e in &c.ext {
                     e.encode(&mut out);
                 }
-                match *version {
+                match c.version {
                     6 => out.push(0),
                     v => out.extend_from_slice(&[15, v << 4]),
                 }
-                l4.encode(&mut out);
+                c.l4.encode(&mut out);
             }
             L3::Ipv4 {
                 src,
@@ -637,18 +635,12 @@ impl Case {
     pub fn frame(&self) -> Vec<u8> {
         let (ethertype, payload) = match &self.l3 {
             L3::Other { ethertype, len } => (*ethertype, vec![0x11; usize::from(*len)]),
-            L3::Ipv6 {
-                src,
-                dst,
-                ext,
-                version,
-                l4,
-            } => {
-                let (proto, p) = l4.build6();
-                let mut f = Ipv6Frame::new(*src, *dst, proto, p);
-                f.ext = ext.iter().map(Ext::header).collect();
+            L3::Ipv6(c) => {
+                let (proto, p) = c.l4.build6();
+                let mut f = Ipv6Frame::new(c.src, c.dst, proto, p);
+                f.ext = c.ext.iter().map(Ext::header).collect();
                 let mut ip = f.ip_packet();
-                ip[0] = (version << 4) | (ip[0] & 0x0f);
+                ip[0] = (c.version << 4) | (ip[0] & 0x0f);
                 (0x86dd, ip)
             }
             L3::Ipv4 {
@@ -736,19 +728,13 @@ impl Case {
                 let l4_off = l3 + 20 + usize::from(*option_words) * 4;
                 (mapped(*src), mapped(*dst), l4_off, l4, false)
             }
-            L3::Ipv6 {
-                src,
-                dst,
-                ext,
-                version,
-                l4,
-            } => {
+            L3::Ipv6(c) => {
                 reads.push(l3..l3 + 40);
-                if *version != 6 || ext.len() > MAX_EXT_HEADERS {
+                if c.version != 6 || c.ext.len() > MAX_EXT_HEADERS {
                     return (Outer::Other, reads);
                 }
                 let mut at = l3 + 40;
-                for e in ext {
+                for e in &c.ext {
                     match e {
                         Ext::Options { .. } => reads.push(at..at + 2),
                         Ext::First { .. } => reads.push(at..at + 8),
@@ -759,7 +745,7 @@ impl Case {
                     }
                     at += e.len();
                 }
-                (Addr::v6(*src), Addr::v6(*dst), at, l4, true)
+                (Addr::v6(c.src), Addr::v6(c.dst), at, &c.l4, true)
             }
         };
         let verdict = match l4 {
@@ -994,12 +980,14 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
     // IPv6 underlay: fd00::b to fd00::d.
     const A6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b];
     const B6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0d];
-    let ip6 = |ext: Vec<Ext>, l4: L4| L3::Ipv6 {
-        src: A6,
-        dst: B6,
-        ext,
-        version: 6,
-        l4,
+    let ip6 = |ext: Vec<Ext>, l4: L4| {
+        L3::Ipv6(Ip6 {
+            src: A6,
+            dst: B6,
+            ext,
+            version: 6,
+            l4,
+        })
     };
     let icmp6 = |typ, code, qproto, qdport, qlen, qfrag, qoption_words| {
         ip6(
@@ -1025,8 +1013,8 @@ pub fn seeds() -> Vec<(&'static str, Case)> {
     let mut too_long = chain.clone();
     too_long.push(dest);
     let mut v4_nibble = ip6(vec![], vx(PORT, 0x08, 1, 8));
-    if let L3::Ipv6 { version, .. } = &mut v4_nibble {
-        *version = 4;
+    if let L3::Ipv6(c) = &mut v4_nibble {
+        c.version = 4;
     }
     let mut cut6 = case(ip6(vec![], vx(PORT, 0x08, 1, 8)));
     cut6.cut = Some(66);
