@@ -392,3 +392,66 @@ impl Drop for Datapath {
         self.detach_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fam(local: Option<&str>) -> FamilyMatch {
+        FamilyMatch {
+            vxlan_port: 8472,
+            vni: Some(7),
+            local_vtep: local.map(|a| a.parse().expect("an address")),
+            overlay_mac: Some([0x0e, 0, 0, 0, 0, 1]),
+        }
+    }
+
+    #[test]
+    fn each_family_gets_its_own_local_vtep_and_none_of_the_others() {
+        let c = family_config(Some(fam(Some("192.0.2.13"))), false);
+        assert_eq!((c.vxlan_port, c.flags, c.vni), (8472, CONFIG_VNI_KNOWN, 7));
+        assert_eq!(c.local_vtep, Addr::v4([192, 0, 2, 13]).octets());
+        assert_eq!(c.overlay_mac, [0x0e, 0, 0, 0, 0, 1]);
+        // An IPv4 address is not IPv6's local VTEP (zeros: any).
+        let c = family_config(Some(fam(Some("192.0.2.13"))), true);
+        assert_eq!(c.local_vtep, [0; 16]);
+        let c = family_config(Some(fam(Some("fd00::2"))), true);
+        assert_eq!(
+            c.local_vtep,
+            "fd00::2"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("v6")
+                .octets()
+        );
+        // Not watched: port 0.
+        assert_eq!(family_config(None, false), FamilyConfig::default());
+        let none = FamilyMatch {
+            vni: None,
+            ..fam(None)
+        };
+        assert_eq!(family_config(Some(none), false).flags, 0);
+    }
+
+    #[test]
+    fn one_overlay_is_matched_in_its_local_vteps_family() {
+        let m = Matching::one(fam(Some("fd00::2")));
+        assert!(m.v4.is_none() && m.v6.is_some());
+        let m = Matching::one(fam(Some("192.0.2.13")));
+        assert!(m.v4.is_some() && m.v6.is_none());
+        assert!(Matching::one(fam(None)).v4.is_some());
+    }
+
+    #[test]
+    fn addresses_convert_both_ways() {
+        for a in ["192.0.2.13", "fd00::2", "::1", "2001:db8::ffff:1"] {
+            let ip: IpAddr = a.parse().expect("an address");
+            assert_eq!(from_addr(to_addr(ip)), ip, "{a}");
+        }
+        // An IPv4-mapped IPv6 address reads back as the IPv4 address.
+        let mapped: IpAddr = "::ffff:192.0.2.13".parse().expect("an address");
+        assert_eq!(
+            from_addr(to_addr(mapped)),
+            "192.0.2.13".parse::<IpAddr>().expect("v4")
+        );
+    }
+}
