@@ -14,8 +14,8 @@ use crate::{
     datapath::Snapshot,
     node::NodeState,
     report::{
-        DropReport, NodeInfo, PeerReport, Report, SCHEMA, Traffic, UnattributedInner, ip_string,
-        mac_string,
+        DropReport, Finding, NodeInfo, OverlayReport, PeerReport, Report, SCHEMA, Traffic,
+        UnattributedInner, ip_string, mac_string,
     },
 };
 
@@ -45,7 +45,9 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
     // drops (10 000 peers must diagnose in milliseconds).
     let ix = rules::Index::new(node);
     let mac_to_peer = &ix.fdb;
-    let local = node.local_vtep;
+    // The window's peers are IPv4 (the datapath's keys): so is the local
+    // VTEP they are told apart from.
+    let local = node.local_vtep_v4();
     // The FDB by address, walked alongside the sorted peers below.
     let mut peer_macs: Vec<(Ipv4Addr, [u8; 6])> =
         mac_to_peer.iter().map(|(mac, ip)| (*ip, *mac)).collect();
@@ -180,13 +182,66 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
 
     let mut report = Report {
         schema: SCHEMA,
-        node: NodeInfo {
+        node: node_info(node, inp),
+        window_secs: inp.window_secs,
+        peers,
+        drops,
+        findings: Vec::new(),
+        unattributed_inner,
+        overflow: inp.window.overflow,
+        overlay_history: Vec::new(),
+        unknown_sources,
+    };
+    let mut findings = rules::all(&report, inp, &ix);
+    if !node.other_overlays.is_empty() {
+        for f in &mut findings {
+            name_overlay(f, &node.overlay_name);
+        }
+        for other in &node.other_overlays {
+            // The other overlay's header, no peers: the datapath counts on
+            // the first overlay only (its peers are the window's).
+            let view = Report {
+                schema: SCHEMA,
+                node: node_info(other, inp),
+                window_secs: inp.window_secs,
+                peers: Vec::new(),
+                drops: Vec::new(),
+                findings: Vec::new(),
+                unattributed_inner: Vec::new(),
+                overflow: inp.window.overflow,
+                overlay_history: Vec::new(),
+                unknown_sources: Default::default(),
+            };
+            for mut f in rules::node_only(&view, other) {
+                name_overlay(&mut f, &other.overlay_name);
+                findings.push(f);
+            }
+        }
+    }
+    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
+    report.findings = findings;
+    report
+}
+
+/// With several overlays, a finding says which one it is about: the field,
+/// and the summary when it does not name the device already.
+fn name_overlay(f: &mut Finding, overlay: &str) {
+    if !f.summary.contains(overlay) {
+        f.summary = format!("{} (on {overlay})", f.summary);
+    }
+    f.overlay = Some(overlay.to_owned());
+}
+
+/// The report header of one overlay (`node`, and `node.overlays[]` with
+/// every watched overlay).
+fn node_info(node: &NodeState, inp: &Inputs<'_>) -> NodeInfo {
+    NodeInfo {
             hostname: node.hostname.clone(),
             overlay: node.overlay_name.clone(),
             overlay_state: node.overlay_state(),
             uplink: node.uplink.as_ref().map(|u| u.name.clone()),
             uplink_source: node.uplink_source,
-            local_vtep: local.map(|a| a.to_string()),
+            local_vtep: node.local_vtep.map(|a| a.to_string()),
             vxlan_port: node.vxlan_port,
             vni: node.vni,
             port_bound: node.port_bound,
@@ -200,20 +255,8 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 .and_then(|o| o.mac)
                 .as_ref()
                 .map(mac_string),
-        },
-        window_secs: inp.window_secs,
-        peers,
-        drops,
-        findings: Vec::new(),
-        unattributed_inner,
-        overflow: inp.window.overflow,
-        overlay_history: Vec::new(),
-        unknown_sources,
-    };
-    let mut findings = rules::all(&report, inp, &ix);
-    findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
-    report.findings = findings;
-    report
+            overlays: node.overlays().map(OverlayReport::from).collect(),
+    }
 }
 
 #[cfg(test)]
