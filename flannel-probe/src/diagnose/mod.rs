@@ -264,3 +264,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_vtep_mac;
+
+#[cfg(test)]
+mod tests_overlays;

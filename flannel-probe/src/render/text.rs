@@ -86,7 +86,7 @@ fn is_group_mac(mac: &str) -> bool {
 /// One line about the node: device, state, port, VNI, uplink.
 pub(crate) fn node_line(r: &Report) -> String {
     let n = &r.node;
-    format!(
+    let mut s = format!(
         "Node {}: overlay {} {}, VNI {}, UDP {} {}, uplink {}, local VTEP {}, kernel {}\n",
         n.hostname,
         n.overlay,
@@ -97,7 +97,28 @@ pub(crate) fn node_line(r: &Report) -> String {
         n.uplink.as_deref().unwrap_or("-"),
         n.local_vtep.as_deref().unwrap_or("-"),
         n.kernel,
-    )
+    );
+    // Several overlays (dual-stack): one line each; the peer table below
+    // is the first one's.
+    if n.overlays.len() > 1 {
+        for o in &n.overlays {
+            let _ = writeln!(
+                s,
+                "  overlay {} ({}) {}, VNI {}, UDP {} {}, uplink {}, local VTEP {}, FDB {} entr{}",
+                o.name,
+                o.family.as_str(),
+                o.state.as_str(),
+                o.vni.map_or("-".into(), |v| v.to_string()),
+                o.vxlan_port,
+                if o.port_bound { "bound" } else { "NOT bound" },
+                o.uplink.as_deref().unwrap_or("-"),
+                o.local_vtep.as_deref().unwrap_or("-"),
+                o.fdb_entries,
+                if o.fdb_entries == 1 { "y" } else { "ies" },
+            );
+        }
+    }
+    s
 }
 
 /// The per-peer table. With `per_sec`, packet figures become rates.
