@@ -189,7 +189,18 @@ pub mod reports {
         runs
     }
 
+    /// [`start`] with extra arguments (e.g. `--overlay flannel.1,flannel-v6.1`).
+    pub fn start_with(lab: &Lab, node: &LabNode, secs: u32, args: &[&str]) -> ProbeRun {
+        let mut run = spawn_with(lab, node, secs, args);
+        observing(&mut run, node);
+        run
+    }
+
     fn spawn(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
+        spawn_with(lab, node, secs, &[])
+    }
+
+    fn spawn_with(lab: &Lab, node: &LabNode, secs: u32, args: &[&str]) -> ProbeRun {
         let mut cmd: Command = lab.node_command(node, &probe_bin());
         cmd.args([
             "report",
@@ -198,6 +209,7 @@ pub mod reports {
             "--duration",
             &format!("{}s", secs * time_scale()),
         ]);
+        cmd.args(args);
         ProbeRun::spawn(cmd).expect("start flannel-probe")
     }
 

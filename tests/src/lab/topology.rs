@@ -389,7 +389,7 @@ impl Lab {
             if family.has_v6() {
                 let _ = writeln!(
                     underlay,
-                    "-6 route add default via {UNDERLAY_GATEWAY6} dev eth0"
+                    "route add ::/0 via {UNDERLAY_GATEWAY6} dev eth0"
                 );
             }
         }
@@ -459,7 +459,7 @@ impl Lab {
             let _ = writeln!(pod_script, "route add default via {}", node.gateway());
         }
         if let Some(gw6) = node.gateway6() {
-            let _ = writeln!(pod_script, "-6 route add default via {gw6}");
+            let _ = writeln!(pod_script, "route add ::/0 via {gw6}");
         }
         if self.static_neighbours() {
             let mac = format_mac(&gateway_mac(node));

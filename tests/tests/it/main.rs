@@ -12,6 +12,7 @@ mod conventions;
 mod datapath;
 mod decap;
 mod deploy;
+mod dualstack;
 mod dist;
 mod faults;
 mod identity;
