@@ -278,9 +278,11 @@ pub struct OverlayReport {
     /// FDB entries with a remote VTEP (the all-zero MAC default entries
     /// left out).
     pub fdb_entries: usize,
-    /// Neighbour entries on the device.
+    /// Unicast neighbour entries on the device (the kernel's NOARP entries
+    /// for IPv6 multicast groups left out).
     pub neighbours: usize,
-    /// Routes via the device.
+    /// Routes via a gateway on the device (flannel's, one per remote pod
+    /// subnet; the kernel's connected and link-local routes left out).
     pub routes: usize,
 }
 
@@ -305,11 +307,15 @@ impl From<&NodeState> for OverlayReport {
                 .iter()
                 .filter(|e| e.mac != [0; 6] && e.dst.is_some())
                 .count(),
-            neighbours: n.neighbours.len(),
+            neighbours: n
+                .neighbours
+                .iter()
+                .filter(|e| !e.ip.is_multicast())
+                .count(),
             routes: n
                 .routes
                 .iter()
-                .filter(|r| ifindex.is_some() && r.oif == ifindex)
+                .filter(|r| ifindex.is_some() && r.oif == ifindex && r.gateway.is_some())
                 .count(),
         }
     }

@@ -51,18 +51,38 @@ fn v6_overlay(up: bool) -> NodeState {
         permanent: true,
     }];
     let gw = IpAddr::V6(v6("2001:cafe:42:1::"));
-    n.neighbours = vec![NeighEntry {
-        ip: gw,
-        mac: Some(MAC6_G),
-        state: NUD_PERMANENT,
-    }];
-    n.routes = vec![RouteEntry {
-        dst: gw,
-        prefix_len: 64,
-        gateway: Some(gw),
+    // What the kernel adds beside flannel's: a NOARP entry per IPv6
+    // multicast group the device joined, its /128 and link-local routes.
+    n.neighbours = vec![
+        NeighEntry {
+            ip: gw,
+            mac: Some(MAC6_G),
+            state: NUD_PERMANENT,
+        },
+        NeighEntry {
+            ip: IpAddr::V6(v6("ff02::16")),
+            mac: Some([0x33, 0x33, 0, 0, 0, 0x16]),
+            state: 0x40,
+        },
+    ];
+    let connected = |dst: &str, len| RouteEntry {
+        dst: IpAddr::V6(v6(dst)),
+        prefix_len: len,
+        gateway: None,
         oif: Some(5),
-        onlink: true,
-    }];
+        onlink: false,
+    };
+    n.routes = vec![
+        connected("2001:cafe:42::", 128),
+        RouteEntry {
+            dst: gw,
+            prefix_len: 64,
+            gateway: Some(gw),
+            oif: Some(5),
+            onlink: true,
+        },
+        connected("fe80::", 64),
+    ];
     n
 }
 
@@ -196,7 +216,7 @@ fn v6_rules_speak_ipv6() {
 
     // And the neighbour.
     let mut n6 = v6_overlay(true);
-    n6.neighbours.clear();
+    n6.neighbours.retain(|e| e.ip.is_multicast());
     let r = run(&dual(healthy_node(), n6));
     assert_eq!(found(&r), [("NEIGH_ENTRY_MISSING", Some("flannel-v6.1"))]);
     assert_eq!(r.findings[0].peer.as_deref(), Some("fd00:192:0:2::11"));
