@@ -299,7 +299,12 @@ impl From<&NodeState> for OverlayReport {
             local_vtep: n.local_vtep.map(|a| a.to_string()),
             uplink: n.uplink.as_ref().map(|u| u.name.clone()),
             uplink_source: n.uplink_source,
-            overlay_mac: n.overlay.as_ref().and_then(|o| o.mac).as_ref().map(mac_string),
+            overlay_mac: n
+                .overlay
+                .as_ref()
+                .and_then(|o| o.mac)
+                .as_ref()
+                .map(mac_string),
             mtu: n.overlay.as_ref().and_then(|o| o.mtu),
             forwarding: n.forwarding,
             fdb_entries: n
@@ -307,11 +312,7 @@ impl From<&NodeState> for OverlayReport {
                 .iter()
                 .filter(|e| e.mac != [0; 6] && e.dst.is_some())
                 .count(),
-            neighbours: n
-                .neighbours
-                .iter()
-                .filter(|e| !e.ip.is_multicast())
-                .count(),
+            neighbours: n.neighbours.iter().filter(|e| !e.ip.is_multicast()).count(),
             routes: n
                 .routes
                 .iter()

@@ -2,7 +2,7 @@
 //! (prefix `fplab`) so `down`, `fault` and `traffic` find what `up` built.
 use anyhow::Result;
 use clap::Subcommand;
-use flannel_probe_tests::lab::{Fault, Family, IpFamily, Lab, LabSpec};
+use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec};
 
 const PREFIX: &str = "fplab";
 

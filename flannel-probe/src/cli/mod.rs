@@ -286,7 +286,10 @@ mod tests {
             "vxlan0",
         ])
         .expect("parse");
-        assert_eq!(several.common.overlay, ["flannel.1", "flannel-v6.1", "vxlan0"]);
+        assert_eq!(
+            several.common.overlay,
+            ["flannel.1", "flannel-v6.1", "vxlan0"]
+        );
         assert_eq!(
             several.common.probe_options().discover.overlays,
             ["flannel.1", "flannel-v6.1", "vxlan0"]

@@ -236,26 +236,26 @@ fn name_overlay(f: &mut Finding, overlay: &str) {
 /// every watched overlay).
 fn node_info(node: &NodeState, inp: &Inputs<'_>) -> NodeInfo {
     NodeInfo {
-            hostname: node.hostname.clone(),
-            overlay: node.overlay_name.clone(),
-            overlay_state: node.overlay_state(),
-            uplink: node.uplink.as_ref().map(|u| u.name.clone()),
-            uplink_source: node.uplink_source,
-            local_vtep: node.local_vtep.map(|a| a.to_string()),
-            vxlan_port: node.vxlan_port,
-            vni: node.vni,
-            port_bound: node.port_bound,
-            kernel: node.kernel.clone(),
-            attached: inp.attached.clone(),
-            attach_gaps: inp.attach_gaps,
-            detached: inp.detached.clone(),
-            overlay_mac: node
-                .overlay
-                .as_ref()
-                .and_then(|o| o.mac)
-                .as_ref()
-                .map(mac_string),
-            overlays: node.overlays().map(OverlayReport::from).collect(),
+        hostname: node.hostname.clone(),
+        overlay: node.overlay_name.clone(),
+        overlay_state: node.overlay_state(),
+        uplink: node.uplink.as_ref().map(|u| u.name.clone()),
+        uplink_source: node.uplink_source,
+        local_vtep: node.local_vtep.map(|a| a.to_string()),
+        vxlan_port: node.vxlan_port,
+        vni: node.vni,
+        port_bound: node.port_bound,
+        kernel: node.kernel.clone(),
+        attached: inp.attached.clone(),
+        attach_gaps: inp.attach_gaps,
+        detached: inp.detached.clone(),
+        overlay_mac: node
+            .overlay
+            .as_ref()
+            .and_then(|o| o.mac)
+            .as_ref()
+            .map(mac_string),
+        overlays: node.overlays().map(OverlayReport::from).collect(),
     }
 }
 

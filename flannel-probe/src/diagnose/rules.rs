@@ -671,24 +671,25 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
 fn forwarding_disabled(r: &Report, node: &NodeState) -> Option<Finding> {
     (node.overlay.is_some() && node.forwarding == Some(false)).then(|| {
         let mut f = finding(FindingCode::ForwardingDisabled, None);
-        let (fam, proto, all) = match node.family {
-            VtepFamily::Ipv4 => ("IPv4", "ipv4", "net.ipv4.ip_forward=1"),
-            VtepFamily::Ipv6 => ("IPv6", "ipv6", "net.ipv6.conf.all.forwarding=1"),
+        // IPv6 forwards by `all` only (node::forwarding_sysctl).
+        let (fam, key, also) = match node.family {
+            VtepFamily::Ipv4 => (
+                "IPv4",
+                format!("net.ipv4.conf.{}.forwarding", r.node.overlay),
+                " (and net.ipv4.ip_forward=1)",
+            ),
+            VtepFamily::Ipv6 => ("IPv6", "net.ipv6.conf.all.forwarding".to_owned(), ""),
         };
         f.summary = format!(
             "{fam} forwarding is off on {}: decapsulated traffic cannot reach the pods",
             r.node.overlay
         );
-        f.evidence = vec![format!(
-            "net.{proto}.conf.{}.forwarding = 0",
-            r.node.overlay
-        )];
+        f.evidence = vec![format!("{key} = 0")];
         let decap = sum(r, |p| p.traffic.rx_decap_packets);
         f.evidence.push(format!("rx_decap_packets={decap}"));
         f.remediation = format!(
-            "sysctl -w net.{proto}.conf.{}.forwarding=1 (and {all}), and find what turned it \
-             off (a sysctl file, a hardening profile)",
-            r.node.overlay.replace('.', "/")
+            "sysctl -w {}=1{also}, and find what turned it off (a sysctl file, a hardening profile)",
+            key.replace(&r.node.overlay, &r.node.overlay.replace('.', "/"))
         );
         f
     })

@@ -148,7 +148,10 @@ mod tests {
             Some(IpAddr::V6("2001:db8::1".parse().expect("addr")))
         );
         let mapped = NeighbourAddress::Inet6("::ffff:192.0.2.11".parse().expect("addr"));
-        assert_eq!(fdb_dst(&mapped), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))));
+        assert_eq!(
+            fdb_dst(&mapped),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)))
+        );
         assert_eq!(fdb_dst(&NeighbourAddress::Other(vec![1, 2, 3])), None);
     }
 

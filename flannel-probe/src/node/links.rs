@@ -114,7 +114,12 @@ impl LinkSummary {
     /// The uplink view of this link, with its IPv4 addresses picked from
     /// `addrs` (ifindex, address) in order.
     pub(super) fn to_uplink(&self, addrs: &[(u32, IpAddr)]) -> Uplink {
-        let mine = || addrs.iter().filter(|(i, _)| *i == self.index).map(|(_, a)| *a);
+        let mine = || {
+            addrs
+                .iter()
+                .filter(|(i, _)| *i == self.index)
+                .map(|(_, a)| *a)
+        };
         Uplink {
             name: self.name.clone(),
             ifindex: self.index,
@@ -183,7 +188,10 @@ pub(super) async fn dump_links(handle: &rtnetlink::Handle) -> anyhow::Result<Vec
 /// Every IPv4 and IPv6 address as (ifindex, address), in kernel order.
 pub(super) async fn dump_addrs(handle: &rtnetlink::Handle) -> anyhow::Result<Vec<(u32, IpAddr)>> {
     let mut out = Vec::new();
-    for (family, what) in [(AddressFamily::Inet, "IPv4"), (AddressFamily::Inet6, "IPv6")] {
+    for (family, what) in [
+        (AddressFamily::Inet, "IPv4"),
+        (AddressFamily::Inet6, "IPv6"),
+    ] {
         let mut req = handle.address().get();
         req.message_mut().header.family = family;
         let mut stream = std::pin::pin!(req.execute());

@@ -92,7 +92,9 @@ pub struct Overlay {
 
 /// The address family of an overlay's VTEPs: `flannel.1` sends VXLAN over
 /// IPv4, `flannel-v6.1` over IPv6.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum VtepFamily {
     #[default]
@@ -315,8 +317,10 @@ pub struct NodeState {
     pub neighbours: Vec<NeighEntry>,
     /// Routes of `family` of the main table (all devices).
     pub routes: Vec<RouteEntry>,
-    /// `/proc/sys/net/<ipv4|ipv6>/conf/<overlay>/forwarding` is `1`;
-    /// `None` if the file is missing or unreadable.
+    /// Forwarding of decapsulated traffic is on: IPv4
+    /// `net.ipv4.conf.<overlay>.forwarding`, IPv6
+    /// `net.ipv6.conf.all.forwarding` (see [`forwarding_sysctl`]); `None`
+    /// if the file is missing or unreadable (or the overlay is missing).
     pub forwarding: Option<bool>,
     /// The kernel's UDP `InCsumErrors` (`/proc/net/snmp`, cumulative since
     /// the namespace was created); `None` if unreadable.
@@ -561,12 +565,18 @@ async fn discover_overlay(
     })
 }
 
-/// `/proc/sys/net/<ipv4|ipv6>/conf/<ifname>/forwarding` == `1`, for the
-/// calling thread's network namespace (see [`ipv4_forwarding`]).
+/// Whether the kernel forwards what the overlay `ifname` decapsulates, for
+/// the calling thread's network namespace: IPv4 reads
+/// `net.ipv4.conf.<ifname>.forwarding`; IPv6 reads
+/// `net.ipv6.conf.all.forwarding`, the one switch `ip6_forward` consults
+/// (the per-device IPv6 value only sets host/router behaviour: with
+/// `net.ipv6.conf.flannel-v6.1.forwarding=0` the lab's pods still ping over
+/// IPv6; Documentation/networking/ip-sysctl.rst says the same).
 pub(crate) fn forwarding_sysctl(family: VtepFamily, ifname: &str) -> Option<bool> {
     match family {
         VtepFamily::Ipv4 => ipv4_forwarding(ifname),
-        VtepFamily::Ipv6 => conf_forwarding("ipv6", ifname),
+        // The name is checked as for IPv4, though `all` is read.
+        VtepFamily::Ipv6 => conf_forwarding("ipv6", ifname).and(conf_forwarding("ipv6", "all")),
     }
 }
 
@@ -739,7 +749,10 @@ mod tests {
 
         assert_eq!(st.vxlan_port, 8472);
         assert_eq!(st.vni, Some(1));
-        assert_eq!(st.local_vtep, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
         assert!(st.port_bound, "kernel VXLAN socket on 8472 not seen");
         assert_eq!(st.forwarding, Some(true));
 
@@ -813,7 +826,10 @@ mod tests {
         assert_eq!(st.vxlan_port, DEFAULT_VXLAN_PORT);
         assert!(!st.port_bound);
         assert_eq!(st.vni, None);
-        assert_eq!(st.local_vtep, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
         assert!(st.fdb.is_empty() && st.neighbours.is_empty());
         assert_eq!(st.forwarding, None);
         assert!(
@@ -934,7 +950,10 @@ mod tests {
                 Ipv4Addr::new(198, 51, 100, 8)
             ]
         );
-        assert_eq!(st.local_vtep, Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)))
+        );
         assert_eq!(st.vni, Some(7));
     }
 
@@ -965,7 +984,10 @@ mod tests {
         assert_eq!((u.name.as_str(), u.ifindex), ("eth0", eth0));
         assert_eq!(st.uplink_source, Some(UplinkSource::UnderlayAddress));
         assert_eq!(st.no_uplink, None);
-        assert_eq!(st.local_vtep, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
 
         // A second NIC: several, unless the previous choice tells.
         veth_nic(&ns, "eth1");
@@ -1015,8 +1037,12 @@ mod tests {
         ns.ip("link set flannel-v6.1 up");
         ns.ip("-6 addr add 2001:cafe:42::/128 dev flannel-v6.1 nodad");
         ns.ip("-6 route add 2001:cafe:42:1::/64 via 2001:cafe:42:1:: dev flannel-v6.1 onlink");
-        ns.ip("-6 neigh add 2001:cafe:42:1:: lladdr 0e:00:00:00:00:02 dev flannel-v6.1 nud permanent");
-        ns.bridge("fdb append 0e:00:00:00:00:02 dev flannel-v6.1 dst fd00:192:0:2::11 self permanent");
+        ns.ip(
+            "-6 neigh add 2001:cafe:42:1:: lladdr 0e:00:00:00:00:02 dev flannel-v6.1 nud permanent",
+        );
+        ns.bridge(
+            "fdb append 0e:00:00:00:00:02 dev flannel-v6.1 dst fd00:192:0:2::11 self permanent",
+        );
     }
 
     const REMOTE_MAC6: [u8; 6] = [0x0e, 0, 0, 0, 0, 2];
@@ -1032,6 +1058,8 @@ mod tests {
         flannel(&ns, 8472);
         flannel6(&ns);
         ns.write_sysctl("net/ipv4/conf/flannel.1/forwarding", "1");
+        // The device's IPv6 value does not gate forwarding; `all` does.
+        ns.write_sysctl("net/ipv6/conf/all/forwarding", "1");
         ns.write_sysctl("net/ipv6/conf/flannel-v6.1/forwarding", "0");
         let eth0 = ns.ifindex("eth0");
         let fl6 = ns.ifindex("flannel-v6.1");
@@ -1040,7 +1068,10 @@ mod tests {
         // The first overlay is flannel.1, read exactly as on an IPv4 node.
         assert_eq!(st.overlay_name, "flannel.1");
         assert_eq!(st.family, VtepFamily::Ipv4);
-        assert_eq!(st.local_vtep, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
         assert!(st.routes.iter().all(|r| r.dst.is_ipv4()));
         assert!(st.neighbours.iter().all(|n| n.ip.is_ipv4()));
         assert!(st.port_bound);
@@ -1060,11 +1091,14 @@ mod tests {
         assert_eq!(s6.uplink_source, Some(UplinkSource::VxlanDev));
         let u = s6.uplink.as_ref().expect("uplink");
         assert_eq!(u.name, "eth0");
-        assert!(u.addrs6.contains(&"fd00:192:0:2::13".parse().expect("addr")));
+        assert!(
+            u.addrs6
+                .contains(&"fd00:192:0:2::13".parse().expect("addr"))
+        );
         assert_eq!(u.addrs, vec![Ipv4Addr::new(192, 0, 2, 13)]);
         assert_eq!(s6.vxlan_port, 8472);
         assert!(s6.port_bound, "the IPv6 VXLAN socket on 8472");
-        assert_eq!(s6.forwarding, Some(false));
+        assert_eq!(s6.forwarding, Some(true));
         assert!(
             s6.fdb.contains(&FdbEntry {
                 mac: REMOTE_MAC6,
@@ -1108,13 +1142,18 @@ mod tests {
         let st = discover_in(&ns, both).expect("discover");
         assert_eq!(st.overlay_state(), OverlayState::Missing);
         assert!(!st.port_bound);
-        assert_eq!(st.local_vtep, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
         assert!(st.other_overlays[0].port_bound);
         assert_eq!(st.other_overlays[0].overlay_state(), OverlayState::Up);
         // By default only what exists is watched.
+        ns.write_sysctl("net/ipv6/conf/all/forwarding", "0");
         let st = discover_in(&ns, opts()).expect("discover");
         assert_eq!(st.overlay_name, "flannel-v6.1");
         assert!(st.other_overlays.is_empty());
+        assert_eq!(st.forwarding, Some(false));
     }
 
     #[test]
@@ -1153,14 +1192,15 @@ mod tests {
         };
         assert_eq!(seen.resolve(v6), ["flannel.1", "flannel-v6.1"]);
         let named = DiscoverOptions {
-            overlays: vec!["flannel-v6.1".into(), "vxlan0".into(), "flannel-v6.1".into()],
+            overlays: vec![
+                "flannel-v6.1".into(),
+                "vxlan0".into(),
+                "flannel-v6.1".into(),
+            ],
             ..DiscoverOptions::default()
         };
         assert_eq!(named.resolve(none), ["flannel-v6.1", "vxlan0"]);
-        assert_eq!(
-            VtepFamily::of("flannel-v6.1", None),
-            VtepFamily::Ipv6
-        );
+        assert_eq!(VtepFamily::of("flannel-v6.1", None), VtepFamily::Ipv6);
         assert_eq!(VtepFamily::of("vxlan0", None), VtepFamily::Ipv4);
         assert_eq!(forwarding_sysctl(VtepFamily::Ipv6, "../x"), None);
     }

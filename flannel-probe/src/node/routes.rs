@@ -220,7 +220,9 @@ mod tests {
         assert_eq!(d.entry.dst, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         assert_eq!(default_route_oif(&[d]), Some(2));
         // Another family's gateway is not taken for this one's.
-        def.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::LOCALHOST))];
+        def.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(
+            Ipv4Addr::LOCALHOST,
+        ))];
         assert_eq!(parse(&def).and_then(|r| r.entry.gateway), None);
     }
 }

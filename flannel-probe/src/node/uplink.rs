@@ -670,7 +670,11 @@ mod tests {
     #[test]
     fn prefixes() {
         assert!(covers(ip6("2001:cafe:42::"), 56, ip6("2001:cafe:42:ff::1")));
-        assert!(!covers(ip6("2001:cafe:42:1::"), 64, ip6("2001:cafe:42:2::1")));
+        assert!(!covers(
+            ip6("2001:cafe:42:1::"),
+            64,
+            ip6("2001:cafe:42:2::1")
+        ));
         assert!(covers(ip6("::"), 0, ip6("fd00::1")));
         assert!(!covers(ip([0, 0, 0, 0]), 0, ip6("fd00::1")));
         assert!(!covers(ip6("::"), 0, ip([10, 0, 0, 1])));

@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::LabNode;
-use super::{Family, IpFamily, Lab};
 use super::netns::{self, ip, nft};
 use super::topology::{FdbVerb, format_mac, node_index, node_ip, node_name, random_mac};
+use super::{Family, IpFamily, Lab};
 
 /// One fault on one node of the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,8 @@ pub enum Fault {
         peer: String,
         wrong_ip: Ipv4Addr,
     },
-    /// IPv4 forwarding switched off on the node's `flannel.1`.
+    /// IPv4 forwarding switched off on the node's `flannel.1` (on IPv6:
+    /// `net.ipv6.conf.all.forwarding=0`, the switch IPv6 forwards by).
     ForwardingOff { node: String },
     /// `flannel.1`'s MTU equals the uplink's, so full-size encapsulated
     /// frames (+50) no longer fit the uplink. The kernel will not raise a
@@ -429,11 +430,13 @@ impl Lab {
             Fault::ForwardingOff { .. } => {
                 // The ifname's dot would be a separator in sysctl's dotted
                 // syntax, so write the /proc file directly.
-                let proto = match family {
-                    IpFamily::V4 => "ipv4",
-                    IpFamily::V6 => "ipv6",
+                // IPv6 forwards by `all` alone: the per-device value does
+                // not stop it (measured in the lab), so the IPv6 fault is
+                // `net.ipv6.conf.all.forwarding=0`.
+                let path = match family {
+                    IpFamily::V4 => format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"),
+                    IpFamily::V6 => "/proc/sys/net/ipv6/conf/all/forwarding".to_owned(),
                 };
-                let path = format!("/proc/sys/net/{proto}/conf/{dev}/forwarding");
                 netns::exec(ns, &["sh", "-c", r#"echo 0 > "$0""#, &path])?;
             }
             Fault::MtuTooLarge { .. } => {

@@ -64,7 +64,16 @@ pub fn node_subnet(index: usize) -> Ipv4Addr {
 
 /// IPv6 underlay address of the node at `index`: fd00:192:0:2::(11 + index).
 pub fn node_ip6(index: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd00, 0x192, 0, 2, 0, 0, 0, decimal_digits_as_hex(11 + index))
+    Ipv6Addr::new(
+        0xfd00,
+        0x192,
+        0,
+        2,
+        0,
+        0,
+        0,
+        decimal_digits_as_hex(11 + index),
+    )
 }
 
 /// IPv6 pod subnet (a /64) of the node at `index`: 2001:cafe:42:N:: with N
@@ -387,10 +396,7 @@ impl Lab {
                 );
             }
             if family.has_v6() {
-                let _ = writeln!(
-                    underlay,
-                    "route add ::/0 via {UNDERLAY_GATEWAY6} dev eth0"
-                );
+                let _ = writeln!(underlay, "route add ::/0 via {UNDERLAY_GATEWAY6} dev eth0");
             }
         }
         let mut cni0 = String::new();
@@ -514,7 +520,12 @@ impl Lab {
                     let (Some(subnet6), Some(ip6)) = (peer.subnet6, peer.ip6) else {
                         continue;
                     };
-                    (subnet6.to_string(), 64, subnet6.to_string(), ip6.to_string())
+                    (
+                        subnet6.to_string(),
+                        64,
+                        subnet6.to_string(),
+                        ip6.to_string(),
+                    )
                 }
             };
             let mac = format_mac(&peer.vtep_mac_of(family));

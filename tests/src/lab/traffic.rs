@@ -227,15 +227,11 @@ impl Lab {
             return Ok(());
         };
         let families = self.spec.family.ip_families();
-        let targets = self
-            .nodes
-            .iter()
-            .skip(1)
-            .flat_map(|to| {
-                families
-                    .iter()
-                    .filter_map(move |f| Some((to, to.pod_ip_of(*f)?)))
-            });
+        let targets = self.nodes.iter().skip(1).flat_map(|to| {
+            families
+                .iter()
+                .filter_map(move |f| Some((to, to.pod_ip_of(*f)?)))
+        });
         for (to, address) in targets {
             loop {
                 if self.ping(first, address, 1, 0.2)?.all_received() {
