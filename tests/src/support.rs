@@ -244,12 +244,18 @@ pub mod reports {
 
     /// (code, peer) of every finding above `info`, sorted.
     pub fn serious(report: &Value) -> Vec<(String, Option<String>)> {
+        serious_by(report, "peer")
+    }
+
+    /// (code, the finding's `field`) of every finding above `info`, sorted
+    /// (`"overlay"`: which overlay each is about).
+    pub fn serious_by(report: &Value, field: &str) -> Vec<(String, Option<String>)> {
         let mut v: Vec<(String, Option<String>)> = findings(report)
             .filter(|f| f["severity"] != "info")
             .map(|f| {
                 (
                     f["code"].as_str().unwrap_or_default().to_string(),
-                    f["peer"].as_str().map(String::from),
+                    f[field].as_str().map(String::from),
                 )
             })
             .collect();

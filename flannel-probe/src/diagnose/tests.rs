@@ -319,6 +319,19 @@ fn overflow_is_information() {
 
 use crate::node::{NUD_FAILED, NUD_PERMANENT, NeighEntry, RouteEntry, Uplink};
 
+/// eq14-001's uplink.
+pub(super) fn eth0() -> Uplink {
+    Uplink {
+        name: "eth0".into(),
+        ifindex: 2,
+        up: true,
+        mtu: Some(1500),
+        mac: None,
+        addrs: vec![EQ14],
+        addrs6: vec![],
+    }
+}
+
 /// eq14-001 with Flannel's routes and neighbours for both peers.
 fn programmed_node() -> NodeState {
     let mut n = healthy_node();
@@ -337,15 +350,7 @@ fn programmed_node() -> NodeState {
             state: NUD_PERMANENT,
         });
     }
-    n.uplink = Some(Uplink {
-        name: "eth0".into(),
-        ifindex: 2,
-        up: true,
-        mtu: Some(1500),
-        mac: None,
-        addrs: vec![EQ14],
-        addrs6: vec![],
-    });
+    n.uplink = Some(eth0());
     n
 }
 

@@ -3,7 +3,7 @@
 //! report lists every overlay in `node.overlays[]`.
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::tests::{healthy_node, healthy_window, run_named};
+use super::tests::{eth0, healthy_node, healthy_window, run_named};
 use crate::{
     node::{
         FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink, VtepFamily,
@@ -39,13 +39,9 @@ fn v6_overlay(up: bool) -> NodeState {
     });
     n.local_vtep = Some(IpAddr::V6(v6("fd00:192:0:2::13")));
     n.uplink = Some(Uplink {
-        name: "eth0".into(),
-        ifindex: 2,
-        up: true,
-        mtu: Some(1500),
-        mac: None,
         addrs: vec![],
         addrs6: vec![v6("fd00:192:0:2::13")],
+        ..eth0()
     });
     n.fdb = vec![FdbEntry {
         mac: MAC6_G,
@@ -106,6 +102,14 @@ fn dual(v4: NodeState, v6: NodeState) -> NodeState {
 
 fn run(node: &NodeState) -> Report {
     run_named(&healthy_window(), node, &|n| format!("REASON_{n}"))
+}
+
+/// The finding `code`; panics when it is not raised.
+fn the<'a>(r: &'a Report, code: &str) -> &'a crate::report::Finding {
+    r.findings
+        .iter()
+        .find(|f| f.code.as_str() == code)
+        .unwrap_or_else(|| panic!("no {code} in {:?}", r.findings))
 }
 
 fn found(r: &Report) -> Vec<(&str, Option<&str>)> {
@@ -188,11 +192,7 @@ fn v6_rules_speak_ipv6() {
     let mut n6 = v6_overlay(true);
     n6.forwarding = Some(false);
     let r = run(&dual(healthy_node(), n6));
-    let f = r
-        .findings
-        .iter()
-        .find(|f| f.code.as_str() == "FORWARDING_DISABLED")
-        .expect("forwarding finding");
+    let f = the(&r, "FORWARDING_DISABLED");
     assert_eq!(f.overlay.as_deref(), Some("flannel-v6.1"));
     assert!(
         f.summary
@@ -214,11 +214,7 @@ fn v6_rules_speak_ipv6() {
         o.mtu = Some(1450);
     }
     let r = run(&dual(healthy_node(), n6));
-    let f = r
-        .findings
-        .iter()
-        .find(|f| f.code.as_str() == "MTU_MISMATCH")
-        .expect("MTU finding");
+    let f = the(&r, "MTU_MISMATCH");
     assert!(f.summary.contains("+ 70 bytes"), "{}", f.summary);
     assert!(
         f.remediation.contains("set the overlay MTU to 1430"),

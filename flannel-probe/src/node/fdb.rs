@@ -184,15 +184,10 @@ mod tests {
     /// format and back.
     #[test]
     fn ipv6_fdb_entry_and_neighbour_from_kernel_messages() {
-        use netlink_packet_core::{Emitable, Parseable};
+        use super::super::wire_roundtrip as roundtrip;
         let vtep: Ipv6Addr = "fd00:192:0:2::11".parse().expect("addr");
         let gw: Ipv6Addr = "2001:cafe:42:1::".parse().expect("addr");
         let mac = vec![0x0e, 0, 0, 0, 0, 1];
-        let roundtrip = |m: &NeighbourMessage| {
-            let mut wire = vec![0u8; m.buffer_len()];
-            m.emit(&mut wire);
-            NeighbourMessage::parse(&wire[..]).expect("parses")
-        };
 
         let mut fdb = NeighbourMessage::default();
         fdb.header.family = AddressFamily::Bridge;

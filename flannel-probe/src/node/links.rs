@@ -272,7 +272,6 @@ mod tests {
     /// the kernel's wire format and back.
     #[test]
     fn ipv6_vxlan_attrs_from_a_kernel_message() {
-        use netlink_packet_core::{Emitable, Parseable};
         let local: Ipv6Addr = "fd00:192:0:2::13".parse().expect("addr");
         let mut msg = LinkMessage::default();
         msg.header.index = 9;
@@ -290,9 +289,7 @@ mod tests {
                 ])),
             ]),
         ];
-        let mut wire = vec![0u8; msg.buffer_len()];
-        msg.emit(&mut wire);
-        let back = LinkMessage::parse(&wire[..]).expect("parses");
+        let back = super::super::wire_roundtrip(&msg);
         let l = LinkSummary::from_message(&back).expect("named link");
         assert_eq!(l.kind, "vxlan");
         let o = l.to_overlay();
@@ -305,13 +302,8 @@ mod tests {
     /// a settled and a tentative IPv6 address).
     #[test]
     fn addresses_of_both_families() {
-        use netlink_packet_core::{Emitable, Parseable};
+        use super::super::wire_roundtrip as roundtrip;
         use netlink_packet_route::address::AddressFlags;
-        let roundtrip = |m: &AddressMessage| {
-            let mut wire = vec![0u8; m.buffer_len()];
-            m.emit(&mut wire);
-            AddressMessage::parse(&wire[..]).expect("parses")
-        };
         let mut v4 = AddressMessage::default();
         v4.header.family = AddressFamily::Inet;
         v4.attributes = vec![

@@ -181,7 +181,6 @@ mod tests {
     /// (16 bytes each), RTA_OIF, RTA_TABLE, RTNH_F_ONLINK in rtm_flags.
     #[test]
     fn ipv6_route_via_the_v6_overlay() {
-        use netlink_packet_core::{Emitable, Parseable};
         let net: Ipv6Addr = "2001:cafe:42:1::".parse().expect("addr");
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet6;
@@ -196,9 +195,7 @@ mod tests {
             RouteAttribute::Oif(7),
         ];
         // Through the kernel's wire format and back.
-        let mut wire = vec![0u8; msg.buffer_len()];
-        msg.emit(&mut wire);
-        let back = RouteMessage::parse(&wire[..]).expect("parses");
+        let back = super::super::wire_roundtrip(&msg);
         let r = parse(&back).expect("main-table IPv6 route");
         assert_eq!(
             r.entry,

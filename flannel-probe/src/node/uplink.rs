@@ -326,6 +326,26 @@ mod tests {
         IpAddr::V6(a.parse().expect("IPv6 address"))
     }
 
+    /// An up VXLAN device `name` as flannel makes it, at ifindex FLANNEL
+    /// (IPv6 when `local` is).
+    fn vxlan(name: &str, local: Option<IpAddr>, dev: Option<u32>) -> Overlay {
+        Overlay {
+            name: name.into(),
+            ifindex: FLANNEL,
+            kind: "vxlan".into(),
+            admin_up: true,
+            oper_up: true,
+            mac: None,
+            mtu: Some(1450),
+            vni: Some(1),
+            port: Some(8472),
+            local,
+            link: dev,
+            learning: Some(false),
+            ipv6: local.is_some_and(|a| a.is_ipv6()),
+        }
+    }
+
     /// A lab node after the incident: lo, eth0 (a veth: the lab's and
     /// k3d's uplink), cni0 with one pod veth, no flannel.1, no default route.
     struct Node {
@@ -382,21 +402,7 @@ mod tests {
                     permanent: true,
                 });
             }
-            self.overlay = Some(Overlay {
-                name: "flannel.1".into(),
-                ifindex: FLANNEL,
-                kind: "vxlan".into(),
-                admin_up: true,
-                oper_up: true,
-                mac: None,
-                mtu: Some(1450),
-                vni: Some(1),
-                port: Some(8472),
-                local: local.map(ip),
-                link: dev,
-                learning: Some(false),
-                ipv6: false,
-            });
+            self.overlay = Some(vxlan("flannel.1", local.map(ip), dev));
             self
         }
 
@@ -437,21 +443,7 @@ mod tests {
                 dst: Some(ip6("fd00:192:0:2::11")),
                 permanent: true,
             });
-            self.overlay = Some(Overlay {
-                name: "flannel-v6.1".into(),
-                ifindex: FLANNEL,
-                kind: "vxlan".into(),
-                admin_up: true,
-                oper_up: true,
-                mac: None,
-                mtu: Some(1430),
-                vni: Some(1),
-                port: Some(8472),
-                local: local.map(ip6),
-                link: dev,
-                learning: Some(false),
-                ipv6: true,
-            });
+            self.overlay = Some(vxlan("flannel-v6.1", local.map(ip6), dev));
             self
         }
 

@@ -221,6 +221,26 @@ fn has_default_route(ns: &str) -> bool {
     out.status.success() && !out.stdout.is_empty()
 }
 
+/// `ip` batch lines pinning `v4` and `v6` (those given) to `mac` on `dev`
+/// (see `STATIC_NEIGH_MIN_NODES`).
+fn permanent_neighbours(
+    script: &mut String,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+    mac: &[u8; 6],
+    dev: &str,
+) {
+    let mac = format_mac(mac);
+    let v4 = v4.map(std::net::IpAddr::V4);
+    let v6 = v6.map(std::net::IpAddr::V6);
+    for ip in v4.into_iter().chain(v6) {
+        let _ = writeln!(
+            script,
+            "neigh replace {ip} lladdr {mac} dev {dev} nud permanent"
+        );
+    }
+}
+
 /// `ip` batch lines creating the node's VXLAN device the way Flannel does.
 fn overlay_script(node: &LabNode, mtu: u32, vni: u32, port: u16) -> String {
     let dev = &node.overlay;
@@ -331,20 +351,8 @@ impl Lab {
             if self.static_neighbours() {
                 let mut script = String::new();
                 for peer in &peers {
-                    let mac = format_mac(&uplink_mac(peer));
-                    if node.has_v4 {
-                        let _ = writeln!(
-                            script,
-                            "neigh replace {} lladdr {mac} dev eth0 nud permanent",
-                            peer.ip
-                        );
-                    }
-                    if let Some(ip6) = peer.ip6 {
-                        let _ = writeln!(
-                            script,
-                            "neigh replace {ip6} lladdr {mac} dev eth0 nud permanent"
-                        );
-                    }
+                    let v4 = node.has_v4.then_some(peer.ip);
+                    permanent_neighbours(&mut script, v4, peer.ip6, &uplink_mac(peer), "eth0");
                 }
                 ip_batch(&node.ns, &script)
                     .with_context(|| format!("installing underlay neighbours on {}", node.name))?;
@@ -427,20 +435,8 @@ impl Lab {
             pod_mac = format_mac(&pod_mac(node)),
         );
         if self.static_neighbours() {
-            let mac = format_mac(&pod_mac(node));
-            if family.has_v4() {
-                let _ = writeln!(
-                    script,
-                    "neigh replace {} lladdr {mac} dev cni0 nud permanent",
-                    node.pod_ip
-                );
-            }
-            if let Some(pod6) = node.pod_ip6 {
-                let _ = writeln!(
-                    script,
-                    "neigh replace {pod6} lladdr {mac} dev cni0 nud permanent"
-                );
-            }
+            let v4 = family.has_v4().then_some(node.pod_ip);
+            permanent_neighbours(&mut script, v4, node.pod_ip6, &pod_mac(node), "cni0");
         }
         for ip_family in family.ip_families() {
             script.push_str(&overlay_script_of(
@@ -468,20 +464,14 @@ impl Lab {
             let _ = writeln!(pod_script, "route add ::/0 via {gw6}");
         }
         if self.static_neighbours() {
-            let mac = format_mac(&gateway_mac(node));
-            if family.has_v4() {
-                let _ = writeln!(
-                    pod_script,
-                    "neigh replace {} lladdr {mac} dev eth0 nud permanent",
-                    node.gateway()
-                );
-            }
-            if let Some(gw6) = node.gateway6() {
-                let _ = writeln!(
-                    pod_script,
-                    "neigh replace {gw6} lladdr {mac} dev eth0 nud permanent"
-                );
-            }
+            let v4 = family.has_v4().then_some(node.gateway());
+            permanent_neighbours(
+                &mut pod_script,
+                v4,
+                node.gateway6(),
+                &gateway_mac(node),
+                "eth0",
+            );
         }
         ip_batch(&node.pod_ns, &pod_script)
             .with_context(|| format!("setting up the pod of node {}", node.name))?;

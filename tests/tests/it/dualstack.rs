@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use flannel_probe_tests::lab::netns;
-use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec};
+use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec, PingStats};
 use flannel_probe_tests::support::{
     ProbeRun,
     reports::{self, serious},
@@ -28,7 +28,7 @@ fn lab(family: Family) -> Option<Lab> {
     Some(lab)
 }
 
-fn all_received(results: &[(String, String, flannel_probe_tests::lab::PingStats)]) {
+fn all_received(results: &[(String, String, PingStats)]) {
     assert!(!results.is_empty());
     for (from, to, stats) in results {
         assert!(stats.all_received(), "{from} -> {to}: {stats:?}");
@@ -45,21 +45,32 @@ fn overlay<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 /// (code, overlay) of every finding above info.
 fn serious_on(report: &Value) -> Vec<(String, Option<String>)> {
-    let mut v: Vec<(String, Option<String>)> = report["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| f["severity"] != "info")
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap_or_default().to_owned(),
-                f["overlay"].as_str().map(String::from),
-            )
-        })
-        .collect();
-    v.sort();
+    let mut v = reports::serious_by(report, "overlay");
     v.dedup();
     v
+}
+
+/// One overlay of eq14-001 deleted on a dual-stack lab; the report of
+/// eq14-001 watching both while gladius's pod pings eq14-001's over IPv4
+/// (5) and IPv6 (3): (lab, report, IPv4 and IPv6 ping results).
+fn one_overlay_deleted(family: IpFamily) -> Option<(Lab, Value, PingStats, PingStats)> {
+    let mut lab = lab(Family::Dual)?;
+    lab.fault_on(
+        family,
+        &Fault::DeleteOverlay {
+            node: "eq14-001".into(),
+        },
+    )
+    .expect("delete the overlay");
+    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    let run = reports::start_with(&lab, e, 4, BOTH);
+    let v4 = lab.ping(g, e.pod_ip, 5, 0.1).expect("IPv4 ping");
+    let v6 = lab
+        .ping(g, e.pod_ip6.expect("IPv6 pod"), 3, 0.1)
+        .expect("IPv6 ping");
+    let (code, r) = finish(run, "eq14-001");
+    assert_eq!(code, 1, "{:#}", r["findings"]);
+    Some((lab, r, v4, v6))
 }
 
 fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
@@ -183,26 +194,11 @@ fn healthy_dual_stack_node_reports_both_overlays() {
 
 #[test]
 fn flannel_v6_deleted_is_found_alone_while_flannel_1_is_healthy() {
-    let Some(mut lab) = lab(Family::Dual) else {
+    let Some((_lab, r, v4, v6)) = one_overlay_deleted(IpFamily::V6) else {
         return;
     };
-    lab.fault_on(
-        IpFamily::V6,
-        &Fault::DeleteOverlay {
-            node: "eq14-001".into(),
-        },
-    )
-    .expect("delete flannel-v6.1");
-    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
-    let run = reports::start_with(&lab, e, 4, BOTH);
-    let v4 = lab.ping(g, e.pod_ip, 5, 0.1).expect("IPv4 ping");
-    let v6 = lab
-        .ping(g, e.pod_ip6.expect("IPv6 pod"), 3, 0.1)
-        .expect("IPv6 ping");
     assert!(v4.all_received(), "IPv4 still works: {v4:?}");
     assert_eq!(v6.received, 0, "IPv6 to eq14-001's pod is gone: {v6:?}");
-    let (code, r) = finish(run, "eq14-001");
-    assert_eq!(code, 1);
     let found = serious_on(&r);
     assert!(
         found.contains(&("OVERLAY_DEVICE_MISSING".into(), Some("flannel-v6.1".into()))),
@@ -226,23 +222,11 @@ fn flannel_v6_deleted_is_found_alone_while_flannel_1_is_healthy() {
 
 #[test]
 fn flannel_1_deleted_is_found_alone_while_flannel_v6_is_healthy() {
-    let Some(mut lab) = lab(Family::Dual) else {
+    let Some((_lab, r, v4, v6)) = one_overlay_deleted(IpFamily::V4) else {
         return;
     };
-    lab.fault(&Fault::DeleteOverlay {
-        node: "eq14-001".into(),
-    })
-    .expect("delete flannel.1");
-    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
-    let run = reports::start_with(&lab, e, 4, BOTH);
-    let v4 = lab.ping(g, e.pod_ip, 5, 0.1).expect("IPv4 ping");
-    let v6 = lab
-        .ping(g, e.pod_ip6.expect("IPv6 pod"), 3, 0.1)
-        .expect("IPv6 ping");
     assert_eq!(v4.received, 0, "IPv4 to eq14-001's pod is gone: {v4:?}");
     assert!(v6.all_received(), "IPv6 still works: {v6:?}");
-    let (code, r) = finish(run, "eq14-001");
-    assert_eq!(code, 1);
     let found = serious_on(&r);
     for want in [
         "OVERLAY_DEVICE_MISSING",
