@@ -12,8 +12,9 @@ use std::time::Duration;
 use flannel_probe_tests::lab::netns;
 use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec, PingStats};
 use flannel_probe_tests::support::{
-    ProbeRun,
+    ProbeRun, agent_get,
     reports::{self, serious},
+    start_agent, terminate,
 };
 use serde_json::Value;
 
@@ -371,4 +372,56 @@ fn faults_hit_the_ipv6_overlay_only() {
             _ => {}
         }
     }
+}
+
+/// `serve` with the default overlays keeps watching an overlay it has seen:
+/// `flannel-v6.1` deleted while it runs is a finding about that overlay,
+/// not an overlay left out of the report.
+#[test]
+fn the_agent_keeps_watching_an_overlay_it_has_seen() {
+    let Some(mut lab) = lab(Family::Dual) else {
+        return;
+    };
+    let e = lab.node("eq14-001").clone();
+    let agent = start_agent(&lab, &e, &["--interval", "1s"]);
+    let report = |node| -> Value {
+        let (code, body) = agent_get(node, "/report");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("report JSON")
+    };
+    let before = report(&e);
+    assert_eq!(before["node"]["overlays"].as_array().map(Vec::len), Some(2));
+    assert!(serious_on(&before).is_empty(), "{:#}", before["findings"]);
+
+    lab.fault_on(
+        IpFamily::V6,
+        &Fault::DeleteOverlay {
+            node: "eq14-001".into(),
+        },
+    )
+    .expect("delete flannel-v6.1");
+    let want = (
+        "OVERLAY_DEVICE_MISSING".to_owned(),
+        Some("flannel-v6.1".to_owned()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let r = report(&e);
+        if serious_on(&r).contains(&want) || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        serious_on(&after).contains(&want),
+        "{:#}",
+        after["findings"]
+    );
+    assert_eq!(overlay(&after, "flannel-v6.1")["state"], "missing");
+    assert_eq!(overlay(&after, "flannel.1")["state"], "up");
+    terminate(agent.pid());
+    let (code, _) = agent
+        .finish(Duration::from_secs(20))
+        .expect("the agent exits");
+    assert_eq!(code, 0);
 }
