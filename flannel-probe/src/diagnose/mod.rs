@@ -213,6 +213,10 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
                 unknown_sources: Default::default(),
             };
             for mut f in rules::node_only(&view, other) {
+                // Its traffic is not counted: no evidence from counts of 0.
+                f.evidence.retain(|e| {
+                    !e.starts_with("rx_encap_packets=") && !e.starts_with("rx_decap_packets=")
+                });
                 name_overlay(&mut f, &other.overlay_name);
                 findings.push(f);
             }

@@ -160,6 +160,16 @@ fn v6_overlay_missing_is_found_alone() {
             .iter()
             .all(|f| f.summary.contains("flannel-v6.1"))
     );
+    // flannel-v6.1's traffic is not counted (the datapath is flannel.1's):
+    // no evidence from counts.
+    assert!(
+        r.findings
+            .iter()
+            .flat_map(|f| &f.evidence)
+            .all(|e| !e.contains("_packets=")),
+        "{:?}",
+        r.findings
+    );
     assert_eq!(r.node.overlay_state.as_str(), "up");
     assert_eq!(r.node.overlays[1].state.as_str(), "missing");
 }
