@@ -100,8 +100,9 @@ impl Probe {
         let (conn, handle, _) =
             rtnetlink::new_connection().context("opening a netlink socket failed")?;
         tokio::spawn(conn);
-        let opts = options.discover.clone();
+        let mut opts = options.discover.clone();
         let node = discover(&handle, &opts).await?;
+        remember_overlays(&mut opts, &node);
         let dp = Datapath::load(&LoadOptions {
             max_peers: options.max_peers,
             attach_mode: options.attach_mode,
@@ -186,8 +187,13 @@ impl Probe {
 
     /// A link message about the overlay or the uplink, by name or ifindex.
     fn concerns_us(&self, note: LinkNote<'_>) -> bool {
+        let names: Vec<&str> = self
+            .node
+            .overlays()
+            .map(|o| o.overlay_name.as_str())
+            .collect();
         let watched = LinkWatch {
-            overlay_name: &self.opts.overlay,
+            overlay_names: &names,
             overlay_ifindex: self.overlay_at,
             uplink: self.uplink_at.as_ref().map(|(n, i)| (n.as_str(), *i)),
             uplink_choice: match &self.opts.uplink {
@@ -283,6 +289,7 @@ impl Probe {
     pub(crate) async fn refresh(&mut self) -> Result<()> {
         let previous = self.uplink_at.as_ref().map(|(name, _)| name.clone());
         self.node = discover_after(&self.handle, &self.opts, previous.as_deref()).await?;
+        remember_overlays(&mut self.opts, &self.node);
         self.sync()?;
         self.self_check();
         Ok(())
@@ -389,9 +396,24 @@ impl Windows {
     }
 }
 
+/// With the default overlay set, an overlay once watched stays watched:
+/// `flannel-v6.1` deleted later is then OVERLAY_DEVICE_MISSING, not an
+/// overlay quietly left out.
+fn remember_overlays(opts: &mut DiscoverOptions, node: &NodeState) {
+    if !opts.overlays.is_empty() {
+        return;
+    }
+    for o in node.overlays() {
+        if o.overlay.is_some() && !opts.seen_overlays.contains(&o.overlay_name) {
+            opts.seen_overlays.push(o.overlay_name.clone());
+        }
+    }
+}
+
 /// The devices whose link events are followed at once.
 struct LinkWatch<'a> {
-    overlay_name: &'a str,
+    /// Every watched overlay, by name.
+    overlay_names: &'a [&'a str],
     overlay_ifindex: Option<u32>,
     /// (name, ifindex) the uplink programs are attached to.
     uplink: Option<(&'a str, u32)>,
@@ -485,7 +507,7 @@ impl LinkWatch<'_> {
             return true;
         }
         name.is_some_and(|n| {
-            n == self.overlay_name
+            self.overlay_names.contains(&n)
                 || self.uplink.is_some_and(|(u, _)| u == n)
                 || self.uplink_choice == Some(n)
         })
@@ -674,13 +696,15 @@ mod tests {
     #[test]
     fn only_the_overlay_and_the_uplink_wake_the_agent() {
         let w = LinkWatch {
-            overlay_name: "flannel.1",
+            overlay_names: &["flannel.1", "flannel-v6.1"],
             overlay_ifindex: Some(5),
             uplink: Some(("eth0", 2)),
             uplink_choice: None,
         };
         // The overlay recreated (new ifindex, same name), or deleted.
         assert!(wakes(&w, &link_msg(true, 9, "flannel.1")));
+        // Every watched overlay, the second one too.
+        assert!(wakes(&w, &link_msg(false, 7, "flannel-v6.1")));
         assert!(wakes(&w, &link_msg(false, 5, "flannel.1")));
         // The uplink, by index (a rename) or name.
         assert!(wakes(&w, &link_msg(true, 2, "eth0-renamed")));

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
     datapath::Overflow,
-    node::{OverlayState, UplinkSource},
+    node::{NodeState, OverlayState, UplinkSource, VtepFamily},
 };
 
 /// The JSON schema version of [`Report`].
@@ -205,6 +205,11 @@ pub struct Finding {
     /// and is not decapsulated). Left out of the JSON when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub affected_peers: Vec<String>,
+    /// Beyond the contract: the overlay the finding is about, when the
+    /// probe watches several (`flannel.1` and `flannel-v6.1`); left out of
+    /// the JSON with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
 }
 
 impl Finding {
@@ -245,6 +250,76 @@ pub struct NodeInfo {
     /// The overlay device's own (VTEP) MAC, what peers must address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay_mac: Option<String>,
+    /// Every watched overlay (the first is the one of the fields above).
+    #[serde(default)]
+    pub overlays: Vec<OverlayReport>,
+}
+
+/// One watched overlay in `node.overlays[]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverlayReport {
+    pub name: String,
+    /// `ipv4` or `ipv6`: the family of its VTEPs.
+    pub family: VtepFamily,
+    pub state: OverlayState,
+    pub vni: Option<u32>,
+    pub vxlan_port: u16,
+    pub port_bound: bool,
+    /// The device's `local`, else the uplink's first address of `family`.
+    pub local_vtep: Option<String>,
+    pub uplink: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_source: Option<UplinkSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_mac: Option<String>,
+    pub mtu: Option<u32>,
+    /// `net.<family>.conf.<name>.forwarding`; `None` when unreadable.
+    pub forwarding: Option<bool>,
+    /// FDB entries with a remote VTEP (the all-zero MAC default entries
+    /// left out).
+    pub fdb_entries: usize,
+    /// Unicast neighbour entries on the device (the kernel's NOARP entries
+    /// for IPv6 multicast groups left out).
+    pub neighbours: usize,
+    /// Routes via a gateway on the device (flannel's, one per remote pod
+    /// subnet; the kernel's connected and link-local routes left out).
+    pub routes: usize,
+}
+
+impl From<&NodeState> for OverlayReport {
+    fn from(n: &NodeState) -> Self {
+        let ifindex = n.overlay.as_ref().map(|o| o.ifindex);
+        Self {
+            name: n.overlay_name.clone(),
+            family: n.family,
+            state: n.overlay_state(),
+            vni: n.vni,
+            vxlan_port: n.vxlan_port,
+            port_bound: n.port_bound,
+            local_vtep: n.local_vtep.map(|a| a.to_string()),
+            uplink: n.uplink.as_ref().map(|u| u.name.clone()),
+            uplink_source: n.uplink_source,
+            overlay_mac: n
+                .overlay
+                .as_ref()
+                .and_then(|o| o.mac)
+                .as_ref()
+                .map(mac_string),
+            mtu: n.overlay.as_ref().and_then(|o| o.mtu),
+            forwarding: n.forwarding,
+            fdb_entries: n
+                .fdb
+                .iter()
+                .filter(|e| e.mac != [0; 6] && e.dst.is_some())
+                .count(),
+            neighbours: n.neighbours.iter().filter(|e| !e.ip.is_multicast()).count(),
+            routes: n
+                .routes
+                .iter()
+                .filter(|r| ifindex.is_some() && r.oif == ifindex && r.gateway.is_some())
+                .count(),
+        }
+    }
 }
 
 /// The node of the unit tests' hand-built reports and counters.
@@ -266,6 +341,7 @@ impl NodeInfo {
             attach_gaps: 0,
             detached: Vec::new(),
             overlay_mac: None,
+            overlays: Vec::new(),
         }
     }
 }

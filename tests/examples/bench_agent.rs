@@ -48,6 +48,7 @@ use flannel_probe::{
     diagnose::{Inputs, diagnose},
     node::{
         FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink, UplinkSource,
+        VtepFamily,
     },
     report::Severity,
 };
@@ -283,30 +284,30 @@ fn node_with_peers(n: u32) -> NodeState {
     let fdb = (0..n)
         .map(|i| FdbEntry {
             mac: peer_mac(i),
-            dst: Some(peer_ip(i)),
+            dst: Some(peer_ip(i).into()),
             permanent: true,
         })
         .collect();
     let neighbours = (0..n)
         .map(|i| NeighEntry {
-            ip: peer_vtep_ip(i),
+            ip: peer_vtep_ip(i).into(),
             mac: Some(peer_mac(i)),
             state: NUD_PERMANENT,
         })
         .collect();
     let mut routes: Vec<RouteEntry> = (0..n)
         .map(|i| RouteEntry {
-            dst: peer_subnet(i),
+            dst: peer_subnet(i).into(),
             prefix_len: 24,
-            gateway: Some(peer_vtep_ip(i)),
+            gateway: Some(peer_vtep_ip(i).into()),
             oif: Some(OVERLAY_IFINDEX),
             onlink: true,
         })
         .collect();
     routes.push(RouteEntry {
-        dst: Ipv4Addr::UNSPECIFIED,
+        dst: Ipv4Addr::UNSPECIFIED.into(),
         prefix_len: 0,
-        gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        gateway: Some(Ipv4Addr::new(192, 0, 2, 1).into()),
         oif: Some(UPLINK_IFINDEX),
         onlink: false,
     });
@@ -324,9 +325,10 @@ fn node_with_peers(n: u32) -> NodeState {
             mtu: Some(1450),
             vni: Some(1),
             port: Some(VXLAN_PORT),
-            local: Some(LOCAL),
+            local: Some(LOCAL.into()),
             link: Some(UPLINK_IFINDEX),
             learning: Some(false),
+            ipv6: false,
         }),
         uplink: Some(Uplink {
             name: "eth0".into(),
@@ -335,18 +337,21 @@ fn node_with_peers(n: u32) -> NodeState {
             mtu: Some(1500),
             mac: Some([0x02, 1, 192, 0, 2, 11]),
             addrs: vec![LOCAL],
+            addrs6: vec![],
         }),
         uplink_source: Some(UplinkSource::VxlanDev),
         no_uplink: None,
         vxlan_port: VXLAN_PORT,
         vni: Some(1),
-        local_vtep: Some(LOCAL),
+        local_vtep: Some(LOCAL.into()),
         port_bound: true,
         fdb,
         neighbours,
         routes,
         forwarding: Some(true),
         udp_in_csum_errors: None,
+        family: VtepFamily::Ipv4,
+        other_overlays: vec![],
     }
 }
 

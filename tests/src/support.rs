@@ -189,7 +189,18 @@ pub mod reports {
         runs
     }
 
+    /// [`start`] with extra arguments (e.g. `--overlay flannel.1,flannel-v6.1`).
+    pub fn start_with(lab: &Lab, node: &LabNode, secs: u32, args: &[&str]) -> ProbeRun {
+        let mut run = spawn_with(lab, node, secs, args);
+        observing(&mut run, node);
+        run
+    }
+
     fn spawn(lab: &Lab, node: &LabNode, secs: u32) -> ProbeRun {
+        spawn_with(lab, node, secs, &[])
+    }
+
+    fn spawn_with(lab: &Lab, node: &LabNode, secs: u32, args: &[&str]) -> ProbeRun {
         let mut cmd: Command = lab.node_command(node, &probe_bin());
         cmd.args([
             "report",
@@ -198,6 +209,7 @@ pub mod reports {
             "--duration",
             &format!("{}s", secs * time_scale()),
         ]);
+        cmd.args(args);
         ProbeRun::spawn(cmd).expect("start flannel-probe")
     }
 
@@ -232,12 +244,18 @@ pub mod reports {
 
     /// (code, peer) of every finding above `info`, sorted.
     pub fn serious(report: &Value) -> Vec<(String, Option<String>)> {
+        serious_by(report, "peer")
+    }
+
+    /// (code, the finding's `field`) of every finding above `info`, sorted
+    /// (`"overlay"`: which overlay each is about).
+    pub fn serious_by(report: &Value, field: &str) -> Vec<(String, Option<String>)> {
         let mut v: Vec<(String, Option<String>)> = findings(report)
             .filter(|f| f["severity"] != "info")
             .map(|f| {
                 (
                     f["code"].as_str().unwrap_or_default().to_string(),
-                    f["peer"].as_str().map(String::from),
+                    f[field].as_str().map(String::from),
                 )
             })
             .collect();

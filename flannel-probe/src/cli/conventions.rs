@@ -238,7 +238,11 @@ mod tests {
             println!(
                 "PARSED format={:?} overlay={} port={:?} max_peers={} duration={:?} color={:?}",
                 cli.common.format,
-                cli.common.overlay,
+                if cli.common.overlay.is_empty() {
+                    "default".to_owned()
+                } else {
+                    cli.common.overlay.join(",")
+                },
                 cli.common.port.0,
                 cli.common.max_peers,
                 r.duration,
@@ -273,11 +277,11 @@ mod tests {
         // Defaults.
         assert_eq!(
             run("report", &[]),
-            "format=Text overlay=flannel.1 port=Auto max_peers=4096 duration=5s color=Auto"
+            "format=Text overlay=default port=Auto max_peers=4096 duration=5s color=Auto"
         );
         let env = [
             ("FLANNEL_PROBE_FORMAT", "json"),
-            ("FLANNEL_PROBE_OVERLAY", "flannel.9"),
+            ("FLANNEL_PROBE_OVERLAY", "flannel.9,flannel-v6.9"),
             ("FLANNEL_PROBE_PORT", "4789"),
             ("FLANNEL_PROBE_MAX_PEERS", "64"),
             ("FLANNEL_PROBE_DURATION", "2s"),
@@ -286,7 +290,7 @@ mod tests {
         // Variables over the defaults.
         assert_eq!(
             run("report", &env),
-            "format=Json overlay=flannel.9 port=Fixed(4789) max_peers=64 duration=2s color=Always"
+            "format=Json overlay=flannel.9,flannel-v6.9 port=Fixed(4789) max_peers=64 duration=2s color=Always"
         );
         // Flags (and their aliases) over the variables.
         assert_eq!(

@@ -40,9 +40,12 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Clone, Debug, Args)]
 pub struct Common {
-    /// The VXLAN device to watch; missing or down is a finding, not an error.
-    #[arg(long, global = true, default_value = "flannel.1", value_parser = iface_name)]
-    pub overlay: String,
+    /// The VXLAN devices to watch (repeat the flag or give a comma list);
+    /// missing or down is a finding, not an error. Default: flannel.1 and
+    /// flannel-v6.1, each when it exists (flannel.1 when neither does). The
+    /// first is the one the datapath counts on.
+    #[arg(long, global = true, value_delimiter = ',', value_parser = iface_name)]
+    pub overlay: Vec<String>,
     /// The underlay NIC: `auto` takes the VXLAN device's own `dev`, else the
     /// interface of the default route, else the one interface holding the
     /// node's underlay address.
@@ -91,7 +94,8 @@ impl Common {
     pub fn probe_options(&self) -> ProbeOptions {
         ProbeOptions {
             discover: DiscoverOptions {
-                overlay: self.overlay.clone(),
+                overlays: self.overlay.clone(),
+                seen_overlays: Vec::new(),
                 uplink: self.uplink.0.clone(),
                 port: self.port.0.clone(),
             },
@@ -271,7 +275,28 @@ mod tests {
             "4789",
         ])
         .expect("parse");
-        assert_eq!(cli.common.overlay, "flannel.4096");
+        assert_eq!(cli.common.overlay, ["flannel.4096"]);
+        // Several: repeated, or a comma list.
+        let several = Cli::try_parse_from([
+            "flannel-probe",
+            "report",
+            "--overlay",
+            "flannel.1,flannel-v6.1",
+            "--overlay",
+            "vxlan0",
+        ])
+        .expect("parse");
+        assert_eq!(
+            several.common.overlay,
+            ["flannel.1", "flannel-v6.1", "vxlan0"]
+        );
+        assert_eq!(
+            several.common.probe_options().discover.overlays,
+            ["flannel.1", "flannel-v6.1", "vxlan0"]
+        );
+        let none = Cli::try_parse_from(["flannel-probe", "report"]).expect("parse");
+        assert!(none.common.probe_options().discover.overlays.is_empty());
+        assert!(Cli::try_parse_from(["flannel-probe", "report", "--overlay", "a/b"]).is_err());
         assert_eq!(cli.common.format, Format::Json);
         assert!(matches!(cli.common.uplink.0, UplinkChoice::Name(ref n) if n == "eth1"));
         let Command::Report(r) = cli.command else {

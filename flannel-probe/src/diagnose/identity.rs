@@ -36,9 +36,11 @@ impl Identity {
             .routes
             .iter()
             .filter(|rt| overlay.is_some() && rt.oif == overlay)
-            .map(|rt| {
+            // The Snapshot's peers are IPv4: so is the pod network they
+            // are checked against (an IPv6 overlay's routes are IPv6).
+            .filter_map(|rt| {
                 let mask = prefix_mask(rt.prefix_len);
-                (u32::from(rt.dst) & mask, mask)
+                Some((u32::from(crate::node::v4(rt.dst)?) & mask, mask))
             })
             // A default route via the overlay would make everything a pod.
             .filter(|&(_, mask)| mask != 0)

@@ -14,8 +14,8 @@ use crate::{
     datapath::Snapshot,
     node::NodeState,
     report::{
-        DropReport, NodeInfo, PeerReport, Report, SCHEMA, Traffic, UnattributedInner, addr_string,
-        mac_string,
+        DropReport, Finding, NodeInfo, OverlayReport, PeerReport, Report, SCHEMA, Traffic,
+        UnattributedInner, addr_string, mac_string,
     },
 };
 
@@ -45,21 +45,14 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
     // drops (10 000 peers must diagnose in milliseconds).
     let ix = rules::Index::new(node);
     let mac_to_peer = &ix.fdb;
-    // Bridge (issue 17): the node side is IPv4 until NodeState has an
-    // overlay per family; the datapath's peers are either family.
-    let local = node.local_vtep.map(IpAddr::from);
+    let local = node.local_vtep;
     // The FDB by address, walked alongside the sorted peers below.
-    let mut peer_macs: Vec<(IpAddr, [u8; 6])> = mac_to_peer
-        .iter()
-        .map(|(mac, ip)| (IpAddr::from(*ip), *mac))
-        .collect();
+    let mut peer_macs: Vec<(IpAddr, [u8; 6])> =
+        mac_to_peer.iter().map(|(mac, ip)| (*ip, *mac)).collect();
     peer_macs.sort_unstable();
     let mut peer_drops: BTreeMap<IpAddr, BTreeMap<String, u64>> = BTreeMap::new();
     for (w, n) in inp.window.drops.iter().filter(|(_, n)| **n > 0) {
-        let by_mac = w
-            .mac
-            .and_then(|m| mac_to_peer.get(&m))
-            .map(|ip| IpAddr::from(*ip));
+        let by_mac = w.mac.and_then(|m| mac_to_peer.get(&m)).copied();
         if let Some(ip) = w.peer.or(by_mac) {
             *peer_drops
                 .entry(ip)
@@ -187,27 +180,7 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
 
     let mut report = Report {
         schema: SCHEMA,
-        node: NodeInfo {
-            hostname: node.hostname.clone(),
-            overlay: node.overlay_name.clone(),
-            overlay_state: node.overlay_state(),
-            uplink: node.uplink.as_ref().map(|u| u.name.clone()),
-            uplink_source: node.uplink_source,
-            local_vtep: local.map(|a| a.to_string()),
-            vxlan_port: node.vxlan_port,
-            vni: node.vni,
-            port_bound: node.port_bound,
-            kernel: node.kernel.clone(),
-            attached: inp.attached.clone(),
-            attach_gaps: inp.attach_gaps,
-            detached: inp.detached.clone(),
-            overlay_mac: node
-                .overlay
-                .as_ref()
-                .and_then(|o| o.mac)
-                .as_ref()
-                .map(mac_string),
-        },
+        node: node_info(node, inp),
         window_secs: inp.window_secs,
         peers,
         drops,
@@ -218,9 +191,74 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         unknown_sources,
     };
     let mut findings = rules::all(&report, inp, &ix);
+    if !node.other_overlays.is_empty() {
+        for f in &mut findings {
+            name_overlay(f, &node.overlay_name);
+        }
+        for other in &node.other_overlays {
+            // The other overlay's header, no peers: the datapath counts on
+            // the first overlay only (its peers are the window's).
+            let view = Report {
+                schema: SCHEMA,
+                node: node_info(other, inp),
+                window_secs: inp.window_secs,
+                peers: Vec::new(),
+                drops: Vec::new(),
+                findings: Vec::new(),
+                unattributed_inner: Vec::new(),
+                overflow: inp.window.overflow,
+                overlay_history: Vec::new(),
+                unknown_sources: Default::default(),
+            };
+            for mut f in rules::node_only(&view, other) {
+                // Its traffic is not counted: no evidence from counts of 0.
+                f.evidence.retain(|e| {
+                    !e.starts_with("rx_encap_packets=") && !e.starts_with("rx_decap_packets=")
+                });
+                name_overlay(&mut f, &other.overlay_name);
+                findings.push(f);
+            }
+        }
+    }
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
     report.findings = findings;
     report
+}
+
+/// With several overlays, a finding says which one it is about: the field,
+/// and the summary when it does not name the device already.
+fn name_overlay(f: &mut Finding, overlay: &str) {
+    if !f.summary.contains(overlay) {
+        f.summary = format!("{} (on {overlay})", f.summary);
+    }
+    f.overlay = Some(overlay.to_owned());
+}
+
+/// The report header of one overlay (`node`, and `node.overlays[]` with
+/// every watched overlay).
+fn node_info(node: &NodeState, inp: &Inputs<'_>) -> NodeInfo {
+    NodeInfo {
+        hostname: node.hostname.clone(),
+        overlay: node.overlay_name.clone(),
+        overlay_state: node.overlay_state(),
+        uplink: node.uplink.as_ref().map(|u| u.name.clone()),
+        uplink_source: node.uplink_source,
+        local_vtep: node.local_vtep.map(|a| a.to_string()),
+        vxlan_port: node.vxlan_port,
+        vni: node.vni,
+        port_bound: node.port_bound,
+        kernel: node.kernel.clone(),
+        attached: inp.attached.clone(),
+        attach_gaps: inp.attach_gaps,
+        detached: inp.detached.clone(),
+        overlay_mac: node
+            .overlay
+            .as_ref()
+            .and_then(|o| o.mac)
+            .as_ref()
+            .map(mac_string),
+        overlays: node.overlays().map(OverlayReport::from).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -228,3 +266,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_vtep_mac;
+
+#[cfg(test)]
+mod tests_overlays;

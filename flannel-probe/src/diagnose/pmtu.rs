@@ -60,6 +60,7 @@ pub(super) fn frag_needed(r: &Report) -> Vec<Finding> {
                 )],
                 remediation: remedy(p.icmp_frag_needed_mtu.map(u64::from), &r.node.overlay),
                 affected_peers: Vec::new(),
+                overlay: None,
             }
         })
         .collect()

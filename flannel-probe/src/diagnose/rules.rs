@@ -2,17 +2,20 @@
 //! the report and the node state, and says nothing unless its condition holds.
 use std::{
     collections::{BTreeSet, HashMap},
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
 };
 
 use super::{Inputs, decap, vtep_mac_stale};
 use crate::{
-    node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState},
+    node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState, VtepFamily},
     report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
 };
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN (the parser's constant, as an MTU).
 const VXLAN_OVERHEAD: u32 = flannel_probe_common::parse::VXLAN_OVERHEAD as u32;
+
+/// The same over IPv6 (a 40-byte outer header: the kernel's VXLAN6_HEADROOM).
+const VXLAN6_OVERHEAD: u32 = VXLAN_OVERHEAD + 20;
 
 const RESTART_CNI: &str = "restart the CNI agent on this node (k3s: systemctl restart k3s; \
      kube-flannel: delete this node's kube-flannel pod) and check its log for the VXLAN backend";
@@ -60,6 +63,23 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(unknown_vxlan_source(r));
     out.extend(peer_odd_vxlan(r));
     out.extend(super::pmtu::frag_needed(r));
+    out
+}
+
+/// The rules that read the node's state alone, for an overlay the datapath
+/// does not count on (the second of `flannel.1` and `flannel-v6.1`): `r`
+/// is that overlay's report header with no peers.
+pub(super) fn node_only(r: &Report, node: &NodeState) -> Vec<Finding> {
+    let ix = Index::new(node);
+    let mut out = Vec::new();
+    out.extend(overlay_device_missing(r));
+    out.extend(overlay_device_down(r));
+    out.extend(vxlan_port_not_bound(r));
+    let routes = overlay_routes(node);
+    out.extend(fdb_entry_missing(r, &routes, &ix));
+    out.extend(neigh_entry_missing(r, node, &routes, &ix));
+    out.extend(forwarding_disabled(r, node));
+    out.extend(mtu_mismatch(r, node));
     out
 }
 
@@ -204,6 +224,7 @@ pub(super) fn finding(code: FindingCode, peer: Option<&str>) -> Finding {
         evidence: Vec::new(),
         remediation: String::new(),
         affected_peers: Vec::new(),
+        overlay: None,
     }
 }
 
@@ -474,8 +495,9 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
         .collect()
 }
 
-/// A route via the overlay device: destination, prefix, gateway.
-type Route = (Ipv4Addr, u8, Ipv4Addr);
+/// A route via the overlay device: destination, prefix, gateway (of the
+/// overlay's family).
+type Route = (IpAddr, u8, IpAddr);
 
 /// The routes via the overlay device.
 fn overlay_routes(node: &NodeState) -> Vec<Route> {
@@ -496,21 +518,26 @@ pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Lookups the report and the FDB and neighbour rules share, built once
 /// per diagnosis.
 pub(super) struct Index {
-    /// FDB: VTEP MAC -> underlay address (entries with a MAC and a dst).
-    pub fdb: FastMap<[u8; 6], Ipv4Addr>,
+    /// FDB: VTEP MAC -> underlay address (entries with a MAC and a dst),
+    /// joined with the Snapshot's peers.
+    pub fdb: FastMap<[u8; 6], IpAddr>,
+    /// VTEP MACs the FDB sends somewhere (either family).
+    fdb_macs: BTreeSet<[u8; 6]>,
     /// Usable neighbour entries: gateway -> MAC.
-    neigh: FastMap<Ipv4Addr, [u8; 6]>,
+    neigh: FastMap<IpAddr, [u8; 6]>,
 }
 
 impl Index {
     pub(super) fn new(node: &NodeState) -> Self {
-        Self {
-            fdb: node
-                .fdb
+        let programmed = || {
+            node.fdb
                 .iter()
                 .filter(|e| e.mac != [0; 6])
                 .filter_map(|e| e.dst.map(|d| (e.mac, d)))
-                .collect(),
+        };
+        Self {
+            fdb: programmed().collect(),
+            fdb_macs: programmed().map(|(mac, _)| mac).collect(),
             neigh: node
                 .neighbours
                 .iter()
@@ -529,7 +556,7 @@ fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
         .iter()
         .filter_map(|&(dst, len, gw)| {
             let mac = *ix.neigh.get(&gw)?;
-            if ix.fdb.contains_key(&mac) {
+            if ix.fdb_macs.contains(&mac) {
                 return None;
             }
             let m = mac_string(&mac);
@@ -577,7 +604,7 @@ fn neigh_entry_missing(r: &Report, node: &NodeState, routes: &[Route], ix: &Inde
     // FDB entries no neighbour points at belong to the peers whose
     // neighbour is gone; with one such entry, that is the peer.
     let used: BTreeSet<[u8; 6]> = node.neighbours.iter().filter_map(|n| n.mac).collect();
-    let orphans: Vec<Ipv4Addr> = node
+    let orphans: Vec<IpAddr> = node
         .fdb
         .iter()
         .filter(|e| e.mac != [0; 6] && !used.contains(&e.mac))
@@ -642,17 +669,25 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
 fn forwarding_disabled(r: &Report, node: &NodeState) -> Option<Finding> {
     (node.overlay.is_some() && node.forwarding == Some(false)).then(|| {
         let mut f = finding(FindingCode::ForwardingDisabled, None);
+        // IPv6 forwards by `all` only (node::forwarding_sysctl).
+        let (fam, key, also) = match node.family {
+            VtepFamily::Ipv4 => (
+                "IPv4",
+                format!("net.ipv4.conf.{}.forwarding", r.node.overlay),
+                " (and net.ipv4.ip_forward=1)",
+            ),
+            VtepFamily::Ipv6 => ("IPv6", "net.ipv6.conf.all.forwarding".to_owned(), ""),
+        };
         f.summary = format!(
-            "IPv4 forwarding is off on {}: decapsulated traffic cannot reach the pods",
+            "{fam} forwarding is off on {}: decapsulated traffic cannot reach the pods",
             r.node.overlay
         );
-        f.evidence = vec![format!("net.ipv4.conf.{}.forwarding = 0", r.node.overlay)];
+        f.evidence = vec![format!("{key} = 0")];
         let decap = sum(r, |p| p.traffic.rx_decap_packets);
         f.evidence.push(format!("rx_decap_packets={decap}"));
         f.remediation = format!(
-            "sysctl -w net.ipv4.conf.{}.forwarding=1 (and net.ipv4.ip_forward=1), and find what turned it \
-             off (a sysctl file, a hardening profile)",
-            r.node.overlay.replace('.', "/")
+            "sysctl -w {}=1{also}, and find what turned it off (a sysctl file, a hardening profile)",
+            key.replace(&r.node.overlay, &r.node.overlay.replace('.', "/"))
         );
         f
     })
@@ -661,10 +696,14 @@ fn forwarding_disabled(r: &Report, node: &NodeState) -> Option<Finding> {
 fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
     let o = node.overlay.as_ref()?.mtu?;
     let u = node.uplink.as_ref()?.mtu?;
-    (o + VXLAN_OVERHEAD > u).then(|| {
+    let overhead = match node.family {
+        VtepFamily::Ipv4 => VXLAN_OVERHEAD,
+        VtepFamily::Ipv6 => VXLAN6_OVERHEAD,
+    };
+    (o + overhead > u).then(|| {
         let mut f = finding(FindingCode::MtuMismatch, None);
         f.summary = format!(
-            "{} MTU {o} + {VXLAN_OVERHEAD} bytes of VXLAN exceeds the uplink's MTU {u}: large packets are lost",
+            "{} MTU {o} + {overhead} bytes of VXLAN exceeds the uplink's MTU {u}: large packets are lost",
             r.node.overlay
         );
         f.evidence = vec![format!(
@@ -673,9 +712,9 @@ fn mtu_mismatch(r: &Report, node: &NodeState) -> Option<Finding> {
             r.node.uplink.as_deref().unwrap_or("uplink")
         )];
         f.remediation = format!(
-            "set the overlay MTU to {} (uplink MTU - {VXLAN_OVERHEAD}), or raise the uplink MTU; \
+            "set the overlay MTU to {} (uplink MTU - {overhead}), or raise the uplink MTU; \
              Flannel derives it from the uplink at start, so restart the CNI agent after an uplink change",
-            u.saturating_sub(VXLAN_OVERHEAD)
+            u.saturating_sub(overhead)
         );
         f
     })

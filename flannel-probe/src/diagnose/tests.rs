@@ -28,9 +28,10 @@ fn overlay(up: bool) -> Overlay {
         mtu: Some(1450),
         vni: Some(1),
         port: Some(8472),
-        local: Some(EQ14),
+        local: Some(EQ14.into()),
         link: Some(2),
         learning: Some(false),
+        ipv6: false,
     }
 }
 
@@ -46,17 +47,17 @@ pub(super) fn healthy_node() -> NodeState {
         no_uplink: None,
         vxlan_port: 8472,
         vni: Some(1),
-        local_vtep: Some(EQ14),
+        local_vtep: Some(EQ14.into()),
         port_bound: true,
         fdb: vec![
             FdbEntry {
                 mac: MAC_G,
-                dst: Some(GLADIUS),
+                dst: Some(GLADIUS.into()),
                 permanent: true,
             },
             FdbEntry {
                 mac: MAC_M,
-                dst: Some(MOMONOKE),
+                dst: Some(MOMONOKE.into()),
                 permanent: true,
             },
         ],
@@ -64,6 +65,8 @@ pub(super) fn healthy_node() -> NodeState {
         routes: vec![],
         forwarding: Some(true),
         udp_in_csum_errors: None,
+        family: crate::node::VtepFamily::Ipv4,
+        other_overlays: vec![],
     }
 }
 
@@ -199,10 +202,10 @@ fn the_incident_seen_from_a_sender() {
     eq.rx.icmp_port_unreachable = 6;
     w.peers.insert(std::net::IpAddr::from(EQ14), eq);
     let mut node = healthy_node();
-    node.local_vtep = Some(GLADIUS);
+    node.local_vtep = Some(GLADIUS.into());
     node.fdb[0] = FdbEntry {
         mac: [0x0e, 0, 0, 0, 0, 0x13],
-        dst: Some(EQ14),
+        dst: Some(EQ14.into()),
         permanent: true,
     };
     w.peers.remove(&std::net::IpAddr::from(GLADIUS));
@@ -320,32 +323,38 @@ fn overflow_is_information() {
 
 use crate::node::{NUD_FAILED, NUD_PERMANENT, NeighEntry, RouteEntry, Uplink};
 
-/// eq14-001 with Flannel's routes and neighbours for both peers.
-fn programmed_node() -> NodeState {
-    let mut n = healthy_node();
-    for (subnet, mac) in [([10, 42, 1, 0], MAC_G), ([10, 42, 2, 0], MAC_M)] {
-        let gw = Ipv4Addr::from(subnet);
-        n.routes.push(RouteEntry {
-            dst: gw,
-            prefix_len: 24,
-            gateway: Some(gw),
-            oif: Some(4),
-            onlink: true,
-        });
-        n.neighbours.push(NeighEntry {
-            ip: gw,
-            mac: Some(mac),
-            state: NUD_PERMANENT,
-        });
-    }
-    n.uplink = Some(Uplink {
+/// eq14-001's uplink.
+pub(super) fn eth0() -> Uplink {
+    Uplink {
         name: "eth0".into(),
         ifindex: 2,
         up: true,
         mtu: Some(1500),
         mac: None,
         addrs: vec![EQ14],
-    });
+        addrs6: vec![],
+    }
+}
+
+/// eq14-001 with Flannel's routes and neighbours for both peers.
+fn programmed_node() -> NodeState {
+    let mut n = healthy_node();
+    for (subnet, mac) in [([10, 42, 1, 0], MAC_G), ([10, 42, 2, 0], MAC_M)] {
+        let gw = Ipv4Addr::from(subnet);
+        n.routes.push(RouteEntry {
+            dst: gw.into(),
+            prefix_len: 24,
+            gateway: Some(gw.into()),
+            oif: Some(4),
+            onlink: true,
+        });
+        n.neighbours.push(NeighEntry {
+            ip: gw.into(),
+            mac: Some(mac),
+            state: NUD_PERMANENT,
+        });
+    }
+    n.uplink = Some(eth0());
     n
 }
 
@@ -463,12 +472,12 @@ fn port_mismatch_blames_the_odd_one_out() {
     w.peers
         .insert(std::net::IpAddr::from(EQ14), other_port(outer(0, 0), 4789));
     let mut node = programmed_node();
-    node.local_vtep = Some(Ipv4Addr::new(192, 0, 2, 99));
+    node.local_vtep = Some(Ipv4Addr::new(192, 0, 2, 99).into());
     // A peer is an address the FDB names (CONTRACT.md, "Identity"): the
     // CNI programs a node with another port like any other.
     node.fdb.push(FdbEntry {
         mac: [0x0e, 0, 0, 0, 0, 0x13],
-        dst: Some(EQ14),
+        dst: Some(EQ14.into()),
         permanent: true,
     });
     let r = run(&w, &node);
@@ -505,7 +514,7 @@ fn neigh_entry_missing_names_the_orphaned_fdb_peer() {
 #[test]
 fn fdb_entry_stale_names_both_addresses() {
     let mut node = programmed_node();
-    node.fdb[0].dst = Some(MOMONOKE);
+    node.fdb[0].dst = Some(MOMONOKE.into());
     let r = run(&healthy_window_with_macs(), &node);
     assert!(codes(&r).contains(&"FDB_ENTRY_STALE"), "{:?}", codes(&r));
     let f = r

@@ -17,7 +17,7 @@ pub(super) const OTHERHOST: &str = "OTHERHOST";
 fn stale_mac(
     p: &PeerReport,
     ours: [u8; 6],
-    fdb: &FastMap<[u8; 6], std::net::Ipv4Addr>,
+    fdb: &FastMap<[u8; 6], std::net::IpAddr>,
 ) -> Option<[u8; 6]> {
     let mac = p.rx_last_stale_dst_mac.as_deref().and_then(parse_mac)?;
     let most = p.rx_stale_dst > 0 && p.rx_stale_dst.saturating_mul(2) > rx_acceptable(p);
@@ -27,7 +27,7 @@ fn stale_mac(
 /// The peers with the fault, each with the MAC it uses.
 fn stale_peers<'a>(
     r: &'a Report,
-    fdb: &'a FastMap<[u8; 6], std::net::Ipv4Addr>,
+    fdb: &'a FastMap<[u8; 6], std::net::IpAddr>,
 ) -> impl Iterator<Item = (&'a PeerReport, [u8; 6], [u8; 6])> + 'a {
     let ours = r.node.overlay_mac.as_deref().and_then(parse_mac);
     r.peers.iter().filter_map(move |p| {
@@ -39,7 +39,7 @@ fn stale_peers<'a>(
 /// Of the kernel's OTHERHOST drops, those of the stale frames (per peer, at
 /// most what it sent stale): `VTEP_MAC_STALE` explains them, so they are
 /// not also reported as generic `VXLAN_DROPS`.
-pub(super) fn explained_drops(r: &Report, fdb: &FastMap<[u8; 6], std::net::Ipv4Addr>) -> u64 {
+pub(super) fn explained_drops(r: &Report, fdb: &FastMap<[u8; 6], std::net::IpAddr>) -> u64 {
     stale_peers(r, fdb)
         .map(|(p, _, _)| {
             p.drops
@@ -52,7 +52,7 @@ pub(super) fn explained_drops(r: &Report, fdb: &FastMap<[u8; 6], std::net::Ipv4A
 /// One finding per sending peer, on the node whose MAC they no longer know.
 pub(super) fn vtep_mac_stale(
     r: &Report,
-    fdb: &FastMap<[u8; 6], std::net::Ipv4Addr>,
+    fdb: &FastMap<[u8; 6], std::net::IpAddr>,
 ) -> Vec<Finding> {
     let dev = &r.node.overlay;
     stale_peers(r, fdb)

@@ -1,6 +1,6 @@
 //! Links (RTM_GETLINK) and IPv4 addresses (RTM_GETADDR).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use anyhow::Context;
 use futures::TryStreamExt;
@@ -17,7 +17,10 @@ use super::{Overlay, Uplink, mac6};
 pub(super) struct VxlanAttrs {
     pub(super) vni: Option<u32>,
     pub(super) port: Option<u16>,
-    pub(super) local: Option<Ipv4Addr>,
+    /// `IFLA_VXLAN_LOCAL` or `IFLA_VXLAN_LOCAL6`.
+    pub(super) local: Option<IpAddr>,
+    /// `IFLA_VXLAN_GROUP6` or `IFLA_VXLAN_LOCAL6` is present: an IPv6 VTEP.
+    pub(super) ipv6: bool,
     pub(super) link: Option<u32>,
     pub(super) learning: Option<bool>,
 }
@@ -104,22 +107,36 @@ impl LinkSummary {
             local: v.local,
             link: v.link,
             learning: v.learning,
+            ipv6: v.ipv6,
         }
     }
 
     /// The uplink view of this link, with its IPv4 addresses picked from
     /// `addrs` (ifindex, address) in order.
-    pub(super) fn to_uplink(&self, addrs: &[(u32, Ipv4Addr)]) -> Uplink {
+    pub(super) fn to_uplink(&self, addrs: &[(u32, IpAddr)]) -> Uplink {
+        let mine = || {
+            addrs
+                .iter()
+                .filter(|(i, _)| *i == self.index)
+                .map(|(_, a)| *a)
+        };
         Uplink {
             name: self.name.clone(),
             ifindex: self.index,
             up: self.admin_up && self.oper_up,
             mtu: self.mtu,
             mac: self.mac,
-            addrs: addrs
-                .iter()
-                .filter(|(i, _)| *i == self.index)
-                .map(|(_, a)| *a)
+            addrs: mine()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            addrs6: mine()
+                .filter_map(|a| match a {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
                 .collect(),
         }
     }
@@ -133,7 +150,14 @@ fn vxlan_attrs(attrs: &[InfoVxlan]) -> VxlanAttrs {
             // netlink-packet-route already converts IFLA_VXLAN_PORT from
             // network byte order.
             InfoVxlan::Port(p) => v.port = Some(*p),
-            InfoVxlan::Local(ip) => v.local = Some(*ip),
+            InfoVxlan::Local(ip) => v.local = Some(IpAddr::V4(*ip)),
+            InfoVxlan::Local6(ip) => {
+                v.local = Some(IpAddr::V6(*ip));
+                v.ipv6 = true;
+            }
+            // The kernel sends the group of the device's family: `::` for
+            // a v6 device without remote (flannel's), never both.
+            InfoVxlan::Group6(_) => v.ipv6 = true,
             // 0 means "no dev"; newer kernels omit the attribute instead.
             InfoVxlan::Link(idx) if *idx != 0 => v.link = Some(*idx),
             InfoVxlan::Learning(l) => v.learning = Some(*l),
@@ -161,45 +185,63 @@ pub(super) async fn dump_links(handle: &rtnetlink::Handle) -> anyhow::Result<Vec
 }
 
 /// All IPv4 addresses of the namespace as (ifindex, address), in kernel order.
-pub(super) async fn dump_ipv4_addrs(
-    handle: &rtnetlink::Handle,
-) -> anyhow::Result<Vec<(u32, Ipv4Addr)>> {
-    let mut req = handle.address().get();
-    req.message_mut().header.family = AddressFamily::Inet;
-    let mut stream = std::pin::pin!(req.execute());
+/// Every IPv4 and IPv6 address as (ifindex, address), in kernel order.
+pub(super) async fn dump_addrs(handle: &rtnetlink::Handle) -> anyhow::Result<Vec<(u32, IpAddr)>> {
     let mut out = Vec::new();
-    while let Some(msg) = stream
-        .try_next()
-        .await
-        .context("netlink address dump (RTM_GETADDR) failed")?
-    {
-        if let Some(a) = ipv4_of(&msg) {
-            out.push((msg.header.index, a));
+    for (family, what) in [
+        (AddressFamily::Inet, "IPv4"),
+        (AddressFamily::Inet6, "IPv6"),
+    ] {
+        let mut req = handle.address().get();
+        req.message_mut().header.family = family;
+        let mut stream = std::pin::pin!(req.execute());
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .with_context(|| format!("netlink {what} address dump (RTM_GETADDR) failed"))?
+        {
+            if let Some(a) = addr_of(&msg) {
+                out.push((msg.header.index, a));
+            }
         }
     }
     Ok(out)
 }
 
-/// IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on
-/// point-to-point links); fall back to IFA_ADDRESS when there is no IFA_LOCAL.
-fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
-    if msg.header.family != AddressFamily::Inet {
+/// The address of an IPv4 or IPv6 address message: `IFA_LOCAL`, else
+/// `IFA_ADDRESS` (they differ on point-to-point links only). IPv6
+/// addresses still in duplicate address detection (tentative) or failed it
+/// cannot be a VXLAN source and are left out.
+fn addr_of(msg: &AddressMessage) -> Option<IpAddr> {
+    const IFA_F_DADFAILED: u32 = 0x08;
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    let family = msg.header.family;
+    if family != AddressFamily::Inet && family != AddressFamily::Inet6 {
         return None;
     }
     let mut local = None;
     let mut address = None;
+    let mut flags = u32::from(msg.header.flags.bits());
     for attr in &msg.attributes {
         match attr {
-            AddressAttribute::Local(IpAddr::V4(a)) => local = Some(*a),
-            AddressAttribute::Address(IpAddr::V4(a)) => address = Some(*a),
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Flags(f) => flags = f.bits(),
             _ => {}
         }
     }
-    local.or(address)
+    if family == AddressFamily::Inet6 && flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) != 0 {
+        return None;
+    }
+    local
+        .or(address)
+        .filter(|a| a.is_ipv4() == (family == AddressFamily::Inet))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
     #[test]
@@ -216,11 +258,75 @@ mod tests {
             VxlanAttrs {
                 vni: Some(1),
                 port: Some(8472),
-                local: Some(Ipv4Addr::new(192, 0, 2, 13)),
+                local: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))),
                 link: None,
                 learning: Some(false),
+                ipv6: false,
             }
         );
+    }
+
+    /// flannel-v6.1 as the kernel reports it (`ip link add flannel-v6.1
+    /// type vxlan id 1 local fd00:192:0:2::13 dev eth0 dstport 8472
+    /// nolearning`): IFLA_VXLAN_GROUP6 `::` and IFLA_VXLAN_LOCAL6, through
+    /// the kernel's wire format and back.
+    #[test]
+    fn ipv6_vxlan_attrs_from_a_kernel_message() {
+        let local: Ipv6Addr = "fd00:192:0:2::13".parse().expect("addr");
+        let mut msg = LinkMessage::default();
+        msg.header.index = 9;
+        msg.attributes = vec![
+            LinkAttribute::IfName("flannel-v6.1".into()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(netlink_packet_route::link::InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(vec![
+                    InfoVxlan::Id(1),
+                    InfoVxlan::Group6(Ipv6Addr::UNSPECIFIED),
+                    InfoVxlan::Link(2),
+                    InfoVxlan::Local6(local),
+                    InfoVxlan::Learning(false),
+                    InfoVxlan::Port(8472),
+                ])),
+            ]),
+        ];
+        let back = super::super::wire_roundtrip(&msg);
+        let l = LinkSummary::from_message(&back).expect("named link");
+        assert_eq!(l.kind, "vxlan");
+        let o = l.to_overlay();
+        assert_eq!(o.local, Some(IpAddr::V6(local)));
+        assert_eq!((o.vni, o.port, o.link), (Some(1), Some(8472), Some(2)));
+        assert!(o.ipv6);
+    }
+
+    /// RTM_NEWADDR messages as the kernel sends them for eth0 (IPv4, then
+    /// a settled and a tentative IPv6 address).
+    #[test]
+    fn addresses_of_both_families() {
+        use super::super::wire_roundtrip as roundtrip;
+        use netlink_packet_route::address::AddressFlags;
+        let mut v4 = AddressMessage::default();
+        v4.header.family = AddressFamily::Inet;
+        v4.attributes = vec![
+            AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))),
+            AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))),
+        ];
+        assert_eq!(
+            addr_of(&roundtrip(&v4)),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
+        let a6: Ipv6Addr = "fd00:192:0:2::13".parse().expect("addr");
+        let mut v6 = AddressMessage::default();
+        v6.header.family = AddressFamily::Inet6;
+        v6.attributes = vec![
+            AddressAttribute::Address(IpAddr::V6(a6)),
+            AddressAttribute::Flags(AddressFlags::Permanent | AddressFlags::Nodad),
+        ];
+        assert_eq!(addr_of(&roundtrip(&v6)), Some(IpAddr::V6(a6)));
+        v6.attributes = vec![
+            AddressAttribute::Address(IpAddr::V6(a6)),
+            AddressAttribute::Flags(AddressFlags::Tentative),
+        ];
+        assert_eq!(addr_of(&roundtrip(&v6)), None);
     }
 
     #[test]

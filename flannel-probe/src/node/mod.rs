@@ -1,6 +1,7 @@
 //! Node discovery: what the kernel of this node says about the Flannel VXLAN
-//! overlay (the `flannel.1` device, its underlay NIC, FDB, neighbours,
-//! routes) and whether anything is bound to the VXLAN UDP port.
+//! overlays (`flannel.1` with IPv4 VTEPs, `flannel-v6.1` with IPv6 VTEPs on
+//! dual-stack and IPv6-only clusters: each device, its underlay NIC, FDB,
+//! neighbours, routes) and whether anything is bound to the VXLAN UDP port.
 //!
 //! Everything is read over netlink (rtnetlink for links, addresses, routes,
 //! neighbours and the bridge FDB; `NETLINK_SOCK_DIAG` for UDP sockets) plus
@@ -16,13 +17,12 @@ mod snmp;
 mod sockdiag;
 mod uplink;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, anyhow};
 
 pub use fdb::NUD_PERMANENT;
 pub(crate) use fdb::{NUD_FAILED, NUD_INCOMPLETE};
-pub(crate) use sockdiag::udp_port_bound;
 pub use uplink::{NoUplink, UplinkSource};
 
 /// Flannel's VXLAN port, when the device names none.
@@ -80,12 +80,53 @@ pub struct Overlay {
     pub vni: Option<u32>,
     /// `IFLA_VXLAN_PORT`, in host byte order.
     pub port: Option<u16>,
-    /// `IFLA_VXLAN_LOCAL`.
-    pub local: Option<Ipv4Addr>,
+    /// `IFLA_VXLAN_LOCAL` (IPv4) or `IFLA_VXLAN_LOCAL6` (IPv6).
+    pub local: Option<IpAddr>,
     /// `IFLA_VXLAN_LINK`: the underlay ifindex (`dev eth0`); `None` if unset.
     pub link: Option<u32>,
     /// `IFLA_VXLAN_LEARNING`.
     pub learning: Option<bool>,
+    /// An IPv6 VXLAN device (`IFLA_VXLAN_LOCAL6` or `IFLA_VXLAN_GROUP6`).
+    pub ipv6: bool,
+}
+
+/// The address family of an overlay's VTEPs: `flannel.1` sends VXLAN over
+/// IPv4, `flannel-v6.1` over IPv6.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VtepFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl VtepFamily {
+    /// The family of an overlay: the device's own (its `local` or group);
+    /// for a missing device or one that says nothing, flannel's name
+    /// (`flannel-v6.<VNI>`) tells.
+    pub fn of(name: &str, overlay: Option<&Overlay>) -> Self {
+        match overlay {
+            Some(o) if o.ipv6 || o.local.is_some_and(|a| a.is_ipv6()) => VtepFamily::Ipv6,
+            Some(o) if o.local.is_some_and(|a| a.is_ipv4()) => VtepFamily::Ipv4,
+            _ if name.starts_with("flannel-v6.") => VtepFamily::Ipv6,
+            _ => VtepFamily::Ipv4,
+        }
+    }
+
+    /// `ipv4` or `ipv6`, as in sysctl paths and the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VtepFamily::Ipv4 => "ipv4",
+            VtepFamily::Ipv6 => "ipv6",
+        }
+    }
+
+    /// Whether `a` is of this family.
+    pub fn holds(self, a: IpAddr) -> bool {
+        a.is_ipv6() == (self == VtepFamily::Ipv6)
+    }
 }
 
 /// The underlay NIC that carries the VXLAN packets.
@@ -104,6 +145,24 @@ pub struct Uplink {
     pub mac: Option<[u8; 6]>,
     /// IPv4 addresses, in kernel order (primary first).
     pub addrs: Vec<Ipv4Addr>,
+    /// IPv6 addresses (link-local included; tentative ones left out), in
+    /// kernel order.
+    pub addrs6: Vec<Ipv6Addr>,
+}
+
+impl Uplink {
+    /// The first address of `family` that can be a VTEP (IPv6: not link-local).
+    pub fn first_addr(&self, family: VtepFamily) -> Option<IpAddr> {
+        match family {
+            VtepFamily::Ipv4 => self.addrs.first().copied().map(IpAddr::V4),
+            VtepFamily::Ipv6 => self
+                .addrs6
+                .iter()
+                .find(|a| !a.is_unicast_link_local())
+                .copied()
+                .map(IpAddr::V6),
+        }
+    }
 }
 
 /// One VXLAN FDB entry (`bridge fdb show dev flannel.1`). The all-zero MAC
@@ -112,32 +171,33 @@ pub struct Uplink {
 pub struct FdbEntry {
     /// Inner destination MAC.
     pub mac: [u8; 6],
-    /// Remote VTEP (`NDA_DST`); `None` if absent or IPv6.
-    pub dst: Option<Ipv4Addr>,
+    /// Remote VTEP (`NDA_DST`, IPv4 or IPv6); `None` if absent.
+    pub dst: Option<IpAddr>,
     /// `NUD_PERMANENT` is set.
     pub permanent: bool,
 }
 
-/// One IPv4 neighbour (ARP) entry on the overlay device.
+/// One neighbour entry on the overlay device (ARP for `flannel.1`, NDP
+/// for `flannel-v6.1`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct NeighEntry {
-    /// Neighbour IPv4 address.
-    pub ip: Ipv4Addr,
+    /// Neighbour address.
+    pub ip: IpAddr,
     /// Its link-layer address, if known.
     pub mac: Option<[u8; 6]>,
     /// `NUD_*` bits (see [`NUD_PERMANENT`] and friends).
     pub state: u16,
 }
 
-/// One IPv4 route of the main table (all route types).
+/// One route of the main table (all route types), of the overlay's family.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RouteEntry {
-    /// Destination network (`0.0.0.0` for the default route).
-    pub dst: Ipv4Addr,
+    /// Destination network (`0.0.0.0` or `::` for the default route).
+    pub dst: IpAddr,
     /// Destination prefix length.
     pub prefix_len: u8,
-    /// IPv4 gateway (first next hop for multipath routes).
-    pub gateway: Option<Ipv4Addr>,
+    /// Gateway of the route's family (first next hop for multipath routes).
+    pub gateway: Option<IpAddr>,
     /// Output interface (first next hop for multipath routes).
     pub oif: Option<u32>,
     /// `RTNH_F_ONLINK`.
@@ -145,46 +205,85 @@ pub struct RouteEntry {
 }
 
 /// How to pick the underlay NIC.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum UplinkChoice {
-    /// The VXLAN device's `dev`, else the interface of the IPv4 default
-    /// route, else the one interface holding the node's underlay address.
+    /// The VXLAN device's `dev`, else the interface of the default route
+    /// of the overlay's family, else the one interface holding the node's
+    /// underlay address of that family.
+    #[default]
     Auto,
     /// This interface; an error if it does not exist.
     Name(String),
 }
 
 /// Which UDP port VXLAN uses.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum PortChoice {
     /// The VXLAN device's `dstport`, else [`DEFAULT_VXLAN_PORT`].
+    #[default]
     Auto,
     /// This port.
     Fixed(u16),
 }
 
+/// The overlays watched by default, each when it exists: flannel's IPv4
+/// and IPv6 devices (VNI 1).
+pub const DEFAULT_OVERLAYS: [&str; 2] = ["flannel.1", "flannel-v6.1"];
+
 /// What to look for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DiscoverOptions {
-    /// Name of the VXLAN device, normally `flannel.1`.
-    pub overlay: String,
+    /// The VXLAN devices to watch, in order (`--overlay`); the first is the
+    /// report's single-overlay fields and the datapath's. Empty: each of
+    /// [`DEFAULT_OVERLAYS`] that exists, else `flannel.1` (missing).
+    pub overlays: Vec<String>,
+    /// With the default set: overlays watched before, kept while they are
+    /// gone (a deleted `flannel-v6.1` is a finding, not a smaller set).
+    pub seen_overlays: Vec<String>,
     /// How to pick the underlay NIC.
     pub uplink: UplinkChoice,
     /// Which UDP port VXLAN uses.
     pub port: PortChoice,
 }
 
-impl Default for DiscoverOptions {
-    fn default() -> Self {
+impl DiscoverOptions {
+    /// Options watching exactly `name` (tests, and the single-overlay faces).
+    pub fn single(name: &str) -> Self {
         Self {
-            overlay: "flannel.1".to_owned(),
-            uplink: UplinkChoice::Auto,
-            port: PortChoice::Auto,
+            overlays: vec![name.to_owned()],
+            ..Self::default()
         }
+    }
+
+    /// The overlays to read, given the names of the links that exist.
+    pub fn resolve(&self, exists: impl Fn(&str) -> bool) -> Vec<String> {
+        if !self.overlays.is_empty() {
+            let mut out: Vec<String> = Vec::with_capacity(self.overlays.len());
+            for name in &self.overlays {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+            return out;
+        }
+        let out: Vec<String> = DEFAULT_OVERLAYS
+            .iter()
+            .filter(|name| exists(name) || self.seen_overlays.iter().any(|s| s == *name))
+            .map(|name| (*name).to_owned())
+            .collect();
+        if out.is_empty() {
+            // Nothing at all: the IPv4 overlay is the missing one, as
+            // before dual-stack (the incident reads OVERLAY_DEVICE_MISSING).
+            return vec![DEFAULT_OVERLAYS[0].to_owned()];
+        }
+        out
     }
 }
 
-/// Everything discovered about the node.
+/// Everything discovered about the node, through one overlay: the first
+/// watched one, with the others (each a full state of its own: uplink,
+/// port, VNI, local VTEP, FDB, neighbours, routes, forwarding) in
+/// [`NodeState::other_overlays`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NodeState {
     /// `gethostname(2)`.
@@ -205,23 +304,29 @@ pub struct NodeState {
     pub vxlan_port: u16,
     /// The device's VNI.
     pub vni: Option<u32>,
-    /// The device's `local`, else the uplink's first IPv4 address.
-    pub local_vtep: Option<Ipv4Addr>,
+    /// IPv4 or IPv6 VTEPs.
+    pub family: VtepFamily,
+    /// The device's `local`, else the uplink's first address of `family`.
+    pub local_vtep: Option<IpAddr>,
     /// Some UDP socket (IPv4 or IPv6, kernel sockets included) is bound to
     /// `vxlan_port`.
     pub port_bound: bool,
     /// FDB entries of the overlay device.
     pub fdb: Vec<FdbEntry>,
-    /// IPv4 neighbours on the overlay device.
+    /// Neighbours of `family` on the overlay device.
     pub neighbours: Vec<NeighEntry>,
-    /// IPv4 routes of the main table (all devices).
+    /// Routes of `family` of the main table (all devices).
     pub routes: Vec<RouteEntry>,
-    /// `/proc/sys/net/ipv4/conf/<overlay>/forwarding` is `1`; `None` if the
-    /// file is missing or unreadable.
+    /// Forwarding of decapsulated traffic is on: IPv4
+    /// `net.ipv4.conf.<overlay>.forwarding`, IPv6
+    /// `net.ipv6.conf.all.forwarding` (see [`forwarding_sysctl`]); `None`
+    /// if the file is missing or unreadable (or the overlay is missing).
     pub forwarding: Option<bool>,
     /// The kernel's UDP `InCsumErrors` (`/proc/net/snmp`, cumulative since
     /// the namespace was created); `None` if unreadable.
     pub udp_in_csum_errors: Option<u64>,
+    /// The other watched overlays, in `--overlay` order (empty with one).
+    pub other_overlays: Vec<NodeState>,
 }
 
 impl NodeState {
@@ -233,6 +338,28 @@ impl NodeState {
             Some(o) if o.admin_up && o.oper_up => OverlayState::Up,
             Some(_) => OverlayState::Down,
         }
+    }
+
+    /// This overlay's state, then the others'.
+    pub fn overlays(&self) -> impl Iterator<Item = &NodeState> {
+        std::iter::once(self).chain(self.other_overlays.iter())
+    }
+
+    /// Bridge to the datapath, which keys peers by IPv4 until it takes
+    /// both families (issue 17's datapath half): the local VTEP if IPv4.
+    pub fn local_vtep_v4(&self) -> Option<Ipv4Addr> {
+        v4(self.local_vtep?)
+    }
+}
+
+/// The one conversion from the node's addresses (IPv4 or IPv6) to the
+/// IPv4-keyed Snapshot peers, used where the two meet (`diagnose`'s peer
+/// join, the datapath's config). Goes away once the datapath keys peers by
+/// `IpAddr`.
+pub(crate) fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -262,12 +389,73 @@ pub(crate) async fn discover_after(
     let kernel = kernel_release().context("uname(2) failed")?;
 
     let all_links = links::dump_links(handle).await?;
+    let names = opts.resolve(|name| all_links.iter().any(|l| l.name == name));
+    let addrs = links::dump_addrs(handle).await?;
+    let routes4 = routes::dump_main_ipv4(handle).await?;
+    let families: Vec<VtepFamily> = names
+        .iter()
+        .map(|name| {
+            let o = all_links.iter().find(|l| &l.name == name);
+            VtepFamily::of(name, o.map(links::LinkSummary::to_overlay).as_ref())
+        })
+        .collect();
+    // IPv6 routes only when an IPv6 overlay is watched: an IPv4-only node
+    // is read exactly as before.
+    let routes6 = if families.contains(&VtepFamily::Ipv6) {
+        routes::dump_main_ipv6(handle).await?
+    } else {
+        Vec::new()
+    };
+    // The kernel's IPv6 VXLAN sockets are IPV6_V6ONLY (vxlan_create_sock),
+    // so with an IPv6 VXLAN device on the node an IPv6 socket on the port
+    // says nothing about IPv4.
+    let v6_vxlan_present = all_links
+        .iter()
+        .any(|l| l.vxlan.as_ref().is_some_and(|v| v.ipv6));
+    let facts = NodeFacts {
+        links: &all_links,
+        addrs: &addrs,
+        routes4: &routes4,
+        routes6: &routes6,
+        v6_vxlan_present,
+    };
+    let mut states = Vec::with_capacity(names.len());
+    for (name, family) in names.iter().zip(families) {
+        let mut st = discover_overlay(handle, opts, previous, &facts, name, family).await?;
+        st.hostname.clone_from(&hostname);
+        st.kernel.clone_from(&kernel);
+        states.push(st);
+    }
+    let mut first = states.remove(0);
+    first.other_overlays = states;
+    Ok(first)
+}
+
+/// What one dump of the node says, shared by every overlay's discovery.
+struct NodeFacts<'a> {
+    links: &'a [links::LinkSummary],
+    addrs: &'a [(u32, IpAddr)],
+    routes4: &'a [routes::ParsedRoute],
+    routes6: &'a [routes::ParsedRoute],
+    v6_vxlan_present: bool,
+}
+
+/// The node as seen through the overlay `name` of `family`.
+async fn discover_overlay(
+    handle: &rtnetlink::Handle,
+    opts: &DiscoverOptions,
+    previous: Option<&str>,
+    facts: &NodeFacts<'_>,
+    name: &str,
+    family: VtepFamily,
+) -> anyhow::Result<NodeState> {
+    let all_links = facts.links;
     let overlay = all_links
         .iter()
-        .find(|l| l.name == opts.overlay)
+        .find(|l| l.name == name)
         .map(links::LinkSummary::to_overlay);
     match &overlay {
-        None => tracing::debug!(overlay = %opts.overlay, "overlay device missing"),
+        None => tracing::debug!(overlay = %name, "overlay device missing"),
         Some(o) if o.kind != "vxlan" => tracing::warn!(
             overlay = %o.name,
             kind = %o.kind,
@@ -275,23 +463,29 @@ pub(crate) async fn discover_after(
         ),
         Some(o) => tracing::debug!(?o, "overlay device found"),
     }
-
-    let addrs = links::dump_ipv4_addrs(handle).await?;
-    let parsed_routes = routes::dump_main_ipv4(handle).await?;
+    let ipv6 = family == VtepFamily::Ipv6;
+    // The overlay's family only: its routes, its underlay addresses.
+    let parsed_routes = if ipv6 { facts.routes6 } else { facts.routes4 };
+    let fam_addrs: Vec<(u32, IpAddr)> = facts
+        .addrs
+        .iter()
+        .filter(|(_, a)| family.holds(*a))
+        .copied()
+        .collect();
 
     let (fdb, neighbours) = match &overlay {
         Some(o) => (
             fdb::dump_fdb(handle, o.ifindex).await?,
-            fdb::dump_neighbours(handle, o.ifindex).await?,
+            fdb::dump_neighbours(handle, o.ifindex, ipv6).await?,
         ),
         None => (Vec::new(), Vec::new()),
     };
 
     let (uplink_link, uplink_source, no_uplink) = match &opts.uplink {
-        UplinkChoice::Name(name) => {
-            let link = all_links.iter().find(|l| &l.name == name).ok_or_else(|| {
+        UplinkChoice::Name(uplink) => {
+            let link = all_links.iter().find(|l| &l.name == uplink).ok_or_else(|| {
                 anyhow!(
-                    "uplink interface {name} does not exist: pass an existing NIC with --uplink \
+                    "uplink interface {uplink} does not exist: pass an existing NIC with --uplink \
                      (or leave it out to use the VXLAN device's dev, the default route or the \
                      interface holding the node's address)"
                 )
@@ -300,9 +494,9 @@ pub(crate) async fn discover_after(
         }
         UplinkChoice::Auto => {
             let facts = uplink::UplinkFacts {
-                links: &all_links,
-                addrs: &addrs,
-                routes: &parsed_routes,
+                links: all_links,
+                addrs: &fam_addrs,
+                routes: parsed_routes,
                 overlay: overlay.as_ref(),
                 fdb: &fdb,
                 previous,
@@ -317,9 +511,9 @@ pub(crate) async fn discover_after(
             }
         }
     };
-    let uplink = uplink_link.map(|l| l.to_uplink(&addrs));
+    let uplink = uplink_link.map(|l| l.to_uplink(facts.addrs));
     if let (Some(u), Some(source)) = (&uplink, uplink_source) {
-        tracing::debug!(uplink = %u.name, ?source, "uplink chosen");
+        tracing::debug!(uplink = %u.name, overlay = %name, ?source, "uplink chosen");
     }
 
     let vxlan_port = match opts.port {
@@ -329,48 +523,75 @@ pub(crate) async fn discover_after(
             .and_then(|o| o.port)
             .unwrap_or(DEFAULT_VXLAN_PORT),
     };
-    let port_bound = udp_port_bound(vxlan_port).with_context(|| {
+    let bound = sockdiag::udp_local_addrs_on_port(vxlan_port).with_context(|| {
         format!(
             "sock_diag dump of UDP sockets failed while checking port {vxlan_port}: \
              the kernel needs CONFIG_INET_UDP_DIAG (modprobe udp_diag) and the probe needs root"
         )
     })?;
+    let port_bound = bound.iter().any(|a| match family {
+        VtepFamily::Ipv6 => a.is_ipv6(),
+        VtepFamily::Ipv4 => a.is_ipv4() || !facts.v6_vxlan_present,
+    });
 
     let vni = overlay.as_ref().and_then(|o| o.vni);
     let local_vtep = overlay
         .as_ref()
         .and_then(|o| o.local)
-        .or_else(|| uplink.as_ref().and_then(|u| u.addrs.first().copied()));
-    let forwarding = overlay.as_ref().and_then(|o| ipv4_forwarding(&o.name));
+        .or_else(|| uplink.as_ref().and_then(|u| u.first_addr(family)));
+    let forwarding = overlay
+        .as_ref()
+        .and_then(|o| forwarding_sysctl(family, &o.name));
 
     Ok(NodeState {
-        hostname,
-        kernel,
-        overlay_name: opts.overlay.clone(),
+        hostname: String::new(),
+        kernel: String::new(),
+        overlay_name: name.to_owned(),
         overlay,
         uplink,
         uplink_source,
         no_uplink,
         vxlan_port,
         vni,
+        family,
         local_vtep,
         port_bound,
         fdb,
         neighbours,
-        routes: parsed_routes.into_iter().map(|r| r.entry).collect(),
+        routes: parsed_routes.iter().map(|r| r.entry.clone()).collect(),
         forwarding,
         udp_in_csum_errors: snmp::udp_in_csum_errors(),
+        other_overlays: Vec::new(),
     })
+}
+
+/// Whether the kernel forwards what the overlay `ifname` decapsulates, for
+/// the calling thread's network namespace: IPv4 reads
+/// `net.ipv4.conf.<ifname>.forwarding`; IPv6 reads
+/// `net.ipv6.conf.all.forwarding`, the one switch `ip6_forward` consults
+/// (the per-device IPv6 value only sets host/router behaviour: with
+/// `net.ipv6.conf.flannel-v6.1.forwarding=0` the lab's pods still ping over
+/// IPv6; Documentation/networking/ip-sysctl.rst says the same).
+pub(crate) fn forwarding_sysctl(family: VtepFamily, ifname: &str) -> Option<bool> {
+    match family {
+        VtepFamily::Ipv4 => ipv4_forwarding(ifname),
+        // The name is checked as for IPv4, though `all` is read.
+        VtepFamily::Ipv6 => conf_forwarding("ipv6", ifname).and(conf_forwarding("ipv6", "all")),
+    }
 }
 
 /// `/proc/sys/net/ipv4/conf/<ifname>/forwarding` == `1`, for the calling
 /// thread's network namespace. `None` if the file is missing or unreadable
 /// (or the name could not be an interface name).
 pub(crate) fn ipv4_forwarding(ifname: &str) -> Option<bool> {
+    conf_forwarding("ipv4", ifname)
+}
+
+fn conf_forwarding(proto: &str, ifname: &str) -> Option<bool> {
     if ifname.is_empty() || ifname == "." || ifname == ".." || ifname.contains('/') {
         return None;
     }
-    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
+    let path = format!("/proc/sys/net/{proto}/conf/{ifname}/forwarding");
     match std::fs::read_to_string(&path) {
         Ok(s) => Some(s.trim() == "1"),
         Err(e) => {
@@ -407,6 +628,21 @@ pub(crate) fn kernel_release() -> std::io::Result<String> {
         .map(|&c| c as u8)
         .collect();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A netlink message through the kernel's wire format and back: the unit
+/// tests' stand-in for what the kernel sends.
+#[cfg(test)]
+pub(super) fn wire_roundtrip<M>(m: &M) -> M
+where
+    M: netlink_packet_core::Emitable + netlink_packet_core::Parseable<[u8]>,
+{
+    let mut wire = vec![0u8; m.buffer_len()];
+    m.emit(&mut wire);
+    match M::parse(&wire[..]) {
+        Ok(back) => back,
+        Err(e) => panic!("a message we emitted does not parse: {e}"),
+    }
 }
 
 /// Converts a link-layer address to an Ethernet MAC if it has 6 bytes.
@@ -513,7 +749,8 @@ mod tests {
         assert_eq!(o.mtu, Some(1450));
         assert_eq!(o.vni, Some(1));
         assert_eq!(o.port, Some(8472));
-        assert_eq!(o.local, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert_eq!(o.local, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))));
+        assert!(!o.ipv6);
         assert_eq!(o.link, Some(eth0));
         assert_eq!(o.learning, Some(false));
 
@@ -527,36 +764,39 @@ mod tests {
 
         assert_eq!(st.vxlan_port, 8472);
         assert_eq!(st.vni, Some(1));
-        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
         assert!(st.port_bound, "kernel VXLAN socket on 8472 not seen");
         assert_eq!(st.forwarding, Some(true));
 
         let remote = FdbEntry {
             mac: REMOTE_MAC,
-            dst: Some(Ipv4Addr::new(192, 0, 2, 11)),
+            dst: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))),
             permanent: true,
         };
         assert!(st.fdb.contains(&remote), "{:?}", st.fdb);
         assert_eq!(
             st.neighbours,
             vec![NeighEntry {
-                ip: Ipv4Addr::new(10, 42, 1, 0),
+                ip: IpAddr::V4(Ipv4Addr::new(10, 42, 1, 0)),
                 mac: Some(REMOTE_MAC),
                 state: NUD_PERMANENT,
             }]
         );
         let r = RouteEntry {
-            dst: Ipv4Addr::new(10, 42, 1, 0),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 42, 1, 0)),
             prefix_len: 24,
-            gateway: Some(Ipv4Addr::new(10, 42, 1, 0)),
+            gateway: Some(IpAddr::V4(Ipv4Addr::new(10, 42, 1, 0))),
             oif: Some(fl),
             onlink: true,
         };
         assert!(st.routes.contains(&r), "{:?}", st.routes);
         let default = RouteEntry {
-            dst: Ipv4Addr::UNSPECIFIED,
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             prefix_len: 0,
-            gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            gateway: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
             oif: Some(eth0),
             onlink: false,
         };
@@ -565,7 +805,7 @@ mod tests {
         assert!(
             st.routes
                 .iter()
-                .any(|r| r.dst == Ipv4Addr::new(192, 0, 2, 0)
+                .any(|r| r.dst == IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0))
                     && r.prefix_len == 24
                     && r.gateway.is_none()
                     && r.oif == Some(eth0))
@@ -601,13 +841,16 @@ mod tests {
         assert_eq!(st.vxlan_port, DEFAULT_VXLAN_PORT);
         assert!(!st.port_bound);
         assert_eq!(st.vni, None);
-        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
         assert!(st.fdb.is_empty() && st.neighbours.is_empty());
         assert_eq!(st.forwarding, None);
         assert!(
             !st.routes
                 .iter()
-                .any(|r| r.dst == Ipv4Addr::new(10, 42, 1, 0))
+                .any(|r| r.dst == IpAddr::V4(Ipv4Addr::new(10, 42, 1, 0)))
         );
     }
 
@@ -722,7 +965,10 @@ mod tests {
                 Ipv4Addr::new(198, 51, 100, 8)
             ]
         );
-        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(198, 51, 100, 7)));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)))
+        );
         assert_eq!(st.vni, Some(7));
     }
 
@@ -753,7 +999,10 @@ mod tests {
         assert_eq!((u.name.as_str(), u.ifindex), ("eth0", eth0));
         assert_eq!(st.uplink_source, Some(UplinkSource::UnderlayAddress));
         assert_eq!(st.no_uplink, None);
-        assert_eq!(st.local_vtep, Some(Ipv4Addr::new(192, 0, 2, 13)));
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
 
         // A second NIC: several, unless the previous choice tells.
         veth_nic(&ns, "eth1");
@@ -789,6 +1038,196 @@ mod tests {
         assert_eq!(st.vxlan_port, DEFAULT_VXLAN_PORT);
     }
 
+    /// flannel-v6.1 as flannel programs it next to flannel.1 (dual-stack):
+    /// eth0 with an IPv6 underlay address, the device with `local` that
+    /// address, one remote node's IPv6 pod subnet routed `onlink` via its
+    /// network address, a permanent neighbour and an FDB entry to the
+    /// remote's public IPv6.
+    fn flannel6(ns: &Netns) {
+        ns.ip("-6 addr add fd00:192:0:2::13/64 dev eth0 nodad");
+        ns.ip("-6 route add default via fd00:192:0:2::1 dev eth0");
+        ns.ip(
+            "link add flannel-v6.1 type vxlan id 1 local fd00:192:0:2::13 dev eth0 dstport 8472 nolearning",
+        );
+        ns.ip("link set flannel-v6.1 up");
+        ns.ip("-6 addr add 2001:cafe:42::/128 dev flannel-v6.1 nodad");
+        ns.ip("-6 route add 2001:cafe:42:1::/64 via 2001:cafe:42:1:: dev flannel-v6.1 onlink");
+        ns.ip(
+            "-6 neigh add 2001:cafe:42:1:: lladdr 0e:00:00:00:00:02 dev flannel-v6.1 nud permanent",
+        );
+        ns.bridge(
+            "fdb append 0e:00:00:00:00:02 dev flannel-v6.1 dst fd00:192:0:2::11 self permanent",
+        );
+    }
+
+    const REMOTE_MAC6: [u8; 6] = [0x0e, 0, 0, 0, 0, 2];
+
+    fn v6(a: &str) -> IpAddr {
+        IpAddr::V6(a.parse().expect("IPv6 address"))
+    }
+
+    #[test]
+    fn dual_stack_node_watches_both_overlays_by_default() {
+        let Some(ns) = Netns::for_test() else { return };
+        underlay(&ns);
+        flannel(&ns, 8472);
+        flannel6(&ns);
+        ns.write_sysctl("net/ipv4/conf/flannel.1/forwarding", "1");
+        // The device's IPv6 value does not gate forwarding; `all` does.
+        ns.write_sysctl("net/ipv6/conf/all/forwarding", "1");
+        ns.write_sysctl("net/ipv6/conf/flannel-v6.1/forwarding", "0");
+        let eth0 = ns.ifindex("eth0");
+        let fl6 = ns.ifindex("flannel-v6.1");
+
+        let st = discover_in(&ns, opts()).expect("discover");
+        // The first overlay is flannel.1, read exactly as on an IPv4 node.
+        assert_eq!(st.overlay_name, "flannel.1");
+        assert_eq!(st.family, VtepFamily::Ipv4);
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
+        assert!(st.routes.iter().all(|r| r.dst.is_ipv4()));
+        assert!(st.neighbours.iter().all(|n| n.ip.is_ipv4()));
+        assert!(st.port_bound);
+        assert_eq!(st.forwarding, Some(true));
+        let names: Vec<&str> = st.overlays().map(|o| o.overlay_name.as_str()).collect();
+        assert_eq!(names, ["flannel.1", "flannel-v6.1"]);
+
+        let s6 = &st.other_overlays[0];
+        assert_eq!(s6.hostname, st.hostname);
+        assert_eq!(s6.overlay_state(), OverlayState::Up);
+        assert_eq!(s6.family, VtepFamily::Ipv6);
+        let o = s6.overlay.as_ref().expect("flannel-v6.1");
+        assert!(o.ipv6);
+        assert_eq!(o.local, Some(v6("fd00:192:0:2::13")));
+        assert_eq!((o.vni, o.port, o.link), (Some(1), Some(8472), Some(eth0)));
+        assert_eq!(s6.local_vtep, Some(v6("fd00:192:0:2::13")));
+        assert_eq!(s6.uplink_source, Some(UplinkSource::VxlanDev));
+        let u = s6.uplink.as_ref().expect("uplink");
+        assert_eq!(u.name, "eth0");
+        assert!(
+            u.addrs6
+                .contains(&"fd00:192:0:2::13".parse().expect("addr"))
+        );
+        assert_eq!(u.addrs, vec![Ipv4Addr::new(192, 0, 2, 13)]);
+        assert_eq!(s6.vxlan_port, 8472);
+        assert!(s6.port_bound, "the IPv6 VXLAN socket on 8472");
+        assert_eq!(s6.forwarding, Some(true));
+        assert!(
+            s6.fdb.contains(&FdbEntry {
+                mac: REMOTE_MAC6,
+                dst: Some(v6("fd00:192:0:2::11")),
+                permanent: true,
+            }),
+            "{:?}",
+            s6.fdb
+        );
+        assert!(
+            s6.neighbours.contains(&NeighEntry {
+                ip: v6("2001:cafe:42:1::"),
+                mac: Some(REMOTE_MAC6),
+                state: NUD_PERMANENT,
+            }),
+            "{:?}",
+            s6.neighbours
+        );
+        assert!(s6.routes.contains(&RouteEntry {
+            dst: v6("2001:cafe:42:1::"),
+            prefix_len: 64,
+            gateway: Some(v6("2001:cafe:42:1::")),
+            oif: Some(fl6),
+            onlink: true,
+        }));
+        assert!(s6.routes.iter().all(|r| r.dst.is_ipv6()));
+
+        // The same over a strict-checking connection.
+        let strict = discover_in_strict(&ns, opts()).expect("discover (strict)");
+        assert_eq!(strict.other_overlays[0].fdb, s6.fdb);
+        assert_eq!(strict.other_overlays[0].routes, s6.routes);
+        // The kernel adds NOARP entries for the multicast groups the new
+        // device joins as it goes: compare the unicast ones.
+        let unicast = |n: &[NeighEntry]| -> Vec<NeighEntry> {
+            n.iter().filter(|e| !e.ip.is_multicast()).cloned().collect()
+        };
+        assert_eq!(
+            unicast(&strict.other_overlays[0].neighbours),
+            unicast(&s6.neighbours)
+        );
+
+        // flannel.1 deleted: the IPv6 socket still holds 8472, which says
+        // nothing for IPv4 (the kernel's IPv6 VXLAN socket is v6-only).
+        ns.ip("link del flannel.1");
+        let both = DiscoverOptions {
+            overlays: vec!["flannel.1".into(), "flannel-v6.1".into()],
+            ..opts()
+        };
+        let st = discover_in(&ns, both).expect("discover");
+        assert_eq!(st.overlay_state(), OverlayState::Missing);
+        assert!(!st.port_bound);
+        assert_eq!(
+            st.local_vtep,
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)))
+        );
+        assert!(st.other_overlays[0].port_bound);
+        assert_eq!(st.other_overlays[0].overlay_state(), OverlayState::Up);
+        // By default only what exists is watched.
+        ns.write_sysctl("net/ipv6/conf/all/forwarding", "0");
+        let st = discover_in(&ns, opts()).expect("discover");
+        assert_eq!(st.overlay_name, "flannel-v6.1");
+        assert!(st.other_overlays.is_empty());
+        assert_eq!(st.forwarding, Some(false));
+    }
+
+    #[test]
+    fn ipv6_only_node_after_the_incident() {
+        let Some(ns) = Netns::for_test() else { return };
+        veth_nic(&ns, "eth0");
+        flannel6(&ns);
+        ns.ip("-6 route del default");
+        ns.ip("link del flannel-v6.1");
+        let eth0 = ns.ifindex("eth0");
+        let st = discover_in(&ns, DiscoverOptions::single("flannel-v6.1")).expect("discover");
+        assert_eq!(st.overlay_state(), OverlayState::Missing);
+        assert_eq!(st.family, VtepFamily::Ipv6);
+        // No dev, no IPv6 default route: eth0 by its IPv6 underlay address
+        // (every interface's link-local address does not count).
+        let u = st.uplink.as_ref().expect("uplink");
+        assert_eq!(u.ifindex, eth0);
+        assert_eq!(st.uplink_source, Some(UplinkSource::UnderlayAddress));
+        assert_eq!(st.local_vtep, Some(v6("fd00:192:0:2::13")));
+        assert!(!st.port_bound);
+        assert!(st.fdb.is_empty() && st.neighbours.is_empty());
+    }
+
+    #[test]
+    fn overlay_sets() {
+        let none = |_: &str| false;
+        let all = |_: &str| true;
+        let v6 = |n: &str| n == "flannel-v6.1";
+        let d = DiscoverOptions::default();
+        assert_eq!(d.resolve(none), ["flannel.1"]);
+        assert_eq!(d.resolve(all), ["flannel.1", "flannel-v6.1"]);
+        assert_eq!(d.resolve(v6), ["flannel-v6.1"]);
+        let seen = DiscoverOptions {
+            seen_overlays: vec!["flannel.1".into()],
+            ..DiscoverOptions::default()
+        };
+        assert_eq!(seen.resolve(v6), ["flannel.1", "flannel-v6.1"]);
+        let named = DiscoverOptions {
+            overlays: vec![
+                "flannel-v6.1".into(),
+                "vxlan0".into(),
+                "flannel-v6.1".into(),
+            ],
+            ..DiscoverOptions::default()
+        };
+        assert_eq!(named.resolve(none), ["flannel-v6.1", "vxlan0"]);
+        assert_eq!(VtepFamily::of("flannel-v6.1", None), VtepFamily::Ipv6);
+        assert_eq!(VtepFamily::of("vxlan0", None), VtepFamily::Ipv4);
+        assert_eq!(forwarding_sysctl(VtepFamily::Ipv6, "../x"), None);
+    }
+
     /// `discover` must be usable from `tokio::spawn`ed tasks.
     #[allow(dead_code)]
     fn discover_future_is_send(h: &rtnetlink::Handle, o: &DiscoverOptions) {
@@ -808,6 +1247,7 @@ mod tests {
             no_uplink: None,
             vxlan_port: 8472,
             vni: None,
+            family: VtepFamily::Ipv4,
             local_vtep: None,
             port_bound: false,
             fdb: vec![],
@@ -815,6 +1255,7 @@ mod tests {
             routes: vec![],
             forwarding: None,
             udp_in_csum_errors: None,
+            other_overlays: vec![],
         };
         assert_eq!(st.overlay_state(), OverlayState::Missing);
         let o = Overlay {
@@ -830,6 +1271,7 @@ mod tests {
             local: None,
             link: None,
             learning: None,
+            ipv6: false,
         };
         st.overlay = Some(o.clone());
         assert_eq!(st.overlay_state(), OverlayState::Down);

@@ -1,6 +1,6 @@
-//! IPv4 routes of the main table (RTM_GETROUTE).
+//! IPv4 and IPv6 routes of the main table (RTM_GETROUTE).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
 use futures::TryStreamExt;
@@ -20,8 +20,25 @@ pub(super) struct ParsedRoute {
 
 /// All IPv4 routes of the main table, in kernel order.
 pub(super) async fn dump_main_ipv4(handle: &rtnetlink::Handle) -> anyhow::Result<Vec<ParsedRoute>> {
+    dump_main(handle, AddressFamily::Inet).await
+}
+
+/// All IPv6 routes of the main table, in kernel order (for `flannel-v6.*`).
+pub(super) async fn dump_main_ipv6(handle: &rtnetlink::Handle) -> anyhow::Result<Vec<ParsedRoute>> {
+    dump_main(handle, AddressFamily::Inet6).await
+}
+
+async fn dump_main(
+    handle: &rtnetlink::Handle,
+    family: AddressFamily,
+) -> anyhow::Result<Vec<ParsedRoute>> {
+    let what = if family == AddressFamily::Inet {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
     let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet;
+    req.header.address_family = family;
     // A filter under NETLINK_GET_STRICT_CHK, ignored otherwise (we filter
     // below as well). Protocol, scope and type stay 0 = "any".
     req.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -30,7 +47,7 @@ pub(super) async fn dump_main_ipv4(handle: &rtnetlink::Handle) -> anyhow::Result
     while let Some(msg) = stream
         .try_next()
         .await
-        .context("netlink IPv4 route dump (RTM_GETROUTE) failed")?
+        .with_context(|| format!("netlink {what} route dump (RTM_GETROUTE) failed"))?
     {
         if let Some(r) = parse(&msg) {
             out.push(r);
@@ -39,13 +56,24 @@ pub(super) async fn dump_main_ipv4(handle: &rtnetlink::Handle) -> anyhow::Result
     Ok(out)
 }
 
-/// A main-table IPv4 route; `None` for other tables or families.
-pub(super) fn parse(msg: &RouteMessage) -> Option<ParsedRoute> {
-    if msg.header.address_family != AddressFamily::Inet {
-        return None;
+/// A gateway or destination of the route's own family.
+fn addr_of(family: AddressFamily, a: &RouteAddress) -> Option<IpAddr> {
+    match (family, a) {
+        (AddressFamily::Inet, RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        (AddressFamily::Inet6, RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
     }
+}
+
+/// A main-table IPv4 or IPv6 route; `None` for other tables or families.
+pub(super) fn parse(msg: &RouteMessage) -> Option<ParsedRoute> {
+    let family = msg.header.address_family;
+    let mut dst = match family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
     let mut table = u32::from(msg.header.table);
-    let mut dst = Ipv4Addr::UNSPECIFIED;
     let mut gateway = None;
     let mut oif = None;
     let mut priority = 0;
@@ -55,8 +83,12 @@ pub(super) fn parse(msg: &RouteMessage) -> Option<ParsedRoute> {
         match attr {
             // RTA_TABLE carries ids above 255, for which rtm_table says 252.
             RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = *a,
-            RouteAttribute::Gateway(RouteAddress::Inet(a)) => gateway = Some(*a),
+            RouteAttribute::Destination(a) => {
+                if let Some(a) = addr_of(family, a) {
+                    dst = a;
+                }
+            }
+            RouteAttribute::Gateway(a) => gateway = addr_of(family, a).or(gateway),
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Priority(p) => priority = *p,
             RouteAttribute::MultiPath(hops) => first_hop = hops.first(),
@@ -72,7 +104,7 @@ pub(super) fn parse(msg: &RouteMessage) -> Option<ParsedRoute> {
         }
         if gateway.is_none() {
             gateway = hop.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+                RouteAttribute::Gateway(g) => addr_of(family, g),
                 _ => None,
             });
         }
@@ -90,7 +122,8 @@ pub(super) fn parse(msg: &RouteMessage) -> Option<ParsedRoute> {
     })
 }
 
-/// The output interface of the preferred (lowest metric) IPv4 default route.
+/// The output interface of the preferred (lowest metric) default route
+/// (of the family `routes` are).
 pub(super) fn default_route_oif(routes: &[ParsedRoute]) -> Option<u32> {
     routes
         .iter()
@@ -106,7 +139,7 @@ mod tests {
     fn route(prefix_len: u8, oif: Option<u32>, priority: u32) -> ParsedRoute {
         ParsedRoute {
             entry: RouteEntry {
-                dst: Ipv4Addr::UNSPECIFIED,
+                dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 prefix_len,
                 gateway: None,
                 oif,
@@ -141,5 +174,52 @@ mod tests {
         assert!(r.entry.onlink);
         msg.attributes = vec![RouteAttribute::Table(1000)];
         assert!(parse(&msg).is_none());
+    }
+
+    /// `ip -6 route add 2001:cafe:42:1::/64 via 2001:cafe:42:1:: dev
+    /// flannel-v6.1 onlink` as the kernel dumps it: RTA_DST, RTA_GATEWAY
+    /// (16 bytes each), RTA_OIF, RTA_TABLE, RTNH_F_ONLINK in rtm_flags.
+    #[test]
+    fn ipv6_route_via_the_v6_overlay() {
+        let net: Ipv6Addr = "2001:cafe:42:1::".parse().expect("addr");
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet6;
+        msg.header.destination_prefix_length = 64;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.flags = RouteFlags::Onlink;
+        msg.attributes = vec![
+            RouteAttribute::Table(254),
+            RouteAttribute::Destination(RouteAddress::Inet6(net)),
+            RouteAttribute::Priority(1024),
+            RouteAttribute::Gateway(RouteAddress::Inet6(net)),
+            RouteAttribute::Oif(7),
+        ];
+        // Through the kernel's wire format and back.
+        let back = super::super::wire_roundtrip(&msg);
+        let r = parse(&back).expect("main-table IPv6 route");
+        assert_eq!(
+            r.entry,
+            RouteEntry {
+                dst: IpAddr::V6(net),
+                prefix_len: 64,
+                gateway: Some(IpAddr::V6(net)),
+                oif: Some(7),
+                onlink: true,
+            }
+        );
+        assert_eq!(r.priority, 1024);
+        // A default route of that family.
+        let mut def = RouteMessage::default();
+        def.header.address_family = AddressFamily::Inet6;
+        def.header.table = RouteHeader::RT_TABLE_MAIN;
+        def.attributes = vec![RouteAttribute::Oif(2)];
+        let d = parse(&def).expect("default");
+        assert_eq!(d.entry.dst, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(default_route_oif(&[d]), Some(2));
+        // Another family's gateway is not taken for this one's.
+        def.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(
+            Ipv4Addr::LOCALHOST,
+        ))];
+        assert_eq!(parse(&def).and_then(|r| r.entry.gateway), None);
     }
 }

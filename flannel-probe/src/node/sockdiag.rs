@@ -42,6 +42,7 @@ const RECV_BUF: usize = 64 * 1024;
 
 /// True if any UDP socket (IPv4 or IPv6, any state, kernel sockets included)
 /// of the calling thread's network namespace has local port `port`.
+#[cfg(test)]
 pub(crate) fn udp_port_bound(port: u16) -> io::Result<bool> {
     Ok(!udp_local_addrs_on_port(port)?.is_empty())
 }

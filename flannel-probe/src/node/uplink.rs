@@ -6,8 +6,12 @@
 //! default route; else the one interface that holds the node's underlay
 //! address. The last is what an air-gapped node without a default route
 //! needs when the overlay (and with it its `dev`) is gone: the incident.
+//!
+//! The facts are those of the overlay's family: for `flannel-v6.1` the IPv6
+//! default route, IPv6 underlay addresses (not link-local) and the
+//! device's IPv6 `local` as the witness.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::links::LinkSummary;
 use super::routes::{ParsedRoute, default_route_oif};
@@ -39,13 +43,18 @@ pub enum NoUplink {
 impl NoUplink {
     /// The one line for the operator (`overlay` is the device looked for).
     pub fn message(&self, overlay: &str) -> String {
+        let fam = if overlay.starts_with("flannel-v6.") {
+            "IPv6"
+        } else {
+            "IPv4"
+        };
         let why = match self {
-            NoUplink::NoCandidate => "no interface holds an underlay IPv4 address (an up \
-                                      interface outside the pod network that is no CNI bridge, \
-                                      bridge port or overlay)"
-                .to_owned(),
+            NoUplink::NoCandidate => format!(
+                "no interface holds an underlay {fam} address (an up interface outside the pod \
+                 network that is no CNI bridge, bridge port or overlay)"
+            ),
             NoUplink::Several(names) => format!(
-                "several interfaces hold an underlay IPv4 address ({})",
+                "several interfaces hold an underlay {fam} address ({})",
                 names.join(", ")
             ),
         };
@@ -80,8 +89,8 @@ const NOT_UNDERLAY_KINDS: &[&str] = &[
 /// What the choice looks at, as netlink dumped it.
 pub(super) struct UplinkFacts<'a> {
     pub(super) links: &'a [LinkSummary],
-    /// (ifindex, address) of every IPv4 address.
-    pub(super) addrs: &'a [(u32, Ipv4Addr)],
+    /// (ifindex, address) of every address of the overlay's family.
+    pub(super) addrs: &'a [(u32, IpAddr)],
     pub(super) routes: &'a [ParsedRoute],
     pub(super) overlay: Option<&'a Overlay>,
     pub(super) fdb: &'a [FdbEntry],
@@ -120,7 +129,7 @@ fn by_underlay_address(f: &UplinkFacts<'_>) -> Result<u32, NoUplink> {
     let overlay_index = f.overlay.map(|o| o.ifindex);
     // The pod network as this node sees it: what is routed over the overlay
     // or a CNI bridge, and the overlay's own addresses.
-    let pod_routes: Vec<(Ipv4Addr, u8)> = f
+    let pod_routes: Vec<(IpAddr, u8)> = f
         .routes
         .iter()
         .filter(|r| r.entry.prefix_len > 0)
@@ -131,13 +140,17 @@ fn by_underlay_address(f: &UplinkFacts<'_>) -> Result<u32, NoUplink> {
         })
         .map(|r| (r.entry.dst, r.entry.prefix_len))
         .collect();
-    let in_pod_network = |a: Ipv4Addr| {
+    let in_pod_network = |a: IpAddr| {
         pod_routes.iter().any(|&(net, len)| covers(net, len, a))
             || f.addrs
                 .iter()
                 .any(|&(i, o)| Some(i) == overlay_index && o == a)
     };
-    let underlay_addr = |a: Ipv4Addr| !a.is_loopback() && !a.is_link_local() && !in_pod_network(a);
+    let link_local = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    };
+    let underlay_addr = |a: IpAddr| !a.is_loopback() && !link_local(a) && !in_pod_network(a);
 
     let mut candidates: Vec<&LinkSummary> = f
         .links
@@ -216,7 +229,7 @@ fn is_cni_bridge(l: &LinkSummary, links: &[LinkSummary]) -> bool {
 
 /// The output interface of the most specific non-default route covering
 /// `peer`.
-fn route_towards(routes: &[ParsedRoute], peer: Ipv4Addr) -> Option<u32> {
+fn route_towards(routes: &[ParsedRoute], peer: IpAddr) -> Option<u32> {
     routes
         .iter()
         .filter(|r| r.entry.prefix_len > 0 && covers(r.entry.dst, r.entry.prefix_len, peer))
@@ -235,8 +248,24 @@ fn single(items: impl Iterator<Item = u32>) -> Option<u32> {
     }
 }
 
-/// `net/len` contains `a`.
-fn covers(net: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
+/// `net/len` contains `a` (never across families).
+pub(crate) fn covers(net: IpAddr, len: u8, a: IpAddr) -> bool {
+    match (net, a) {
+        (IpAddr::V4(net), IpAddr::V4(a)) => covers4(net, len, a),
+        (IpAddr::V6(net), IpAddr::V6(a)) => {
+            if len == 0 {
+                return true;
+            }
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(net) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+fn covers4(net: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
     if len == 0 {
         return true;
     }
@@ -273,11 +302,15 @@ mod tests {
     }
 
     fn route(dst: [u8; 4], prefix_len: u8, gateway: Option<[u8; 4]>, oif: u32) -> ParsedRoute {
+        route_any(ip(dst), prefix_len, gateway.map(ip), oif)
+    }
+
+    fn route_any(dst: IpAddr, prefix_len: u8, gateway: Option<IpAddr>, oif: u32) -> ParsedRoute {
         ParsedRoute {
             entry: RouteEntry {
-                dst: Ipv4Addr::from(dst),
+                dst,
                 prefix_len,
-                gateway: gateway.map(Ipv4Addr::from),
+                gateway,
                 oif: Some(oif),
                 onlink: false,
             },
@@ -285,15 +318,39 @@ mod tests {
         }
     }
 
-    fn ip(a: [u8; 4]) -> Ipv4Addr {
-        Ipv4Addr::from(a)
+    fn ip(a: [u8; 4]) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(a))
+    }
+
+    fn ip6(a: &str) -> IpAddr {
+        IpAddr::V6(a.parse().expect("IPv6 address"))
+    }
+
+    /// An up VXLAN device `name` as flannel makes it, at ifindex FLANNEL
+    /// (IPv6 when `local` is).
+    fn vxlan(name: &str, local: Option<IpAddr>, dev: Option<u32>) -> Overlay {
+        Overlay {
+            name: name.into(),
+            ifindex: FLANNEL,
+            kind: "vxlan".into(),
+            admin_up: true,
+            oper_up: true,
+            mac: None,
+            mtu: Some(1450),
+            vni: Some(1),
+            port: Some(8472),
+            local,
+            link: dev,
+            learning: Some(false),
+            ipv6: local.is_some_and(|a| a.is_ipv6()),
+        }
     }
 
     /// A lab node after the incident: lo, eth0 (a veth: the lab's and
     /// k3d's uplink), cni0 with one pod veth, no flannel.1, no default route.
     struct Node {
         links: Vec<LinkSummary>,
-        addrs: Vec<(u32, Ipv4Addr)>,
+        addrs: Vec<(u32, IpAddr)>,
         routes: Vec<ParsedRoute>,
         fdb: Vec<FdbEntry>,
         overlay: Option<Overlay>,
@@ -345,20 +402,58 @@ mod tests {
                     permanent: true,
                 });
             }
-            self.overlay = Some(Overlay {
-                name: "flannel.1".into(),
-                ifindex: FLANNEL,
-                kind: "vxlan".into(),
-                admin_up: true,
-                oper_up: true,
-                mac: None,
-                mtu: Some(1450),
-                vni: Some(1),
-                port: Some(8472),
-                local: local.map(Ipv4Addr::from),
-                link: dev,
-                learning: Some(false),
+            self.overlay = Some(vxlan("flannel.1", local.map(ip), dev));
+            self
+        }
+
+        /// The same node on an IPv6-only cluster after the incident:
+        /// IPv6 facts only (eth0's ULA and link-local addresses, cni0's
+        /// IPv6 pod gateway), no flannel-v6.1, no default route.
+        fn incident6() -> Self {
+            let mut n = Node::incident();
+            n.addrs = vec![
+                (1, ip6("::1")),
+                (ETH0, ip6("fd00:192:0:2::13")),
+                (ETH0, ip6("fe80::1:c0ff:fe00:20d")),
+                (CNI0, ip6("2001:cafe:42::1")),
+                (CNI0, ip6("fe80::2")),
+                (VETH, ip6("fe80::3")),
+            ];
+            n.routes = vec![
+                route_any(ip6("fd00:192:0:2::"), 64, None, ETH0),
+                route_any(ip6("2001:cafe:42::"), 64, None, CNI0),
+                route_any(ip6("fe80::"), 64, None, ETH0),
+                route_any(ip6("fe80::"), 64, None, CNI0),
+            ];
+            n
+        }
+
+        /// flannel-v6.1 as flannel makes it (no `dev` here), with one peer.
+        fn with_overlay6(mut self, dev: Option<u32>, local: Option<&str>) -> Self {
+            self.links.push(link(FLANNEL, "flannel-v6.1", "vxlan"));
+            self.addrs.push((FLANNEL, ip6("2001:cafe:42::")));
+            self.routes.push(route_any(
+                ip6("2001:cafe:42:1::"),
+                64,
+                Some(ip6("2001:cafe:42:1::")),
+                FLANNEL,
+            ));
+            self.fdb.push(FdbEntry {
+                mac: [0x0e, 0, 0, 0, 0, 0x11],
+                dst: Some(ip6("fd00:192:0:2::11")),
+                permanent: true,
             });
+            self.overlay = Some(vxlan("flannel-v6.1", local.map(ip6), dev));
+            self
+        }
+
+        /// A second NIC with an IPv6 address on another network.
+        fn with_eth1_v6(mut self) -> Self {
+            self.links.push(link(ETH1, "eth1", ""));
+            self.addrs.push((ETH1, ip6("2001:db8:100::7")));
+            self.addrs.push((ETH1, ip6("fe80::7")));
+            self.routes
+                .push(route_any(ip6("2001:db8:100::"), 64, None, ETH1));
             self
         }
 
@@ -519,7 +614,62 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_vtep_dev_then_default_route_then_underlay_address() {
+        // The v6 overlay's own dev first.
+        let n = Node::incident6()
+            .with_eth1_v6()
+            .with_overlay6(Some(ETH1), Some("fd00:192:0:2::13"));
+        assert_eq!(n.choose(None), Ok((ETH1, UplinkSource::VxlanDev)));
+        // Then the IPv6 default route.
+        let mut n = Node::incident6().with_eth1_v6();
+        n.routes
+            .push(route_any(ip6("::"), 0, Some(ip6("2001:db8:100::1")), ETH1));
+        assert_eq!(n.choose(None), Ok((ETH1, UplinkSource::DefaultRoute)));
+        // Then the one interface with an IPv6 underlay address: link-local
+        // addresses (every interface has one) and the pod network's do
+        // not count.
+        let n = Node::incident6();
+        assert_eq!(n.choose(None), Ok((ETH0, UplinkSource::UnderlayAddress)));
+        let n = Node::incident6().with_overlay6(None, None);
+        assert_eq!(n.choose(None), Ok((ETH0, UplinkSource::UnderlayAddress)));
+    }
+
+    #[test]
+    fn ipv6_witnesses_local_and_fdb_peers() {
+        let n = Node::incident6().with_eth1_v6();
+        let err = n.choose(None).expect_err("two NICs");
+        assert_eq!(err, NoUplink::Several(vec!["eth0".into(), "eth1".into()]));
+        assert!(
+            err.message("flannel-v6.1")
+                .contains("several interfaces hold an underlay IPv6 address (eth0, eth1)")
+        );
+        // The device's IPv6 local names eth1.
+        let n = Node::incident6()
+            .with_eth1_v6()
+            .with_overlay6(None, Some("2001:db8:100::7"));
+        assert_eq!(
+            n.choose(Some("eth0")),
+            Ok((ETH1, UplinkSource::UnderlayAddress))
+        );
+        // No local: the FDB's IPv6 peer is on eth0's subnet.
+        let n = Node::incident6().with_eth1_v6().with_overlay6(None, None);
+        assert_eq!(
+            n.choose(Some("eth1")),
+            Ok((ETH0, UplinkSource::UnderlayAddress))
+        );
+    }
+
+    #[test]
     fn prefixes() {
+        assert!(covers(ip6("2001:cafe:42::"), 56, ip6("2001:cafe:42:ff::1")));
+        assert!(!covers(
+            ip6("2001:cafe:42:1::"),
+            64,
+            ip6("2001:cafe:42:2::1")
+        ));
+        assert!(covers(ip6("::"), 0, ip6("fd00::1")));
+        assert!(!covers(ip([0, 0, 0, 0]), 0, ip6("fd00::1")));
+        assert!(!covers(ip6("::"), 0, ip([10, 0, 0, 1])));
         assert!(covers(ip([10, 42, 0, 0]), 16, ip([10, 42, 200, 1])));
         assert!(!covers(ip([10, 42, 0, 0]), 24, ip([10, 42, 1, 1])));
         assert!(covers(ip([0, 0, 0, 0]), 0, ip([8, 8, 8, 8])));

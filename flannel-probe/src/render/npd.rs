@@ -132,6 +132,7 @@ mod tests {
             evidence: vec!["x=1".into()],
             remediation: "do something".into(),
             affected_peers: vec![],
+            overlay: None,
         }
     }
 

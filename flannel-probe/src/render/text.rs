@@ -86,7 +86,7 @@ fn is_group_mac(mac: &str) -> bool {
 /// One line about the node: device, state, port, VNI, uplink.
 pub(crate) fn node_line(r: &Report) -> String {
     let n = &r.node;
-    format!(
+    let mut s = format!(
         "Node {}: overlay {} {}, VNI {}, UDP {} {}, uplink {}, local VTEP {}, kernel {}\n",
         n.hostname,
         n.overlay,
@@ -97,7 +97,28 @@ pub(crate) fn node_line(r: &Report) -> String {
         n.uplink.as_deref().unwrap_or("-"),
         n.local_vtep.as_deref().unwrap_or("-"),
         n.kernel,
-    )
+    );
+    // Several overlays (dual-stack): one line each; the peer table below
+    // is the first one's.
+    if n.overlays.len() > 1 {
+        for o in &n.overlays {
+            let _ = writeln!(
+                s,
+                "  overlay {} ({}) {}, VNI {}, UDP {} {}, uplink {}, local VTEP {}, FDB {} entr{}",
+                o.name,
+                o.family.as_str(),
+                o.state.as_str(),
+                o.vni.map_or("-".into(), |v| v.to_string()),
+                o.vxlan_port,
+                if o.port_bound { "bound" } else { "NOT bound" },
+                o.uplink.as_deref().unwrap_or("-"),
+                o.local_vtep.as_deref().unwrap_or("-"),
+                o.fdb_entries,
+                if o.fdb_entries == 1 { "y" } else { "ies" },
+            );
+        }
+    }
+    s
 }
 
 /// The per-peer table. With `per_sec`, packet figures become rates.
@@ -173,4 +194,88 @@ pub(crate) fn watch_plain(report: &Report, now: std::time::SystemTime) -> String
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::node::{OverlayState, VtepFamily};
+    use crate::report::{NodeInfo, OverlayReport, Report};
+
+    fn overlay(name: &str, family: VtepFamily, state: OverlayState, vtep: &str) -> OverlayReport {
+        let up = state == OverlayState::Up;
+        OverlayReport {
+            name: name.into(),
+            family,
+            state,
+            vni: Some(1),
+            vxlan_port: 8472,
+            port_bound: up,
+            local_vtep: Some(vtep.into()),
+            uplink: Some("eth0".into()),
+            uplink_source: None,
+            overlay_mac: None,
+            mtu: None,
+            forwarding: Some(true),
+            fdb_entries: if up { 2 } else { 0 },
+            neighbours: 0,
+            routes: 0,
+        }
+    }
+
+    fn report(overlays: Vec<OverlayReport>) -> Report {
+        let mut node = NodeInfo::gladius();
+        node.overlays = overlays;
+        Report {
+            schema: 1,
+            node,
+            window_secs: 1.0,
+            peers: Vec::new(),
+            drops: Vec::new(),
+            findings: Vec::new(),
+            unattributed_inner: Vec::new(),
+            overflow: Default::default(),
+            overlay_history: Vec::new(),
+            unknown_sources: Default::default(),
+        }
+    }
+
+    #[test]
+    fn each_overlay_gets_a_line_when_there_are_several() {
+        let r = report(vec![
+            overlay(
+                "flannel.1",
+                VtepFamily::Ipv4,
+                OverlayState::Up,
+                "192.0.2.11",
+            ),
+            overlay(
+                "flannel-v6.1",
+                VtepFamily::Ipv6,
+                OverlayState::Missing,
+                "fd00:192:0:2::11",
+            ),
+        ]);
+        let text = super::report(&r);
+        assert!(
+            text.contains(
+                "  overlay flannel.1 (ipv4) up, VNI 1, UDP 8472 bound, uplink eth0, local VTEP 192.0.2.11, FDB 2 entries\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  overlay flannel-v6.1 (ipv6) missing, VNI 1, UDP 8472 NOT bound, uplink eth0, local VTEP fd00:192:0:2::11, FDB 0 entries\n"
+            ),
+            "{text}"
+        );
+        // One overlay: the node line only, as before.
+        let one = super::report(&report(vec![overlay(
+            "flannel.1",
+            VtepFamily::Ipv4,
+            OverlayState::Up,
+            "192.0.2.11",
+        )]));
+        assert!(!one.contains("  overlay "), "{one}");
+        assert!(one.contains("Node gladius: overlay flannel.1 up"), "{one}");
+    }
 }

@@ -1,14 +1,14 @@
 //! The faults the lab can inject (docs/LAB.md, "Faults the lab can inject").
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::Lab;
 use super::LabNode;
 use super::netns::{self, ip, nft};
 use super::topology::{FdbVerb, format_mac, node_index, node_ip, node_name, random_mac};
+use super::{Family, IpFamily, Lab};
 
 /// One fault on one node of the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,8 @@ pub enum Fault {
         peer: String,
         wrong_ip: Ipv4Addr,
     },
-    /// IPv4 forwarding switched off on the node's `flannel.1`.
+    /// IPv4 forwarding switched off on the node's `flannel.1` (on IPv6:
+    /// `net.ipv6.conf.all.forwarding=0`, the switch IPv6 forwards by).
     ForwardingOff { node: String },
     /// `flannel.1`'s MTU equals the uplink's, so full-size encapsulated
     /// frames (+50) no longer fit the uplink. The kernel will not raise a
@@ -281,18 +282,65 @@ impl fmt::Display for Fault {
 }
 
 impl Lab {
-    /// Injects `fault`. Faults are not undone individually: build a new lab
-    /// (or `RecreateOverlay` the node, which restores its overlay).
+    /// Injects `fault` on the node's IPv4 overlay (`flannel.<VNI>`), or on
+    /// an IPv6-only lab on its `flannel-v6.<VNI>`. Faults are not undone
+    /// individually: build a new lab (or `RecreateOverlay` the node, which
+    /// restores its overlay).
     pub fn fault(&mut self, fault: &Fault) -> Result<()> {
-        self.inject(fault)
-            .with_context(|| format!("injecting fault {fault}"))
+        let family = if self.spec.family.has_v4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        };
+        self.fault_on(family, fault)
     }
 
-    fn inject(&mut self, fault: &Fault) -> Result<()> {
+    /// Injects `fault` on the overlay of `family` (`IpFamily::V6`:
+    /// `flannel-v6.<VNI>`, its FDB, neighbours, forwarding sysctl, and
+    /// IPv6-only nftables rules), leaving the other family's overlay as it
+    /// is. `BadChecksum` exists on IPv4 only.
+    pub fn fault_on(&mut self, family: IpFamily, fault: &Fault) -> Result<()> {
+        self.inject(family, fault).with_context(|| {
+            let on = match family {
+                IpFamily::V4 => "",
+                IpFamily::V6 => " (IPv6 overlay)",
+            };
+            format!("injecting fault {fault}{on}")
+        })
+    }
+
+    fn inject(&mut self, family: IpFamily, fault: &Fault) -> Result<()> {
         let index = self.node_index(fault.node())?;
         let node = &self.nodes[index];
-        let (ns, dev) = (node.ns.as_str(), node.overlay.as_str());
+        let ns = node.ns.as_str();
+        let dev = node.overlay_of(family).with_context(|| {
+            format!(
+                "node {} has no {} overlay in this lab",
+                node.name,
+                match family {
+                    IpFamily::V4 => "IPv4",
+                    IpFamily::V6 => "IPv6",
+                }
+            )
+        })?;
         let port = self.spec.port;
+        // nftables: a V4 lab keeps the rules it always had (`inet`); on a lab
+        // with both families a fault hits only its own (`ip` or `ip6`).
+        let nft_family = match (self.spec.family, family) {
+            (Family::V4, _) => "inet",
+            (_, IpFamily::V4) => "ip",
+            (_, IpFamily::V6) => "ip6",
+        };
+        // The ethertype a bridge-family rule adds on a lab with IPv6.
+        let ether = match (self.spec.family, family) {
+            (Family::V4, _) => "",
+            (_, IpFamily::V4) => "meta protocol ip ",
+            (_, IpFamily::V6) => "meta protocol ip6 ",
+        };
+        let table_suffix = match family {
+            IpFamily::V4 => "",
+            IpFamily::V6 => "6",
+        };
         match fault {
             Fault::DeleteOverlay { .. } => {
                 ip(ns, &["link", "del", "dev", dev])?;
@@ -301,38 +349,66 @@ impl Lab {
                 ip(ns, &["link", "set", "dev", dev, "down"])?;
             }
             Fault::OtherVni { vni, .. } => {
-                self.recreate_overlay(index, *vni, port)?;
+                self.recreate_overlay(index, *vni, port, family)?;
             }
             Fault::OtherPort { port: other, .. } => {
-                self.recreate_overlay(index, self.spec.vni, *other)?;
+                self.recreate_overlay(index, self.spec.vni, *other, family)?;
             }
             Fault::RecreateOverlay { .. } => {
-                self.nodes[index].vtep_mac = random_mac()?;
-                self.recreate_overlay(index, self.spec.vni, port)?;
-                self.reprogram_peers_of(index)?;
+                let mac = random_mac()?;
+                match family {
+                    IpFamily::V4 => self.nodes[index].vtep_mac = mac,
+                    IpFamily::V6 => self.nodes[index].vtep_mac6 = mac,
+                }
+                self.recreate_overlay(index, self.spec.vni, port, family)?;
+                self.reprogram_peers_of(index, family)?;
             }
             Fault::FirewallVxlan { .. } => {
                 // `add` (not `create`) so injecting it twice is harmless.
                 let script = format!(
-                    "add table inet fpfw\n\
-                     add chain inet fpfw input {{ type filter hook input priority 0; policy accept; }}\n\
-                     add rule inet fpfw input udp dport {port} drop\n"
+                    "add table {nft_family} fpfw{table_suffix}\n\
+                     add chain {nft_family} fpfw{table_suffix} input {{ type filter hook input priority 0; policy accept; }}\n\
+                     add rule {nft_family} fpfw{table_suffix} input udp dport {port} drop\n"
                 );
                 nft(ns, &script)?;
             }
             Fault::MissingFdb { peer, .. } => {
-                let mac = self.node_named(peer)?.vtep_mac_string();
+                let mac = format_mac(&self.node_named(peer)?.vtep_mac_of(family));
                 netns::run(
                     "bridge",
                     &["-netns", ns, "fdb", "del", &mac, "dev", dev, "self"],
                 )?;
             }
             Fault::MissingNeigh { peer, .. } => {
-                let vtep = self.node_named(peer)?.vtep_ip().to_string();
+                let peer = self.node_named(peer)?;
+                let vtep = match family {
+                    IpFamily::V4 => peer.vtep_ip().to_string(),
+                    IpFamily::V6 => peer
+                        .vtep_ip6()
+                        .map(|v| v.to_string())
+                        .context("the peer has no IPv6 subnet")?,
+                };
                 ip(ns, &["neigh", "del", &vtep, "dev", dev])?;
             }
             Fault::StaleFdb { peer, wrong_ip, .. } => {
-                let mac = self.node_named(peer)?.vtep_mac_string();
+                let mac = format_mac(&self.node_named(peer)?.vtep_mac_of(family));
+                // On IPv6, `wrong_ip` names a lab node by its IPv4 plan
+                // address and that node's IPv6 address is used.
+                let wrong_ip: IpAddr = match family {
+                    IpFamily::V4 => IpAddr::V4(*wrong_ip),
+                    IpFamily::V6 => self
+                        .nodes
+                        .iter()
+                        .find(|n| n.ip == *wrong_ip)
+                        .and_then(|n| n.ip6)
+                        .map(IpAddr::V6)
+                        .with_context(|| {
+                            format!(
+                                "on IPv6, stale-fdb's address must be a lab node's IPv4 \
+                                 address (its IPv6 address is used), not {wrong_ip}"
+                            )
+                        })?,
+                };
                 // Replace rewrites the entry's (only) remote in place.
                 netns::run(
                     "bridge",
@@ -354,14 +430,24 @@ impl Lab {
             Fault::ForwardingOff { .. } => {
                 // The ifname's dot would be a separator in sysctl's dotted
                 // syntax, so write the /proc file directly.
-                let path = format!("/proc/sys/net/ipv4/conf/{dev}/forwarding");
+                // IPv6 forwards by `all` alone: the per-device value does
+                // not stop it (measured in the lab), so the IPv6 fault is
+                // `net.ipv6.conf.all.forwarding=0`.
+                let path = match family {
+                    IpFamily::V4 => format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"),
+                    IpFamily::V6 => "/proc/sys/net/ipv6/conf/all/forwarding".to_owned(),
+                };
                 netns::exec(ns, &["sh", "-c", r#"echo 0 > "$0""#, &path])?;
             }
             Fault::MtuTooLarge { .. } => {
                 // The kernel refuses (EINVAL) a VXLAN MTU above its lower
                 // device's MTU minus 50, so the mismatch is made from the
                 // other side: the uplink shrinks to the overlay's MTU.
-                let mtu = self.spec.overlay_mtu().to_string();
+                let mtu = match family {
+                    IpFamily::V4 => self.spec.overlay_mtu(),
+                    IpFamily::V6 => self.spec.overlay6_mtu(),
+                }
+                .to_string();
                 ip(ns, &["link", "set", "dev", "eth0", "mtu", &mtu])?;
             }
             Fault::UnderlayLoss { percent, .. } => {
@@ -374,9 +460,9 @@ impl Lab {
                     share => format!("numgen random mod 100 < {share} "),
                 };
                 let script = format!(
-                    "add table bridge fploss\n\
-                     add chain bridge fploss forward {{ type filter hook forward priority 0; policy accept; }}\n\
-                     add rule bridge fploss forward oifname \"{switch_port}\" udp dport {port} {sample}drop\n",
+                    "add table bridge fploss{table_suffix}\n\
+                     add chain bridge fploss{table_suffix} forward {{ type filter hook forward priority 0; policy accept; }}\n\
+                     add rule bridge fploss{table_suffix} forward oifname \"{switch_port}\" {ether}udp dport {port} {sample}drop\n",
                     switch_port = node.switch_port,
                 );
                 nft(&self.switch_ns, &script)?;
@@ -385,11 +471,18 @@ impl Lab {
                 // `add` (not `create`) so injecting it twice is harmless.
                 nft(
                     ns,
-                    "add table inet fpfwd\n\
-                     add chain inet fpfwd forward { type filter hook forward priority 0; policy drop; }\n",
+                    &format!(
+                        "add table {nft_family} fpfwd{table_suffix}\n\
+                         add chain {nft_family} fpfwd{table_suffix} forward \
+                         {{ type filter hook forward priority 0; policy drop; }}\n"
+                    ),
                 )?;
             }
             Fault::BadChecksum { peer, count, .. } => {
+                ensure!(
+                    family == IpFamily::V4,
+                    "bad-checksum is only available on the IPv4 overlay (its datagrams are IPv4)"
+                );
                 let to = node.name.clone();
                 self.send_bad_checksums(peer, &to, *count)?;
             }
@@ -399,9 +492,12 @@ impl Lab {
                     ns,
                     &["link", "set", "dev", dev, "address", &format_mac(&mac)],
                 )?;
-                self.nodes[index].vtep_mac = mac;
+                match family {
+                    IpFamily::V4 => self.nodes[index].vtep_mac = mac,
+                    IpFamily::V6 => self.nodes[index].vtep_mac6 = mac,
+                }
                 let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
-                Self::program_peers_on(&self.nodes[index], &peers, FdbVerb::Replace)?;
+                Self::program_peers_on(&self.nodes[index], &peers, FdbVerb::Replace, family)?;
             }
             Fault::UnderlayMtu { mtu, .. } => {
                 // With br_netfilter loaded, the bridge refragments IPv4

@@ -29,7 +29,7 @@ pub mod netns;
 mod topology;
 mod traffic;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -37,11 +37,70 @@ use anyhow::{Context, Result, bail, ensure};
 
 pub use faults::{FAULT_NAMES, Fault};
 pub use netns::TEST_PREFIX;
-pub use topology::{format_mac, node_index, node_ip, node_name, node_subnet, parse_mac};
+pub use topology::{
+    format_mac, node_index, node_ip, node_ip6, node_name, node_subnet, node_subnet6, parse_mac,
+};
 pub use traffic::{PingStats, parse_ping_summary};
 
 /// Bytes VXLAN adds on IPv4: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// Bytes VXLAN adds on IPv6: outer IPv6 40 + UDP 8 + VXLAN 8 + inner
+/// Ethernet 14 (the kernel's `VXLAN6_HEADROOM`).
+pub const VXLAN6_OVERHEAD: u32 = 70;
+
+/// Which overlays a lab has, as flannel's `--cluster-cidr` decides: IPv4
+/// only (`flannel.<VNI>`), dual-stack (both devices) or IPv6 only
+/// (`flannel-v6.<VNI>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    #[default]
+    V4,
+    Dual,
+    V6,
+}
+
+impl Family {
+    /// The lab has IPv4 underlay addresses, pod subnets and `flannel.<VNI>`.
+    pub fn has_v4(self) -> bool {
+        matches!(self, Family::V4 | Family::Dual)
+    }
+
+    /// The lab has IPv6 underlay addresses, pod subnets and `flannel-v6.<VNI>`.
+    pub fn has_v6(self) -> bool {
+        matches!(self, Family::Dual | Family::V6)
+    }
+
+    /// The overlays of this family, IPv4 first (flannel's order).
+    pub fn ip_families(self) -> Vec<IpFamily> {
+        let mut out = Vec::new();
+        if self.has_v4() {
+            out.push(IpFamily::V4);
+        }
+        if self.has_v6() {
+            out.push(IpFamily::V6);
+        }
+        out
+    }
+
+    /// `v4`, `dual` or `v6` (what `cargo xtask lab up --family` takes).
+    pub fn parse(text: &str) -> Result<Family> {
+        match text {
+            "v4" | "ipv4" => Ok(Family::V4),
+            "dual" | "dual-stack" => Ok(Family::Dual),
+            "v6" | "ipv6" => Ok(Family::V6),
+            other => bail!("unknown lab family {other:?}: take v4, dual or v6"),
+        }
+    }
+}
+
+/// One of a node's overlays: `flannel.<VNI>` (IPv4 VTEPs) or
+/// `flannel-v6.<VNI>` (IPv6 VTEPs). Faults name the one they hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
 
 /// Upper bound on `LabSpec::nodes` (underlay addresses are 192.0.2.11 and up).
 pub const MAX_NODES: usize = 200;
@@ -73,6 +132,8 @@ pub struct LabSpec {
     /// Every node gets a default route via the underlay (as most k3s nodes
     /// have); `false`: only its connected subnet (an air-gapped node).
     pub default_route: bool,
+    /// IPv4 only (as before), dual-stack, or IPv6 only.
+    pub family: Family,
 }
 
 impl Default for LabSpec {
@@ -84,6 +145,7 @@ impl Default for LabSpec {
             port: 8472,
             prefix: None,
             default_route: true,
+            family: Family::V4,
         }
     }
 }
@@ -105,6 +167,27 @@ impl LabSpec {
     /// `flannel.<vni>`.
     pub fn overlay_name(&self) -> String {
         format!("flannel.{}", self.vni)
+    }
+
+    /// `flannel-v6.<vni>`, flannel's name for the IPv6 VXLAN device.
+    pub fn overlay6_name(&self) -> String {
+        format!("flannel-v6.{}", self.vni)
+    }
+
+    /// MTU of `flannel-v6.<vni>`: the uplink's less the IPv6 headroom, as
+    /// the kernel gives a VXLAN device over an IPv6 `dev`.
+    pub fn overlay6_mtu(&self) -> u32 {
+        self.uplink_mtu.saturating_sub(VXLAN6_OVERHEAD)
+    }
+
+    /// MTU of `cni0` and the pods: the IPv4 overlay's, or on an IPv6-only
+    /// lab the IPv6 overlay's (flannel writes the MTU of its device).
+    pub fn pod_mtu(&self) -> u32 {
+        if self.family.has_v4() {
+            self.overlay_mtu()
+        } else {
+            self.overlay6_mtu()
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -129,6 +212,20 @@ impl LabSpec {
             "interface name {} is longer than 15 characters",
             self.overlay_name()
         );
+        if self.family.has_v6() {
+            ensure!(
+                self.overlay6_name().len() <= 15,
+                "interface name {} is longer than 15 characters",
+                self.overlay6_name()
+            );
+            // IPv6 needs 1280 on every link, the IPv6 overlay included.
+            ensure!(
+                self.uplink_mtu >= 1280 + VXLAN6_OVERHEAD,
+                "uplink MTU {} is too small for IPv6 VXLAN (at least {})",
+                self.uplink_mtu,
+                1280 + VXLAN6_OVERHEAD
+            );
+        }
         ensure!(self.port != 0, "VXLAN port 0 is not usable");
         if let Some(prefix) = &self.prefix {
             topology::validate_prefix(prefix)?;
@@ -158,8 +255,23 @@ pub struct LabNode {
     pub vtep_mac: [u8; 6],
     /// The switch-side end of the node's `eth0`, in `Lab::switch_ns`.
     pub switch_port: String,
-    /// Name of the VXLAN device, `flannel.<vni>`.
+    /// Name of the VXLAN device, `flannel.<vni>`. On an IPv6-only lab
+    /// (`Family::V6`) this device is not created; nor are `ip`, `subnet`
+    /// and `pod_ip` configured there (they stay the plan's values).
     pub overlay: String,
+    /// IPv6 underlay address on `eth0` (dual-stack and IPv6-only labs).
+    pub ip6: Option<Ipv6Addr>,
+    /// IPv6 pod subnet's network address (a /64).
+    pub subnet6: Option<Ipv6Addr>,
+    /// The pod's IPv6 address, `<subnet6>::54`.
+    pub pod_ip6: Option<Ipv6Addr>,
+    /// MAC of `flannel-v6.<vni>` (flannel gives it its own `VtepMAC`).
+    pub vtep_mac6: [u8; 6],
+    /// `flannel-v6.<vni>`, when the lab has IPv6.
+    pub overlay6: Option<String>,
+    /// The node has IPv4 (addresses, pod subnet, `flannel.<vni>`): false
+    /// only on an IPv6-only lab.
+    pub has_v4: bool,
 }
 
 impl LabNode {
@@ -176,6 +288,57 @@ impl LabNode {
     /// `<subnet>.1`, the address of `cni0` and the pods' gateway.
     pub fn gateway(&self) -> Ipv4Addr {
         topology::host(self.subnet, 1)
+    }
+
+    /// The overlay device of `family`, if the lab has that family.
+    pub fn overlay_of(&self, family: IpFamily) -> Option<&str> {
+        match family {
+            IpFamily::V4 => self.has_v4.then_some(self.overlay.as_str()),
+            IpFamily::V6 => self.overlay6.as_deref(),
+        }
+    }
+
+    /// The VTEP MAC of the overlay of `family`.
+    pub fn vtep_mac_of(&self, family: IpFamily) -> [u8; 6] {
+        match family {
+            IpFamily::V4 => self.vtep_mac,
+            IpFamily::V6 => self.vtep_mac6,
+        }
+    }
+
+    /// `<subnet6>::`, the IPv6 overlay's address and peers' next hop.
+    pub fn vtep_ip6(&self) -> Option<Ipv6Addr> {
+        self.subnet6
+    }
+
+    /// `<subnet6>::1`, `cni0`'s IPv6 address and the pods' gateway.
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.subnet6.map(|net| topology::host6(net, 1))
+    }
+
+    /// The underlay address of `family`, if the node has one.
+    pub fn ip_of(&self, family: IpFamily) -> Option<IpAddr> {
+        match family {
+            IpFamily::V4 => self.has_v4.then_some(IpAddr::V4(self.ip)),
+            IpFamily::V6 => self.ip6.map(IpAddr::V6),
+        }
+    }
+
+    /// The pod's address of `family`, if the pod has one.
+    pub fn pod_ip_of(&self, family: IpFamily) -> Option<IpAddr> {
+        match family {
+            IpFamily::V4 => self.has_v4.then_some(IpAddr::V4(self.pod_ip)),
+            IpFamily::V6 => self.pod_ip6.map(IpAddr::V6),
+        }
+    }
+
+    /// The pod address pings go to by default: IPv4, or IPv6 on an
+    /// IPv6-only lab.
+    pub fn pod_addr(&self) -> IpAddr {
+        match self.pod_ip6 {
+            Some(v6) if !self.has_v4 => IpAddr::V6(v6),
+            _ => IpAddr::V4(self.pod_ip),
+        }
     }
 
     /// Name of the pod's veth end in the node namespace (enslaved to cni0),
@@ -337,8 +500,11 @@ impl Lab {
     /// for `node`'s current VTEP MAC and IP (after its overlay was recreated).
     pub fn reprogram_peers(&mut self, node: &str) -> Result<()> {
         let index = self.node_index(node)?;
-        self.reprogram_peers_of(index)
-            .with_context(|| format!("reprogramming the peers of {node}"))
+        for family in self.spec.family.ip_families() {
+            self.reprogram_peers_of(index, family)
+                .with_context(|| format!("reprogramming the peers of {node}"))?;
+        }
+        Ok(())
     }
 
     /// Leaves the lab running when this value is dropped.

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use super::netns::{self, bridge_batch, ip, ip_batch};
-use super::{Lab, LabNode, LabSpec, MAX_NODES, STATIC_NEIGH_MIN_NODES};
+use super::{Family, IpFamily, Lab, LabNode, LabSpec, MAX_NODES, STATIC_NEIGH_MIN_NODES};
 
 /// The nodes of INC-0001, in order; further nodes are `node<i>`.
 const NAMED_NODES: [&str; 3] = ["gladius", "momonoke", "eq14-001"];
@@ -18,6 +18,15 @@ const NAMED_NODES: [&str; 3] = ["gladius", "momonoke", "eq14-001"];
 /// The underlay default gateway of every node. Nothing answers there: the
 /// route only exists so discovery by default route works as on a real node.
 const UNDERLAY_GATEWAY: &str = "192.0.2.1";
+
+/// The IPv6 underlay default gateway (nothing answers there either).
+const UNDERLAY_GATEWAY6: &str = "fd00:192:0:2::1";
+
+/// A decimal number written with the same digits in an IPv6 group, so that
+/// node 11's IPv6 address reads `fd00:192:0:2::11` beside `192.0.2.11`.
+fn decimal_digits_as_hex(value: usize) -> u16 {
+    u16::from_str_radix(&value.to_string(), 16).unwrap_or(u16::MAX)
+}
 
 /// Name of the node at `index` (0-based).
 pub fn node_name(index: usize) -> String {
@@ -51,6 +60,44 @@ pub fn node_subnet(index: usize) -> Ipv4Addr {
         other => octet(other),
     };
     Ipv4Addr::new(10, 42, third, 0)
+}
+
+/// IPv6 underlay address of the node at `index`: fd00:192:0:2::(11 + index).
+pub fn node_ip6(index: usize) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfd00,
+        0x192,
+        0,
+        2,
+        0,
+        0,
+        0,
+        decimal_digits_as_hex(11 + index),
+    )
+}
+
+/// IPv6 pod subnet (a /64) of the node at `index`: 2001:cafe:42:N:: with N
+/// the third octet of its IPv4 subnet (as k3s carves a /56 per cluster).
+pub fn node_subnet6(index: usize) -> Ipv6Addr {
+    let third = node_subnet(index).octets()[2];
+    Ipv6Addr::new(
+        0x2001,
+        0xcafe,
+        0x42,
+        decimal_digits_as_hex(usize::from(third)),
+        0,
+        0,
+        0,
+        0,
+    )
+}
+
+/// `<net>::<last>` (last written with decimal digits) within the /64 of `net`.
+pub(crate) fn host6(net: Ipv6Addr, last: u8) -> Ipv6Addr {
+    let mut seg = net.segments();
+    seg[4..].fill(0);
+    seg[7] = decimal_digits_as_hex(usize::from(last));
+    Ipv6Addr::from(seg)
 }
 
 fn octet(value: usize) -> u8 {
@@ -119,10 +166,24 @@ pub(crate) fn random_mac() -> Result<[u8; 6]> {
 }
 
 /// The description of node `index` in a lab whose namespaces start with `prefix`.
-pub(crate) fn plan_node(prefix: &str, index: usize, spec: &LabSpec, vtep_mac: [u8; 6]) -> LabNode {
+pub(crate) fn plan_node(
+    prefix: &str,
+    index: usize,
+    spec: &LabSpec,
+    vtep_mac: [u8; 6],
+    vtep_mac6: [u8; 6],
+) -> LabNode {
     let name = node_name(index);
     let subnet = node_subnet(index);
+    let v6 = spec.family.has_v6();
+    let subnet6 = v6.then(|| node_subnet6(index));
     LabNode {
+        ip6: v6.then(|| node_ip6(index)),
+        subnet6,
+        pod_ip6: subnet6.map(|net| host6(net, 54)),
+        vtep_mac6,
+        overlay6: v6.then(|| spec.overlay6_name()),
+        has_v4: spec.family.has_v4(),
         ns: format!("{prefix}-{name}"),
         pod_ns: format!("{prefix}-{name}-pod"),
         ip: node_ip(index),
@@ -160,6 +221,26 @@ fn has_default_route(ns: &str) -> bool {
     out.status.success() && !out.stdout.is_empty()
 }
 
+/// `ip` batch lines pinning `v4` and `v6` (those given) to `mac` on `dev`
+/// (see `STATIC_NEIGH_MIN_NODES`).
+fn permanent_neighbours(
+    script: &mut String,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+    mac: &[u8; 6],
+    dev: &str,
+) {
+    let mac = format_mac(mac);
+    let v4 = v4.map(std::net::IpAddr::V4);
+    let v6 = v6.map(std::net::IpAddr::V6);
+    for ip in v4.into_iter().chain(v6) {
+        let _ = writeln!(
+            script,
+            "neigh replace {ip} lladdr {mac} dev {dev} nud permanent"
+        );
+    }
+}
+
 /// `ip` batch lines creating the node's VXLAN device the way Flannel does.
 fn overlay_script(node: &LabNode, mtu: u32, vni: u32, port: u16) -> String {
     let dev = &node.overlay;
@@ -172,6 +253,38 @@ fn overlay_script(node: &LabNode, mtu: u32, vni: u32, port: u16) -> String {
         ip = node.ip,
         vtep = node.vtep_ip(),
     )
+}
+
+/// `ip` batch lines creating the node's `flannel-v6.<VNI>` as flannel's
+/// v6 device: same VNI and port, `local` the node's public IPv6, its own
+/// VTEP MAC, the subnet's network address as a /128 (`nodad`: flannel's
+/// address is never duplicated, and a tentative one could not be used at
+/// once). Empty on a lab without IPv6.
+fn overlay6_script(node: &LabNode, mtu: u32, vni: u32, port: u16) -> String {
+    let (Some(dev), Some(ip6), Some(vtep6)) = (&node.overlay6, node.ip6, node.vtep_ip6()) else {
+        return String::new();
+    };
+    format!(
+        "link add {dev} address {mac} mtu {mtu} type vxlan id {vni} local {ip6} dev eth0 \
+         dstport {port} nolearning\n\
+         addr add {vtep6}/128 dev {dev} nodad\n\
+         link set {dev} up\n",
+        mac = format_mac(&node.vtep_mac6),
+    )
+}
+
+/// The VXLAN device script of `family` for `node`.
+fn overlay_script_of(
+    family: IpFamily,
+    node: &LabNode,
+    spec: &LabSpec,
+    vni: u32,
+    port: u16,
+) -> String {
+    match family {
+        IpFamily::V4 => overlay_script(node, spec.overlay_mtu(), vni, port),
+        IpFamily::V6 => overlay6_script(node, spec.overlay6_mtu(), vni, port),
+    }
 }
 
 impl Lab {
@@ -189,7 +302,7 @@ impl Lab {
         )?;
 
         for index in 0..self.spec.nodes {
-            let node = plan_node(prefix, index, &self.spec, random_mac()?);
+            let node = plan_node(prefix, index, &self.spec, random_mac()?, random_mac()?);
             for ns in [&node.ns, &node.pod_ns] {
                 netns::add_namespace(ns)?;
                 self.namespaces.push(ns.clone());
@@ -232,16 +345,14 @@ impl Lab {
                 .iter()
                 .filter(|p| p.index != node.index)
                 .collect();
-            Self::program_peers_on(node, &peers, FdbVerb::Append)?;
+            for family in self.spec.family.ip_families() {
+                Self::program_peers_on(node, &peers, FdbVerb::Append, family)?;
+            }
             if self.static_neighbours() {
                 let mut script = String::new();
                 for peer in &peers {
-                    let _ = writeln!(
-                        script,
-                        "neigh replace {} lladdr {} dev eth0 nud permanent",
-                        peer.ip,
-                        format_mac(&uplink_mac(peer))
-                    );
+                    let v4 = node.has_v4.then_some(peer.ip);
+                    permanent_neighbours(&mut script, v4, peer.ip6, &uplink_mac(peer), "eth0");
                 }
                 ip_batch(&node.ns, &script)
                     .with_context(|| format!("installing underlay neighbours on {}", node.name))?;
@@ -256,30 +367,60 @@ impl Lab {
         self.nodes.len() >= STATIC_NEIGH_MIN_NODES
     }
 
-    /// Underlay uplink, cni0 with one pod, and the VXLAN device of one node.
+    /// Underlay uplink, cni0 with one pod, and the VXLAN device(s) of one node.
     fn configure_node(&self, node: &LabNode) -> Result<()> {
         let uplink_mtu = self.spec.uplink_mtu;
-        let pod_mtu = self.spec.overlay_mtu();
+        let pod_mtu = self.spec.pod_mtu();
+        let family = self.spec.family;
         netns::exec(&node.ns, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
+        if family.has_v6() {
+            // What k3s sets on a dual-stack or IPv6-only node; `all` also
+            // sets `default`, so the devices made below forward too.
+            netns::exec(
+                &node.ns,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
+            )?;
+        }
 
         // A default route via the underlay, as most k3s nodes have: Flannel
         // (and the probe) pick the uplink from it when nothing else says.
         // Without it (`default_route: false`) the node has only its
         // connected subnet, as on an air-gapped cluster.
-        let default_route = if self.spec.default_route {
-            format!("route add default via {UNDERLAY_GATEWAY} dev eth0\n")
-        } else {
-            String::new()
-        };
+        let mut underlay = String::new();
+        if family.has_v4() {
+            let _ = writeln!(underlay, "addr add {}/24 dev eth0", node.ip);
+        }
+        if let Some(ip6) = node.ip6 {
+            // `nodad`: usable at once (a tentative address cannot be a
+            // VXLAN source), as on a node whose address is long settled.
+            let _ = writeln!(underlay, "addr add {ip6}/64 dev eth0 nodad");
+        }
+        underlay.push_str("link set eth0 up\n");
+        if self.spec.default_route {
+            if family.has_v4() {
+                let _ = writeln!(
+                    underlay,
+                    "route add default via {UNDERLAY_GATEWAY} dev eth0"
+                );
+            }
+            if family.has_v6() {
+                let _ = writeln!(underlay, "route add ::/0 via {UNDERLAY_GATEWAY6} dev eth0");
+            }
+        }
+        let mut cni0 = String::new();
+        if family.has_v4() {
+            let _ = writeln!(cni0, "addr add {}/24 dev cni0", node.gateway());
+        }
+        if let Some(gw6) = node.gateway6() {
+            let _ = writeln!(cni0, "addr add {gw6}/64 dev cni0 nodad");
+        }
         let mut script = format!(
             "link set lo up\n\
              link add eth0 address {eth0_mac} mtu {uplink_mtu} type veth \
              peer name {port} mtu {uplink_mtu} netns {switch}\n\
-             addr add {ip}/24 dev eth0\n\
-             link set eth0 up\n\
-             {default_route}\
+             {underlay}\
              link add cni0 address {cni0_mac} mtu {pod_mtu} type bridge\n\
-             addr add {gateway}/24 dev cni0\n\
+             {cni0}\
              link set cni0 up\n\
              link add {veth} mtu {pod_mtu} type veth \
              peer name eth0 address {pod_mac} mtu {pod_mtu} netns {pod_ns}\n\
@@ -287,8 +428,6 @@ impl Lab {
              link set {veth} up\n",
             port = node.switch_port,
             switch = self.switch_ns,
-            ip = node.ip,
-            gateway = node.gateway(),
             veth = node.pod_veth(),
             pod_ns = node.pod_ns,
             eth0_mac = format_mac(&uplink_mac(node)),
@@ -296,35 +435,42 @@ impl Lab {
             pod_mac = format_mac(&pod_mac(node)),
         );
         if self.static_neighbours() {
-            let _ = writeln!(
-                script,
-                "neigh replace {} lladdr {} dev cni0 nud permanent",
-                node.pod_ip,
-                format_mac(&pod_mac(node))
-            );
+            let v4 = family.has_v4().then_some(node.pod_ip);
+            permanent_neighbours(&mut script, v4, node.pod_ip6, &pod_mac(node), "cni0");
         }
-        script.push_str(&overlay_script(
-            node,
-            pod_mtu,
-            self.spec.vni,
-            self.spec.port,
-        ));
+        for ip_family in family.ip_families() {
+            script.push_str(&overlay_script_of(
+                ip_family,
+                node,
+                &self.spec,
+                self.spec.vni,
+                self.spec.port,
+            ));
+        }
         ip_batch(&node.ns, &script).with_context(|| format!("setting up node {}", node.name))?;
 
-        let mut pod_script = format!(
-            "link set lo up\n\
-             addr add {pod_ip}/24 dev eth0\n\
-             link set eth0 up\n\
-             route add default via {gateway}\n",
-            pod_ip = node.pod_ip,
-            gateway = node.gateway(),
-        );
+        let mut pod_script = String::from("link set lo up\n");
+        if family.has_v4() {
+            let _ = writeln!(pod_script, "addr add {}/24 dev eth0", node.pod_ip);
+        }
+        if let Some(pod6) = node.pod_ip6 {
+            let _ = writeln!(pod_script, "addr add {pod6}/64 dev eth0 nodad");
+        }
+        pod_script.push_str("link set eth0 up\n");
+        if family.has_v4() {
+            let _ = writeln!(pod_script, "route add default via {}", node.gateway());
+        }
+        if let Some(gw6) = node.gateway6() {
+            let _ = writeln!(pod_script, "route add ::/0 via {gw6}");
+        }
         if self.static_neighbours() {
-            let _ = writeln!(
-                pod_script,
-                "neigh replace {} lladdr {} dev eth0 nud permanent",
-                node.gateway(),
-                format_mac(&gateway_mac(node))
+            let v4 = family.has_v4().then_some(node.gateway());
+            permanent_neighbours(
+                &mut pod_script,
+                v4,
+                node.gateway6(),
+                &gateway_mac(node),
+                "eth0",
             );
         }
         ip_batch(&node.pod_ns, &pod_script)
@@ -332,21 +478,50 @@ impl Lab {
         Ok(())
     }
 
-    /// What Flannel installs on `on` for each of `peers`: a route to the
-    /// peer's subnet via its VTEP address, a permanent neighbour entry for
-    /// that address, and an FDB entry sending the VTEP MAC to the peer's IP.
-    pub(super) fn program_peers_on(on: &LabNode, peers: &[&LabNode], fdb: FdbVerb) -> Result<()> {
+    /// What Flannel installs on `on` for each of `peers` on the overlay of
+    /// `family`: a route to the peer's subnet via its VTEP address
+    /// (`onlink`), a permanent neighbour entry for that address, and an FDB
+    /// entry sending the VTEP MAC to the peer's underlay IP. On IPv6 the
+    /// same with the peer's IPv6 subnet, its v6 VTEP MAC and public IPv6
+    /// (flannel's `AddV6ARP`, `AddV6FDB` and route in vxlan_network.go).
+    pub(super) fn program_peers_on(
+        on: &LabNode,
+        peers: &[&LabNode],
+        fdb: FdbVerb,
+        family: IpFamily,
+    ) -> Result<()> {
+        let Some(dev) = on.overlay_of(family) else {
+            return Ok(());
+        };
         if peers.is_empty() {
             return Ok(());
         }
-        let dev = &on.overlay;
         let mut routes = String::new();
         let mut fdb_script = String::new();
         for peer in peers {
-            let (subnet, vtep, mac) = (peer.subnet, peer.vtep_ip(), peer.vtep_mac_string());
+            let (subnet, len, vtep, ip) = match family {
+                IpFamily::V4 => (
+                    peer.subnet.to_string(),
+                    24,
+                    peer.vtep_ip().to_string(),
+                    peer.ip.to_string(),
+                ),
+                IpFamily::V6 => {
+                    let (Some(subnet6), Some(ip6)) = (peer.subnet6, peer.ip6) else {
+                        continue;
+                    };
+                    (
+                        subnet6.to_string(),
+                        64,
+                        subnet6.to_string(),
+                        ip6.to_string(),
+                    )
+                }
+            };
+            let mac = format_mac(&peer.vtep_mac_of(family));
             let _ = writeln!(
                 routes,
-                "route replace {subnet}/24 via {vtep} dev {dev} onlink"
+                "route replace {subnet}/{len} via {vtep} dev {dev} onlink"
             );
             let _ = writeln!(
                 routes,
@@ -354,68 +529,86 @@ impl Lab {
             );
             let _ = writeln!(
                 fdb_script,
-                "fdb {} {mac} dev {dev} dst {} self permanent",
+                "fdb {} {mac} dev {dev} dst {ip} self permanent",
                 fdb.as_str(),
-                peer.ip
             );
         }
+        if routes.is_empty() {
+            return Ok(());
+        }
         ip_batch(&on.ns, &routes)
-            .with_context(|| format!("installing peer routes on {}", on.name))?;
+            .with_context(|| format!("installing peer routes on {} ({dev})", on.name))?;
         bridge_batch(&on.ns, &fdb_script)
-            .with_context(|| format!("installing peer FDB entries on {}", on.name))?;
+            .with_context(|| format!("installing peer FDB entries on {} ({dev})", on.name))?;
         Ok(())
     }
 
-    /// Whether the node's overlay device currently exists.
-    pub(super) fn overlay_exists(node: &LabNode) -> bool {
-        netns::try_run(
-            "ip",
-            &["-n", &node.ns, "link", "show", "dev", &node.overlay],
-        )
-        .status
-        .success()
+    /// Whether the node's overlay device of `family` currently exists.
+    pub(super) fn overlay_exists(node: &LabNode, family: IpFamily) -> bool {
+        let Some(dev) = node.overlay_of(family) else {
+            return false;
+        };
+        netns::try_run("ip", &["-n", &node.ns, "link", "show", "dev", dev])
+            .status
+            .success()
     }
 
-    /// Deletes (if present) and recreates the node's VXLAN device with the
-    /// given settings and the node's current `vtep_mac`, then reinstalls the
-    /// node's own routes, neighbours and FDB entries for every peer (they
-    /// vanished with the old device).
-    pub(super) fn recreate_overlay(&self, index: usize, vni: u32, port: u16) -> Result<()> {
+    /// Deletes (if present) and recreates the node's VXLAN device of
+    /// `family` with the given settings and the node's current VTEP MAC of
+    /// that family, then reinstalls the node's own routes, neighbours and
+    /// FDB entries for every peer (they vanished with the old device).
+    pub(super) fn recreate_overlay(
+        &self,
+        index: usize,
+        vni: u32,
+        port: u16,
+        family: IpFamily,
+    ) -> Result<()> {
         let node = &self.nodes[index];
-        if Self::overlay_exists(node) {
-            ip(&node.ns, &["link", "del", "dev", &node.overlay])?;
+        let dev = node
+            .overlay_of(family)
+            .with_context(|| format!("node {} has no {family:?} overlay", node.name))?;
+        if Self::overlay_exists(node, family) {
+            ip(&node.ns, &["link", "del", "dev", dev])?;
         }
         ip_batch(
             &node.ns,
-            &overlay_script(node, self.spec.overlay_mtu(), vni, port),
+            &overlay_script_of(family, node, &self.spec, vni, port),
         )
-        .with_context(|| format!("recreating {} on {}", node.overlay, node.name))?;
+        .with_context(|| format!("recreating {dev} on {}", node.name))?;
         let peers: Vec<&LabNode> = self.nodes.iter().filter(|p| p.index != index).collect();
-        Self::program_peers_on(node, &peers, FdbVerb::Replace)
+        Self::program_peers_on(node, &peers, FdbVerb::Replace, family)
     }
 
-    /// On every other node, points the route, neighbour and FDB entries for
-    /// node `index` at its current VTEP MAC, and drops FDB entries for the
-    /// node's IP under any other MAC (Flannel removes the old lease's).
-    pub(super) fn reprogram_peers_of(&self, index: usize) -> Result<()> {
+    /// On every other node, points the route, neighbour and FDB entries of
+    /// the `family` overlay for node `index` at its current VTEP MAC, and
+    /// drops FDB entries for the node's IP under any other MAC (Flannel
+    /// removes the old lease's).
+    pub(super) fn reprogram_peers_of(&self, index: usize, family: IpFamily) -> Result<()> {
         let node = &self.nodes[index];
-        let wanted = node.vtep_mac_string();
+        let wanted = format_mac(&node.vtep_mac_of(family));
+        let Some(node_ip) = node.ip_of(family).map(|ip| ip.to_string()) else {
+            return Ok(());
+        };
         for other in self.nodes.iter().filter(|p| p.index != index) {
-            if !Self::overlay_exists(other) {
+            let Some(dev) = other.overlay_of(family) else {
+                continue;
+            };
+            if !Self::overlay_exists(other, family) {
                 // Nothing to program on a node whose overlay is gone (a fault).
                 continue;
             }
             let mut stale = String::new();
-            for (mac, dst) in fdb_entries(other)? {
-                if dst == node.ip.to_string() && mac != wanted {
-                    let _ = writeln!(stale, "fdb del {mac} dev {} self", other.overlay);
+            for (mac, dst) in fdb_entries(other, dev)? {
+                if dst == node_ip && mac != wanted {
+                    let _ = writeln!(stale, "fdb del {mac} dev {dev} self");
                 }
             }
             if !stale.is_empty() {
                 bridge_batch(&other.ns, &stale)
                     .with_context(|| format!("removing stale FDB entries on {}", other.name))?;
             }
-            Self::program_peers_on(other, &[node], FdbVerb::Replace)?;
+            Self::program_peers_on(other, &[node], FdbVerb::Replace, family)?;
         }
         Ok(())
     }
@@ -446,14 +639,14 @@ impl Lab {
         let vni = majority(
             devices
                 .iter()
-                .filter_map(|d| d.overlay.as_ref())
+                .filter_map(|d| d.overlay.as_ref().or(d.overlay6.as_ref()))
                 .map(|o| o.name_vni),
         )
         .unwrap_or(LabSpec::default().vni);
         let port = majority(
             devices
                 .iter()
-                .filter_map(|d| d.overlay.as_ref())
+                .filter_map(|d| d.overlay.as_ref().or(d.overlay6.as_ref()))
                 .map(|o| o.port),
         )
         .unwrap_or(LabSpec::default().port);
@@ -461,6 +654,13 @@ impl Lab {
             .iter()
             .find_map(|d| d.uplink_mtu)
             .unwrap_or(LabSpec::default().uplink_mtu);
+        // The first node's underlay addresses tell the family (faults touch
+        // overlays, never eth0's addresses).
+        let family = match (devices[0].uplink_v4, devices[0].uplink_v6) {
+            (false, true) => Family::V6,
+            (true, true) => Family::Dual,
+            _ => Family::V4,
+        };
         let spec = LabSpec {
             nodes: devices.len(),
             uplink_mtu,
@@ -468,6 +668,7 @@ impl Lab {
             port,
             prefix: Some(prefix.to_owned()),
             default_route: has_default_route(&format!("{prefix}-{}", node_name(0))),
+            family,
         };
 
         let mut nodes: Vec<LabNode> = devices
@@ -475,19 +676,41 @@ impl Lab {
             .enumerate()
             .map(|(index, d)| {
                 let mac = d.overlay.as_ref().map_or([0; 6], |o| o.mac);
-                plan_node(prefix, index, &spec, mac)
+                let mac6 = d.overlay6.as_ref().map_or([0; 6], |o| o.mac);
+                plan_node(prefix, index, &spec, mac, mac6)
             })
             .collect();
         // A node whose overlay was deleted: its peers still know its MAC.
         for index in 0..nodes.len() {
-            if devices[index].overlay.is_some() {
-                continue;
-            }
-            let vtep = nodes[index].vtep_ip().to_string();
-            for other in nodes.iter().filter(|n| n.index != index) {
-                if let Some(mac) = neighbour_mac(other, &vtep)? {
-                    nodes[index].vtep_mac = mac;
-                    break;
+            for ip_family in spec.family.ip_families() {
+                let (present, vtep) = match ip_family {
+                    IpFamily::V4 => (
+                        devices[index].overlay.is_some(),
+                        nodes[index].vtep_ip().to_string(),
+                    ),
+                    IpFamily::V6 => (
+                        devices[index].overlay6.is_some(),
+                        nodes[index]
+                            .vtep_ip6()
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                    ),
+                };
+                if present {
+                    continue;
+                }
+                let mut found = None;
+                for other in nodes.iter().filter(|n| n.index != index) {
+                    if let Some(mac) = neighbour_mac(other, ip_family, &vtep)? {
+                        found = Some(mac);
+                        break;
+                    }
+                }
+                if let Some(mac) = found {
+                    match ip_family {
+                        IpFamily::V4 => nodes[index].vtep_mac = mac,
+                        IpFamily::V6 => nodes[index].vtep_mac6 = mac,
+                    }
                 }
             }
         }
@@ -505,19 +728,11 @@ impl Lab {
     }
 }
 
-/// FDB entries `(mac, dst)` of the node's overlay device.
-fn fdb_entries(node: &LabNode) -> Result<Vec<(String, String)>> {
+/// FDB entries `(mac, dst)` of the node's overlay device `dev`.
+fn fdb_entries(node: &LabNode, dev: &str) -> Result<Vec<(String, String)>> {
     let output = netns::run(
         "bridge",
-        &[
-            "-netns",
-            &node.ns,
-            "-j",
-            "fdb",
-            "show",
-            "dev",
-            &node.overlay,
-        ],
+        &["-netns", &node.ns, "-j", "fdb", "show", "dev", dev],
     )?;
     let entries = parse_json(&output.stdout, "bridge fdb show")?;
     Ok(entries
@@ -533,12 +748,12 @@ fn fdb_entries(node: &LabNode) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// The MAC in `node`'s neighbour entry for `ip` on its overlay, if any.
-fn neighbour_mac(node: &LabNode, ip: &str) -> Result<Option<[u8; 6]>> {
-    let output = netns::try_run(
-        "ip",
-        &["-n", &node.ns, "-j", "neigh", "show", "dev", &node.overlay],
-    );
+/// The MAC in `node`'s neighbour entry for `ip` on its `family` overlay, if any.
+fn neighbour_mac(node: &LabNode, family: IpFamily, ip: &str) -> Result<Option<[u8; 6]>> {
+    let Some(dev) = node.overlay_of(family) else {
+        return Ok(None);
+    };
+    let output = netns::try_run("ip", &["-n", &node.ns, "-j", "neigh", "show", "dev", dev]);
     if !output.status.success() {
         return Ok(None);
     }
@@ -586,15 +801,39 @@ struct OverlayInfo {
 struct NodeDevices {
     uplink_mtu: Option<u32>,
     overlay: Option<OverlayInfo>,
+    /// `flannel-v6.*`.
+    overlay6: Option<OverlayInfo>,
+    /// `eth0` holds a global IPv4 / IPv6 address.
+    uplink_v4: bool,
+    uplink_v6: bool,
 }
 
-/// Reads the uplink MTU and the `flannel.*` VXLAN device of a node namespace.
+/// Reads the uplink MTU and addresses and the `flannel.*` and
+/// `flannel-v6.*` VXLAN devices of a node namespace.
 fn read_devices(ns: &str) -> Result<NodeDevices> {
     let output = netns::run("ip", &["-n", ns, "-d", "-j", "link", "show"])?;
     let links = parse_json(&output.stdout, &format!("ip -n {ns} -d -j link show"))?;
+    let addrs = netns::run("ip", &["-n", ns, "-j", "addr", "show", "dev", "eth0"])?;
+    let addrs = parse_json(&addrs.stdout, &format!("ip -n {ns} -j addr show dev eth0"))?;
+    let global = |family: &str| {
+        addrs
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|link| link.get("addr_info")?.as_array())
+            .flatten()
+            .any(|a| {
+                a.get("family").and_then(Value::as_str) == Some(family)
+                    && a.get("scope").and_then(Value::as_str) == Some("global")
+            })
+    };
     let mut devices = NodeDevices {
         uplink_mtu: None,
         overlay: None,
+        overlay6: None,
+        uplink_v4: global("inet"),
+        uplink_v6: global("inet6"),
     };
     for link in links.as_array().map(Vec::as_slice).unwrap_or_default() {
         let name = link
@@ -607,10 +846,11 @@ fn read_devices(ns: &str) -> Result<NodeDevices> {
                 .and_then(Value::as_u64)
                 .and_then(|mtu| u32::try_from(mtu).ok());
         }
-        let Some(name_vni) = name
-            .strip_prefix("flannel.")
-            .and_then(|vni| vni.parse::<u32>().ok())
-        else {
+        let (v6, vni_text) = match name.strip_prefix("flannel-v6.") {
+            Some(vni) => (true, Some(vni)),
+            None => (false, name.strip_prefix("flannel.")),
+        };
+        let Some(name_vni) = vni_text.and_then(|vni| vni.parse::<u32>().ok()) else {
             continue;
         };
         let info = link.get("linkinfo");
@@ -631,11 +871,16 @@ fn read_devices(ns: &str) -> Result<NodeDevices> {
             .get("address")
             .and_then(Value::as_str)
             .with_context(|| format!("no MAC address on {name} in {ns}"))?;
-        devices.overlay = Some(OverlayInfo {
+        let info = Some(OverlayInfo {
             name_vni,
             port,
             mac: parse_mac(mac)?,
         });
+        if v6 {
+            devices.overlay6 = info;
+        } else {
+            devices.overlay = info;
+        }
     }
     Ok(devices)
 }
@@ -672,6 +917,40 @@ mod tests {
         assert_eq!(node_subnet(0), Ipv4Addr::new(10, 42, 1, 0));
         assert_eq!(node_subnet(2), Ipv4Addr::new(10, 42, 0, 0));
         assert_eq!(node_subnet(3), Ipv4Addr::new(10, 42, 3, 0));
+    }
+
+    #[test]
+    fn ipv6_addresses_read_like_the_ipv4_ones() {
+        assert_eq!(node_ip6(0).to_string(), "fd00:192:0:2::11");
+        assert_eq!(node_ip6(2).to_string(), "fd00:192:0:2::13");
+        assert_eq!(node_ip6(9).to_string(), "fd00:192:0:2::20");
+        assert_eq!(node_subnet6(0).to_string(), "2001:cafe:42:1::");
+        assert_eq!(node_subnet6(2).to_string(), "2001:cafe:42::");
+        assert_eq!(node_subnet6(3).to_string(), "2001:cafe:42:3::");
+        assert_eq!(host6(node_subnet6(0), 54).to_string(), "2001:cafe:42:1::54");
+        assert_eq!(host6(node_subnet6(2), 1).to_string(), "2001:cafe:42::1");
+        let spec = LabSpec {
+            family: Family::Dual,
+            ..LabSpec::default()
+        };
+        let node = plan_node("p", 0, &spec, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        assert_eq!(node.overlay6.as_deref(), Some("flannel-v6.1"));
+        assert_eq!(node.overlay_of(IpFamily::V4), Some("flannel.1"));
+        assert_eq!(node.pod_addr().to_string(), "10.42.1.54");
+        assert_eq!(spec.overlay6_mtu(), 1430);
+        assert_eq!(spec.pod_mtu(), 1450);
+        let v6 = LabSpec {
+            family: Family::V6,
+            ..LabSpec::default()
+        };
+        let node = plan_node("p", 0, &v6, [0; 6], [2, 0, 0, 0, 0, 2]);
+        assert_eq!(node.overlay_of(IpFamily::V4), None);
+        assert_eq!(node.pod_addr().to_string(), "2001:cafe:42:1::54");
+        assert_eq!(node.ip_of(IpFamily::V4), None);
+        assert_eq!(v6.pod_mtu(), 1430);
+        let v4 = plan_node("p", 0, &LabSpec::default(), [0; 6], [0; 6]);
+        assert_eq!((v4.ip6, v4.overlay6.clone()), (None, None));
+        assert_eq!(v4.overlay_of(IpFamily::V6), None);
     }
 
     #[test]

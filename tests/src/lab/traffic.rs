@@ -1,6 +1,6 @@
 //! Pod-to-pod traffic: pings across the overlay.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::netns::{self, describe};
-use super::{Lab, LabNode};
+use super::{IpFamily, Lab, LabNode};
 
 /// What one ping run saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,11 +72,11 @@ impl Lab {
     pub fn ping(
         &self,
         from: &LabNode,
-        to: Ipv4Addr,
+        to: impl Into<IpAddr>,
         count: u32,
         interval_secs: f64,
     ) -> Result<PingStats> {
-        Self::ping_with(from, to, count, interval_secs, None)
+        Self::ping_with(from, to.into(), count, interval_secs, None)
     }
 
     /// `ping` with `payload` bytes of ICMP data (`ping -s`); a payload of
@@ -84,17 +84,18 @@ impl Lab {
     pub fn ping_size(
         &self,
         from: &LabNode,
-        to: Ipv4Addr,
+        to: impl Into<IpAddr>,
         count: u32,
         interval_secs: f64,
         payload: u32,
     ) -> Result<PingStats> {
-        Self::ping_with(from, to, count, interval_secs, Some(payload))
+        Self::ping_with(from, to.into(), count, interval_secs, Some(payload))
     }
 
+    /// `ping` (iputils picks ICMPv6 for an IPv6 address, as `ping -6`).
     fn ping_with(
         from: &LabNode,
-        to: Ipv4Addr,
+        to: IpAddr,
         count: u32,
         interval_secs: f64,
         payload: Option<u32>,
@@ -151,14 +152,35 @@ impl Lab {
         count: u32,
         interval_secs: f64,
     ) -> Result<Vec<(String, String, PingStats)>> {
-        let pairs: Vec<(&LabNode, &LabNode)> = self
+        self.traffic_between(count, interval_secs, |node| Some(node.pod_addr()))
+    }
+
+    /// [`Lab::traffic`] to the pods' addresses of `family`, over the
+    /// overlay of that family (nodes without one are left out).
+    pub fn traffic_on(
+        &self,
+        family: IpFamily,
+        count: u32,
+        interval_secs: f64,
+    ) -> Result<Vec<(String, String, PingStats)>> {
+        self.traffic_between(count, interval_secs, |node| node.pod_ip_of(family))
+    }
+
+    fn traffic_between(
+        &self,
+        count: u32,
+        interval_secs: f64,
+        address: impl Fn(&LabNode) -> Option<IpAddr>,
+    ) -> Result<Vec<(String, String, PingStats)>> {
+        let pairs: Vec<(&LabNode, &LabNode, IpAddr)> = self
             .nodes
             .iter()
             .flat_map(|from| {
+                let address = &address;
                 self.nodes
                     .iter()
                     .filter(move |to| to.index != from.index)
-                    .map(move |to| (from, to))
+                    .filter_map(move |to| Some((from, to, address(to)?)))
             })
             .collect();
         let next = AtomicUsize::new(0);
@@ -169,10 +191,10 @@ impl Lab {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((from, to)) = pairs.get(i) else {
+                        let Some((from, _, to)) = pairs.get(i) else {
                             break;
                         };
-                        let result = self.ping(from, to.pod_ip, count, interval_secs);
+                        let result = self.ping(from, *to, count, interval_secs);
                         if let Ok(mut slot) = results[i].lock() {
                             *slot = Some(result);
                         }
@@ -183,7 +205,7 @@ impl Lab {
         pairs
             .iter()
             .zip(results)
-            .map(|((from, to), slot)| {
+            .map(|((from, to, _), slot)| {
                 let result = slot
                     .into_inner()
                     .ok()
@@ -197,15 +219,22 @@ impl Lab {
     }
 
     /// Waits until the first node's pod gets a reply from every other pod
-    /// (one ping each, retried), or fails after `timeout`.
+    /// (one ping each, retried; on every address family of the lab), or
+    /// fails after `timeout`.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let Some(first) = self.nodes.first() else {
             return Ok(());
         };
-        for to in self.nodes.iter().skip(1) {
+        let families = self.spec.family.ip_families();
+        let targets = self.nodes.iter().skip(1).flat_map(|to| {
+            families
+                .iter()
+                .filter_map(move |f| Some((to, to.pod_ip_of(*f)?)))
+        });
+        for (to, address) in targets {
             loop {
-                if self.ping(first, to.pod_ip, 1, 0.2)?.all_received() {
+                if self.ping(first, address, 1, 0.2)?.all_received() {
                     break;
                 }
                 if Instant::now() >= deadline {

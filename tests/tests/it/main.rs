@@ -13,6 +13,7 @@ mod datapath;
 mod decap;
 mod deploy;
 mod dist;
+mod dualstack;
 mod faults;
 mod identity;
 mod image;

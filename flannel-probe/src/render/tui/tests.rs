@@ -38,6 +38,7 @@ fn node(state: OverlayState) -> NodeInfo {
         attach_gaps: 0,
         detached: Vec::new(),
         overlay_mac: None,
+        overlays: Vec::new(),
     }
 }
 
@@ -70,6 +71,7 @@ fn finding(code: &'static str, severity: Severity, peer: Option<&str>) -> Findin
         evidence: vec![format!("{code} evidence")],
         remediation: format!("{code} remedy"),
         affected_peers: Vec::new(),
+        overlay: None,
     }
 }
 

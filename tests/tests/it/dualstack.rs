@@ -1,0 +1,427 @@
+//! Dual-stack and IPv6-only clusters (issue 17, the node and lab half): the
+//! lab's `flannel-v6.1` carries pod traffic as flannel's does, and the
+//! probe watches both overlays, each with its own state and findings.
+//!
+//! Per-peer IPv6 VXLAN counts need the IPv6 datapath (the other half of
+//! the issue): nothing here asserts them. What is asserted is the node
+//! side (netlink state per overlay, findings per overlay, exit codes) and
+//! the lab itself.
+
+use std::time::Duration;
+
+use flannel_probe_tests::lab::netns;
+use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec, PingStats};
+use flannel_probe_tests::support::{
+    ProbeRun, agent_get,
+    reports::{self, serious},
+    start_agent, terminate,
+};
+use serde_json::Value;
+
+const BOTH: &[&str] = &["--overlay", "flannel.1,flannel-v6.1"];
+
+fn lab(family: Family) -> Option<Lab> {
+    let lab = Lab::for_test(LabSpec {
+        family,
+        ..LabSpec::default()
+    })?;
+    lab.wait_ready(Duration::from_secs(15)).expect("lab ready");
+    Some(lab)
+}
+
+fn all_received(results: &[(String, String, PingStats)]) {
+    assert!(!results.is_empty());
+    for (from, to, stats) in results {
+        assert!(stats.all_received(), "{from} -> {to}: {stats:?}");
+    }
+}
+
+/// `node.overlays[]` entry called `name`.
+fn overlay<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["node"]["overlays"]
+        .as_array()
+        .and_then(|os| os.iter().find(|o| o["name"] == name))
+        .unwrap_or_else(|| panic!("no overlay {name} in {:#}", report["node"]))
+}
+
+/// (code, overlay) of every finding above info.
+fn serious_on(report: &Value) -> Vec<(String, Option<String>)> {
+    let mut v = reports::serious_by(report, "overlay");
+    v.dedup();
+    v
+}
+
+/// One overlay of eq14-001 deleted on a dual-stack lab; the report of
+/// eq14-001 watching both while gladius's pod pings eq14-001's over IPv4
+/// (5) and IPv6 (3): (lab, report, IPv4 and IPv6 ping results).
+fn one_overlay_deleted(family: IpFamily) -> Option<(Lab, Value, PingStats, PingStats)> {
+    let mut lab = lab(Family::Dual)?;
+    lab.fault_on(
+        family,
+        &Fault::DeleteOverlay {
+            node: "eq14-001".into(),
+        },
+    )
+    .expect("delete the overlay");
+    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    let run = reports::start_with(&lab, e, 4, BOTH);
+    let v4 = lab.ping(g, e.pod_ip, 5, 0.1).expect("IPv4 ping");
+    let v6 = lab
+        .ping(g, e.pod_ip6.expect("IPv6 pod"), 3, 0.1)
+        .expect("IPv6 ping");
+    let (code, r) = finish(run, "eq14-001");
+    assert_eq!(code, 1, "{:#}", r["findings"]);
+    Some((lab, r, v4, v6))
+}
+
+fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
+    reports::finish(run, node)
+}
+
+#[test]
+fn lab_pods_ping_each_other_over_both_overlays() {
+    let Some(lab) = lab(Family::Dual) else {
+        return;
+    };
+    all_received(&lab.traffic_on(IpFamily::V4, 3, 0.05).expect("IPv4 pings"));
+    all_received(&lab.traffic_on(IpFamily::V6, 3, 0.05).expect("IPv6 pings"));
+    // What flannel programs for a peer on flannel-v6.1: route, neighbour, FDB.
+    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    let show = |args: &[&str]| {
+        String::from_utf8_lossy(&netns::run("ip", args).expect("ip").stdout).into_owned()
+    };
+    let routes = show(&["-n", &e.ns, "-6", "route", "show", "dev", "flannel-v6.1"]);
+    assert!(
+        routes.contains("2001:cafe:42:1::/64 via 2001:cafe:42:1:: ") && routes.contains("onlink"),
+        "{routes}"
+    );
+    let neigh = show(&["-n", &e.ns, "-6", "neigh", "show", "dev", "flannel-v6.1"]);
+    let g_mac6 = flannel_probe_tests::lab::format_mac(&g.vtep_mac6);
+    assert!(
+        neigh.contains(&format!("2001:cafe:42:1:: lladdr {g_mac6} PERMANENT")),
+        "{neigh}"
+    );
+    let fdb = String::from_utf8_lossy(
+        &netns::run(
+            "bridge",
+            &["-netns", &e.ns, "fdb", "show", "dev", "flannel-v6.1"],
+        )
+        .expect("bridge")
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        fdb.contains(&format!("{g_mac6} dst fd00:192:0:2::11 self permanent")),
+        "{fdb}"
+    );
+    // The v6 device has its own MAC, as flannel's v6 VtepMAC.
+    assert_ne!(g.vtep_mac6, g.vtep_mac);
+}
+
+#[test]
+fn lab_ipv6_only_pods_ping_and_have_no_ipv4() {
+    let Some(lab) = lab(Family::V6) else {
+        return;
+    };
+    all_received(&lab.traffic(3, 0.05).expect("pings"));
+    let e = lab.node("eq14-001");
+    assert!(e.pod_addr().is_ipv6());
+    let v4 = netns::run("ip", &["-n", &e.ns, "-4", "addr", "show", "dev", "eth0"]).expect("ip");
+    assert!(
+        v4.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&v4.stdout)
+    );
+    let links = netns::run("ip", &["-n", &e.ns, "link", "show"]).expect("ip");
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        links.contains("flannel-v6.1") && !links.contains("flannel.1:"),
+        "{links}"
+    );
+}
+
+#[test]
+fn healthy_dual_stack_node_reports_both_overlays() {
+    let Some(lab) = lab(Family::Dual) else {
+        return;
+    };
+    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    // Default overlays: both exist, both are watched.
+    let run = reports::start(&lab, e, 4);
+    let v4 = lab.ping(g, e.pod_ip, 5, 0.1).expect("IPv4 ping");
+    let pod6 = e.pod_ip6.expect("IPv6 pod");
+    let v6 = lab.ping(g, pod6, 5, 0.1).expect("IPv6 ping");
+    assert!(v4.all_received() && v6.all_received(), "{v4:?} {v6:?}");
+    let (code, r) = finish(run, "eq14-001");
+    assert_eq!(code, 0, "healthy: {:#}", r["findings"]);
+    assert!(serious(&r).is_empty(), "{:#}", r["findings"]);
+    // The single-overlay fields are flannel.1's, as before.
+    assert_eq!(r["node"]["overlay"], "flannel.1");
+    assert_eq!(r["node"]["local_vtep"], "192.0.2.13");
+    let o4 = overlay(&r, "flannel.1");
+    let o6 = overlay(&r, "flannel-v6.1");
+    assert_eq!(r["node"]["overlays"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        (&o4["family"], &o4["state"]),
+        (&Value::from("ipv4"), &Value::from("up"))
+    );
+    assert_eq!(
+        (&o6["family"], &o6["state"]),
+        (&Value::from("ipv6"), &Value::from("up"))
+    );
+    assert_eq!(o6["local_vtep"], "fd00:192:0:2::13");
+    assert_eq!(o6["uplink"], "eth0");
+    assert_eq!(o6["uplink_source"], "vxlan_dev");
+    assert_eq!(
+        (&o6["vni"], &o6["vxlan_port"]),
+        (&Value::from(1), &Value::from(8472))
+    );
+    assert_eq!(o6["port_bound"], true);
+    assert_eq!(o6["forwarding"], true);
+    assert_eq!(o6["mtu"], 1430);
+    // Two peers: two FDB entries, neighbours and routes on each overlay.
+    for o in [o4, o6] {
+        assert_eq!(
+            (&o["fdb_entries"], &o["neighbours"], &o["routes"]),
+            (&Value::from(2), &Value::from(2), &Value::from(2)),
+            "{o:#}"
+        );
+    }
+    assert_eq!(
+        o6["overlay_mac"],
+        flannel_probe_tests::lab::format_mac(&e.vtep_mac6)
+    );
+}
+
+#[test]
+fn flannel_v6_deleted_is_found_alone_while_flannel_1_is_healthy() {
+    let Some((_lab, r, v4, v6)) = one_overlay_deleted(IpFamily::V6) else {
+        return;
+    };
+    assert!(v4.all_received(), "IPv4 still works: {v4:?}");
+    assert_eq!(v6.received, 0, "IPv6 to eq14-001's pod is gone: {v6:?}");
+    let found = serious_on(&r);
+    assert!(
+        found.contains(&("OVERLAY_DEVICE_MISSING".into(), Some("flannel-v6.1".into()))),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(_, o)| o.as_deref() == Some("flannel-v6.1")),
+        "nothing wrong on flannel.1: {found:?}"
+    );
+    assert_eq!(r["node"]["overlay_state"], "up");
+    assert_eq!(overlay(&r, "flannel.1")["state"], "up");
+    assert_eq!(overlay(&r, "flannel-v6.1")["state"], "missing");
+    assert_eq!(overlay(&r, "flannel-v6.1")["port_bound"], false);
+    // The IPv4 peers' counts are untouched by the other family's fault.
+    let to_g = reports::peer(&r, "192.0.2.11");
+    assert_eq!(to_g["rx_encap_packets"], 5);
+    assert_eq!(to_g["rx_decap_packets"], 5);
+}
+
+#[test]
+fn flannel_1_deleted_is_found_alone_while_flannel_v6_is_healthy() {
+    let Some((_lab, r, v4, v6)) = one_overlay_deleted(IpFamily::V4) else {
+        return;
+    };
+    assert_eq!(v4.received, 0, "IPv4 to eq14-001's pod is gone: {v4:?}");
+    assert!(v6.all_received(), "IPv6 still works: {v6:?}");
+    let found = serious_on(&r);
+    for want in [
+        "OVERLAY_DEVICE_MISSING",
+        "VXLAN_NOT_DECAPSULATED",
+        "VXLAN_PORT_NOT_BOUND",
+    ] {
+        assert!(
+            found.contains(&(want.into(), Some("flannel.1".into()))),
+            "{want} on flannel.1: {found:?}"
+        );
+    }
+    assert!(
+        found.iter().all(|(_, o)| o.as_deref() == Some("flannel.1")),
+        "nothing wrong on flannel-v6.1: {found:?}"
+    );
+    assert_eq!(r["node"]["overlay_state"], "missing");
+    // The kernel's IPv6 VXLAN socket still holds 8472, for IPv6 only.
+    assert_eq!(r["node"]["port_bound"], false);
+    assert_eq!(overlay(&r, "flannel-v6.1")["state"], "up");
+    assert_eq!(overlay(&r, "flannel-v6.1")["port_bound"], true);
+}
+
+#[test]
+fn ipv6_only_node_shows_flannel_v6_with_its_ipv6_vtep_and_fdb() {
+    let Some(mut lab) = lab(Family::V6) else {
+        return;
+    };
+    let e = lab.node("eq14-001");
+    let run = reports::start(&lab, e, 3);
+    let (code, r) = finish(run, "eq14-001");
+    assert_eq!(code, 0, "{:#}", r["findings"]);
+    assert_eq!(r["node"]["overlay"], "flannel-v6.1");
+    assert_eq!(r["node"]["overlay_state"], "up");
+    assert_eq!(r["node"]["local_vtep"], "fd00:192:0:2::13");
+    assert_eq!(r["node"]["uplink"], "eth0");
+    let o = overlay(&r, "flannel-v6.1");
+    assert_eq!(r["node"]["overlays"].as_array().map(Vec::len), Some(1));
+    assert_eq!(o["family"], "ipv6");
+    assert_eq!(o["fdb_entries"], 2);
+    assert_eq!(o["neighbours"], 2);
+    assert_eq!(o["routes"], 2);
+
+    // The incident on IPv6: flannel-v6.1 deleted.
+    lab.fault(&Fault::DeleteOverlay {
+        node: "eq14-001".into(),
+    })
+    .expect("delete flannel-v6.1");
+    let e = lab.node("eq14-001");
+    let run = reports::start_with(&lab, e, 2, &["--overlay", "flannel-v6.1"]);
+    let (code, r) = finish(run, "eq14-001");
+    assert_eq!(code, 1);
+    let found = serious_on(&r);
+    assert!(
+        found.contains(&("OVERLAY_DEVICE_MISSING".into(), None)),
+        "one overlay: no overlay field: {found:?}"
+    );
+    assert_eq!(r["node"]["overlay"], "flannel-v6.1");
+    // Without the device the uplink's IPv6 address is the local VTEP.
+    assert_eq!(r["node"]["local_vtep"], "fd00:192:0:2::13");
+}
+
+/// Every lab fault but `bad-checksum` (IPv4 datagrams) applies to the IPv6
+/// overlay of a dual-stack lab and breaks IPv6 pod traffic where it
+/// should, leaving IPv4 alone.
+#[test]
+fn faults_hit_the_ipv6_overlay_only() {
+    if !flannel_probe_tests::require_root() {
+        return;
+    }
+    // (fault, IPv6 pod traffic to eq14-001 still flows afterwards)
+    let cases = [
+        ("incident", false),
+        ("overlay-down", false),
+        ("other-vni", false),
+        ("recreate-overlay", true),
+        ("firewall", false),
+        ("missing-fdb", true),
+        ("missing-neigh", true),
+        ("stale-fdb", true),
+        ("forwarding-off", false),
+        ("mtu", true),
+        ("underlay-loss=100", false),
+        ("other-port", false),
+        ("forward-drop", false),
+        ("mac-change", false),
+        ("underlay-mtu", true),
+    ];
+    for (name, flows) in cases {
+        let Some(mut lab) = lab(Family::Dual) else {
+            return;
+        };
+        let fault = Fault::parse(name, "eq14-001", None).expect(name);
+        lab.fault_on(IpFamily::V6, &fault)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+        // missing-fdb/-neigh/stale-fdb break gladius's entries on eq14-001:
+        // ping from eq14-001's side for those, so the fault is on the path.
+        let (from, to) = match name {
+            "missing-fdb" | "missing-neigh" | "stale-fdb" => (e, g),
+            _ => (g, e),
+        };
+        let v6 = lab
+            .ping(from, to.pod_ip6.expect("IPv6 pod"), 3, 0.1)
+            .expect("IPv6 ping");
+        let v4 = lab.ping(from, to.pod_ip, 3, 0.1).expect("IPv4 ping");
+        assert!(v4.all_received(), "{name}: IPv4 untouched: {v4:?}");
+        match (name, flows) {
+            // Reachability after these depends on entries, not the fault
+            // itself: checked through the kernel state below.
+            ("missing-fdb" | "missing-neigh" | "stale-fdb", _) => {}
+            (_, true) => assert!(v6.all_received(), "{name}: {v6:?}"),
+            (_, false) => assert_eq!(v6.received, 0, "{name}: {v6:?}"),
+        }
+        let peer6 = g.ip6.expect("v6").to_string();
+        let fdb = String::from_utf8_lossy(
+            &netns::run(
+                "bridge",
+                &["-netns", &e.ns, "fdb", "show", "dev", "flannel-v6.1"],
+            )
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+        )
+        .into_owned();
+        let g_mac6 = flannel_probe_tests::lab::format_mac(&g.vtep_mac6);
+        match name {
+            "missing-fdb" => assert!(!fdb.contains(&g_mac6), "{fdb}"),
+            "stale-fdb" => assert!(
+                fdb.contains(&g_mac6) && !fdb.contains(&format!("{g_mac6} dst {peer6}")),
+                "{fdb}"
+            ),
+            "missing-neigh" => {
+                let n = netns::run(
+                    "ip",
+                    &["-n", &e.ns, "-6", "neigh", "show", "dev", "flannel-v6.1"],
+                )
+                .expect("ip");
+                // The ping may leave an INCOMPLETE entry (NDP cannot resolve
+                // over the overlay): flannel's permanent one is gone.
+                let n = String::from_utf8_lossy(&n.stdout).into_owned();
+                assert!(!n.contains("2001:cafe:42:1:: lladdr"), "{n}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `serve` with the default overlays keeps watching an overlay it has seen:
+/// `flannel-v6.1` deleted while it runs is a finding about that overlay,
+/// not an overlay left out of the report.
+#[test]
+fn the_agent_keeps_watching_an_overlay_it_has_seen() {
+    let Some(mut lab) = lab(Family::Dual) else {
+        return;
+    };
+    let e = lab.node("eq14-001").clone();
+    let agent = start_agent(&lab, &e, &["--interval", "1s"]);
+    let report = |node| -> Value {
+        let (code, body) = agent_get(node, "/report");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("report JSON")
+    };
+    let before = report(&e);
+    assert_eq!(before["node"]["overlays"].as_array().map(Vec::len), Some(2));
+    assert!(serious_on(&before).is_empty(), "{:#}", before["findings"]);
+
+    lab.fault_on(
+        IpFamily::V6,
+        &Fault::DeleteOverlay {
+            node: "eq14-001".into(),
+        },
+    )
+    .expect("delete flannel-v6.1");
+    let want = (
+        "OVERLAY_DEVICE_MISSING".to_owned(),
+        Some("flannel-v6.1".to_owned()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let r = report(&e);
+        if serious_on(&r).contains(&want) || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        serious_on(&after).contains(&want),
+        "{:#}",
+        after["findings"]
+    );
+    assert_eq!(overlay(&after, "flannel-v6.1")["state"], "missing");
+    assert_eq!(overlay(&after, "flannel.1")["state"], "up");
+    terminate(agent.pid());
+    let (code, _) = agent
+        .finish(Duration::from_secs(20))
+        .expect("the agent exits");
+    assert_eq!(code, 0);
+}
