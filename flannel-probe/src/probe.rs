@@ -13,7 +13,9 @@ use crate::{
         OverlayDev, Snapshot, drops_netns_inum, map_memory, memory::human,
     },
     diagnose::{Inputs, diagnose},
-    node::{DiscoverOptions, NoUplink, NodeState, UplinkChoice, discover, discover_after},
+    node::{
+        DiscoverOptions, NoUplink, NodeState, UplinkChoice, VtepFamily, discover, discover_after,
+    },
     report::{OverlayChange, Report, mac_string},
 };
 
@@ -47,8 +49,11 @@ pub(crate) struct Probe {
     node: NodeState,
     /// (name, ifindex) the uplink programs are attached to.
     uplink_at: Option<(String, u32)>,
-    /// ifindex the overlay programs are attached to.
-    overlay_at: Option<u32>,
+    /// Other overlays' uplinks (dual-stack over two NICs), when they
+    /// differ from `uplink_at`: the uplink programs sit on each.
+    more_uplinks_at: Vec<(String, u32)>,
+    /// Overlay device -> ifindex the overlay programs are attached to.
+    overlays_at: BTreeMap<String, u32>,
     matching: Option<Matching>,
     drop_match: Option<DropMatch>,
     netns_inum: u32,
@@ -59,7 +64,7 @@ pub(crate) struct Probe {
     /// Self-health: attachments that vanished and were restored.
     attach_gaps: u64,
     /// Attachments that vanished and are not restored yet (hook -> device).
-    detached: BTreeMap<Hook, String>,
+    detached: BTreeMap<(Hook, String), ()>,
     /// Kernel memory of the maps, computed before they were created.
     map_memory: MapMemory,
 }
@@ -113,7 +118,8 @@ impl Probe {
             dp,
             node,
             uplink_at: None,
-            overlay_at: None,
+            more_uplinks_at: Vec::new(),
+            overlays_at: BTreeMap::new(),
             matching: None,
             drop_match: None,
             netns_inum: drops_netns_inum()?,
@@ -194,7 +200,7 @@ impl Probe {
             .collect();
         let watched = LinkWatch {
             overlay_names: &names,
-            overlay_ifindex: self.overlay_at,
+            overlay_ifindex: self.overlays_at.get(&self.node.overlay_name).copied(),
             uplink: self.uplink_at.as_ref().map(|(n, i)| (n.as_str(), *i)),
             uplink_choice: match &self.opts.uplink {
                 UplinkChoice::Name(n) => Some(n.as_str()),
@@ -237,12 +243,30 @@ impl Probe {
             anyhow!("{}", why.message(&self.node.overlay_name))
         })?;
         let at = Some((uplink.name.clone(), uplink.ifindex));
-        if self.uplink_at != at {
+        // Each overlay's uplink, the first overlay's first (dual-stack
+        // usually shares one NIC).
+        let mut more: Vec<(String, u32)> = Vec::new();
+        for u in self
+            .node
+            .other_overlays
+            .iter()
+            .filter_map(|o| o.uplink.as_ref())
+        {
+            let key = (u.name.clone(), u.ifindex);
+            if Some(&key) != at.as_ref() && !more.contains(&key) {
+                more.push(key);
+            }
+        }
+        if self.uplink_at != at || self.more_uplinks_at != more {
             for hook in [Hook::UplinkIngress, Hook::UplinkEgress] {
                 self.dp.attach(hook, &uplink.name)?;
+                for (name, _) in &more {
+                    self.dp.attach_also(hook, name)?;
+                }
             }
-            tracing::info!(uplink = %uplink.name, "watching the uplink");
+            tracing::info!(uplink = %uplink.name, more = ?more, "watching the uplink");
             self.uplink_at = at;
+            self.more_uplinks_at = more;
         }
         let mut dm = DropMatch {
             netns_inum: self.netns_inum,
@@ -250,38 +274,60 @@ impl Probe {
             v6: m.v6,
             ..DropMatch::default()
         };
-        dm.overlays[0] = self.node.overlay.as_ref().map(|o| OverlayDev {
-            ifindex: o.ifindex,
-            mac: o.mac,
-        });
+        let devices = self.node.overlays().filter_map(|o| o.overlay.as_ref());
+        for (slot, o) in dm.overlays.iter_mut().zip(devices) {
+            *slot = Some(OverlayDev {
+                ifindex: o.ifindex,
+                mac: o.mac,
+            });
+        }
         if self.drop_match != Some(dm) {
             self.dp.configure_drops(&dm)?;
             self.drop_match = Some(dm);
         }
-        match &self.node.overlay {
-            Some(o) if self.overlay_at != Some(o.ifindex) => {
-                let name = o.name.clone();
-                let res: Result<()> = [Hook::OverlayIngress, Hook::OverlayEgress]
-                    .into_iter()
-                    .try_for_each(|h| self.dp.attach(h, &name));
-                match res {
-                    Ok(()) => {
-                        tracing::info!(overlay = %name, ifindex = o.ifindex, "watching the overlay device");
-                        self.overlay_at = Some(o.ifindex);
-                    }
-                    // It may vanish between discovery and attach: next refresh retries.
-                    Err(e) => tracing::warn!("attaching to {name} failed: {e:#}"),
-                }
-            }
-            None if self.overlay_at.is_some() => {
-                tracing::warn!(overlay = %self.node.overlay_name, "the overlay device disappeared");
-                self.dp.detach(Hook::OverlayIngress);
-                self.dp.detach(Hook::OverlayEgress);
-                self.overlay_at = None;
-            }
-            _ => {}
-        }
+        self.sync_overlays();
         Ok(())
+    }
+
+    /// The overlay programs on every watched overlay device that exists,
+    /// attached again when a device is recreated (new ifindex), taken off
+    /// one that is gone.
+    fn sync_overlays(&mut self) {
+        let want: BTreeMap<String, u32> = self
+            .node
+            .overlays()
+            .filter_map(|o| o.overlay.as_ref())
+            .map(|o| (o.name.clone(), o.ifindex))
+            .collect();
+        let gone: Vec<String> = self
+            .overlays_at
+            .keys()
+            .filter(|n| !want.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::warn!(overlay = %name, "the overlay device disappeared");
+            for h in [Hook::OverlayIngress, Hook::OverlayEgress] {
+                self.dp.detach_from(h, &name);
+            }
+            self.overlays_at.remove(&name);
+        }
+        for (name, ifindex) in want {
+            if self.overlays_at.get(&name) == Some(&ifindex) {
+                continue;
+            }
+            let res: Result<()> = [Hook::OverlayIngress, Hook::OverlayEgress]
+                .into_iter()
+                .try_for_each(|h| self.dp.attach_also(h, &name));
+            match res {
+                Ok(()) => {
+                    tracing::info!(overlay = %name, ifindex, "watching the overlay device");
+                    self.overlays_at.insert(name, ifindex);
+                }
+                // It may vanish between discovery and attach: next refresh retries.
+                Err(e) => tracing::warn!("attaching to {name} failed: {e:#}"),
+            }
+        }
     }
 
     /// Re-reads the node and follows it, then re-verifies the attachments
@@ -306,28 +352,28 @@ impl Probe {
                 iface,
                 "an attachment of ours vanished"
             );
-            self.detached.insert(hook, iface);
+            self.detached.insert((hook, iface), ());
         }
-        let attached: Vec<Hook> = self
+        let attached: Vec<(Hook, String)> = self
             .dp
             .attachments()
             .into_iter()
-            .map(|(h, _, _)| h)
+            .map(|(h, i, _)| (h, i))
             .collect();
         // Attached again by sync (a recreated device), or an overlay that is
         // gone (its own finding): nothing left to restore.
-        let overlay_gone = self.overlay_at.is_none();
-        self.detached.retain(|h, _| {
+        let overlays_at = &self.overlays_at;
+        self.detached.retain(|(h, iface), _| {
             let overlay_hook = matches!(h, Hook::OverlayIngress | Hook::OverlayEgress);
-            !(attached.contains(h) || overlay_gone && overlay_hook)
+            !(attached.contains(&(*h, iface.clone()))
+                || overlay_hook && !overlays_at.contains_key(iface))
         });
-        let pending: Vec<(Hook, String)> =
-            self.detached.iter().map(|(h, i)| (*h, i.clone())).collect();
+        let pending: Vec<(Hook, String)> = self.detached.keys().cloned().collect();
         for (hook, iface) in pending {
-            match self.dp.attach(hook, &iface) {
+            match self.dp.attach_also(hook, &iface) {
                 Ok(()) => {
                     self.attach_gaps += 1;
-                    self.detached.remove(&hook);
+                    self.detached.remove(&(hook, iface.clone()));
                     tracing::warn!(
                         program = hook.program(),
                         iface,
@@ -362,7 +408,9 @@ impl Probe {
             detached: self
                 .detached
                 .keys()
-                .map(|h| h.program().to_string())
+                .map(|(h, _)| h.program().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
                 .collect(),
         });
         r.overlay_history = self.history.clone();
@@ -604,26 +652,27 @@ pub(crate) async fn shutdown_signal() -> Result<()> {
     Ok(())
 }
 
-/// What the datapath matches for this node's one overlay.
-///
-/// Bridge (issue 17, until `NodeState` has an overlay per family): the
-/// overlay's local VTEP says its family; when it is unknown (an IPv6
-/// overlay, which the IPv4-only discovery cannot read yet), both families
-/// are watched with its port, VNI and MAC, with any local address.
+/// What the datapath matches: per family, the port, VNI, local VTEP and
+/// MAC of the watched overlay of that family (`flannel.1` for IPv4,
+/// `flannel-v6.1` for IPv6); a family with no watched overlay is not
+/// counted.
 fn node_matching(node: &NodeState) -> Matching {
-    let m = FamilyMatch {
-        vxlan_port: node.vxlan_port,
-        vni: node.vni,
-        local_vtep: node.local_vtep.map(std::net::IpAddr::from),
-        overlay_mac: node.overlay.as_ref().and_then(|o| o.mac),
-    };
-    match m.local_vtep {
-        Some(_) => Matching::one(m),
-        None => Matching {
-            v4: Some(m),
-            v6: Some(m),
-        },
+    let mut m = Matching::default();
+    for o in node.overlays() {
+        let f = FamilyMatch {
+            vxlan_port: o.vxlan_port,
+            vni: o.vni,
+            local_vtep: o.local_vtep,
+            overlay_mac: o.overlay.as_ref().and_then(|d| d.mac),
+        };
+        // One overlay per family: the first named wins.
+        let slot = match o.family {
+            VtepFamily::Ipv4 => &mut m.v4,
+            VtepFamily::Ipv6 => &mut m.v6,
+        };
+        slot.get_or_insert(f);
     }
+    m
 }
 
 #[cfg(test)]

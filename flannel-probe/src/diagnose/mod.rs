@@ -12,7 +12,7 @@ use flannel_probe_common::abi::DIR_RX;
 
 use crate::{
     datapath::Snapshot,
-    node::NodeState,
+    node::{NodeState, VtepFamily},
     report::{
         DropReport, Finding, NodeInfo, OverlayReport, PeerReport, Report, SCHEMA, Traffic,
         UnattributedInner, addr_string, mac_string,
@@ -40,6 +40,15 @@ pub struct Inputs<'a> {
 
 /// Builds the report: per-peer figures, drops, findings (worst first).
 pub fn diagnose(inp: &Inputs<'_>) -> Report {
+    if inp.node.other_overlays.is_empty() {
+        diagnose_one(inp)
+    } else {
+        diagnose_overlays(inp)
+    }
+}
+
+/// The report of one overlay (`inp.node`'s own, not its others').
+fn diagnose_one(inp: &Inputs<'_>) -> Report {
     let node = inp.node;
     // Indexes built once: everything below is linear in peers, MACs and
     // drops (10 000 peers must diagnose in milliseconds).
@@ -191,38 +200,163 @@ pub fn diagnose(inp: &Inputs<'_>) -> Report {
         unknown_sources,
     };
     let mut findings = rules::all(&report, inp, &ix);
-    if !node.other_overlays.is_empty() {
-        for f in &mut findings {
-            name_overlay(f, &node.overlay_name);
-        }
-        for other in &node.other_overlays {
-            // The other overlay's header, no peers: the datapath counts on
-            // the first overlay only (its peers are the window's).
-            let view = Report {
-                schema: SCHEMA,
-                node: node_info(other, inp),
-                window_secs: inp.window_secs,
-                peers: Vec::new(),
-                drops: Vec::new(),
-                findings: Vec::new(),
-                unattributed_inner: Vec::new(),
-                overflow: inp.window.overflow,
-                overlay_history: Vec::new(),
-                unknown_sources: Default::default(),
-            };
-            for mut f in rules::node_only(&view, other) {
-                // Its traffic is not counted: no evidence from counts of 0.
-                f.evidence.retain(|e| {
-                    !e.starts_with("rx_encap_packets=") && !e.starts_with("rx_decap_packets=")
-                });
-                name_overlay(&mut f, &other.overlay_name);
-                findings.push(f);
-            }
-        }
-    }
     findings.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
     report.findings = findings;
     report
+}
+
+/// Several overlays (dual-stack: `flannel.1` and `flannel-v6.1`): each is
+/// diagnosed alone over its share of the window, the peers of its family
+/// and the drops and inner frames of its VTEPs, so the incident on one
+/// family is found with the other healthy; the reports are then joined.
+/// What belongs to no overlay in particular (traffic nobody sent to a
+/// VTEP, map overflow, drops naming neither address nor MAC, attachment
+/// health) is the first overlay's.
+fn diagnose_overlays(inp: &Inputs<'_>) -> Report {
+    let node = inp.node;
+    let all: Vec<&NodeState> = node
+        .overlays()
+        .filter(|o| !ipv6_only_leftover(o, node, inp.window))
+        .collect();
+    if all.len() == 1 {
+        let mut r = diagnose_one(&Inputs {
+            node: all[0],
+            attached: inp.attached.clone(),
+            detached: inp.detached.clone(),
+            ..*inp
+        });
+        // An IPv6-only node: its one overlay is the report's, and the
+        // IPv4 one looked for stays listed (missing) in `overlays`.
+        r.node.overlays = node.overlays().map(OverlayReport::from).collect();
+        for f in &mut r.findings {
+            name_overlay(f, &all[0].overlay_name);
+        }
+        return r;
+    }
+    let mut reports: Vec<Report> = all
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let window = overlay_window(inp.window, &all, i);
+            let first = i == 0;
+            let mut r = diagnose_one(&Inputs {
+                window: &window,
+                window_secs: inp.window_secs,
+                node: o,
+                drop_reason: inp.drop_reason,
+                attached: inp.attached.clone(),
+                drops_unavailable: inp.drops_unavailable.filter(|_| first),
+                attach_gaps: if first { inp.attach_gaps } else { 0 },
+                detached: if first {
+                    inp.detached.clone()
+                } else {
+                    Vec::new()
+                },
+            });
+            for f in &mut r.findings {
+                name_overlay(f, &o.overlay_name);
+            }
+            r
+        })
+        .collect();
+    let mut report = reports.remove(0);
+    report.node = node_info(node, inp);
+    let mut drops: BTreeMap<(String, &'static str), u64> = report
+        .drops
+        .drain(..)
+        .map(|d| ((d.reason, d.direction), d.packets))
+        .collect();
+    for r in reports {
+        report.peers.extend(r.peers);
+        report.findings.extend(r.findings);
+        report.unattributed_inner.extend(r.unattributed_inner);
+        for d in r.drops {
+            *drops.entry((d.reason, d.direction)).or_default() += d.packets;
+        }
+        let (u, o) = (&mut report.unknown_sources, r.unknown_sources);
+        u.sources.extend(o.sources);
+        u.other_sources += o.other_sources;
+        u.other_packets += o.other_packets;
+        u.rx_dropped += o.rx_dropped;
+    }
+    report.peers.sort_by_key(|p| p.ip());
+    report.drops = drops
+        .into_iter()
+        .map(|((reason, direction), packets)| DropReport {
+            reason,
+            direction,
+            packets,
+        })
+        .collect();
+    report
+        .drops
+        .sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+    report
+        .findings
+        .sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
+    report
+}
+
+/// `o` is the IPv4 overlay looked for by default on a node that runs only
+/// the IPv6 one: missing, an IPv6 overlay up, and no IPv4 VXLAN arriving.
+/// On a dual-stack node whose `flannel.1` is missing the peers' IPv4 VXLAN
+/// still arrives (counted on the uplink), and it is the incident.
+fn ipv6_only_leftover(o: &NodeState, node: &NodeState, w: &Snapshot) -> bool {
+    o.family == VtepFamily::Ipv4
+        && o.overlay.is_none()
+        && node
+            .overlays()
+            .any(|n| n.family == VtepFamily::Ipv6 && n.overlay.is_some())
+        && !w
+            .peers
+            .iter()
+            .any(|(ip, v)| ip.is_ipv4() && v.rx.packets > 0)
+}
+
+/// The part of `w` that overlay `i` of `all` is about: peers of its family,
+/// drops by address of its family or by a MAC of its FDB, inner frames of
+/// its FDB's MACs; the first overlay also gets what no overlay's FDB names
+/// and the window-wide counts.
+fn overlay_window(w: &Snapshot, all: &[&NodeState], i: usize) -> Snapshot {
+    let o = all[i];
+    let first = i == 0;
+    let in_fdb = |n: &NodeState, mac: &[u8; 6]| n.fdb.iter().any(|e| e.mac == *mac);
+    let mac_is_ours =
+        |mac: &[u8; 6]| in_fdb(o, mac) || (first && !all.iter().any(|n| in_fdb(n, mac)));
+    Snapshot {
+        peers: w
+            .peers
+            .iter()
+            .filter(|(ip, _)| o.family.holds(**ip))
+            .map(|(ip, v)| (*ip, *v))
+            .collect(),
+        inner: w
+            .inner
+            .iter()
+            .filter(|(mac, _)| mac_is_ours(mac))
+            .map(|(mac, v)| (*mac, *v))
+            .collect(),
+        drops: w
+            .drops
+            .iter()
+            .filter(|(d, _)| match (d.peer, d.mac) {
+                (Some(ip), _) => o.family.holds(ip),
+                (None, Some(mac)) => mac_is_ours(&mac),
+                (None, None) => first,
+            })
+            .map(|(d, n)| (*d, *n))
+            .collect(),
+        overflow: if first {
+            w.overflow
+        } else {
+            Default::default()
+        },
+        not_ours: if first {
+            w.not_ours
+        } else {
+            Default::default()
+        },
+    }
 }
 
 /// With several overlays, a finding says which one it is about: the field,

@@ -66,23 +66,6 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out
 }
 
-/// The rules that read the node's state alone, for an overlay the datapath
-/// does not count on (the second of `flannel.1` and `flannel-v6.1`): `r`
-/// is that overlay's report header with no peers.
-pub(super) fn node_only(r: &Report, node: &NodeState) -> Vec<Finding> {
-    let ix = Index::new(node);
-    let mut out = Vec::new();
-    out.extend(overlay_device_missing(r));
-    out.extend(overlay_device_down(r));
-    out.extend(vxlan_port_not_bound(r));
-    let routes = overlay_routes(node);
-    out.extend(fdb_entry_missing(r, &routes, &ix));
-    out.extend(neigh_entry_missing(r, node, &routes, &ix));
-    out.extend(forwarding_disabled(r, node));
-    out.extend(mtu_mismatch(r, node));
-    out
-}
-
 /// Self-health: an attachment of ours vanished and re-attaching failed so
 /// far; whatever passes meanwhile is not counted.
 fn datapath_detached(r: &Report) -> Option<Finding> {

@@ -70,7 +70,7 @@ pub(super) fn healthy_node() -> NodeState {
     }
 }
 
-fn outer(rx: u64, tx: u64) -> PeerValue {
+pub(super) fn outer(rx: u64, tx: u64) -> PeerValue {
     PeerValue {
         rx: PeerCounters {
             packets: rx,
@@ -85,7 +85,7 @@ fn outer(rx: u64, tx: u64) -> PeerValue {
     }
 }
 
-fn inner(rx: u64, tx: u64) -> InnerValue {
+pub(super) fn inner(rx: u64, tx: u64) -> InnerValue {
     InnerValue {
         rx: InnerCounters {
             packets: rx,

@@ -3,8 +3,9 @@
 //! report lists every overlay in `node.overlays[]`.
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::tests::{eth0, healthy_node, healthy_window, run_named};
+use super::tests::{eth0, healthy_node, healthy_window, inner, outer, run_named};
 use crate::{
+    datapath::Snapshot,
     node::{
         FdbEntry, NUD_PERMANENT, NeighEntry, NodeState, Overlay, RouteEntry, Uplink, VtepFamily,
     },
@@ -100,8 +101,22 @@ fn dual(v4: NodeState, v6: NodeState) -> NodeState {
     n
 }
 
+/// gladius's IPv6 VTEP, as eq14-001's flannel-v6.1 knows it.
+fn gladius6() -> IpAddr {
+    IpAddr::V6(v6("fd00:192:0:2::11"))
+}
+
+/// Traffic on both families: the IPv4 peers of [`healthy_window`] and
+/// gladius over IPv6 (8 each way, decapsulated on flannel-v6.1).
+fn dual_window() -> Snapshot {
+    let mut w = healthy_window();
+    w.peers.insert(gladius6(), outer(8, 8));
+    w.inner.insert(MAC6_G, inner(8, 8));
+    w
+}
+
 fn run(node: &NodeState) -> Report {
-    run_named(&healthy_window(), node, &|n| format!("REASON_{n}"))
+    run_named(&dual_window(), node, &|n| format!("REASON_{n}"))
 }
 
 /// The finding `code`; panics when it is not raised.
@@ -146,10 +161,13 @@ fn a_healthy_dual_stack_node_lists_both_overlays_and_raises_nothing() {
 #[test]
 fn v6_overlay_missing_is_found_alone() {
     let r = run(&dual(healthy_node(), missing(v6_overlay(true))));
+    // The incident, on IPv6 alone: gladius's IPv6 VXLAN arrives (counted on
+    // the uplink) and nothing decapsulates it; flannel.1 stays healthy.
     assert_eq!(
         found(&r),
         [
             ("OVERLAY_DEVICE_MISSING", Some("flannel-v6.1")),
+            ("VXLAN_NOT_DECAPSULATED", Some("flannel-v6.1")),
             ("VXLAN_PORT_NOT_BOUND", Some("flannel-v6.1")),
         ],
         "{:?}",
@@ -160,16 +178,23 @@ fn v6_overlay_missing_is_found_alone() {
             .iter()
             .all(|f| f.summary.contains("flannel-v6.1"))
     );
-    // flannel-v6.1's traffic is not counted (the datapath is flannel.1's):
-    // no evidence from counts.
+    let nd = the(&r, "VXLAN_NOT_DECAPSULATED");
+    assert_eq!(nd.affected_peers, ["fd00:192:0:2::11"]);
     assert!(
-        r.findings
+        nd.evidence
             .iter()
-            .flat_map(|f| &f.evidence)
-            .all(|e| !e.contains("_packets=")),
+            .any(|e| e == "rx_encap_packets=8 rx_decap_packets=0"),
         "{:?}",
-        r.findings
+        nd.evidence
     );
+    // Both families' peers are in the report, each with its own counts.
+    let g6 = r
+        .peers
+        .iter()
+        .find(|p| p.peer == "fd00:192:0:2::11")
+        .expect("the IPv6 peer");
+    assert_eq!(g6.traffic.rx_encap_packets, 8);
+    assert_eq!(r.peers.len(), 3);
     assert_eq!(r.node.overlay_state.as_str(), "up");
     assert_eq!(r.node.overlays[1].state.as_str(), "missing");
 }
@@ -233,11 +258,18 @@ fn v6_rules_speak_ipv6() {
     );
 
     // A missing IPv6 FDB entry for a routed peer.
+    // (no IPv6 traffic: a peer not in the FDB would be an unknown source)
     let mut n6 = v6_overlay(true);
     n6.fdb.clear();
-    let r = run(&dual(healthy_node(), n6));
+    let r = run_named(&healthy_window(), &dual(healthy_node(), n6), &|n| {
+        format!("REASON_{n}")
+    });
+    let serious: Vec<_> = found(&r)
+        .into_iter()
+        .filter(|(c, _)| *c != "NO_VXLAN_TRAFFIC")
+        .collect();
     assert_eq!(
-        found(&r),
+        serious,
         [("FDB_ENTRY_MISSING", Some("flannel-v6.1"))],
         "{:?}",
         r.findings
@@ -275,4 +307,38 @@ fn an_ipv6_only_node_reports_its_v6_vtep() {
     assert_eq!(r.node.local_vtep.as_deref(), Some("fd00:192:0:2::13"));
     assert_eq!(r.node.overlays.len(), 1);
     assert_eq!(r.node.overlays[0].fdb_entries, 1);
+}
+
+#[test]
+fn flannel_1_looked_for_on_an_ipv6_only_node_is_no_finding() {
+    // IPv6-only: flannel.1 (looked for by default) is missing and nothing
+    // arrives over IPv4; flannel-v6.1 is healthy with its traffic.
+    let mut w = Snapshot::default();
+    w.peers.insert(gladius6(), outer(8, 8));
+    w.inner.insert(MAC6_G, inner(8, 8));
+    let node = dual(missing(healthy_node()), v6_overlay(true));
+    let r = run_named(&w, &node, &|n| format!("REASON_{n}"));
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.exit_code(), 0);
+    assert_eq!(r.node.overlay, "flannel-v6.1");
+    let states: Vec<(&str, &str)> = r
+        .node
+        .overlays
+        .iter()
+        .map(|o| (o.name.as_str(), o.state.as_str()))
+        .collect();
+    assert_eq!(states, [("flannel.1", "missing"), ("flannel-v6.1", "up")]);
+    assert_eq!(r.peers.len(), 1);
+    assert_eq!(r.peers[0].traffic.rx_decap_packets, 8);
+    // The same node with IPv4 VXLAN arriving: that is the incident.
+    let mut w4 = w.clone();
+    w4.peers.insert(IpAddr::from([192, 0, 2, 11]), outer(10, 0));
+    let r = run_named(&w4, &node, &|n| format!("REASON_{n}"));
+    let codes: Vec<_> = found(&r);
+    assert!(
+        codes.contains(&("VXLAN_NOT_DECAPSULATED", Some("flannel.1"))),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&("OVERLAY_DEVICE_MISSING", Some("flannel.1"))));
+    assert!(codes.iter().all(|(_, o)| *o == Some("flannel.1")));
 }

@@ -50,10 +50,7 @@ pub(super) fn explained_drops(r: &Report, fdb: &FastMap<[u8; 6], std::net::IpAdd
 }
 
 /// One finding per sending peer, on the node whose MAC they no longer know.
-pub(super) fn vtep_mac_stale(
-    r: &Report,
-    fdb: &FastMap<[u8; 6], std::net::IpAddr>,
-) -> Vec<Finding> {
+pub(super) fn vtep_mac_stale(r: &Report, fdb: &FastMap<[u8; 6], std::net::IpAddr>) -> Vec<Finding> {
     let dev = &r.node.overlay;
     stale_peers(r, fdb)
         .map(|(p, theirs, ours)| {

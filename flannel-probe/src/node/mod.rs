@@ -234,8 +234,8 @@ pub const DEFAULT_OVERLAYS: [&str; 2] = ["flannel.1", "flannel-v6.1"];
 #[derive(Clone, Debug, Default)]
 pub struct DiscoverOptions {
     /// The VXLAN devices to watch, in order (`--overlay`); the first is the
-    /// report's single-overlay fields and the datapath's. Empty: each of
-    /// [`DEFAULT_OVERLAYS`] that exists, else `flannel.1` (missing).
+    /// report's single-overlay fields. Empty: `flannel.1`, and
+    /// `flannel-v6.1` when it exists or was seen.
     pub overlays: Vec<String>,
     /// With the default set: overlays watched before, kept while they are
     /// gone (a deleted `flannel-v6.1` is a finding, not a smaller set).
@@ -266,16 +266,17 @@ impl DiscoverOptions {
             }
             return out;
         }
-        let out: Vec<String> = DEFAULT_OVERLAYS
-            .iter()
-            .filter(|name| exists(name) || self.seen_overlays.iter().any(|s| s == *name))
-            .map(|name| (*name).to_owned())
-            .collect();
-        if out.is_empty() {
-            // Nothing at all: the IPv4 overlay is the missing one, as
-            // before dual-stack (the incident reads OVERLAY_DEVICE_MISSING).
-            return vec![DEFAULT_OVERLAYS[0].to_owned()];
-        }
+        // `flannel.1` always: its absence is the incident this tool exists
+        // for, also on a dual-stack node whose `flannel-v6.1` came up
+        // (diagnose tells an IPv6-only node by no IPv4 VXLAN arriving).
+        // The others when they exist or were seen.
+        let mut out = vec![DEFAULT_OVERLAYS[0].to_owned()];
+        out.extend(
+            DEFAULT_OVERLAYS[1..]
+                .iter()
+                .filter(|name| exists(name) || self.seen_overlays.iter().any(|s| s == *name))
+                .map(|name| (*name).to_owned()),
+        );
         out
     }
 }
@@ -344,18 +345,9 @@ impl NodeState {
     pub fn overlays(&self) -> impl Iterator<Item = &NodeState> {
         std::iter::once(self).chain(self.other_overlays.iter())
     }
-
-    /// Bridge to the datapath, which keys peers by IPv4 until it takes
-    /// both families (issue 17's datapath half): the local VTEP if IPv4.
-    pub fn local_vtep_v4(&self) -> Option<Ipv4Addr> {
-        v4(self.local_vtep?)
-    }
 }
 
-/// The one conversion from the node's addresses (IPv4 or IPv6) to the
-/// IPv4-keyed Snapshot peers, used where the two meet (`diagnose`'s peer
-/// join, the datapath's config). Goes away once the datapath keys peers by
-/// `IpAddr`.
+/// `a` if IPv4 (the pod-network check of `diagnose::identity` is IPv4's).
 pub(crate) fn v4(a: IpAddr) -> Option<Ipv4Addr> {
     match a {
         IpAddr::V4(a) => Some(a),
@@ -1171,12 +1163,16 @@ mod tests {
         );
         assert!(st.other_overlays[0].port_bound);
         assert_eq!(st.other_overlays[0].overlay_state(), OverlayState::Up);
-        // By default only what exists is watched.
+        // By default flannel.1 is looked for even when only flannel-v6.1
+        // exists: its absence is the incident (diagnose tells an IPv6-only
+        // node by no IPv4 VXLAN arriving).
         ns.write_sysctl("net/ipv6/conf/all/forwarding", "0");
         let st = discover_in(&ns, opts()).expect("discover");
-        assert_eq!(st.overlay_name, "flannel-v6.1");
-        assert!(st.other_overlays.is_empty());
-        assert_eq!(st.forwarding, Some(false));
+        assert_eq!(st.overlay_name, "flannel.1");
+        assert_eq!(st.overlay_state(), OverlayState::Missing);
+        assert_eq!(st.other_overlays.len(), 1);
+        assert_eq!(st.other_overlays[0].overlay_name, "flannel-v6.1");
+        assert_eq!(st.other_overlays[0].forwarding, Some(false));
     }
 
     #[test]
@@ -1208,12 +1204,14 @@ mod tests {
         let d = DiscoverOptions::default();
         assert_eq!(d.resolve(none), ["flannel.1"]);
         assert_eq!(d.resolve(all), ["flannel.1", "flannel-v6.1"]);
-        assert_eq!(d.resolve(v6), ["flannel-v6.1"]);
+        // flannel.1 is always looked for: missing next to flannel-v6.1 is
+        // the incident on a dual-stack node (or an IPv6-only node: diagnose).
+        assert_eq!(d.resolve(v6), ["flannel.1", "flannel-v6.1"]);
         let seen = DiscoverOptions {
-            seen_overlays: vec!["flannel.1".into()],
+            seen_overlays: vec!["flannel-v6.1".into()],
             ..DiscoverOptions::default()
         };
-        assert_eq!(seen.resolve(v6), ["flannel.1", "flannel-v6.1"]);
+        assert_eq!(seen.resolve(none), ["flannel.1", "flannel-v6.1"]);
         let named = DiscoverOptions {
             overlays: vec![
                 "flannel-v6.1".into(),
