@@ -15,6 +15,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use flannel_probe_common::abi::LARGE_OUTER_LEN;
+
 use crate::fleet::agent::Counters;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -24,6 +26,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_peer_packets_total",
     "flannel_probe_peer_bytes_total",
     "flannel_probe_peer_icmp_port_unreachable_total",
+    "flannel_probe_peer_large_packets_total",
+    "flannel_probe_peer_max_outer_length_bytes",
     "flannel_probe_drops_total",
     "flannel_probe_overlay_up",
     "flannel_probe_vxlan_port_bound",
@@ -117,6 +121,40 @@ impl Collector for View {
                 let l: Labels<1> = [("peer", &p.peer)];
                 ConstCounter::new(p.traffic.icmp_port_unreachable)
                     .encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_peer_large_packets",
+                &format!(
+                    "Of the outer packets to (tx) and from (rx) a remote VTEP, those whose outer IPv4 total \
+                     length is above {LARGE_OUTER_LEN} bytes: the size classes of UNDERLAY_MTU_BLACKHOLE"
+                ),
+                None,
+                MetricType::Counter,
+            )?;
+            for p in &c.peers {
+                let t = &p.traffic;
+                for (dir, n) in [("tx", t.tx_encap_large), ("rx", t.rx_encap_large)] {
+                    let l: Labels<2> = [("peer", &p.peer), ("direction", dir)];
+                    ConstCounter::new(n).encode(fam.encode_family(&l)?)?;
+                }
+            }
+        }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_peer_max_outer_length_bytes",
+                "The largest outer IPv4 total length sent to (tx) or received from (rx) a remote VTEP since the agent started",
+                None,
+                MetricType::Gauge,
+            )?;
+            for p in &c.peers {
+                let t = &p.traffic;
+                for (dir, n) in [("tx", t.tx_encap_max_len), ("rx", t.rx_encap_max_len)] {
+                    let l: Labels<2> = [("peer", &p.peer), ("direction", dir)];
+                    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                        .encode(fam.encode_family(&l)?)?;
+                }
             }
         }
         {
@@ -294,6 +332,8 @@ mod tests {
                     tx_inner_packets: 10,
                     tx_inner_bytes: 980,
                     icmp_port_unreachable: 4,
+                    tx_encap_large: 3,
+                    tx_encap_max_len: 1514,
                     ..Traffic::default()
                 },
             }],
@@ -343,6 +383,9 @@ mod tests {
             r#"flannel_probe_peer_bytes_total{peer="192.0.2.13",direction="tx",layer="inner"} 980"#,
             r#"flannel_probe_peer_icmp_port_unreachable_total{peer="192.0.2.13"} 4"#,
             r#"flannel_probe_drops_total{reason="NO_SOCKET",direction="rx"} 3"#,
+            r#"flannel_probe_peer_large_packets_total{peer="192.0.2.13",direction="tx"} 3"#,
+            r#"flannel_probe_peer_large_packets_total{peer="192.0.2.13",direction="rx"} 0"#,
+            r#"flannel_probe_peer_max_outer_length_bytes{peer="192.0.2.13",direction="tx"} 1514"#,
             "flannel_probe_overlay_up 1",
             "flannel_probe_vxlan_port_bound 1",
             "flannel_probe_samples_total 7",

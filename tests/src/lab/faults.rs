@@ -45,6 +45,13 @@ pub enum Fault {
     MtuTooLarge { node: String },
     /// The switch drops `percent`% of the VXLAN packets going to the node.
     UnderlayLoss { node: String, percent: u32 },
+    /// The switch drops `percent`% of the VXLAN packets from `peer` to the
+    /// node only: loss on exactly one link of the matrix.
+    LinkLoss {
+        node: String,
+        peer: String,
+        percent: u32,
+    },
     /// `flannel.1` recreated with another destination port (same MAC, VNI).
     OtherPort { node: String, port: u16 },
     /// nftables in the node: a `forward` chain with `policy drop` (what
@@ -87,6 +94,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "forwarding-off",
     "mtu",
     "underlay-loss",
+    "link-loss",
     "other-port",
     "forward-drop",
     "bad-checksum",
@@ -131,6 +139,7 @@ impl Fault {
             name,
             "other-vni"
                 | "underlay-loss"
+                | "link-loss"
                 | "other-port"
                 | "stale-fdb"
                 | "bad-checksum"
@@ -182,6 +191,18 @@ impl Fault {
                 ensure!(percent <= 100, "loss of {percent}% is more than 100%");
                 Fault::UnderlayLoss { node, percent }
             }
+            "link-loss" => {
+                let percent = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad percentage {v:?}"))?,
+                    None => DEFAULT_LOSS_PERCENT,
+                };
+                ensure!(percent <= 100, "loss of {percent}% is more than 100%");
+                Fault::LinkLoss {
+                    node,
+                    peer,
+                    percent,
+                }
+            }
             "other-port" => {
                 let port = match value {
                     Some(v) => v.parse().with_context(|| format!("bad port {v:?}"))?,
@@ -231,6 +252,7 @@ impl Fault {
             | Fault::ForwardingOff { node }
             | Fault::MtuTooLarge { node }
             | Fault::UnderlayLoss { node, .. }
+            | Fault::LinkLoss { node, .. }
             | Fault::OtherPort { node, .. }
             | Fault::ForwardDrop { node }
             | Fault::BadChecksum { node, .. }
@@ -253,6 +275,7 @@ impl Fault {
             Fault::ForwardingOff { .. } => "forwarding-off",
             Fault::MtuTooLarge { .. } => "mtu",
             Fault::UnderlayLoss { .. } => "underlay-loss",
+            Fault::LinkLoss { .. } => "link-loss",
             Fault::OtherPort { .. } => "other-port",
             Fault::ForwardDrop { .. } => "forward-drop",
             Fault::BadChecksum { .. } => "bad-checksum",
@@ -272,6 +295,7 @@ impl fmt::Display for Fault {
             }
             Fault::StaleFdb { peer, wrong_ip, .. } => write!(f, " (peer {peer} -> {wrong_ip})"),
             Fault::UnderlayLoss { percent, .. } => write!(f, " ({percent}%)"),
+            Fault::LinkLoss { peer, percent, .. } => write!(f, " ({percent}% from {peer})"),
             Fault::OtherPort { port, .. } => write!(f, " (port {port})"),
             Fault::BadChecksum { peer, count, .. } => write!(f, " ({count} from {peer})"),
             Fault::UnderlayMtu { mtu, .. } => write!(f, " (MTU {mtu})"),
@@ -377,6 +401,24 @@ impl Lab {
                     "add table bridge fploss\n\
                      add chain bridge fploss forward {{ type filter hook forward priority 0; policy accept; }}\n\
                      add rule bridge fploss forward oifname \"{switch_port}\" udp dport {port} {sample}drop\n",
+                    switch_port = node.switch_port,
+                );
+                nft(&self.switch_ns, &script)?;
+            }
+            Fault::LinkLoss { peer, percent, .. } => {
+                ensure!(*percent <= 100, "loss of {percent}% is more than 100%");
+                let sample = match percent {
+                    0 => return Ok(()),
+                    100 => String::new(),
+                    share => format!("numgen random mod 100 < {share} "),
+                };
+                let from = self.node_index(peer).map(|i| self.nodes[i].ip)?;
+                // The bridge family reads the IPv4 header too: only the
+                // peer's VXLAN out of the node's switch port.
+                let script = format!(
+                    "add table bridge fplinkloss\n\
+                     add chain bridge fplinkloss forward {{ type filter hook forward priority 0; policy accept; }}\n\
+                     add rule bridge fplinkloss forward oifname \"{switch_port}\" ip saddr {from} udp dport {port} {sample}drop\n",
                     switch_port = node.switch_port,
                 );
                 nft(&self.switch_ns, &script)?;
