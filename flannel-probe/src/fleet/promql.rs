@@ -250,20 +250,29 @@ fn reading(a: &Answers, node: &Sample) -> AgentReading {
     let scrapes = mine(&a.scrapes).first().map_or(0.0, |s| s.value);
     let up = mine(&a.up).first().map(|s| s.value);
     let mut peers: BTreeMap<String, [Traffic; 2]> = BTreeMap::new();
-    for s in mine(&a.packets) {
-        let t = &mut peers.entry(s.label("peer").to_string()).or_default()[1];
-        match s.label("direction") {
-            "tx" => t.tx_encap_packets = count(s.value),
-            "rx" => t.rx_encap_packets = count(s.value),
-            _ => {}
-        }
-    }
-    for s in mine(&a.large) {
-        let t = &mut peers.entry(s.label("peer").to_string()).or_default()[1];
-        match s.label("direction") {
-            "tx" => t.tx_encap_large = count(s.value),
-            "rx" => t.rx_encap_large = count(s.value),
-            _ => {}
+    // What the window added, per peer: (answer, its tx field, its rx field).
+    type Field = fn(&mut Traffic) -> &mut u64;
+    let added: [(&[Sample], Field, Field); 2] = [
+        (
+            &a.packets,
+            |t| &mut t.tx_encap_packets,
+            |t| &mut t.rx_encap_packets,
+        ),
+        (
+            &a.large,
+            |t| &mut t.tx_encap_large,
+            |t| &mut t.rx_encap_large,
+        ),
+    ];
+    for (answer, tx, rx) in added {
+        for s in mine(answer) {
+            let t = &mut peers.entry(s.label("peer").to_string()).or_default()[1];
+            let field = match s.label("direction") {
+                "tx" => tx(t),
+                "rx" => rx(t),
+                _ => continue,
+            };
+            *field = count(s.value);
         }
     }
     for s in mine(&a.max_len) {
@@ -389,7 +398,7 @@ pub(crate) fn compute(a: &Answers, queries: &Queries, url: &str, threshold_pct: 
     m.prometheus = Some(PrometheusQueried {
         url: url.to_string(),
         evaluated_unix: a.at,
-        queries: queries.all().iter().map(|q| q.to_string()).collect(),
+        queries: queries.all().map(String::from).to_vec(),
     });
     m.not_checked = not_checked();
     m

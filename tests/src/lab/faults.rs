@@ -388,7 +388,7 @@ impl Lab {
                 let mtu = self.spec.overlay_mtu().to_string();
                 ip(ns, &["link", "set", "dev", "eth0", "mtu", &mtu])?;
             }
-            Fault::UnderlayLoss { percent, .. } => {
+            Fault::UnderlayLoss { percent, .. } | Fault::LinkLoss { percent, .. } => {
                 ensure!(*percent <= 100, "loss of {percent}% is more than 100%");
                 // nft rejects `< 100` (numgen mod 100 never reaches it), and
                 // 0% needs no rule at all.
@@ -397,28 +397,19 @@ impl Lab {
                     100 => String::new(),
                     share => format!("numgen random mod 100 < {share} "),
                 };
-                let script = format!(
-                    "add table bridge fploss\n\
-                     add chain bridge fploss forward {{ type filter hook forward priority 0; policy accept; }}\n\
-                     add rule bridge fploss forward oifname \"{switch_port}\" udp dport {port} {sample}drop\n",
-                    switch_port = node.switch_port,
-                );
-                nft(&self.switch_ns, &script)?;
-            }
-            Fault::LinkLoss { peer, percent, .. } => {
-                ensure!(*percent <= 100, "loss of {percent}% is more than 100%");
-                let sample = match percent {
-                    0 => return Ok(()),
-                    100 => String::new(),
-                    share => format!("numgen random mod 100 < {share} "),
+                // One link: only the peer's VXLAN (the bridge family reads
+                // the IPv4 header too); its own table, so both can be set.
+                let (table, from) = match fault {
+                    Fault::LinkLoss { peer, .. } => {
+                        let ip = self.nodes[self.node_index(peer)?].ip;
+                        ("fplinkloss", format!("ip saddr {ip} "))
+                    }
+                    _ => ("fploss", String::new()),
                 };
-                let from = self.node_index(peer).map(|i| self.nodes[i].ip)?;
-                // The bridge family reads the IPv4 header too: only the
-                // peer's VXLAN out of the node's switch port.
                 let script = format!(
-                    "add table bridge fplinkloss\n\
-                     add chain bridge fplinkloss forward {{ type filter hook forward priority 0; policy accept; }}\n\
-                     add rule bridge fplinkloss forward oifname \"{switch_port}\" ip saddr {from} udp dport {port} {sample}drop\n",
+                    "add table bridge {table}\n\
+                     add chain bridge {table} forward {{ type filter hook forward priority 0; policy accept; }}\n\
+                     add rule bridge {table} forward oifname \"{switch_port}\" {from}udp dport {port} {sample}drop\n",
                     switch_port = node.switch_port,
                 );
                 nft(&self.switch_ns, &script)?;
