@@ -165,7 +165,17 @@ async fn from_prometheus(common: &Common, args: &MeshArgs, prom: &BaseUrl) -> Re
              flannel-probe agents (serve --listen 0.0.0.0:9465 on every node, and a scrape job for them)"
         );
     };
-    let [_, up, scrapes, packets, large, max_len, findings] = queries.all();
+    let [
+        _,
+        up,
+        scrapes,
+        packets,
+        large,
+        max_len,
+        findings,
+        overlay_mac,
+        fdb,
+    ] = queries.all();
     let ask = |q: &'static str, e: &str| {
         let e = e.to_string();
         async move {
@@ -174,13 +184,15 @@ async fn from_prometheus(common: &Common, args: &MeshArgs, prom: &BaseUrl) -> Re
                 .with_context(|| format!("the {q} query failed"))
         }
     };
-    let (up, scrapes, packets, large, max_len, findings) = futures::try_join!(
+    let (up, scrapes, packets, large, max_len, findings, overlay_mac, fdb) = futures::try_join!(
         ask("up", up),
         ask("scrapes", scrapes),
         ask("packets", packets),
         ask("large", large),
         ask("max_len", max_len),
         ask("findings", findings),
+        ask("overlay_mac", overlay_mac),
+        ask("fdb", fdb),
     )?;
     let answers = Answers {
         at,
@@ -192,6 +204,8 @@ async fn from_prometheus(common: &Common, args: &MeshArgs, prom: &BaseUrl) -> Re
         large,
         max_len,
         findings,
+        overlay_mac,
+        fdb,
     };
     let report = promql::compute(&answers, &queries, &prom.to_string(), args.loss_threshold);
     print(common, &report)

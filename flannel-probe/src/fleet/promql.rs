@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     fleet::{
-        agent::{AgentFinding, AgentNode, Counters, PeerCumulative},
+        agent::{AgentFinding, AgentNode, Counters, FdbDoc, PeerCumulative},
         mesh::{self, AgentReading, MeshReport, MeshSource, NotChecked, PrometheusQueried},
     },
     report::{FindingCode, Severity, Traffic},
@@ -153,6 +153,10 @@ pub(crate) struct Queries {
     pub max_len: String,
     /// The findings raised at the window's end.
     pub findings: String,
+    /// Every node's overlay (VTEP) MAC, and its FDB: which MAC each peer's
+    /// VTEP is sent to, at the window's end (`VTEP_MAC_STALE`).
+    pub overlay_mac: String,
+    pub fdb: String,
 }
 
 impl Queries {
@@ -176,11 +180,13 @@ impl Queries {
                  or label_replace({max} offset {window}, \"at\", \"start\", \"\", \"\")"
             ),
             findings: "flannel_probe_finding == 1".into(),
+            overlay_mac: "flannel_probe_overlay_mac_info".into(),
+            fdb: "flannel_probe_fdb_entry".into(),
         }
     }
 
     /// All of them, [`Queries::info`] first.
-    pub(crate) fn all(&self) -> [&str; 7] {
+    pub(crate) fn all(&self) -> [&str; 9] {
         [
             &self.info,
             &self.up,
@@ -189,6 +195,8 @@ impl Queries {
             &self.large,
             &self.max_len,
             &self.findings,
+            &self.overlay_mac,
+            &self.fdb,
         ]
     }
 }
@@ -206,6 +214,8 @@ pub(crate) struct Answers {
     pub large: Vec<Sample>,
     pub max_len: Vec<Sample>,
     pub findings: Vec<Sample>,
+    pub overlay_mac: Vec<Sample>,
+    pub fdb: Vec<Sample>,
 }
 
 /// A count Prometheus extrapolated, to whole packets.
@@ -308,6 +318,16 @@ fn reading(a: &Answers, node: &Sample) -> AgentReading {
             })
         })
         .collect();
+    let overlay_mac = mine(&a.overlay_mac)
+        .first()
+        .map(|s| s.label("mac").to_string());
+    let fdb: Vec<FdbDoc> = mine(&a.fdb)
+        .iter()
+        .map(|s| FdbDoc {
+            mac: s.label("mac").to_string(),
+            dst: s.label("dst").to_string(),
+        })
+        .collect();
     let at = |i: usize, t: f64| Counters {
         schema: 1,
         sampled_unix: t,
@@ -320,6 +340,9 @@ fn reading(a: &Answers, node: &Sample) -> AgentReading {
             })
             .collect(),
         findings: if i == 1 { findings.clone() } else { vec![] },
+        // As `/counters` has them: of the latest reading.
+        overlay_mac: overlay_mac.clone().filter(|_| i == 1),
+        fdb: if i == 1 { fdb.clone() } else { vec![] },
         window_secs: a.window_secs,
         ..Counters::default()
     };
@@ -376,19 +399,11 @@ pub(crate) fn readings(a: &Answers) -> Vec<AgentReading> {
 
 /// What this source cannot say, and why.
 fn not_checked() -> Vec<NotChecked> {
-    vec![
-        NotChecked {
-            code: FindingCode::VtepMacStale,
-            reason: "across nodes (a node's FDB entry for a peer against that peer's overlay MAC) it needs \
-                     /counters: /metrics carries neither; a node's own VTEP_MAC_STALE (frames to a MAC its \
-                     overlay does not have) is shown from flannel_probe_finding"
-                .into(),
-        },
-        NotChecked {
-            code: FindingCode::AgentRestarted,
-            reason: "increase() carries counters across an agent's restart, so its links are kept".into(),
-        },
-    ]
+    vec![NotChecked {
+        code: FindingCode::AgentRestarted,
+        reason: "increase() carries counters across an agent's restart, so its links are kept"
+            .into(),
+    }]
 }
 
 /// The matrix from Prometheus' answers.
@@ -531,7 +546,7 @@ mod tests {
         assert!(q.packets.contains("[5m]") && q.packets.starts_with("sum by (job, instance"));
         assert!(q.max_len.contains("offset 5m"));
         // A fixed number of queries, whatever the number of nodes.
-        assert_eq!(q.all().len(), 7);
+        assert_eq!(q.all().len(), 9);
     }
 
     #[test]
@@ -568,11 +583,11 @@ mod tests {
         assert!(m.findings[0].summary.contains("from gladius to eq14-001"));
         assert_eq!(m.exit_code(), 1);
         let not: Vec<&str> = m.not_checked.iter().map(|n| n.code.as_str()).collect();
-        assert_eq!(not, ["VTEP_MAC_STALE", "AGENT_RESTARTED"]);
+        assert_eq!(not, ["AGENT_RESTARTED"]);
         let p = m.prometheus.as_ref().expect("prometheus");
         assert_eq!(
             (p.url.as_str(), p.evaluated_unix, p.queries.len()),
-            ("http://prom:9090", AT, 7)
+            ("http://prom:9090", AT, 9)
         );
         let json = serde_json::to_value(&m).expect("json");
         assert_eq!(json["source"], "prometheus");
@@ -708,5 +723,46 @@ mod tests {
             "{:?}",
             m.findings
         );
+    }
+
+    /// eq14-001's overlay took a new MAC; gladius's FDB still sends its
+    /// VTEP to the old one, momonoke's has the new one.
+    #[test]
+    fn an_fdb_entry_for_an_old_vtep_mac_is_stale() {
+        const OLD: &str = "0e:00:00:00:00:13";
+        const NEW: &str = "0e:00:00:00:ee:13";
+        let mut a = answers();
+        for (vtep, mac) in [(G, "0e:00:00:00:00:11"), (M, "0e:00:00:00:00:12"), (E, NEW)] {
+            a.overlay_mac.push(with(vtep, &[("mac", mac)], 1.0));
+        }
+        for (vtep, mac, dst) in [
+            (G, OLD, E),
+            (M, "0E:00:00:00:EE:13", E),
+            (E, "0e:00:00:00:00:11", G),
+        ] {
+            a.fdb.push(with(vtep, &[("mac", mac), ("dst", dst)], 1.0));
+        }
+        // eq14-001 itself sees gladius's frames to the old MAC.
+        a.findings.push(with(
+            E,
+            &[
+                ("code", "VTEP_MAC_STALE"),
+                ("severity", "critical"),
+                ("peer", G),
+            ],
+            1.0,
+        ));
+        let m = compute(&a, &Queries::new("10s"), "http://prom:9090", 50.0);
+        let stale: Vec<(Option<&str>, Option<&str>)> = m
+            .findings
+            .iter()
+            .filter(|f| f.code == FindingCode::VtepMacStale)
+            .map(|f| (f.from.as_deref(), f.to.as_deref()))
+            .collect();
+        // From the FDB, with both MACs; eq14-001's own finding is that link: once.
+        assert_eq!(stale, [(Some(G), Some(E))]);
+        let text = m.findings[0].evidence.join(" ");
+        assert!(text.contains(OLD) && text.contains(NEW), "{text}");
+        assert_eq!(m.exit_code(), 1);
     }
 }

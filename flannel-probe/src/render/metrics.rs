@@ -33,6 +33,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_vxlan_port_bound",
     "flannel_probe_finding",
     "flannel_probe_node_info",
+    "flannel_probe_overlay_mac_info",
+    "flannel_probe_fdb_entry",
     "flannel_probe_datapath_reattach_total",
     "flannel_probe_samples_total",
     "flannel_probe_peers_forgotten_total",
@@ -253,6 +255,30 @@ impl Collector for View {
             one.set(1);
             one.encode(fam.encode_family(&l)?)?;
         }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_overlay_mac_info",
+                "Always 1 while the overlay device exists: its MAC, the VTEP MAC its peers must send to",
+                None,
+                MetricType::Gauge,
+            )?;
+            if let Some(mac) = &c.overlay_mac {
+                let l: Labels<1> = [("mac", mac)];
+                ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut fam = enc.encode_descriptor(
+                "flannel_probe_fdb_entry",
+                "1 for each FDB entry of the overlay: the VTEP MAC sent to that peer's underlay address (dst)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for e in &c.fdb {
+                let l: Labels<2> = [("mac", &e.mac), ("dst", &e.dst)];
+                ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
+            }
+        }
         encode_self(c, &mut enc)?;
         Ok(())
     }
@@ -315,7 +341,7 @@ pub fn encode(counters: Arc<Counters>) -> Result<String> {
 mod tests {
     use super::*;
     use crate::{
-        fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative},
+        fleet::agent::{AgentFinding, AgentNode, DropCumulative, FdbDoc, PeerCumulative},
         report::{NodeInfo, Severity, Traffic},
     };
 
@@ -352,6 +378,11 @@ mod tests {
             ],
             samples: 7,
             forgotten_peers: 2,
+            overlay_mac: Some("0e:00:00:00:00:11".into()),
+            fdb: vec![FdbDoc {
+                mac: "0e:00:00:00:00:13".into(),
+                dst: "192.0.2.13".into(),
+            }],
             map_memory_bytes: 5_000_000,
             agent: crate::fleet::selfstats::AgentSelf {
                 sample_secs: 0.0125,
@@ -386,6 +417,8 @@ mod tests {
             r#"flannel_probe_peer_large_packets_total{peer="192.0.2.13",direction="tx"} 3"#,
             r#"flannel_probe_peer_large_packets_total{peer="192.0.2.13",direction="rx"} 0"#,
             r#"flannel_probe_peer_max_outer_length_bytes{peer="192.0.2.13",direction="tx"} 1514"#,
+            r#"flannel_probe_overlay_mac_info{mac="0e:00:00:00:00:11"} 1"#,
+            r#"flannel_probe_fdb_entry{mac="0e:00:00:00:00:13",dst="192.0.2.13"} 1"#,
             "flannel_probe_overlay_up 1",
             "flannel_probe_vxlan_port_bound 1",
             "flannel_probe_samples_total 7",

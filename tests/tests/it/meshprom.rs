@@ -70,6 +70,12 @@ fn lossy(m: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A mesh's exit code and JSON report.
+fn parse((code, out): &(i32, String)) -> (i32, Value) {
+    let v: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("mesh JSON ({e}): {out}"));
+    (*code, v)
+}
+
 fn num(l: &Value, k: &str) -> f64 {
     l[k].as_f64().unwrap_or_else(|| panic!("no {k} in {l}"))
 }
@@ -123,8 +129,8 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
         percent: INJECTED_PCT as u32,
     })
     .expect("inject loss on one link");
-    let lab = &lab;
-    let (g, e) = (lab.node("gladius"), lab.node("eq14-001"));
+    let (g, e) = (lab.node("gladius").clone(), lab.node("eq14-001").clone());
+    let (g, e) = (&g, &e);
     let targets: Vec<String> = lab.nodes.iter().map(|n| format!("{}:9465", n.ip)).collect();
     // Prometheus lives in gladius's namespace and scrapes over the underlay.
     let prom = Prometheus::start(&g.ns, &config(&targets), &[], Duration::from_secs(240))
@@ -139,152 +145,224 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
     // interval's traffic per node (see the README), a tenth of the window.
     let window = "20s";
     let url = format!("http://{LISTEN}");
-    let (direct, from_prom, text, text_code) = std::thread::scope(|s| {
-        // Every pod pings every other pod, 5 per second, from before the
-        // window opens until after the second mesh is asked: steady traffic.
-        let pings: Vec<_> = lab
-            .nodes
-            .iter()
-            .flat_map(|from| {
-                lab.nodes
-                    .iter()
-                    .filter(move |to| to.index != from.index)
-                    .map(move |to| s.spawn(move || lab.ping(from, to.pod_ip, 135, 0.2)))
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs(3));
-        let all = agents(lab);
-        let direct = mesh(
-            lab,
-            g,
-            &["--agents", &all, "--duration", window, "--format", "json"],
-        );
-        // Right after: the same seconds, as Prometheus scraped them; as
-        // text at the same time.
-        let as_text = s.spawn(|| mesh(lab, g, &["--from-prometheus", &url, "--window", window]));
-        let from_prom = mesh(
-            lab,
-            g,
-            &[
-                "--from-prometheus",
-                &url,
-                "--window",
-                window,
-                "--format",
-                "json",
-            ],
-        );
-        let (text_code, text) = as_text.join().expect("text mesh");
-        for p in pings {
-            let stats = p.join().expect("ping thread").expect("ping");
-            assert!(stats.transmitted >= 130, "{stats:?}");
-        }
-        (direct, from_prom, text, text_code)
-    });
-    let observed = t0.elapsed();
-    let parse = |(code, out): &(i32, String)| -> (i32, Value) {
-        let v: Value =
-            serde_json::from_str(out).unwrap_or_else(|e| panic!("mesh JSON ({e}): {out}"));
-        (*code, v)
-    };
-    let (a_code, a) = parse(&direct);
-    let (p_code, p) = parse(&from_prom);
-    eprintln!("{text}");
-    assert_eq!(p["source"], "prometheus", "{p:#}");
-    assert_eq!(a["source"], "agents");
-    assert_eq!(p["prometheus"]["queries"].as_array().map(Vec::len), Some(7));
-    for m in [&a, &p] {
-        assert_eq!(m["nodes"].as_array().map(Vec::len), Some(10), "{m:#}");
-        assert!(
-            m["nodes"]
+    {
+        let lab = &lab;
+        let (direct, from_prom, text, text_code) = std::thread::scope(|s| {
+            // Every pod pings every other pod, 5 per second, from before the
+            // window opens until after the second mesh is asked: steady traffic.
+            let pings: Vec<_> = lab
+                .nodes
+                .iter()
+                .flat_map(|from| {
+                    lab.nodes
+                        .iter()
+                        .filter(move |to| to.index != from.index)
+                        .map(move |to| s.spawn(move || lab.ping(from, to.pod_ip, 135, 0.2)))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(3));
+            let all = agents(lab);
+            let direct = mesh(
+                lab,
+                g,
+                &["--agents", &all, "--duration", window, "--format", "json"],
+            );
+            // Right after: the same seconds, as Prometheus scraped them; as
+            // text at the same time.
+            let as_text =
+                s.spawn(|| mesh(lab, g, &["--from-prometheus", &url, "--window", window]));
+            let from_prom = mesh(
+                lab,
+                g,
+                &[
+                    "--from-prometheus",
+                    &url,
+                    "--window",
+                    window,
+                    "--format",
+                    "json",
+                ],
+            );
+            let (text_code, text) = as_text.join().expect("text mesh");
+            for p in pings {
+                let stats = p.join().expect("ping thread").expect("ping");
+                assert!(stats.transmitted >= 130, "{stats:?}");
+            }
+            (direct, from_prom, text, text_code)
+        });
+        let observed = t0.elapsed();
+        let (a_code, a) = parse(&direct);
+        let (p_code, p) = parse(&from_prom);
+        eprintln!("{text}");
+        assert_eq!(p["source"], "prometheus", "{p:#}");
+        assert_eq!(a["source"], "agents");
+        assert_eq!(p["prometheus"]["queries"].as_array().map(Vec::len), Some(7));
+        for m in [&a, &p] {
+            assert_eq!(m["nodes"].as_array().map(Vec::len), Some(10), "{m:#}");
+            assert!(
+                m["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|n| n["reachable"] == true),
+                "{m:#}"
+            );
+            assert_eq!(m["links"].as_array().map(Vec::len), Some(90), "{m:#}");
+            assert_eq!(
+                lossy(m),
+                vec![(g.ip.to_string(), e.ip.to_string())],
+                "{m:#}"
+            );
+            let others: Vec<&Value> = m["findings"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .all(|n| n["reachable"] == true),
-            "{m:#}"
+                .filter(|f| f["code"] != "UNDERLAY_LOSS")
+                .collect();
+            assert!(others.is_empty(), "nothing else is wrong: {others:#?}");
+        }
+        assert_eq!((a_code, p_code), (1, 1), "a warning exits 1, in both modes");
+        assert_eq!(text_code, 1, "{text}");
+        assert!(
+            text.contains(&format!("UNDERLAY_LOSS [{} -> {}]", g.ip, e.ip)),
+            "{text}"
         );
-        assert_eq!(m["links"].as_array().map(Vec::len), Some(90), "{m:#}");
-        assert_eq!(
-            lossy(m),
-            vec![(g.ip.to_string(), e.ip.to_string())],
-            "{m:#}"
+        assert_eq!(text.matches("UNDERLAY_LOSS").count(), 1, "{text}");
+        assert!(
+            text.contains("FROM \\ TO") && text.contains("node10"),
+            "{text}"
         );
-        let others: Vec<&Value> = m["findings"]
+        assert!(text.contains("not checked: VTEP_MAC_STALE"), "{text}");
+
+        // The lossy link: both near the injected share, and near each other.
+        let (la, lp) = (link(&a, g.ip, e.ip), link(&p, g.ip, e.ip));
+        let (pa, pp) = (num(la, "loss_pct"), num(lp, "loss_pct"));
+        eprintln!("gladius -> eq14-001: agents {la}\nprometheus {lp}");
+        for (mode, pct) in [("agents", pa), ("prometheus", pp)] {
+            assert!(
+                (pct - INJECTED_PCT).abs() <= VS_INJECTED_PTS,
+                "{mode}: {pct}% against {INJECTED_PCT}% injected"
+            );
+        }
+        assert!(agree(la, lp), "agents {la} against prometheus {lp}");
+
+        // Every link: the same traffic seen both ways; healthy ones healthy.
+        let mut worst_sent = 0.0f64;
+        // Worst healthy loss (agents, prometheus) and worst loss apart.
+        let mut worst_healthy = (0.0f64, 0.0f64);
+        let mut worst_apart = 0.0f64;
+        for from in &lab.nodes {
+            for to in lab.nodes.iter().filter(|t| t.index != from.index) {
+                let (x, y) = (link(&a, from.ip, to.ip), link(&p, from.ip, to.ip));
+                let (sa, sp) = (num(x, "sent"), num(y, "sent"));
+                assert!(
+                    sa >= 150.0 && sp >= 150.0,
+                    "{} -> {}: {x} {y}",
+                    from.ip,
+                    to.ip
+                );
+                let apart = (sa - sp).abs() * 100.0 / sa;
+                worst_sent = worst_sent.max(apart);
+                assert!(
+                    agree(x, y),
+                    "{} -> {}: agents {x}, prometheus {y}",
+                    from.ip,
+                    to.ip
+                );
+                if (from.ip, to.ip) == (g.ip, e.ip) {
+                    continue;
+                }
+                for l in [x, y] {
+                    assert!(
+                        num(l, "lost") <= num(l, "in_flight_allowance"),
+                        "healthy: {l}"
+                    );
+                }
+                let (lx, ly) = (num(x, "loss_pct"), num(y, "loss_pct"));
+                worst_healthy = (worst_healthy.0.max(lx), worst_healthy.1.max(ly));
+                worst_apart = worst_apart.max((lx - ly).abs());
+            }
+        }
+        eprintln!(
+            "meshprom: lab and agents and prometheus ready after {ready:?}, both meshes done after {observed:?}; \
+         lossy link agents {pa}% prometheus {pp}% (injected {INJECTED_PCT}%); worst sent apart {worst_sent:.1}%; \
+         worst healthy loss agents {:.1}% prometheus {:.1}%, worst healthy loss apart {worst_apart:.1} points",
+            worst_healthy.0, worst_healthy.1
+        );
+    }
+
+    // A node's overlay takes a new MAC while its peers keep the old one in
+    // their FDB: both modes name the nine links that use the old one, the
+    // Prometheus mode from flannel_probe_overlay_mac_info and
+    // flannel_probe_fdb_entry.
+    let old = lab.node("node5").vtep_mac_string();
+    lab.fault(&Fault::OverlayMacChange {
+        node: "node5".into(),
+    })
+    .expect("a new MAC on node5");
+    let n5 = lab.node("node5").clone();
+    let new = n5.vtep_mac_string();
+    assert_ne!(old, new);
+    let scraped = format!(
+        "flannel_probe_overlay_mac_info{{instance='{}:9465'}}",
+        n5.ip
+    );
+    prom.wait_for("node5's new MAC scraped", Duration::from_secs(20), |p| {
+        let r = p.query(&scraped)?;
+        Ok(r.iter()
+            .any(|s| s["metric"]["mac"].as_str() == Some(new.as_str()))
+            .then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let stale = |m: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = m["findings"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|f| f["code"] != "UNDERLAY_LOSS")
+            .filter(|f| f["code"] == "VTEP_MAC_STALE")
+            .map(|f| {
+                assert_eq!(f["severity"], "critical", "{f}");
+                let evidence = f["evidence"].to_string();
+                assert!(evidence.contains(&old) && evidence.contains(&new), "{f}");
+                (
+                    f["from"].as_str().unwrap_or_default().to_string(),
+                    f["to"].as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
-        assert!(others.is_empty(), "nothing else is wrong: {others:#?}");
-    }
-    assert_eq!((a_code, p_code), (1, 1), "a warning exits 1, in both modes");
-    assert_eq!(text_code, 1, "{text}");
-    assert!(
-        text.contains(&format!("UNDERLAY_LOSS [{} -> {}]", g.ip, e.ip)),
-        "{text}"
+        v.sort();
+        v
+    };
+    let mut want: Vec<(String, String)> = lab
+        .nodes
+        .iter()
+        .filter(|n| n.index != n5.index)
+        .map(|n| (n.ip.to_string(), n5.ip.to_string()))
+        .collect();
+    want.sort();
+    let all = agents(&lab);
+    let direct = mesh(
+        &lab,
+        g,
+        &["--agents", &all, "--duration", "1s", "--format", "json"],
     );
-    assert_eq!(text.matches("UNDERLAY_LOSS").count(), 1, "{text}");
-    assert!(
-        text.contains("FROM \\ TO") && text.contains("node10"),
-        "{text}"
+    let from_prom = mesh(
+        &lab,
+        g,
+        &[
+            "--from-prometheus",
+            &url,
+            "--window",
+            "10s",
+            "--format",
+            "json",
+        ],
     );
-    assert!(text.contains("not checked: VTEP_MAC_STALE"), "{text}");
-
-    // The lossy link: both near the injected share, and near each other.
-    let (la, lp) = (link(&a, g.ip, e.ip), link(&p, g.ip, e.ip));
-    let (pa, pp) = (num(la, "loss_pct"), num(lp, "loss_pct"));
-    eprintln!("gladius -> eq14-001: agents {la}\nprometheus {lp}");
-    for (mode, pct) in [("agents", pa), ("prometheus", pp)] {
-        assert!(
-            (pct - INJECTED_PCT).abs() <= VS_INJECTED_PTS,
-            "{mode}: {pct}% against {INJECTED_PCT}% injected"
-        );
-    }
-    assert!(agree(la, lp), "agents {la} against prometheus {lp}");
-
-    // Every link: the same traffic seen both ways; healthy ones healthy.
-    let mut worst_sent = 0.0f64;
-    // Worst healthy loss (agents, prometheus) and worst loss apart.
-    let mut worst_healthy = (0.0f64, 0.0f64);
-    let mut worst_apart = 0.0f64;
-    for from in &lab.nodes {
-        for to in lab.nodes.iter().filter(|t| t.index != from.index) {
-            let (x, y) = (link(&a, from.ip, to.ip), link(&p, from.ip, to.ip));
-            let (sa, sp) = (num(x, "sent"), num(y, "sent"));
-            assert!(
-                sa >= 150.0 && sp >= 150.0,
-                "{} -> {}: {x} {y}",
-                from.ip,
-                to.ip
-            );
-            let apart = (sa - sp).abs() * 100.0 / sa;
-            worst_sent = worst_sent.max(apart);
-            assert!(
-                agree(x, y),
-                "{} -> {}: agents {x}, prometheus {y}",
-                from.ip,
-                to.ip
-            );
-            if (from.ip, to.ip) == (g.ip, e.ip) {
-                continue;
-            }
-            for l in [x, y] {
-                assert!(
-                    num(l, "lost") <= num(l, "in_flight_allowance"),
-                    "healthy: {l}"
-                );
-            }
-            let (lx, ly) = (num(x, "loss_pct"), num(y, "loss_pct"));
-            worst_healthy = (worst_healthy.0.max(lx), worst_healthy.1.max(ly));
-            worst_apart = worst_apart.max((lx - ly).abs());
-        }
-    }
-    eprintln!(
-        "meshprom: lab and agents and prometheus ready after {ready:?}, both meshes done after {observed:?}; \
-         lossy link agents {pa}% prometheus {pp}% (injected {INJECTED_PCT}%); worst sent apart {worst_sent:.1}%; \
-         worst healthy loss agents {:.1}% prometheus {:.1}%, worst healthy loss apart {worst_apart:.1} points",
-        worst_healthy.0, worst_healthy.1
-    );
+    let (a_code, a) = parse(&direct);
+    let (p_code, p) = parse(&from_prom);
+    assert_eq!(stale(&a), want, "{a:#}");
+    assert_eq!(stale(&p), want, "{p:#}");
+    assert_eq!((a_code, p_code), (1, 1), "critical exits 1, in both modes");
 
     // A Prometheus that cannot be asked, or answers what is not Prometheus'.
     let garbage = fake_server(
