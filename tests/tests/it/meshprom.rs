@@ -196,7 +196,7 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
         eprintln!("{text}");
         assert_eq!(p["source"], "prometheus", "{p:#}");
         assert_eq!(a["source"], "agents");
-        assert_eq!(p["prometheus"]["queries"].as_array().map(Vec::len), Some(7));
+        assert_eq!(p["prometheus"]["queries"].as_array().map(Vec::len), Some(9));
         for m in [&a, &p] {
             assert_eq!(m["nodes"].as_array().map(Vec::len), Some(10), "{m:#}");
             assert!(
@@ -232,7 +232,7 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
             text.contains("FROM \\ TO") && text.contains("node10"),
             "{text}"
         );
-        assert!(text.contains("not checked: VTEP_MAC_STALE"), "{text}");
+        assert!(text.contains("not checked: AGENT_RESTARTED"), "{text}");
 
         // The lossy link: both near the injected share, and near each other.
         let (la, lp) = (link(&a, g.ip, e.ip), link(&p, g.ip, e.ip));
