@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use super::{Common, duration};
 use crate::{
@@ -21,14 +21,14 @@ use crate::{
 };
 
 #[derive(Debug, Args)]
+// One source of figures: the agents, or a Prometheus that scrapes them.
+#[command(group(ArgGroup::new("source").required(true).args(["agents", "from_prometheus"])))]
 pub struct MeshArgs {
     /// The agents (`flannel-probe serve`), one per node: URL[,URL...];
     /// `http://` and the port 9465 may be left out.
     #[arg(
         long,
         value_delimiter = ',',
-        required_unless_present = "from_prometheus",
-        conflicts_with = "from_prometheus",
         value_parser = agent_url
     )]
     pub agents: Vec<BaseUrl>,
