@@ -208,6 +208,19 @@ async fn from_prometheus(common: &Common, args: &MeshArgs, prom: &BaseUrl) -> Re
         fdb,
     };
     let report = promql::compute(&answers, &queries, &prom.to_string(), args.loss_threshold);
+    // As with --agents: nothing observed is exit 2, not a finding.
+    if let Some(why) = report
+        .nodes
+        .iter()
+        .map(|n| n.error.as_deref())
+        .collect::<Option<Vec<&str>>>()
+        .and_then(|e| e.first().copied())
+    {
+        bail!(
+            "no agent Prometheus scraped could be used ({})",
+            render_mesh::escape_remote(why)
+        );
+    }
     print(common, &report)
 }
 

@@ -80,9 +80,13 @@ fn num(l: &Value, k: &str) -> f64 {
     l[k].as_f64().unwrap_or_else(|| panic!("no {k} in {l}"))
 }
 
-/// A server in `ns` on loopback that answers every request with `answer`
-/// (a whole HTTP response); its port.
-fn fake_server(ns: &str, answer: &'static str) -> u16 {
+/// A server in `ns` on loopback that answers every request with 200 and
+/// `body`; its port.
+fn fake_server(ns: &str, content_type: &str, body: &str) -> u16 {
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     let l = in_netns(ns, || TcpListener::bind("127.0.0.1:0"))
         .expect("enter the node")
         .expect("bind a loopback port in the node");
@@ -365,14 +369,20 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
     assert_eq!((a_code, p_code), (1, 1), "critical exits 1, in both modes");
 
     // A Prometheus that cannot be asked, or answers what is not Prometheus'.
-    let garbage = fake_server(
+    let garbage = fake_server(&g.ns, "text/html", "<html></html>");
+    let vector = |result: &str| {
+        format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{result}]}}}}"#)
+    };
+    let json = "application/json";
+    let empty = fake_server(&g.ns, json, &vector(""));
+    // One agent, one sample to every query: a single scrape in the window,
+    // so no agent is usable.
+    let one = fake_server(
         &g.ns,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>",
-    );
-    let empty = fake_server(
-        &g.ns,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 63\r\nConnection: close\r\n\r\n\
-         {\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}",
+        json,
+        &vector(
+            r#"{"metric":{"job":"j","instance":"192.0.2.99:9465","hostname":"h","local_vtep":"192.0.2.99"},"value":[1764657000,"1"]}"#,
+        ),
     );
     let agent = format!("http://{}:9465", e.ip);
     for (url, want) in [
@@ -387,6 +397,7 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
             format!("http://127.0.0.1:{empty}"),
             "no flannel_probe_node_info",
         ),
+        (format!("http://127.0.0.1:{one}"), "widen --window"),
     ] {
         let mut cmd = lab.node_command(g, &probe_bin());
         cmd.args([
