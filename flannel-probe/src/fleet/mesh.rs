@@ -498,7 +498,12 @@ pub(crate) fn compute(
                     ),
                     format!("{} received {received} from {}", b.hostname, a.vtep),
                 ];
-                if in_flight_allowance > IN_FLIGHT_TOLERANCE {
+                if a.edge_secs + b.edge_secs > 0.0 {
+                    evidence.push(format!(
+                        "Prometheus extrapolated both to the window's edges ({skew_secs:.3}s of scrape intervals): \
+                         up to {in_flight_allowance} packets may be off"
+                    ));
+                } else if in_flight_allowance > IN_FLIGHT_TOLERANCE {
                     evidence.push(format!(
                         "the two nodes were read {skew_secs:.3}s apart: up to {in_flight_allowance} packets may have been in flight"
                     ));

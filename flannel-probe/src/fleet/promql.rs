@@ -581,6 +581,11 @@ mod tests {
             .collect();
         assert_eq!(codes, [("UNDERLAY_LOSS", Some(G), Some(E))]);
         assert!(m.findings[0].summary.contains("from gladius to eq14-001"));
+        assert!(
+            m.findings[0].evidence[2].contains("scrape intervals): up to 22 packets may be off"),
+            "{:?}",
+            m.findings[0].evidence
+        );
         assert_eq!(m.exit_code(), 1);
         let not: Vec<&str> = m.not_checked.iter().map(|n| n.code.as_str()).collect();
         assert_eq!(not, ["AGENT_RESTARTED"]);
