@@ -14,7 +14,7 @@ use crate::{
         agent::Counters,
         http::{self, BaseUrl},
         mesh::{self, AgentReading, Bracket, MeshReport},
-        promql::{self, Answers, Queries},
+        promql::{self, Answers, Queries, Query},
     },
     probe::shutdown_signal,
     render::{Format, mesh as render_mesh},
@@ -158,55 +158,25 @@ async fn from_prometheus(common: &Common, args: &MeshArgs, prom: &BaseUrl) -> Re
     let window = promql::range(args.window);
     let queries = Queries::new(&window);
     let max = args.max_response.unwrap_or(promql::DEFAULT_MAX_ANSWER);
-    let info = query(prom, &queries.info, None, args.timeout, max).await?;
+    let info = query(prom, &queries[Query::Info], None, args.timeout, max).await?;
     let Some(at) = info.first().map(|s| s.at) else {
         bail!(
             "{prom}: no flannel_probe_node_info in the last {window}: this Prometheus does not scrape \
              flannel-probe agents (serve --listen 0.0.0.0:9465 on every node, and a scrape job for them)"
         );
     };
-    let [
-        _,
-        up,
-        scrapes,
-        packets,
-        large,
-        max_len,
-        findings,
-        overlay_mac,
-        fdb,
-    ] = queries.all();
-    let ask = |q: &'static str, e: &str| {
-        let e = e.to_string();
-        async move {
-            query(prom, &e, Some(at), args.timeout, max)
-                .await
-                .with_context(|| format!("the {q} query failed"))
-        }
-    };
-    let (up, scrapes, packets, large, max_len, findings, overlay_mac, fdb) = futures::try_join!(
-        ask("up", up),
-        ask("scrapes", scrapes),
-        ask("packets", packets),
-        ask("large", large),
-        ask("max_len", max_len),
-        ask("findings", findings),
-        ask("overlay_mac", overlay_mac),
-        ask("fdb", fdb),
-    )?;
-    let answers = Answers {
+    // The rest at once, at the same instant.
+    let rest = futures::future::try_join_all(
+        queries.all()[1..]
+            .iter()
+            .map(|e| query(prom, e, Some(at), args.timeout, max)),
+    )
+    .await?;
+    let answers = Answers::new(
         at,
-        window_secs: args.window.as_secs_f64(),
-        info,
-        up,
-        scrapes,
-        packets,
-        large,
-        max_len,
-        findings,
-        overlay_mac,
-        fdb,
-    };
+        args.window.as_secs_f64(),
+        std::iter::once(info).chain(rest).collect(),
+    )?;
     let report = promql::compute(&answers, &queries, &prom.to_string(), args.loss_threshold);
     // As with --agents: nothing observed is exit 2, not a finding.
     if let Some(why) = report

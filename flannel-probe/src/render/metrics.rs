@@ -17,7 +17,7 @@ use prometheus_client::{
 
 use flannel_probe_common::abi::LARGE_OUTER_LEN;
 
-use crate::fleet::agent::Counters;
+use crate::{fleet::agent::Counters, report::Traffic};
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -125,40 +125,26 @@ impl Collector for View {
                     .encode(fam.encode_family(&l)?)?;
             }
         }
-        {
-            let mut fam = enc.encode_descriptor(
-                "flannel_probe_peer_large_packets",
-                &format!(
-                    "Of the outer packets to (tx) and from (rx) a remote VTEP, those whose outer IPv4 total \
-                     length is above {LARGE_OUTER_LEN} bytes: the size classes of UNDERLAY_MTU_BLACKHOLE"
-                ),
-                None,
-                MetricType::Counter,
-            )?;
-            for p in &c.peers {
-                let t = &p.traffic;
-                for (dir, n) in [("tx", t.tx_encap_large), ("rx", t.rx_encap_large)] {
-                    let l: Labels<2> = [("peer", &p.peer), ("direction", dir)];
-                    ConstCounter::new(n).encode(fam.encode_family(&l)?)?;
-                }
-            }
-        }
-        {
-            let mut fam = enc.encode_descriptor(
-                "flannel_probe_peer_max_outer_length_bytes",
-                "The largest outer IPv4 total length sent to (tx) or received from (rx) a remote VTEP since the agent started",
-                None,
-                MetricType::Gauge,
-            )?;
-            for p in &c.peers {
-                let t = &p.traffic;
-                for (dir, n) in [("tx", t.tx_encap_max_len), ("rx", t.rx_encap_max_len)] {
-                    let l: Labels<2> = [("peer", &p.peer), ("direction", dir)];
-                    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
-                        .encode(fam.encode_family(&l)?)?;
-                }
-            }
-        }
+        // Per peer and direction: the size classes of UNDERLAY_MTU_BLACKHOLE.
+        per_direction(
+            &mut enc,
+            c,
+            "flannel_probe_peer_large_packets",
+            &format!(
+                "Of the outer packets to (tx) and from (rx) a remote VTEP, those whose outer IPv4 total \
+                 length is above {LARGE_OUTER_LEN} bytes: the size classes of UNDERLAY_MTU_BLACKHOLE"
+            ),
+            MetricType::Counter,
+            |t| [t.tx_encap_large, t.rx_encap_large],
+        )?;
+        per_direction(
+            &mut enc,
+            c,
+            "flannel_probe_peer_max_outer_length_bytes",
+            "The largest outer IPv4 total length sent to (tx) or received from (rx) a remote VTEP since the agent started",
+            MetricType::Gauge,
+            |t| [t.tx_encap_max_len, t.rx_encap_max_len],
+        )?;
         {
             let mut fam = enc.encode_descriptor(
                 "flannel_probe_drops",
@@ -255,33 +241,60 @@ impl Collector for View {
             one.set(1);
             one.encode(fam.encode_family(&l)?)?;
         }
-        {
-            let mut fam = enc.encode_descriptor(
-                "flannel_probe_overlay_mac_info",
-                "Always 1 while the overlay device exists: its MAC, the VTEP MAC its peers must send to",
-                None,
-                MetricType::Gauge,
-            )?;
-            if let Some(mac) = &c.overlay_mac {
-                let l: Labels<1> = [("mac", mac)];
-                ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
-            }
-        }
-        {
-            let mut fam = enc.encode_descriptor(
-                "flannel_probe_fdb_entry",
-                "1 for each FDB entry of the overlay: the VTEP MAC sent to that peer's underlay address (dst)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for e in &c.fdb {
-                let l: Labels<2> = [("mac", &e.mac), ("dst", &e.dst)];
-                ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
-            }
-        }
+        ones(
+            &mut enc,
+            "flannel_probe_overlay_mac_info",
+            "Always 1 while the overlay device exists: its MAC, the VTEP MAC its peers must send to",
+            c.overlay_mac.iter().map(|mac| [("mac", mac.as_str())]),
+        )?;
+        ones(
+            &mut enc,
+            "flannel_probe_fdb_entry",
+            "1 for each FDB entry of the overlay: the VTEP MAC sent to that peer's underlay address (dst)",
+            c.fdb
+                .iter()
+                .map(|e| [("mac", e.mac.as_str()), ("dst", e.dst.as_str())]),
+        )?;
         encode_self(c, &mut enc)?;
         Ok(())
     }
+}
+
+/// A gauge family whose every sample is 1, one per label set.
+fn ones<'a, const N: usize>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    sets: impl Iterator<Item = Labels<'a, N>>,
+) -> Result<(), std::fmt::Error> {
+    let mut fam = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for l in sets {
+        ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
+    }
+    Ok(())
+}
+
+/// A family of one sample per peer and direction: `tx` and `rx` of `of`.
+fn per_direction(
+    enc: &mut DescriptorEncoder,
+    c: &Counters,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    of: fn(&Traffic) -> [u64; 2],
+) -> Result<(), std::fmt::Error> {
+    let mut fam = enc.encode_descriptor(name, help, None, kind)?;
+    for p in &c.peers {
+        for (dir, n) in ["tx", "rx"].into_iter().zip(of(&p.traffic)) {
+            let l: Labels<2> = [("peer", &p.peer), ("direction", dir)];
+            let sample = fam.encode_family(&l)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(n).encode(sample)?,
+                _ => ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(sample)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `flannel_probe_build_info` and the agent's self-metrics.
