@@ -25,7 +25,8 @@ pub(crate) enum LabCmd {
     Down,
     /// Inject a fault: incident, overlay-down, other-vni, recreate-overlay,
     /// firewall, missing-fdb, missing-neigh, stale-fdb, forwarding-off, mtu,
-    /// underlay-loss, other-port, forward-drop, bad-checksum[=N] (N VXLAN
+    /// underlay-loss, link-loss[=PERCENT] (from --peer to the node only),
+    /// other-port, forward-drop, bad-checksum[=N] (N VXLAN
     /// datagrams with a wrong UDP checksum from --peer, default the first
     /// other node), mac-change.
     Fault {

@@ -1,10 +1,11 @@
 //! `flannel-probe mesh`: reads every agent's cumulative counters at the
 //! start and the end of a window and prints the VXLAN matrix between every
-//! pair of nodes. Needs no privileges and loads no eBPF.
+//! pair of nodes; or, with `--from-prometheus`, builds the same matrix from
+//! what a Prometheus server scraped. Needs no privileges and loads no eBPF.
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use super::{Common, duration};
 use crate::{
@@ -12,31 +13,53 @@ use crate::{
         DEFAULT_PORT,
         agent::Counters,
         http::{self, BaseUrl},
-        mesh::{self, AgentReading, Bracket},
+        mesh::{self, AgentReading, Bracket, MeshReport},
+        promql::{self, Answers, Queries, Query},
     },
     probe::shutdown_signal,
     render::{Format, mesh as render_mesh},
 };
 
 #[derive(Debug, Args)]
+// One source of figures: the agents, or a Prometheus that scrapes them.
+#[command(group(ArgGroup::new("source").required(true).args(["agents", "from_prometheus"])))]
 pub struct MeshArgs {
     /// The agents (`flannel-probe serve`), one per node: URL[,URL...];
     /// `http://` and the port 9465 may be left out.
-    #[arg(long, value_delimiter = ',', required = true, value_parser = agent_url)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = agent_url
+    )]
     pub agents: Vec<BaseUrl>,
-    /// How long to observe (10s, 1m).
+    /// Instead of asking the agents, build the matrix from a Prometheus
+    /// server that scrapes them: http://host[:port][/path] (port 9090 when
+    /// left out).
+    #[arg(long, value_name = "URL", value_parser = prometheus_url)]
+    pub from_prometheus: Option<BaseUrl>,
+    /// With --from-prometheus: the window the counters' increase() is
+    /// taken over, ending now (30s, 5m, 1h); at least two scrape intervals.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub window: Duration,
+    /// With --agents: how long to observe (10s, 1m).
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub duration: Duration,
     /// Loss on a link, in percent, above which it is called lossy.
     #[arg(long, default_value_t = 2.0, value_parser = percent)]
     pub loss_threshold: f64,
-    /// How long to wait for one agent's answer.
+    /// How long to wait for one agent's answer (or one Prometheus query's).
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub timeout: Duration,
-    /// The largest answer read from one agent (1MiB, 4Mi, bytes); a larger
-    /// one makes that agent unreachable, with the reason.
-    #[arg(long, default_value_t = http::DEFAULT_MAX_RESPONSE, value_parser = super::byte_size)]
-    pub max_response: u64,
+    /// The largest answer read from one agent (1MiB, 4Mi, bytes; default
+    /// 1MiB): a larger one makes that agent unreachable, with the reason.
+    /// With --from-prometheus, of one query's answer (default 64MiB): a
+    /// larger one is an error.
+    #[arg(long, value_parser = super::byte_size)]
+    pub max_response: Option<u64>,
+}
+
+fn prometheus_url(s: &str) -> Result<BaseUrl> {
+    BaseUrl::parse(s, promql::DEFAULT_PORT)
 }
 
 fn agent_url(s: &str) -> Result<BaseUrl> {
@@ -88,9 +111,96 @@ async fn read_all(
     .await
 }
 
+fn print(common: &Common, report: &MeshReport) -> Result<i32> {
+    match common.format {
+        // `run` refuses npd for mesh before anything is read.
+        Format::Text | Format::Npd => print!("{}", common.paint(&render_mesh::text(report))),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).context("encoding the matrix failed")?
+        ),
+    }
+    Ok(report.exit_code())
+}
+
+/// Characters of a query parameter value sent unencoded: RFC 3986's
+/// unreserved ones.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// One instant query, at `time` (Unix seconds) or at the server's now.
+async fn query(
+    prom: &BaseUrl,
+    expr: &str,
+    time: Option<f64>,
+    timeout: Duration,
+    max: u64,
+) -> Result<Vec<promql::Sample>> {
+    let mut path = format!(
+        "/api/v1/query?query={}",
+        percent_encoding::utf8_percent_encode(expr, QUERY_VALUE)
+    );
+    if let Some(t) = time {
+        path.push_str(&format!("&time={t}"));
+    }
+    let body = http::get(prom, &path, timeout, max, "--max-response")
+        .await
+        .with_context(|| format!("asking Prometheus for {expr}"))?;
+    promql::parse_vector(&body, &format!("{prom}: {expr}"))
+}
+
+/// `mesh --from-prometheus`: a fixed handful of queries, the first giving
+/// the instant all the others are evaluated at.
+async fn from_prometheus(common: &Common, args: &MeshArgs, prom: &BaseUrl) -> Result<i32> {
+    let window = promql::range(args.window);
+    let queries = Queries::new(&window);
+    let max = args.max_response.unwrap_or(promql::DEFAULT_MAX_ANSWER);
+    let info = query(prom, &queries[Query::Info], None, args.timeout, max).await?;
+    let Some(at) = info.first().map(|s| s.at) else {
+        bail!(
+            "{prom}: no flannel_probe_node_info in the last {window}: this Prometheus does not scrape \
+             flannel-probe agents (serve --listen 0.0.0.0:9465 on every node, and a scrape job for them)"
+        );
+    };
+    // The rest at once, at the same instant.
+    let rest = futures::future::try_join_all(
+        queries.all()[1..]
+            .iter()
+            .map(|e| query(prom, e, Some(at), args.timeout, max)),
+    )
+    .await?;
+    let answers = Answers::new(
+        at,
+        args.window.as_secs_f64(),
+        std::iter::once(info).chain(rest).collect(),
+    )?;
+    let report = promql::compute(&answers, &queries, &prom.to_string(), args.loss_threshold);
+    // As with --agents: nothing observed is exit 2, not a finding.
+    if let Some(why) = report
+        .nodes
+        .iter()
+        .map(|n| n.error.as_deref())
+        .collect::<Option<Vec<&str>>>()
+        .and_then(|e| e.first().copied())
+    {
+        bail!(
+            "no agent Prometheus scraped could be used ({})",
+            render_mesh::escape_remote(why)
+        );
+    }
+    print(common, &report)
+}
+
 pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
+    if let Some(prom) = &args.from_prometheus {
+        return from_prometheus(common, args, prom).await;
+    }
+    let max_response = args.max_response.unwrap_or(http::DEFAULT_MAX_RESPONSE);
     let t0 = Instant::now();
-    let start = read_all(&args.agents, t0, args.timeout, args.max_response).await;
+    let start = read_all(&args.agents, t0, args.timeout, max_response).await;
     if start.iter().all(|(r, _)| r.is_err()) {
         let why = start
             .iter()
@@ -116,7 +226,7 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
             tracing::info!("interrupted: comparing the shortened window");
         }
     }
-    let end = read_all(&args.agents, t0, args.timeout, args.max_response).await;
+    let end = read_all(&args.agents, t0, args.timeout, max_response).await;
     // The window is what the agents measured between their two readings.
     let spans: Vec<f64> = start
         .iter()
@@ -140,17 +250,10 @@ pub(crate) async fn run(common: &Common, args: &MeshArgs) -> Result<i32> {
             start,
             end,
             brackets: Some([asked, ended]),
+            edge_secs: 0.0,
         })
         .collect();
     let secs = (secs * 100.0).round() / 100.0;
     let report = mesh::compute(&readings, secs, args.loss_threshold);
-    match common.format {
-        // `run` refuses npd for mesh before anything is read.
-        Format::Text | Format::Npd => print!("{}", common.paint(&render_mesh::text(&report))),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("encoding the matrix failed")?
-        ),
-    }
-    Ok(report.exit_code())
+    print(common, &report)
 }

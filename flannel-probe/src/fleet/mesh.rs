@@ -39,6 +39,10 @@ pub(crate) struct AgentReading {
     /// When the two readings were asked for and answered; `None` when not
     /// known (then only the agents' clocks say how far apart they were).
     pub brackets: Option<[Bracket; 2]>,
+    /// How far each reading may lie from the window's edge beyond what its
+    /// `sampled_unix` says: 0 for an agent read directly; one scrape
+    /// interval for figures Prometheus extrapolated to the edges.
+    pub edge_secs: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -114,6 +118,41 @@ pub(crate) struct MeshReport {
     pub findings: Vec<MeshFinding>,
     /// `--loss-threshold`, in percent.
     pub loss_threshold_pct: f64,
+    /// Where the figures came from: the agents' `/counters`, or what a
+    /// Prometheus server scraped from their `/metrics`.
+    pub source: MeshSource,
+    /// The Prometheus server asked, when `source` is `prometheus`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusQueried>,
+    /// Findings this source cannot give, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<NotChecked>,
+}
+
+/// Where a mesh's figures came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MeshSource {
+    Agents,
+    Prometheus,
+}
+
+/// What `mesh --from-prometheus` asked.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct PrometheusQueried {
+    pub url: String,
+    /// The instant every query was evaluated at (Unix seconds, the
+    /// server's clock): the window ends there.
+    pub evaluated_unix: f64,
+    /// The PromQL instant queries, in the order they were asked.
+    pub queries: Vec<String>,
+}
+
+/// A mesh finding a source cannot give.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct NotChecked {
+    pub code: FindingCode,
+    pub reason: String,
 }
 
 impl MeshReport {
@@ -144,19 +183,23 @@ struct Usable<'a> {
     start: &'a Counters,
     end: &'a Counters,
     brackets: Option<[Bracket; 2]>,
+    edge_secs: f64,
 }
 
 /// How far apart `a`'s and `b`'s readings were, start and end added. The
 /// agents' clocks say it finely; when the mesh knows when it asked and was
 /// answered, that bounds it too (a node whose clock is off cannot widen it).
+/// Figures extrapolated to the edges add both nodes'
+/// [`AgentReading::edge_secs`]: either may be off by that much.
 fn skew(a: &Usable<'_>, b: &Usable<'_>) -> f64 {
     let clocks = (a.start.sampled_unix - b.start.sampled_unix).abs()
         + (a.end.sampled_unix - b.end.sampled_unix).abs();
+    let edges = a.edge_secs + b.edge_secs;
     let Some((x, y)) = a.brackets.zip(b.brackets) else {
-        return clocks;
+        return clocks + edges;
     };
     let within = |p: Bracket, q: Bracket| p.answered.max(q.answered) - p.asked.min(q.asked);
-    clocks.min(within(x[0], y[0]) + within(x[1], y[1]))
+    clocks.min(within(x[0], y[0]) + within(x[1], y[1])) + edges
 }
 
 /// Packets `sent` over the sender's window may be in flight for `skew`.
@@ -393,6 +436,7 @@ pub(crate) fn compute(
                     start: s,
                     end: e,
                     brackets: r.brackets,
+                    edge_secs: r.edge_secs,
                 });
             }
         }
@@ -454,7 +498,12 @@ pub(crate) fn compute(
                     ),
                     format!("{} received {received} from {}", b.hostname, a.vtep),
                 ];
-                if in_flight_allowance > IN_FLIGHT_TOLERANCE {
+                if a.edge_secs + b.edge_secs > 0.0 {
+                    evidence.push(format!(
+                        "Prometheus extrapolated both to the window's edges ({skew_secs:.3}s of scrape intervals): \
+                         up to {in_flight_allowance} packets may be off"
+                    ));
+                } else if in_flight_allowance > IN_FLIGHT_TOLERANCE {
                     evidence.push(format!(
                         "the two nodes were read {skew_secs:.3}s apart: up to {in_flight_allowance} packets may have been in flight"
                     ));
@@ -510,6 +559,9 @@ pub(crate) fn compute(
         links,
         findings,
         loss_threshold_pct: threshold_pct,
+        source: MeshSource::Agents,
+        prometheus: None,
+        not_checked: Vec::new(),
     }
 }
 
@@ -566,18 +618,21 @@ mod tests {
                 start: Ok(g0),
                 end: Ok(g1),
                 brackets: None,
+                edge_secs: 0.0,
             },
             AgentReading {
                 agent: "http://192.0.2.12:9465".into(),
                 start: Ok(m0),
                 end: Ok(m1),
                 brackets: None,
+                edge_secs: 0.0,
             },
             AgentReading {
                 agent: "http://192.0.2.13:9465".into(),
                 start: Ok(e0),
                 end: Ok(e1),
                 brackets: None,
+                edge_secs: 0.0,
             },
         ]
     }
@@ -767,12 +822,14 @@ mod tests {
                 start: Ok(g0),
                 end: Ok(g1),
                 brackets: Some([b(0.0, 0.01), b(6.0, 6.41)]),
+                edge_secs: 0.0,
             },
             AgentReading {
                 agent: "http://192.0.2.13:9465".into(),
                 start: Ok(e0),
                 end: Ok(e1),
                 brackets: Some([b(0.0, 0.01), b(6.0, 6.01)]),
+                edge_secs: 0.0,
             },
         ]
     }
@@ -845,6 +902,7 @@ mod tests {
             start: Ok(twin0.clone()),
             end: Ok(twin0),
             brackets: None,
+            edge_secs: 0.0,
         });
         // And gladius itself, asked a second time under another URL, is
         // one agent, not two.
@@ -853,6 +911,7 @@ mod tests {
             start: r[0].start.clone(),
             end: r[0].end.clone(),
             brackets: None,
+            edge_secs: 0.0,
         });
         let m = compute(&r, 10.0, 2.0);
         let dup: Vec<&MeshFinding> = m

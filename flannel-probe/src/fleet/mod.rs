@@ -7,6 +7,7 @@ pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod mesh;
 pub(crate) mod pmtu;
+pub(crate) mod promql;
 pub(crate) mod sampler;
 pub(crate) mod selfstats;
 pub(crate) mod server;

@@ -164,6 +164,16 @@ pub(crate) fn text(m: &MeshReport) -> String {
             n.hostname.as_deref().unwrap_or("unknown node")
         );
     }
+    if let Some(p) = &m.prometheus {
+        let _ = writeln!(
+            s,
+            "figures: what Prometheus at {} scraped from the agents, increase() over the window",
+            p.url
+        );
+    }
+    for n in &m.not_checked {
+        let _ = writeln!(s, "not checked: {}: {}", n.code.as_str(), n.reason);
+    }
     for f in &m.findings {
         let _ = writeln!(s);
         let (from, to) = (f.from.as_deref(), f.to.as_deref());
@@ -237,6 +247,9 @@ mod tests {
                 agent: evil.into(),
             }],
             loss_threshold_pct: 2.0,
+            source: crate::fleet::mesh::MeshSource::Agents,
+            prometheus: None,
+            not_checked: vec![],
         };
         let out = text(&m);
         assert!(!out.chars().any(|c| c != '\n' && unsafe_char(c)), "{out:?}");

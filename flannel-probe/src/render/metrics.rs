@@ -15,7 +15,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::fleet::agent::Counters;
+use flannel_probe_common::abi::LARGE_OUTER_LEN;
+
+use crate::{fleet::agent::Counters, report::Traffic};
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -24,11 +26,15 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_peer_packets_total",
     "flannel_probe_peer_bytes_total",
     "flannel_probe_peer_icmp_port_unreachable_total",
+    "flannel_probe_peer_large_packets_total",
+    "flannel_probe_peer_max_outer_length_bytes",
     "flannel_probe_drops_total",
     "flannel_probe_overlay_up",
     "flannel_probe_vxlan_port_bound",
     "flannel_probe_finding",
     "flannel_probe_node_info",
+    "flannel_probe_overlay_mac_info",
+    "flannel_probe_fdb_entry",
     "flannel_probe_datapath_reattach_total",
     "flannel_probe_samples_total",
     "flannel_probe_peers_forgotten_total",
@@ -119,6 +125,26 @@ impl Collector for View {
                     .encode(fam.encode_family(&l)?)?;
             }
         }
+        // Per peer and direction: the size classes of UNDERLAY_MTU_BLACKHOLE.
+        per_direction(
+            &mut enc,
+            c,
+            "flannel_probe_peer_large_packets",
+            &format!(
+                "Of the outer packets to (tx) and from (rx) a remote VTEP, those whose outer IPv4 total \
+                 length is above {LARGE_OUTER_LEN} bytes: the size classes of UNDERLAY_MTU_BLACKHOLE"
+            ),
+            MetricType::Counter,
+            |t| [t.tx_encap_large, t.rx_encap_large],
+        )?;
+        per_direction(
+            &mut enc,
+            c,
+            "flannel_probe_peer_max_outer_length_bytes",
+            "The largest outer IPv4 total length sent to (tx) or received from (rx) a remote VTEP since the agent started",
+            MetricType::Gauge,
+            |t| [t.tx_encap_max_len, t.rx_encap_max_len],
+        )?;
         {
             let mut fam = enc.encode_descriptor(
                 "flannel_probe_drops",
@@ -215,9 +241,60 @@ impl Collector for View {
             one.set(1);
             one.encode(fam.encode_family(&l)?)?;
         }
+        ones(
+            &mut enc,
+            "flannel_probe_overlay_mac_info",
+            "Always 1 while the overlay device exists: its MAC, the VTEP MAC its peers must send to",
+            c.overlay_mac.iter().map(|mac| [("mac", mac.as_str())]),
+        )?;
+        ones(
+            &mut enc,
+            "flannel_probe_fdb_entry",
+            "1 for each FDB entry of the overlay: the VTEP MAC sent to that peer's underlay address (dst)",
+            c.fdb
+                .iter()
+                .map(|e| [("mac", e.mac.as_str()), ("dst", e.dst.as_str())]),
+        )?;
         encode_self(c, &mut enc)?;
         Ok(())
     }
+}
+
+/// A gauge family whose every sample is 1, one per label set.
+fn ones<'a, const N: usize>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    sets: impl Iterator<Item = Labels<'a, N>>,
+) -> Result<(), std::fmt::Error> {
+    let mut fam = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for l in sets {
+        ConstGauge::new(1i64).encode(fam.encode_family(&l)?)?;
+    }
+    Ok(())
+}
+
+/// A family of one sample per peer and direction: `tx` and `rx` of `of`.
+fn per_direction(
+    enc: &mut DescriptorEncoder,
+    c: &Counters,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    of: fn(&Traffic) -> [u64; 2],
+) -> Result<(), std::fmt::Error> {
+    let mut fam = enc.encode_descriptor(name, help, None, kind)?;
+    for p in &c.peers {
+        for (dir, n) in ["tx", "rx"].into_iter().zip(of(&p.traffic)) {
+            let l: Labels<2> = [("peer", &p.peer), ("direction", dir)];
+            let sample = fam.encode_family(&l)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(n).encode(sample)?,
+                _ => ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(sample)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `flannel_probe_build_info` and the agent's self-metrics.
@@ -277,7 +354,7 @@ pub fn encode(counters: Arc<Counters>) -> Result<String> {
 mod tests {
     use super::*;
     use crate::{
-        fleet::agent::{AgentFinding, AgentNode, DropCumulative, PeerCumulative},
+        fleet::agent::{AgentFinding, AgentNode, DropCumulative, FdbDoc, PeerCumulative},
         report::{NodeInfo, Severity, Traffic},
     };
 
@@ -294,6 +371,8 @@ mod tests {
                     tx_inner_packets: 10,
                     tx_inner_bytes: 980,
                     icmp_port_unreachable: 4,
+                    tx_encap_large: 3,
+                    tx_encap_max_len: 1514,
                     ..Traffic::default()
                 },
             }],
@@ -312,6 +391,11 @@ mod tests {
             ],
             samples: 7,
             forgotten_peers: 2,
+            overlay_mac: Some("0e:00:00:00:00:11".into()),
+            fdb: vec![FdbDoc {
+                mac: "0e:00:00:00:00:13".into(),
+                dst: "192.0.2.13".into(),
+            }],
             map_memory_bytes: 5_000_000,
             agent: crate::fleet::selfstats::AgentSelf {
                 sample_secs: 0.0125,
@@ -343,6 +427,11 @@ mod tests {
             r#"flannel_probe_peer_bytes_total{peer="192.0.2.13",direction="tx",layer="inner"} 980"#,
             r#"flannel_probe_peer_icmp_port_unreachable_total{peer="192.0.2.13"} 4"#,
             r#"flannel_probe_drops_total{reason="NO_SOCKET",direction="rx"} 3"#,
+            r#"flannel_probe_peer_large_packets_total{peer="192.0.2.13",direction="tx"} 3"#,
+            r#"flannel_probe_peer_large_packets_total{peer="192.0.2.13",direction="rx"} 0"#,
+            r#"flannel_probe_peer_max_outer_length_bytes{peer="192.0.2.13",direction="tx"} 1514"#,
+            r#"flannel_probe_overlay_mac_info{mac="0e:00:00:00:00:11"} 1"#,
+            r#"flannel_probe_fdb_entry{mac="0e:00:00:00:00:13",dst="192.0.2.13"} 1"#,
             "flannel_probe_overlay_up 1",
             "flannel_probe_vxlan_port_bound 1",
             "flannel_probe_samples_total 7",

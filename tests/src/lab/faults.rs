@@ -46,6 +46,13 @@ pub enum Fault {
     MtuTooLarge { node: String },
     /// The switch drops `percent`% of the VXLAN packets going to the node.
     UnderlayLoss { node: String, percent: u32 },
+    /// The switch drops `percent`% of the VXLAN packets from `peer` to the
+    /// node only: loss on exactly one link of the matrix.
+    LinkLoss {
+        node: String,
+        peer: String,
+        percent: u32,
+    },
     /// `flannel.1` recreated with another destination port (same MAC, VNI).
     OtherPort { node: String, port: u16 },
     /// nftables in the node: a `forward` chain with `policy drop` (what
@@ -88,6 +95,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "forwarding-off",
     "mtu",
     "underlay-loss",
+    "link-loss",
     "other-port",
     "forward-drop",
     "bad-checksum",
@@ -132,6 +140,7 @@ impl Fault {
             name,
             "other-vni"
                 | "underlay-loss"
+                | "link-loss"
                 | "other-port"
                 | "stale-fdb"
                 | "bad-checksum"
@@ -183,6 +192,18 @@ impl Fault {
                 ensure!(percent <= 100, "loss of {percent}% is more than 100%");
                 Fault::UnderlayLoss { node, percent }
             }
+            "link-loss" => {
+                let percent = match value {
+                    Some(v) => v.parse().with_context(|| format!("bad percentage {v:?}"))?,
+                    None => DEFAULT_LOSS_PERCENT,
+                };
+                ensure!(percent <= 100, "loss of {percent}% is more than 100%");
+                Fault::LinkLoss {
+                    node,
+                    peer,
+                    percent,
+                }
+            }
             "other-port" => {
                 let port = match value {
                     Some(v) => v.parse().with_context(|| format!("bad port {v:?}"))?,
@@ -232,6 +253,7 @@ impl Fault {
             | Fault::ForwardingOff { node }
             | Fault::MtuTooLarge { node }
             | Fault::UnderlayLoss { node, .. }
+            | Fault::LinkLoss { node, .. }
             | Fault::OtherPort { node, .. }
             | Fault::ForwardDrop { node }
             | Fault::BadChecksum { node, .. }
@@ -254,6 +276,7 @@ impl Fault {
             Fault::ForwardingOff { .. } => "forwarding-off",
             Fault::MtuTooLarge { .. } => "mtu",
             Fault::UnderlayLoss { .. } => "underlay-loss",
+            Fault::LinkLoss { .. } => "link-loss",
             Fault::OtherPort { .. } => "other-port",
             Fault::ForwardDrop { .. } => "forward-drop",
             Fault::BadChecksum { .. } => "bad-checksum",
@@ -273,6 +296,7 @@ impl fmt::Display for Fault {
             }
             Fault::StaleFdb { peer, wrong_ip, .. } => write!(f, " (peer {peer} -> {wrong_ip})"),
             Fault::UnderlayLoss { percent, .. } => write!(f, " ({percent}%)"),
+            Fault::LinkLoss { peer, percent, .. } => write!(f, " ({percent}% from {peer})"),
             Fault::OtherPort { port, .. } => write!(f, " (port {port})"),
             Fault::BadChecksum { peer, count, .. } => write!(f, " ({count} from {peer})"),
             Fault::UnderlayMtu { mtu, .. } => write!(f, " (MTU {mtu})"),
@@ -450,7 +474,7 @@ impl Lab {
                 .to_string();
                 ip(ns, &["link", "set", "dev", "eth0", "mtu", &mtu])?;
             }
-            Fault::UnderlayLoss { percent, .. } => {
+            Fault::UnderlayLoss { percent, .. } | Fault::LinkLoss { percent, .. } => {
                 ensure!(*percent <= 100, "loss of {percent}% is more than 100%");
                 // nft rejects `< 100` (numgen mod 100 never reaches it), and
                 // 0% needs no rule at all.
@@ -459,10 +483,23 @@ impl Lab {
                     100 => String::new(),
                     share => format!("numgen random mod 100 < {share} "),
                 };
+                // One link: only the peer's VXLAN (the bridge family reads
+                // the IPv4 header too); its own table, so both can be set.
+                let (table, from) = match fault {
+                    Fault::LinkLoss { peer, .. } => {
+                        let p = &self.nodes[self.node_index(peer)?];
+                        let from = match family {
+                            IpFamily::V4 => format!("ip saddr {} ", p.ip),
+                            IpFamily::V6 => format!("ip6 saddr {} ", p.ip6),
+                        };
+                        ("fplinkloss", from)
+                    }
+                    _ => ("fploss", String::new()),
+                };
                 let script = format!(
-                    "add table bridge fploss{table_suffix}\n\
-                     add chain bridge fploss{table_suffix} forward {{ type filter hook forward priority 0; policy accept; }}\n\
-                     add rule bridge fploss{table_suffix} forward oifname \"{switch_port}\" {ether}udp dport {port} {sample}drop\n",
+                    "add table bridge {table}{table_suffix}\n\
+                     add chain bridge {table}{table_suffix} forward {{ type filter hook forward priority 0; policy accept; }}\n\
+                     add rule bridge {table}{table_suffix} forward oifname \"{switch_port}\" {ether}{from}udp dport {port} {sample}drop\n",
                     switch_port = node.switch_port,
                 );
                 nft(&self.switch_ns, &script)?;

@@ -26,6 +26,7 @@ mod malformed;
 mod memory;
 mod mesh;
 mod meshhostile;
+mod meshprom;
 mod npd;
 mod pmtu;
 mod privilege;
