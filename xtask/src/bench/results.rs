@@ -54,6 +54,60 @@ pub(super) struct Results {
     /// Part 5: the agent (`serve`) quiet and under pod veth churn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_churn: Option<ChurnCost>,
+    /// Part 6: interleaved off/on pairs at a fixed offered rate, kernel
+    /// CPU time per packet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu: Vec<CpuPair>,
+}
+
+/// One off/on pair of part 6.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct CpuPair {
+    pub workload: Workload,
+    /// The rate asked of iperf3 (`30 kpps`, `2000 Mbit/s`).
+    pub offered: String,
+    pub off: CpuRun,
+    pub on: CpuRun,
+}
+
+/// One run of part 6: the machine's CPU time over the packets that crossed
+/// the receiving node's uplink.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(super) struct CpuRun {
+    /// rx + tx packets of the receiving node's uplink.
+    pub packets: u64,
+    pub seconds: f64,
+    /// The whole machine's CPU time by kind (clock ticks, every CPU).
+    pub cpu: super::procfs::CpuTimes,
+    /// The probes' own system time (their map reads, not per packet),
+    /// taken out of `cpu.system`.
+    pub probe_system_ticks: u64,
+    pub ticks_per_sec: f64,
+    /// 1-minute load average when it started.
+    pub load: f64,
+}
+
+impl CpuRun {
+    /// Kernel (system + irq + softirq) nanoseconds per packet, the probes'
+    /// own system time taken out.
+    pub(super) fn ns_per_packet(&self) -> f64 {
+        let ticks = self.cpu.kernel().saturating_sub(self.probe_system_ticks);
+        if self.packets == 0 || self.ticks_per_sec <= 0.0 {
+            return f64::NAN;
+        }
+        ticks as f64 * 1e9 / self.ticks_per_sec / self.packets as f64
+    }
+}
+
+impl Results {
+    /// Per pair of part 6 under `w`: on minus off, ns per packet.
+    pub(super) fn cpu_added_ns(&self, w: Workload) -> Vec<f64> {
+        self.cpu
+            .iter()
+            .filter(|p| p.workload == w)
+            .map(|p| p.on.ns_per_packet() - p.off.ns_per_packet())
+            .collect()
+    }
 }
 
 /// The agent's target under pod churn (issue 12): % of one core.

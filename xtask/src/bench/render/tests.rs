@@ -2,7 +2,8 @@ use super::*;
 use crate::bench::{
     iperf::{TcpResult, UdpResult},
     results::{
-        AgentPeers, AgentSample, HookRun, Machine, MicroCost, ProgCost, Run, Settings, Timing,
+        AgentPeers, AgentSample, CpuPair, CpuRun, HookRun, Machine, MicroCost, ProgCost, Run,
+        Settings, Timing,
     },
 };
 
@@ -149,6 +150,7 @@ fn sample() -> Results {
             on: run(tcp(9.9), None),
         }],
         reference_udp: vec![],
+        cpu: vec![],
     }
 }
 
@@ -374,4 +376,66 @@ fn the_churn_part_renders_only_when_it_ran() {
     );
     let before_reproduce = text.find("## 5.") < text.find("## Reproduce");
     assert!(before_reproduce, "part 5 comes before Reproduce");
+}
+
+fn cpu_run(packets: u64, kernel_ticks: u64, probe_ticks: u64) -> CpuRun {
+    CpuRun {
+        packets,
+        seconds: 5.0,
+        cpu: crate::bench::procfs::CpuTimes {
+            user: 7,
+            system: kernel_ticks - 10,
+            irq: 2,
+            softirq: 8,
+        },
+        probe_system_ticks: probe_ticks,
+        ticks_per_sec: 100.0,
+        load: 1.5,
+    }
+}
+
+#[test]
+fn cpu_per_packet_is_kernel_time_over_packets_with_an_interval() {
+    // 150 000 packets, 30 ticks of kernel time at 100 Hz: 2 000 ns each;
+    // on: 36 ticks, 2 of them the probes' own map reads: 34 -> 2 267 ns.
+    let off = cpu_run(150_000, 30, 0);
+    let on = cpu_run(150_000, 36, 2);
+    assert!((off.ns_per_packet() - 2000.0).abs() < 1e-6);
+    assert!((on.ns_per_packet() - 34.0e7 / 150_000.0).abs() < 1e-6);
+    assert!(cpu_run(0, 30, 0).ns_per_packet().is_nan());
+    let mut r = sample();
+    for extra in [4u64, 6, 5] {
+        r.cpu.push(CpuPair {
+            workload: Workload::Udp64,
+            offered: "30 kpps".into(),
+            off: cpu_run(150_000, 30, 0),
+            on: cpu_run(150_000, 30 + extra, 0),
+        });
+    }
+    // Added: 4, 6, 5 ticks over 150 000 packets = 267, 400, 333 ns.
+    let added = r.cpu_added_ns(Workload::Udp64);
+    assert_eq!(added.len(), 3);
+    assert!((added[1] - 400.0).abs() < 1e-6);
+    assert!(r.cpu_added_ns(Workload::Tcp).is_empty());
+    let md = render(&r, None, None);
+    assert!(
+        md.contains("## 6. CPU time per packet at a fixed rate"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1 | UDP 64 B | 30 kpps | 150000 | 2000 | 150000 | 2267 | +267 |"),
+        "{md}"
+    );
+    // mean 333, sd 66.7, t(2) = 4.303: half width 166.
+    assert!(
+        md.contains("| 3 | UDP 64 B | 30 kpps | 150000 | 2000 | 150000 | 2333 | +333 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("the probe adds 333 (267–400, n=3) ns per packet"),
+        "{md}"
+    );
+    assert!(md.contains("mean +333 ns, 95 % CI +168 to +499 ns"), "{md}");
+    // No part 6: no section.
+    assert!(!render(&sample(), None, None).contains("## 6."));
 }
