@@ -4,17 +4,27 @@
 //! A throughput ratio at saturation hides a small cost in the machine's
 //! noise: the sender simply runs a little slower. At a fixed rate below
 //! saturation the same packets cross the same path either way, and what
-//! the probe adds shows as kernel CPU time. Per run: the machine's system +
-//! irq + softirq ticks (`/proc/stat`, every CPU: the lab's namespaces share
-//! them) minus the probes' own system time (their map reads are not per
-//! packet), over the packets the receiving node's uplink counted (both
-//! directions, as the kernel counts skbs there).
-use std::time::Instant;
+//! the probe adds shows as CPU time. Whole-machine counters (`/proc/stat`)
+//! were tried first and drowned in whatever else the machine ran (26-37 us
+//! a packet with builds beside it), so only the time of the processes that
+//! carry the packets is counted: the iperf3 client and server, each a
+//! child of this run reaped with wait4(2) (their rusage: every thread, the
+//! kernel's exact runtime), and the ksoftirqd threads (`/proc/PID/
+//! schedstat`, ns). On veth the whole path runs in softirq on the sending
+//! CPU: in the sender's (or, for ACKs, the receiver's) own time when it is
+//! processed at bh-enable, or in ksoftirqd when deferred; our programs run
+//! inside it. Divided by the packets the receiving node's uplink counted
+//! (rx + tx skbs, as the kernel counts them there). The agents' own time
+//! (their map reads, not per packet) is not in it.
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use super::{
-    Bench, Side, procfs, progress,
+    Bench, Side, progress,
     results::{CpuPair, CpuRun, Results, Workload},
     stats,
 };
@@ -22,6 +32,62 @@ use super::{
 /// The receiving node's uplink: every VXLAN packet of the pair of nodes
 /// crosses it.
 const COUNTED_IFACE: &str = super::UPLINK_IFACE;
+
+/// CPU time of a reaped child (user + system, every thread), in ns.
+fn reap(child: &mut Child, timeout: Duration) -> Result<u64> {
+    let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is valid; wait4 fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our own unreaped child; the pointers are live.
+        let r = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut ru) };
+        if r == pid {
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                bail!("iperf3 (pid {pid}) failed with wait status {status:#x}");
+            }
+            let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+            return Ok((us(ru.ru_utime) + us(ru.ru_stime)) * 1000);
+        }
+        if r < 0 {
+            bail!("wait4({pid}): {}", std::io::Error::last_os_error());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("iperf3 (pid {pid}) did not finish in {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runtime of every ksoftirqd thread so far, in ns (`/proc/PID/schedstat`'s
+/// first field).
+fn ksoftirqd_ns() -> Result<u64> {
+    let mut sum = 0;
+    let mut found = false;
+    for e in std::fs::read_dir("/proc").context("reading /proc")? {
+        let dir = e?.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if !comm.starts_with("ksoftirqd/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(dir.join("schedstat"))
+            .with_context(|| format!("reading {}/schedstat", dir.display()))?;
+        sum += parse_schedstat(&text)
+            .ok_or_else(|| anyhow!("cannot parse {}/schedstat", dir.display()))?;
+        found = true;
+    }
+    ensure!(found, "no ksoftirqd thread in /proc");
+    Ok(sum)
+}
+
+/// The runtime (ns) of `/proc/PID/schedstat`: "runtime wait timeslices".
+pub(super) fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
 
 impl Bench<'_> {
     /// The iperf3 client's arguments at the part's fixed rate.
@@ -66,31 +132,36 @@ impl Bench<'_> {
         Ok(sum)
     }
 
-    /// One run at the fixed rate; `probes` are the agents' pids (their own
-    /// system time is taken out).
-    fn rated_run(&self, w: Workload, probes: &[u32]) -> Result<CpuRun> {
+    /// One run at the fixed rate: a one-off server (`iperf3 -s -1`) and the
+    /// client, both reaped here for their CPU time.
+    fn rated_run(&self, w: Workload) -> Result<CpuRun> {
+        let spawn = |ns: &str, args: &[&str]| -> Result<Child> {
+            Command::new("ip")
+                .args(["netns", "exec", ns])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {} in {ns}", args.join(" ")))
+        };
+        let load = super::procfs::loadavg()[0];
+        // `ip netns exec` execs iperf3 in place: the child is iperf3.
+        let mut server = spawn(&self.server().pod_ns, &["iperf3", "-s", "-1"])?;
+        std::thread::sleep(Duration::from_millis(300));
         let args = self.rated_args(w);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let load = procfs::loadavg()[0];
-        let probe_sys = |pids: &[u32]| -> Result<u64> {
-            pids.iter()
-                .map(|p| procfs::process_times(*p).map(|t| t.1))
-                .sum()
-        };
-        let (p0, sys0, c0, t0) = (
-            self.uplink_packets()?,
-            probe_sys(probes)?,
-            procfs::cpu_times()?,
-            Instant::now(),
-        );
-        self.lab.sh(&self.client().pod_ns, &args)?;
-        let (c1, sys1, p1, seconds) = (
-            procfs::cpu_times()?,
-            probe_sys(probes)?,
+        let (p0, k0, t0) = (self.uplink_packets()?, ksoftirqd_ns()?, Instant::now());
+        let mut client = spawn(&self.client().pod_ns, &args)?;
+        let limit = Duration::from_secs(u64::from(self.args.cpu_seconds) + 30);
+        let client_ns = reap(&mut client, limit);
+        let server_ns = reap(&mut server, Duration::from_secs(10));
+        let (client_ns, server_ns) = (client_ns?, server_ns?);
+        let (k1, p1, seconds) = (
+            ksoftirqd_ns()?,
             self.uplink_packets()?,
             t0.elapsed().as_secs_f64(),
         );
-        let cpu = c1.since(&c0);
         let packets = p1.saturating_sub(p0);
         ensure!(
             packets > 0,
@@ -99,20 +170,19 @@ impl Bench<'_> {
         Ok(CpuRun {
             packets,
             seconds,
-            cpu,
-            probe_system_ticks: sys1.saturating_sub(sys0),
-            ticks_per_sec: procfs::clk_tck(),
+            client_ns,
+            server_ns,
+            ksoftirqd_ns: k1.saturating_sub(k0),
             load,
         })
     }
 
     fn rated_side(&self, w: Workload, side: Side) -> Result<CpuRun> {
         if side == Side::Off {
-            return self.rated_run(w, &[]);
+            return self.rated_run(w);
         }
         let agents = self.start_agents(&[])?;
-        let pids: Vec<u32> = agents.iter().map(super::Agent::pid).collect();
-        let run = self.rated_run(w, &pids);
+        let run = self.rated_run(w);
         Self::stop_agents(agents)?;
         run
     }
@@ -120,7 +190,6 @@ impl Bench<'_> {
     /// Part 6: `cpu_pairs` interleaved off/on pairs of each load at its
     /// fixed rate.
     pub(super) fn cpu(&self, r: &mut Results) -> Result<()> {
-        let _server = self.start_server()?;
         progress(format_args!(
             "cpu per packet: {} pairs of UDP at {} kpps and TCP at {} Mbit/s, {} s each",
             self.args.cpu_pairs,
@@ -129,7 +198,7 @@ impl Bench<'_> {
             self.args.cpu_seconds
         ));
         // Warm-up: ARP, FDB, the server's first accept.
-        self.rated_run(Workload::Udp64, &[])?;
+        self.rated_run(Workload::Udp64)?;
         for i in 0..self.args.cpu_pairs {
             for w in [Workload::Udp64, Workload::Tcp] {
                 let (off, on) = if i % 2 == 1 {
@@ -169,5 +238,33 @@ impl Bench<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_runtime() {
+        assert_eq!(
+            parse_schedstat("576490416 4650874987 13133\n"),
+            Some(576_490_416)
+        );
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn a_failing_child_is_an_error_and_its_time_is_counted() {
+        let mut ok = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        let ns = reap(&mut ok, Duration::from_secs(30)).unwrap();
+        assert!(ns > 0, "a busy loop used no CPU time");
+        let mut bad = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let e = reap(&mut bad, Duration::from_secs(30)).unwrap_err();
+        assert!(e.to_string().contains("failed with wait status"), "{e}");
     }
 }

@@ -330,8 +330,9 @@ impl Bench<'_> {
             ),
             (
                 "part 6: CPU time".into(),
-                "/proc/stat `cpu` line (system + irq + softirq, every CPU) minus the probes' \
-                 stime (/proc/PID/stat), over rx_packets + tx_packets of gladius's eth0"
+                "iperf3 -s -1 in gladius's pod and the client above, both reaped with wait4 \
+                 (rusage user + system), plus every ksoftirqd's /proc/PID/schedstat runtime, \
+                 over rx_packets + tx_packets of gladius's eth0"
                     .into(),
             ),
             ("probe on (both nodes)".into(), probe.clone()),

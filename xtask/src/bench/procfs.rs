@@ -14,68 +14,6 @@ pub(super) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// utime and stime, in clock ticks, from the text of `/proc/PID/stat`.
-pub(super) fn stat_times(stat: &str) -> Option<(u64, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
-}
-
-/// The whole machine's CPU time by kind, in clock ticks, summed over CPUs
-/// (the aggregate `cpu` line of `/proc/stat`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(super) struct CpuTimes {
-    pub user: u64,
-    pub system: u64,
-    pub irq: u64,
-    pub softirq: u64,
-}
-
-impl CpuTimes {
-    /// What the kernel spent: system, hard and soft interrupt time, where a
-    /// packet's path through the stack (and our programs) is accounted.
-    pub(super) fn kernel(&self) -> u64 {
-        self.system + self.irq + self.softirq
-    }
-
-    pub(super) fn since(&self, before: &CpuTimes) -> CpuTimes {
-        CpuTimes {
-            user: self.user.saturating_sub(before.user),
-            system: self.system.saturating_sub(before.system),
-            irq: self.irq.saturating_sub(before.irq),
-            softirq: self.softirq.saturating_sub(before.softirq),
-        }
-    }
-}
-
-/// The aggregate line of `/proc/stat`: `cpu user nice system idle iowait
-/// irq softirq steal ...` (proc(5)).
-pub(super) fn parse_cpu_times(stat: &str) -> Option<CpuTimes> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    Some(CpuTimes {
-        user: *f.first()? + *f.get(1)?,
-        system: *f.get(2)?,
-        irq: *f.get(5)?,
-        softirq: *f.get(6)?,
-    })
-}
-
-pub(super) fn cpu_times() -> Result<CpuTimes> {
-    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    parse_cpu_times(&text).ok_or_else(|| anyhow!("cannot parse the cpu line of /proc/stat"))
-}
-
-pub(super) fn process_times(pid: u32) -> Result<(u64, u64)> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    stat_times(&text).ok_or_else(|| anyhow!("cannot parse {path}"))
-}
-
 /// A `kB` line of `/proc/PID/status` (`VmHWM`, `VmRSS`, ...).
 pub(super) fn status_kb(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|l| {
@@ -179,30 +117,6 @@ mod tests {
                     17 5 0 0 20 0 1 0 123456 12345678 2000 18446744073709551615";
         assert_eq!(stat_cpu_ticks(stat), Some(22));
         assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
-    }
-
-    #[test]
-    fn machine_cpu_times_from_the_aggregate_line() {
-        let stat = "cpu  100 5 200 9000 7 11 33 0 0 0\ncpu0 50 2 100 4500 3 5 16 0 0 0\nintr 1 2\n";
-        let t = parse_cpu_times(stat).unwrap();
-        assert_eq!(
-            t,
-            CpuTimes {
-                user: 105,
-                system: 200,
-                irq: 11,
-                softirq: 33
-            }
-        );
-        assert_eq!(t.kernel(), 244);
-        let later = CpuTimes { system: 260, ..t };
-        assert_eq!(later.since(&t).kernel(), 60);
-        assert_eq!(parse_cpu_times("cpu0 1 2 3\n"), None);
-        assert_eq!(parse_cpu_times("cpu  1 2 x 4 5 6 7\n"), None);
-        assert_eq!(
-            stat_times("7 (a b) S 1 7 7 0 -1 0 0 0 0 0 17 5 0"),
-            Some((17, 5))
-        );
     }
 
     #[test]

@@ -70,32 +70,30 @@ pub(super) struct CpuPair {
     pub on: CpuRun,
 }
 
-/// One run of part 6: the machine's CPU time over the packets that crossed
-/// the receiving node's uplink.
+/// One run of part 6: the CPU time of what carries the packets over the
+/// packets that crossed the receiving node's uplink.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(super) struct CpuRun {
     /// rx + tx packets of the receiving node's uplink.
     pub packets: u64,
     pub seconds: f64,
-    /// The whole machine's CPU time by kind (clock ticks, every CPU).
-    pub cpu: super::procfs::CpuTimes,
-    /// The probes' own system time (their map reads, not per packet),
-    /// taken out of `cpu.system`.
-    pub probe_system_ticks: u64,
-    pub ticks_per_sec: f64,
+    /// The iperf3 client's user + system time (wait4 rusage), ns.
+    pub client_ns: u64,
+    /// The iperf3 server's, ns.
+    pub server_ns: u64,
+    /// Every ksoftirqd thread's runtime over the run, ns.
+    pub ksoftirqd_ns: u64,
     /// 1-minute load average when it started.
     pub load: f64,
 }
 
 impl CpuRun {
-    /// Kernel (system + irq + softirq) nanoseconds per packet, the probes'
-    /// own system time taken out.
+    /// CPU nanoseconds per packet.
     pub(super) fn ns_per_packet(&self) -> f64 {
-        let ticks = self.cpu.kernel().saturating_sub(self.probe_system_ticks);
-        if self.packets == 0 || self.ticks_per_sec <= 0.0 {
+        if self.packets == 0 {
             return f64::NAN;
         }
-        ticks as f64 * 1e9 / self.ticks_per_sec / self.packets as f64
+        (self.client_ns + self.server_ns + self.ksoftirqd_ns) as f64 / self.packets as f64
     }
 }
 

@@ -732,12 +732,13 @@ fn cpu_per_packet(o: &mut String, r: &Results) {
         o,
         "iperf3 from momonoke's pod to gladius's pod at a fixed offered rate below saturation, \
          probe off and on (`watch --plain` on both nodes) in interleaved pairs (every other pair \
-         on first). Per run: the machine's system + irq + softirq time (`/proc/stat`, every CPU; \
-         the lab's namespaces share them) minus the probes' own system time (their map reads), \
-         over the packets gladius's `eth0` received and sent (skbs, as the kernel counts them \
-         there). Clock ticks are 1/{} s, so a run's resolution is one tick over its packets. \
-         Added = on minus off within a pair; the interval is Student's t over the pairs.\n",
-        r.cpu.first().map_or(100.0, |p| p.off.ticks_per_sec)
+         on first). Per run: the CPU time of what carries the packets, the iperf3 client and a \
+         one-off server (user + system from wait4's rusage) and every ksoftirqd thread \
+         (`/proc/PID/schedstat`): on veth the path, our programs included, runs in softirq in \
+         one of them. Other processes' time is not in it (the machine's own counters drowned in \
+         it). Divided by the packets gladius's `eth0` received and sent (skbs, as the kernel \
+         counts them there). Added = on minus off within a pair; the interval is Student's t \
+         over the pairs.\n"
     );
     let _ = writeln!(
         o,

@@ -378,41 +378,34 @@ fn the_churn_part_renders_only_when_it_ran() {
     assert!(before_reproduce, "part 5 comes before Reproduce");
 }
 
-fn cpu_run(packets: u64, kernel_ticks: u64, probe_ticks: u64) -> CpuRun {
+fn cpu_run(packets: u64, client_ns: u64) -> CpuRun {
     CpuRun {
         packets,
         seconds: 5.0,
-        cpu: crate::bench::procfs::CpuTimes {
-            user: 7,
-            system: kernel_ticks - 10,
-            irq: 2,
-            softirq: 8,
-        },
-        probe_system_ticks: probe_ticks,
-        ticks_per_sec: 100.0,
+        client_ns,
+        server_ns: 100_000_000,
+        ksoftirqd_ns: 50_000_000,
         load: 1.5,
     }
 }
 
 #[test]
 fn cpu_per_packet_is_kernel_time_over_packets_with_an_interval() {
-    // 150 000 packets, 30 ticks of kernel time at 100 Hz: 2 000 ns each;
-    // on: 36 ticks, 2 of them the probes' own map reads: 34 -> 2 267 ns.
-    let off = cpu_run(150_000, 30, 0);
-    let on = cpu_run(150_000, 36, 2);
+    // 150 000 packets, 0.3 s of CPU in all: 2 000 ns each.
+    let off = cpu_run(150_000, 150_000_000);
     assert!((off.ns_per_packet() - 2000.0).abs() < 1e-6);
-    assert!((on.ns_per_packet() - 34.0e7 / 150_000.0).abs() < 1e-6);
-    assert!(cpu_run(0, 30, 0).ns_per_packet().is_nan());
+    assert!(cpu_run(0, 1).ns_per_packet().is_nan());
     let mut r = sample();
-    for extra in [4u64, 6, 5] {
+    // The client's time grows by 40, 60, 50 ms over 150 000 packets.
+    for extra in [40_000_000u64, 60_000_000, 50_000_000] {
         r.cpu.push(CpuPair {
             workload: Workload::Udp64,
             offered: "30 kpps".into(),
-            off: cpu_run(150_000, 30, 0),
-            on: cpu_run(150_000, 30 + extra, 0),
+            off: cpu_run(150_000, 150_000_000),
+            on: cpu_run(150_000, 150_000_000 + extra),
         });
     }
-    // Added: 4, 6, 5 ticks over 150 000 packets = 267, 400, 333 ns.
+    // Added: 267, 400, 333 ns.
     let added = r.cpu_added_ns(Workload::Udp64);
     assert_eq!(added.len(), 3);
     assert!((added[1] - 400.0).abs() < 1e-6);
