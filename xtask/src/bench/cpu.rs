@@ -6,11 +6,12 @@
 //! saturation the same packets cross the same path either way, and what
 //! the probe adds shows as CPU time. Whole-machine counters (`/proc/stat`)
 //! were tried first and drowned in whatever else the machine ran (26-37 us
-//! a packet with builds beside it), so only the time of the processes that
-//! carry the packets is counted: the iperf3 client and server, each a
-//! child of this run reaped with wait4(2) (their rusage: every thread, the
-//! kernel's exact runtime), and the ksoftirqd threads (`/proc/PID/
-//! schedstat`, ns). On veth the whole path runs in softirq on the sending
+//! a packet with builds beside it), and iperf3's `-b` pacing spins in user
+//! space (17 us a datagram). So the load is `pace` (tests/examples), which
+//! sleeps between sends, and only the time of what carries the packets is
+//! counted: the sender and its sink, each a child of this run reaped with
+//! wait4(2) (rusage: the kernel's exact runtime), and the ksoftirqd threads
+//! (`/proc/PID/schedstat`, ns). On veth the whole path runs in softirq on the sending
 //! CPU: in the sender's (or, for ACKs, the receiver's) own time when it is
 //! processed at bh-enable, or in ksoftirqd when deferred; our programs run
 //! inside it. Divided by the packets the receiving node's uplink counted
@@ -32,6 +33,8 @@ use super::{
 /// The receiving node's uplink: every VXLAN packet of the pair of nodes
 /// crosses it.
 const COUNTED_IFACE: &str = super::UPLINK_IFACE;
+/// The sink's port in gladius's pod.
+const PORT: &str = "5301";
 
 /// CPU time of a reaped child (user + system, every thread), in ns.
 fn reap(child: &mut Child, timeout: Duration) -> Result<u64> {
@@ -45,7 +48,7 @@ fn reap(child: &mut Child, timeout: Duration) -> Result<u64> {
         let r = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut ru) };
         if r == pid {
             if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-                bail!("iperf3 (pid {pid}) failed with wait status {status:#x}");
+                bail!("pid {pid} failed with wait status {status:#x}");
             }
             let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
             return Ok((us(ru.ru_utime) + us(ru.ru_stime)) * 1000);
@@ -55,7 +58,7 @@ fn reap(child: &mut Child, timeout: Duration) -> Result<u64> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("iperf3 (pid {pid}) did not finish in {timeout:?}");
+            bail!("pid {pid} did not finish in {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -90,31 +93,39 @@ pub(super) fn parse_schedstat(text: &str) -> Option<u64> {
 }
 
 impl Bench<'_> {
-    /// The iperf3 client's arguments at the part's fixed rate.
-    pub(super) fn rated_args(&self, w: Workload) -> Vec<String> {
+    /// The sink's and the sender's command lines at the part's fixed rate.
+    pub(super) fn rated_args(&self, w: Workload) -> (Vec<String>, Vec<String>) {
         let a = self.args;
-        let mut v: Vec<String> = [
-            "iperf3",
-            "-c",
-            &self.server().pod_ip.to_string(),
-            "-J",
-            "-t",
-            &a.cpu_seconds.to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
+        let pace = self.bins.pace.display().to_string();
+        let to = format!("{}:{PORT}", self.server().pod_ip);
+        let secs = a.cpu_seconds.to_string();
         match w {
-            // iperf3's -b is payload bits per second: 64-byte datagrams.
-            Workload::Udp64 => v.extend([
-                "-u".into(),
-                "-l".into(),
-                "64".into(),
-                "-b".into(),
-                format!("{}", u64::from(a.cpu_udp_kpps) * 1000 * 64 * 8),
-            ]),
-            Workload::Tcp => v.extend(["-b".into(), format!("{}M", a.cpu_tcp_mbits)]),
+            Workload::Udp64 => (
+                vec![
+                    pace.clone(),
+                    "udp-sink".into(),
+                    PORT.into(),
+                    (a.cpu_seconds + 1).to_string(),
+                ],
+                vec![
+                    pace,
+                    "udp-send".into(),
+                    to,
+                    (u64::from(a.cpu_udp_kpps) * 1000).to_string(),
+                    secs,
+                ],
+            ),
+            Workload::Tcp => (
+                vec![pace.clone(), "tcp-sink".into(), PORT.into()],
+                vec![
+                    pace,
+                    "tcp-send".into(),
+                    to,
+                    a.cpu_tcp_mbits.to_string(),
+                    secs,
+                ],
+            ),
         }
-        v
     }
 
     /// Packets the node's uplink received and sent so far.
@@ -132,27 +143,26 @@ impl Bench<'_> {
         Ok(sum)
     }
 
-    /// One run at the fixed rate: a one-off server (`iperf3 -s -1`) and the
-    /// client, both reaped here for their CPU time.
+    /// One run at the fixed rate: the sink, then the sender, both reaped
+    /// here for their CPU time.
     fn rated_run(&self, w: Workload) -> Result<CpuRun> {
-        let spawn = |ns: &str, args: &[&str]| -> Result<Child> {
+        let spawn = |ns: &str, args: &[String]| -> Result<Child> {
             Command::new("ip")
                 .args(["netns", "exec", ns])
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::inherit())
                 .spawn()
                 .with_context(|| format!("starting {} in {ns}", args.join(" ")))
         };
         let load = super::procfs::loadavg()[0];
-        // `ip netns exec` execs iperf3 in place: the child is iperf3.
-        let mut server = spawn(&self.server().pod_ns, &["iperf3", "-s", "-1"])?;
+        let (sink, send) = self.rated_args(w);
+        // `ip netns exec` execs the program in place: the child is it.
+        let mut server = spawn(&self.server().pod_ns, &sink)?;
         std::thread::sleep(Duration::from_millis(300));
-        let args = self.rated_args(w);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (p0, k0, t0) = (self.uplink_packets()?, ksoftirqd_ns()?, Instant::now());
-        let mut client = spawn(&self.client().pod_ns, &args)?;
+        let mut client = spawn(&self.client().pod_ns, &send)?;
         let limit = Duration::from_secs(u64::from(self.args.cpu_seconds) + 30);
         let client_ns = reap(&mut client, limit);
         let server_ns = reap(&mut server, Duration::from_secs(10));

@@ -182,10 +182,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         "flannel-probe-tests",
         "--example",
         "bench_agent",
+        "--example",
+        "pace",
     ])?;
     let bins = Bins {
         probe,
         helper: crate::built(Profile::Release, "examples/bench_agent"),
+        pace: crate::built(Profile::Release, "examples/pace"),
     };
 
     let started = Instant::now();
@@ -247,6 +250,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
 struct Bins {
     probe: PathBuf,
     helper: PathBuf,
+    /// Part 6's paced sender and sink.
+    pace: PathBuf,
 }
 
 struct Bench<'a> {
@@ -303,6 +308,14 @@ impl Bench<'_> {
         let in_pod = |node: &LabNode, args: &[String]| {
             format!("ip netns exec <pod of {}> {}", node.name, args.join(" "))
         };
+        let rated = |w| {
+            let (sink, send) = self.rated_args(w);
+            format!(
+                "{}; {}",
+                in_pod(self.server(), &sink),
+                in_pod(self.client(), &send)
+            )
+        };
         let probe = format!(
             "ip netns exec <node> flannel-probe {}",
             agent::WATCH_ARGS.join(" ")
@@ -320,19 +333,13 @@ impl Bench<'_> {
                 "UDP run".into(),
                 in_pod(self.client(), &self.iperf_args(Workload::Udp64)),
             ),
-            (
-                "part 6: UDP at a fixed rate".into(),
-                in_pod(self.client(), &self.rated_args(Workload::Udp64)),
-            ),
-            (
-                "part 6: TCP at a fixed rate".into(),
-                in_pod(self.client(), &self.rated_args(Workload::Tcp)),
-            ),
+            ("part 6: UDP at a fixed rate".into(), rated(Workload::Udp64)),
+            ("part 6: TCP at a fixed rate".into(), rated(Workload::Tcp)),
             (
                 "part 6: CPU time".into(),
-                "iperf3 -s -1 in gladius's pod and the client above, both reaped with wait4 \
-                 (rusage user + system), plus every ksoftirqd's /proc/PID/schedstat runtime, \
-                 over rx_packets + tx_packets of gladius's eth0"
+                "the sink and the sender above, both reaped with wait4 (rusage user + system), \
+                 plus every ksoftirqd's /proc/PID/schedstat runtime, over rx_packets + \
+                 tx_packets of gladius's eth0"
                     .into(),
             ),
             ("probe on (both nodes)".into(), probe.clone()),

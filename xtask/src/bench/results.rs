@@ -77,9 +77,9 @@ pub(super) struct CpuRun {
     /// rx + tx packets of the receiving node's uplink.
     pub packets: u64,
     pub seconds: f64,
-    /// The iperf3 client's user + system time (wait4 rusage), ns.
+    /// The sender's user + system time (wait4 rusage), ns.
     pub client_ns: u64,
-    /// The iperf3 server's, ns.
+    /// The sink's, ns.
     pub server_ns: u64,
     /// Every ksoftirqd thread's runtime over the run, ns.
     pub ksoftirqd_ns: u64,

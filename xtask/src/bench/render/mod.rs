@@ -730,10 +730,11 @@ fn cpu_per_packet(o: &mut String, r: &Results) {
     );
     let _ = writeln!(
         o,
-        "iperf3 from momonoke's pod to gladius's pod at a fixed offered rate below saturation, \
-         probe off and on (`watch --plain` on both nodes) in interleaved pairs (every other pair \
-         on first). Per run: the CPU time of what carries the packets, the iperf3 client and a \
-         one-off server (user + system from wait4's rusage) and every ksoftirqd thread \
+        "A paced sender (`pace`, tests/examples: it sleeps between sends, where iperf3's `-b` \
+         spins) from momonoke's pod to a sink in gladius's pod at a fixed offered rate below \
+         saturation, probe off and on (`watch --plain` on both nodes) in interleaved pairs \
+         (every other pair on first). Per run: the CPU time of what carries the packets, the \
+         sender and the sink (user + system from wait4's rusage) and every ksoftirqd thread \
          (`/proc/PID/schedstat`): on veth the path, our programs included, runs in softirq in \
          one of them. Other processes' time is not in it (the machine's own counters drowned in \
          it). Divided by the packets gladius's `eth0` received and sent (skbs, as the kernel \
