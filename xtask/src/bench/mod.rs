@@ -11,12 +11,15 @@
 //! 4. the agent: read + sum + diagnose with 1 to 10 000 peers in the real
 //!    maps, and the running agent's CPU share and peak RSS;
 //! 5. the agent (`serve`) under pod churn: 100 veth pairs created and
-//!    deleted per second in its namespace, its CPU next to no churn.
+//!    deleted per second in its namespace, its CPU next to no churn;
+//! 6. the kernel CPU time per packet at a fixed offered rate below
+//!    saturation, off/on pairs interleaved (`cpu.rs`).
 //!
 //! Kept out of `cargo xtask test`: it takes minutes. Its pure parts
 //! (statistics, iperf3's JSON, the rendering) are unit-tested.
 mod agent;
 mod churn;
+mod cpu;
 mod iperf;
 mod procfs;
 mod render;
@@ -55,6 +58,7 @@ enum Part {
     Hooks,
     Agent,
     Churn,
+    Cpu,
 }
 
 #[derive(Debug, Args)]
@@ -84,13 +88,26 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
     /// What to measure: network (parts 1 and 2), hooks (3), agent (4),
-    /// churn (5).
+    /// churn (5), cpu (6).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "network,hooks,agent,churn"
+        default_value = "network,hooks,agent,churn,cpu"
     )]
     parts: Vec<Part>,
+    /// Off/on pairs of each load in part 6.
+    #[arg(long, default_value_t = 10)]
+    cpu_pairs: usize,
+    /// Seconds per run in part 6.
+    #[arg(long, default_value_t = 5)]
+    cpu_seconds: u32,
+    /// The fixed rate of part 6's 64-byte UDP, in thousands of datagrams a
+    /// second (below what the lab saturates at).
+    #[arg(long, default_value_t = 30)]
+    cpu_udp_kpps: u32,
+    /// The cap of part 6's TCP stream (iperf3 -b), in Mbit/s.
+    #[arg(long, default_value_t = 2000)]
+    cpu_tcp_mbits: u32,
     /// Veth pairs created and deleted per second in part 5.
     #[arg(long, default_value_t = 100)]
     churn_per_sec: u32,
@@ -165,10 +182,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         "flannel-probe-tests",
         "--example",
         "bench_agent",
+        "--example",
+        "pace",
     ])?;
     let bins = Bins {
         probe,
         helper: crate::built(Profile::Release, "examples/bench_agent"),
+        pace: crate::built(Profile::Release, "examples/pace"),
     };
 
     let started = Instant::now();
@@ -217,6 +237,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         ));
         r.agent_churn = Some(c);
     }
+    if args.parts.contains(&Part::Cpu) {
+        bench.cpu(&mut r)?;
+    }
     drop(lab);
 
     r.machine.load_end = procfs::loadavg();
@@ -227,6 +250,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
 struct Bins {
     probe: PathBuf,
     helper: PathBuf,
+    /// Part 6's paced sender and sink.
+    pace: PathBuf,
 }
 
 struct Bench<'a> {
@@ -283,6 +308,14 @@ impl Bench<'_> {
         let in_pod = |node: &LabNode, args: &[String]| {
             format!("ip netns exec <pod of {}> {}", node.name, args.join(" "))
         };
+        let rated = |w| {
+            let (sink, send) = self.rated_args(w);
+            format!(
+                "{}; {}",
+                in_pod(self.server(), &sink),
+                in_pod(self.client(), &send)
+            )
+        };
         let probe = format!(
             "ip netns exec <node> flannel-probe {}",
             agent::WATCH_ARGS.join(" ")
@@ -299,6 +332,15 @@ impl Bench<'_> {
             (
                 "UDP run".into(),
                 in_pod(self.client(), &self.iperf_args(Workload::Udp64)),
+            ),
+            ("part 6: UDP at a fixed rate".into(), rated(Workload::Udp64)),
+            ("part 6: TCP at a fixed rate".into(), rated(Workload::Tcp)),
+            (
+                "part 6: CPU time".into(),
+                "the sink and the sender above, both reaped with wait4 (rusage user + system), \
+                 plus every ksoftirqd's /proc/PID/schedstat runtime, over rx_packets + \
+                 tx_packets of gladius's eth0"
+                    .into(),
             ),
             ("probe on (both nodes)".into(), probe.clone()),
             (

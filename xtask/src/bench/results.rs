@@ -54,6 +54,58 @@ pub(super) struct Results {
     /// Part 5: the agent (`serve`) quiet and under pod veth churn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_churn: Option<ChurnCost>,
+    /// Part 6: interleaved off/on pairs at a fixed offered rate, kernel
+    /// CPU time per packet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu: Vec<CpuPair>,
+}
+
+/// One off/on pair of part 6.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct CpuPair {
+    pub workload: Workload,
+    /// The rate asked of iperf3 (`30 kpps`, `2000 Mbit/s`).
+    pub offered: String,
+    pub off: CpuRun,
+    pub on: CpuRun,
+}
+
+/// One run of part 6: the CPU time of what carries the packets over the
+/// packets that crossed the receiving node's uplink.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(super) struct CpuRun {
+    /// rx + tx packets of the receiving node's uplink.
+    pub packets: u64,
+    pub seconds: f64,
+    /// The sender's user + system time (wait4 rusage), ns.
+    pub client_ns: u64,
+    /// The sink's, ns.
+    pub server_ns: u64,
+    /// Every ksoftirqd thread's runtime over the run, ns.
+    pub ksoftirqd_ns: u64,
+    /// 1-minute load average when it started.
+    pub load: f64,
+}
+
+impl CpuRun {
+    /// CPU nanoseconds per packet.
+    pub(super) fn ns_per_packet(&self) -> f64 {
+        if self.packets == 0 {
+            return f64::NAN;
+        }
+        (self.client_ns + self.server_ns + self.ksoftirqd_ns) as f64 / self.packets as f64
+    }
+}
+
+impl Results {
+    /// Per pair of part 6 under `w`: on minus off, ns per packet.
+    pub(super) fn cpu_added_ns(&self, w: Workload) -> Vec<f64> {
+        self.cpu
+            .iter()
+            .filter(|p| p.workload == w)
+            .map(|p| p.on.ns_per_packet() - p.off.ns_per_packet())
+            .collect()
+    }
 }
 
 /// The agent's target under pod churn (issue 12): % of one core.

@@ -7,7 +7,7 @@ use super::{
         RSS_MB_TARGET, Results, Settings, TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET,
         Workload, tcp_gbits, udp_kpps,
     },
-    stats::Summary,
+    stats::{self, Summary},
 };
 
 /// Where the plot goes, relative to the workspace (and to BENCHMARKS.md).
@@ -291,6 +291,7 @@ pub(crate) fn render(r: &Results, analysis: Option<&str>, baseline: Option<&Resu
     hook_costs(&mut o, r);
     the_agent(&mut o, r);
     pod_churn(&mut o, r);
+    cpu_per_packet(&mut o, r);
     reproduce(&mut o, &r.settings);
     if let Some(a) = analysis {
         hand_analysis(&mut o, a);
@@ -373,7 +374,7 @@ fn machine(o: &mut String, r: &Results) {
         "\nThe machine is shared: other engineers' builds and tests ran during the measurement \
          (a load average of {:.1} on {} cores means the runs competed for CPU). That noise \
          is why the ratios come from adjacent off/on pairs and why the spread is reported.\n",
-        super::stats::median(&r.load),
+        stats::median(&r.load),
         m.cores
     );
 }
@@ -715,6 +716,80 @@ fn pod_churn(o: &mut String, r: &Results) {
         "\nUnder churn: {:.2} % of a core, {verdict} the target of {CHURN_CPU_TARGET} %.\n",
         c.churn_cpu_percent,
     );
+}
+
+/// "6. CPU time per packet at a fixed rate".
+fn cpu_per_packet(o: &mut String, r: &Results) {
+    if r.cpu.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## 6. CPU time per packet at a fixed rate
+"
+    );
+    let _ = writeln!(
+        o,
+        "A paced sender (`pace`, tests/examples: it sleeps between sends, where iperf3's `-b` \
+         spins) from momonoke's pod to a sink in gladius's pod at a fixed offered rate below \
+         saturation, probe off and on (`watch --plain` on both nodes) in interleaved pairs \
+         (every other pair on first). Per run: the CPU time of what carries the packets, the \
+         sender and the sink (user + system from wait4's rusage) and every ksoftirqd thread \
+         (`/proc/PID/schedstat`): on veth the path, our programs included, runs in softirq in \
+         one of them. Other processes' time is not in it (the machine's own counters drowned in \
+         it). Divided by the packets gladius's `eth0` received and sent (skbs, as the kernel \
+         counts them there). Added = on minus off within a pair; the interval is Student's t \
+         over the pairs.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| pair | load | offered | off packets | off ns/packet | on packets | on ns/packet | added ns |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for (i, p) in r.cpu.iter().enumerate() {
+        // Numbered per load: the loads alternate within a pair.
+        let n = r.cpu[..i]
+            .iter()
+            .filter(|q| q.workload == p.workload)
+            .count();
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.0} | {} | {:.0} | {:+.0} |",
+            n + 1,
+            short(p.workload),
+            p.offered,
+            p.off.packets,
+            p.off.ns_per_packet(),
+            p.on.packets,
+            p.on.ns_per_packet(),
+            p.on.ns_per_packet() - p.off.ns_per_packet()
+        );
+    }
+    let _ = writeln!(o);
+    for w in [Workload::Udp64, Workload::Tcp] {
+        let pairs: Vec<_> = r.cpu.iter().filter(|p| p.workload == w).collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let off: Vec<f64> = pairs.iter().map(|p| p.off.ns_per_packet()).collect();
+        let on: Vec<f64> = pairs.iter().map(|p| p.on.ns_per_packet()).collect();
+        let added = r.cpu_added_ns(w);
+        let ci = stats::mean_ci95(&added).map_or_else(
+            || "too few pairs for an interval".to_owned(),
+            |(m, lo, hi)| format!("mean {m:+.0} ns, 95 % CI {lo:+.0} to {hi:+.0} ns"),
+        );
+        let _ = writeln!(
+            o,
+            "- {} ({} pairs): off {} ns/packet, on {} ns/packet; the probe adds {} ns per \
+             packet (median of the pairs; {ci}).",
+            w.label(),
+            pairs.len(),
+            summary_cell(&off, 0),
+            summary_cell(&on, 0),
+            summary_cell(&added, 0),
+        );
+    }
+    let _ = writeln!(o);
 }
 
 /// "Reproduce": the command line of this run and what it runs.

@@ -2,7 +2,8 @@ use super::*;
 use crate::bench::{
     iperf::{TcpResult, UdpResult},
     results::{
-        AgentPeers, AgentSample, HookRun, Machine, MicroCost, ProgCost, Run, Settings, Timing,
+        AgentPeers, AgentSample, CpuPair, CpuRun, HookRun, Machine, MicroCost, ProgCost, Run,
+        Settings, Timing,
     },
 };
 
@@ -149,6 +150,7 @@ fn sample() -> Results {
             on: run(tcp(9.9), None),
         }],
         reference_udp: vec![],
+        cpu: vec![],
     }
 }
 
@@ -374,4 +376,59 @@ fn the_churn_part_renders_only_when_it_ran() {
     );
     let before_reproduce = text.find("## 5.") < text.find("## Reproduce");
     assert!(before_reproduce, "part 5 comes before Reproduce");
+}
+
+fn cpu_run(packets: u64, client_ns: u64) -> CpuRun {
+    CpuRun {
+        packets,
+        seconds: 5.0,
+        client_ns,
+        server_ns: 100_000_000,
+        ksoftirqd_ns: 50_000_000,
+        load: 1.5,
+    }
+}
+
+#[test]
+fn cpu_per_packet_is_kernel_time_over_packets_with_an_interval() {
+    // 150 000 packets, 0.3 s of CPU in all: 2 000 ns each.
+    let off = cpu_run(150_000, 150_000_000);
+    assert!((off.ns_per_packet() - 2000.0).abs() < 1e-6);
+    assert!(cpu_run(0, 1).ns_per_packet().is_nan());
+    let mut r = sample();
+    // The client's time grows by 40, 60, 50 ms over 150 000 packets.
+    for extra in [40_000_000u64, 60_000_000, 50_000_000] {
+        r.cpu.push(CpuPair {
+            workload: Workload::Udp64,
+            offered: "30 kpps".into(),
+            off: cpu_run(150_000, 150_000_000),
+            on: cpu_run(150_000, 150_000_000 + extra),
+        });
+    }
+    // Added: 267, 400, 333 ns.
+    let added = r.cpu_added_ns(Workload::Udp64);
+    assert_eq!(added.len(), 3);
+    assert!((added[1] - 400.0).abs() < 1e-6);
+    assert!(r.cpu_added_ns(Workload::Tcp).is_empty());
+    let md = render(&r, None, None);
+    assert!(
+        md.contains("## 6. CPU time per packet at a fixed rate"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1 | UDP 64 B | 30 kpps | 150000 | 2000 | 150000 | 2267 | +267 |"),
+        "{md}"
+    );
+    // mean 333, sd 66.7, t(2) = 4.303: half width 166.
+    assert!(
+        md.contains("| 3 | UDP 64 B | 30 kpps | 150000 | 2000 | 150000 | 2333 | +333 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("the probe adds 333 (267–400, n=3) ns per packet"),
+        "{md}"
+    );
+    assert!(md.contains("mean +333 ns, 95 % CI +168 to +499 ns"), "{md}");
+    // No part 6: no section.
+    assert!(!render(&sample(), None, None).contains("## 6."));
 }
