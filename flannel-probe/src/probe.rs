@@ -238,20 +238,21 @@ impl Probe {
             self.dp.configure(m)?;
             self.matching = Some(m);
         }
-        let uplink = self.node.uplink.as_ref().ok_or_else(|| {
-            let why = self.node.no_uplink.clone().unwrap_or(NoUplink::NoCandidate);
-            anyhow!("{}", why.message(&self.node.overlay_name))
-        })?;
-        let at = Some((uplink.name.clone(), uplink.ifindex));
-        // Each overlay's uplink, the first overlay's first (dual-stack
-        // usually shares one NIC).
-        let mut more: Vec<(String, u32)> = Vec::new();
-        for u in self
+        // The first overlay's uplink, else (an IPv6-only node, where the
+        // flannel.1 looked for by default has no IPv4 underlay) the first
+        // one an overlay has; none at all is an error, as before.
+        let uplink = self
             .node
-            .other_overlays
-            .iter()
-            .filter_map(|o| o.uplink.as_ref())
-        {
+            .overlays()
+            .find_map(|o| o.uplink.as_ref())
+            .ok_or_else(|| {
+                let why = self.node.no_uplink.clone().unwrap_or(NoUplink::NoCandidate);
+                anyhow!("{}", why.message(&self.node.overlay_name))
+            })?;
+        let at = Some((uplink.name.clone(), uplink.ifindex));
+        // Each overlay's uplink (dual-stack usually shares one NIC).
+        let mut more: Vec<(String, u32)> = Vec::new();
+        for u in self.node.overlays().filter_map(|o| o.uplink.as_ref()) {
             let key = (u.name.clone(), u.ifindex);
             if Some(&key) != at.as_ref() && !more.contains(&key) {
                 more.push(key);

@@ -490,7 +490,12 @@ impl Lab {
                         let p = &self.nodes[self.node_index(peer)?];
                         let from = match family {
                             IpFamily::V4 => format!("ip saddr {} ", p.ip),
-                            IpFamily::V6 => format!("ip6 saddr {} ", p.ip6),
+                            IpFamily::V6 => {
+                                let ip6 = p.ip6.with_context(|| {
+                                    format!("{peer} has no IPv6 address on this lab")
+                                })?;
+                                format!("ip6 saddr {ip6} ")
+                            }
                         };
                         ("fplinkloss", from)
                     }
