@@ -20,6 +20,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("tmux", "tmux"),
     ("unshare", "util-linux"),
+    ("chrt", "util-linux"),
     ("timeout", "coreutils"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),

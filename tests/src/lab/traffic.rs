@@ -76,7 +76,21 @@ impl Lab {
         count: u32,
         interval_secs: f64,
     ) -> Result<PingStats> {
-        Self::ping_with(from, to, count, interval_secs, None)
+        Self::ping_with(from, to, count, interval_secs, None, None)
+    }
+
+    /// `ping` run under SCHED_FIFO at `priority` (`chrt -f`): on a
+    /// PREEMPT_RT kernel its sends and replies preempt ordinary tasks on
+    /// the same CPU, also inside their softirq processing.
+    pub fn ping_fifo(
+        &self,
+        from: &LabNode,
+        to: Ipv4Addr,
+        count: u32,
+        interval_secs: f64,
+        priority: u8,
+    ) -> Result<PingStats> {
+        Self::ping_with(from, to, count, interval_secs, None, Some(priority))
     }
 
     /// `ping` with `payload` bytes of ICMP data (`ping -s`); a payload of
@@ -89,7 +103,7 @@ impl Lab {
         interval_secs: f64,
         payload: u32,
     ) -> Result<PingStats> {
-        Self::ping_with(from, to, count, interval_secs, Some(payload))
+        Self::ping_with(from, to, count, interval_secs, Some(payload), None)
     }
 
     fn ping_with(
@@ -98,6 +112,7 @@ impl Lab {
         count: u32,
         interval_secs: f64,
         payload: Option<u32>,
+        fifo: Option<u8>,
     ) -> Result<PingStats> {
         ensure!(
             (1..=100_000).contains(&count),
@@ -131,12 +146,20 @@ impl Lab {
         // The run takes about count * interval plus the 1 s wait for the
         // last reply; the margin only matters if ping itself gets stuck.
         let timeout = Duration::from_secs_f64(f64::from(count) * interval_secs + 10.0);
-        let output = netns::run_with_timeout("ip", &args, timeout)?;
+        let prio = fifo.map(|p| p.to_string());
+        let (program, args) = match &prio {
+            Some(p) => (
+                "chrt",
+                ["-f", p.as_str(), "ip"].into_iter().chain(args).collect(),
+            ),
+            None => ("ip", args),
+        };
+        let output = netns::run_with_timeout(program, &args, timeout)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         parse_ping_summary(&stdout).with_context(|| {
             format!(
                 "`{}` printed no summary ({}): {} {}",
-                describe("ip", &args),
+                describe(program, &args),
                 output.status,
                 stdout.trim(),
                 String::from_utf8_lossy(&output.stderr).trim()
