@@ -28,6 +28,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("podman", "podman"),
     ("file", "file"),
     ("sha256sum", "coreutils"),
+    // `cargo xtask vm-test`, and xtask's own boot test, which under
+    // CI=true fails without qemu.
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("strip", "binutils"),
 ];
 
 /// Commands only `cargo xtask bench` needs.

@@ -122,8 +122,15 @@ impl Lab {
             interval_secs.is_finite() && (0.001..=60.0).contains(&interval_secs),
             "ping interval {interval_secs}s is out of range"
         );
-        let (count_arg, interval_arg, to_arg) =
-            (count.to_string(), interval_secs.to_string(), to.to_string());
+        // The wait for a late reply stretches with the lab's time scale:
+        // in an emulated guest a reply can take longer than a second.
+        let wait = crate::support::time_scale();
+        let (count_arg, interval_arg, to_arg, wait_arg) = (
+            count.to_string(),
+            interval_secs.to_string(),
+            to.to_string(),
+            wait.to_string(),
+        );
         let size_arg = payload.map(|bytes| bytes.to_string());
         let mut args = vec![
             "netns",
@@ -137,7 +144,7 @@ impl Lab {
             "-i",
             &interval_arg,
             "-W",
-            "1",
+            &wait_arg,
         ];
         if let Some(size) = &size_arg {
             args.extend(["-s", size.as_str()]);
@@ -145,7 +152,8 @@ impl Lab {
         args.push(&to_arg);
         // The run takes about count * interval plus the 1 s wait for the
         // last reply; the margin only matters if ping itself gets stuck.
-        let timeout = Duration::from_secs_f64(f64::from(count) * interval_secs + 10.0);
+        let timeout =
+            Duration::from_secs_f64(f64::from(count) * interval_secs + 10.0 + f64::from(wait));
         let prio = fifo.map(|p| p.to_string());
         let (program, args) = match &prio {
             Some(p) => (
