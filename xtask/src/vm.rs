@@ -40,12 +40,16 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 
 /// The tests that prove the datapath on a kernel, run in one guest boot.
-/// Lean on purpose: under TCG one probe start costs 15-20 s.
+/// Lean on purpose: each costs 20-30 s under TCG. Drop reasons by name:
+/// NO_SOCKET (the incident) and NETFILTER_DROP (the firewall); the VXLAN
+/// driver's own reasons (VXLAN_VNI_NOT_FOUND, ...) are newer than 6.1,
+/// which drops those packets as NOT_SPECIFIED.
 const TESTS: &[&str] = &[
     "probe::bad_input_exits_2_with_one_line",
     "lifecycle::clsact_attachment_counts_the_same_and_cleans_up",
     "probe::healthy_mesh_counts_every_ping_exactly",
     "probe::the_incident_is_named_on_the_broken_node_and_on_its_senders",
+    "faults::incident_overlay_deleted",
     "faults::underlay_firewall_drops_vxlan",
     "reattach::recreated_overlay_is_reattached_within_two_seconds",
     "kernels::two_instances_side_by_side_count_the_same_and_leave_nothing",
@@ -760,9 +764,12 @@ fn boot(qemu: &str, vmlinuz: &Path, initrd: &Path, console: &Path, args: &VmArgs
         Accel::Kvm => true,
         Accel::Tcg => false,
         Accel::Auto if kind == KvmKind::PvmOnly => {
-            println!(
-                "vm-test: this host's KVM is kvm_pvm, which boots only PVM guest kernels; using TCG"
-            );
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                println!(
+                    "vm-test: this host's KVM is kvm_pvm, which boots only PVM guest kernels; using TCG"
+                );
+            });
             false
         }
         Accel::Auto => kind == KvmKind::Hardware,
