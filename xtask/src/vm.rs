@@ -465,11 +465,14 @@ struct Kernel {
 /// Every entry is named by what it is made from and written under a
 /// temporary name first, so a stale or half-written entry is never used.
 fn cache_dir() -> PathBuf {
-    let env = |k: &str| {
+    cache_dir_from(|k| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-    };
+    })
+}
+
+fn cache_dir_from(env: impl Fn(&str) -> Option<PathBuf>) -> PathBuf {
     env("FLANNEL_PROBE_VM_CACHE")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("flannel-probe/vm")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/flannel-probe/vm")))
@@ -745,7 +748,10 @@ fn kvm_kind() -> KvmKind {
         .write(true)
         .open("/dev/kvm")
         .is_ok();
-    let loaded = |m: &str| Path::new("/sys/module").join(m).exists();
+    kvm_kind_from(usable, |m| Path::new("/sys/module").join(m).exists())
+}
+
+fn kvm_kind_from(usable: bool, loaded: impl Fn(&str) -> bool) -> KvmKind {
     if !usable {
         KvmKind::None
     } else if !loaded("kvm_intel") && !loaded("kvm_amd") && loaded("kvm_pvm") {
@@ -1169,6 +1175,49 @@ mod tests {
         assert!(b.windows(10).any(|w| w == b"TRAILER!!!"));
         // a, a/b, a/l, trailer.
         assert_eq!(b.windows(6).filter(|w| *w == b"070701").count(), 4);
+    }
+
+    #[test]
+    fn only_kvm_pvm_is_not_kvm_for_a_stock_kernel() {
+        let with = |mods: &'static [&'static str]| move |m: &str| mods.contains(&m);
+        assert_eq!(kvm_kind_from(false, with(&["kvm_amd"])), KvmKind::None);
+        assert_eq!(
+            kvm_kind_from(true, with(&["kvm", "kvm_pvm"])),
+            KvmKind::PvmOnly
+        );
+        assert_eq!(
+            kvm_kind_from(true, with(&["kvm", "kvm_amd"])),
+            KvmKind::Hardware
+        );
+        assert_eq!(
+            kvm_kind_from(true, with(&["kvm", "kvm_intel", "kvm_pvm"])),
+            KvmKind::Hardware
+        );
+    }
+
+    #[test]
+    fn the_cache_is_the_variable_then_xdg_then_home() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| PathBuf::from(v))
+            }
+        };
+        const ALL: &[(&str, &str)] = &[
+            ("FLANNEL_PROBE_VM_CACHE", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(cache_dir_from(env(ALL)), PathBuf::from("/c"));
+        assert_eq!(
+            cache_dir_from(env(&ALL[1..])),
+            PathBuf::from("/x/flannel-probe/vm")
+        );
+        assert_eq!(
+            cache_dir_from(env(&ALL[2..])),
+            PathBuf::from("/h/.cache/flannel-probe/vm")
+        );
     }
 
     fn tempfile_dir() -> PathBuf {
