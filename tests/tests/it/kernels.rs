@@ -72,7 +72,8 @@ fn concurrent_flows_in_both_directions_count_exactly() {
         lab.ping(a, b.pod_ip, 1, 0.2).expect("warm-up ping");
     }
     let on_e = reports::start(&lab, e, 5);
-    // Each direction of each peer twice: once ordinary, once FIFO.
+    // Each direction of each peer twice: once ordinary, once FIFO. Order:
+    // gladius's flows (in, in, out, out), then momonoke's.
     let pairs = [(g, e), (e, g), (m, e), (e, m)];
     let lab = &lab;
     let results: Vec<_> = thread::scope(|s| {
@@ -91,28 +92,50 @@ fn concurrent_flows_in_both_directions_count_exactly() {
             .collect()
     });
     let (code, r) = reports::finish(on_e, "eq14-001");
-    // Exact totals need every request answered; a loss shows with the
-    // kernel's drops as the probe saw them.
-    for (i, res) in results.into_iter().enumerate() {
-        let stats = res.expect("ping");
-        assert_eq!(
-            (stats.transmitted, stats.received),
-            (N, N),
-            "flow {i} lost packets; drops: {:?}",
+    assert_eq!(code, 0, "{r:#}");
+    let stats: Vec<_> = results.into_iter().map(|x| x.expect("ping")).collect();
+    for (i, st) in stats.iter().enumerate() {
+        // A reply now and then is lost above the datapath (eight raw ICMP
+        // sockets in two pods each get every packet; seen 1 in 400 on the
+        // host and in the RT guest, with no kernel drop in the node).
+        assert!(
+            st.transmitted == N && st.lost() * 100 <= N,
+            "flow {i}: {st:?}; drops: {:?}",
             reports::drops(&r)
         );
     }
-    assert_eq!(code, 0, "{r:#}");
-    // Each peer: two flows into eq14-001 (N requests in, N replies out
-    // each) and two out of it (N requests out, N replies in each).
-    let n = u64::from(4 * N);
-    for ip in ["192.0.2.11", "192.0.2.12"] {
+    // Per peer, what crossed eq14-001's overlay in each direction: the
+    // requests of its two flows in (requests in, replies out) and of its
+    // two flows out (requests out, replies in). A request or reply that
+    // reached its pinger crossed the overlay (the floor); a sent one may
+    // have (the ceiling). Without loss floor = ceiling = 4N: exact; with
+    // it, a lost or doubled update still shows outside the bracket.
+    for (ip, flows) in [("192.0.2.11", 0..4), ("192.0.2.12", 4..8)] {
+        let f = &stats[flows];
+        let floor: u64 = f.iter().map(|s| u64::from(s.received)).sum();
+        let ceiling: u64 = f.iter().map(|s| u64::from(s.transmitted)).sum();
+        assert_eq!(ceiling, u64::from(4 * N));
         let p = peer(&r, ip);
-        assert_eq!(p["rx_encap_packets"], n, "{ip}: {p:#}");
-        assert_eq!(p["rx_decap_packets"], n, "{ip}: {p:#}");
-        assert_eq!(p["tx_encap_packets"], n, "{ip}: {p:#}");
-        assert_eq!(p["tx_inner_packets"], n, "{ip}: {p:#}");
-        assert_eq!(p["rx_encap_bytes"], n * 148, "{ip}: {p:#}");
-        assert_eq!(p["tx_encap_bytes"], n * 148, "{ip}: {p:#}");
+        for k in ["rx_encap_packets", "tx_encap_packets"] {
+            let got = p[k].as_u64().unwrap_or(0);
+            assert!(
+                (floor..=ceiling).contains(&got),
+                "{ip} {k}: {got} not in {floor}..={ceiling}: {p:#}"
+            );
+        }
+        // Every VXLAN packet in decapsulated, every inner one out
+        // encapsulated, each of the same 148 bytes on the wire.
+        assert_eq!(p["rx_decap_packets"], p["rx_encap_packets"], "{ip}: {p:#}");
+        assert_eq!(p["tx_inner_packets"], p["tx_encap_packets"], "{ip}: {p:#}");
+        for (bytes, packets) in [
+            ("rx_encap_bytes", "rx_encap_packets"),
+            ("tx_encap_bytes", "tx_encap_packets"),
+        ] {
+            assert_eq!(
+                p[bytes].as_u64(),
+                p[packets].as_u64().map(|n| n * 148),
+                "{ip}: {p:#}"
+            );
+        }
     }
 }
