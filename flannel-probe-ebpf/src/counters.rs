@@ -107,14 +107,19 @@ tables! {
 /// Why one CPU's tc programs never interleave, also on PREEMPT_RT: they run
 /// with migration disabled inside BH-disabled sections (ingress in the
 /// softirq, egress under `rcu_read_lock_bh`). Without RT that means no
-/// preemption; with RT, softirqs are preemptible threads, but
-/// `local_bh_disable()` takes the CPU's softirq local lock, so a second
-/// BH-disabled section on that CPU waits for ours to finish. The drop
-/// tracer never touches these slots (only `DROPS` and its own `STATS`
-/// entry), and runs from a tracepoint with preemption disabled and the
-/// kernel's per-program recursion guard. `cargo xtask vm-test` checks this
-/// on Debian's 6.1 PREEMPT_RT kernel with concurrent flows in both
-/// directions (`kernels::concurrent_flows_in_both_directions_count_exactly`).
+/// preemption; with RT, softirq work is preemptible (it runs in the task
+/// that enables BH, or in ksoftirqd), but a preemptible
+/// `local_bh_disable()` takes the CPU's softirq local lock
+/// (`softirq_ctrl.lock`, kernel/softirq.c), so a higher-priority task that
+/// preempts one of our programs and sends or receives on that CPU blocks
+/// there (boosting ours) until our section ends. The drop tracer never
+/// touches these slots (only `DROPS` and its own `STATS` entry), and runs
+/// from a tracepoint with preemption disabled and the kernel's per-program
+/// recursion guard. `cargo xtask vm-test` checks this on Debian's 6.1
+/// PREEMPT_RT kernel: eight ping flows over two peers, both directions,
+/// half of them SCHED_FIFO so that they preempt the others on the same
+/// vCPU, counted exactly
+/// (`kernels::concurrent_flows_in_both_directions_count_exactly`).
 #[inline(always)]
 pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
     index: &PerCpuArray<I>,

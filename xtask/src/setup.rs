@@ -20,6 +20,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("tmux", "tmux"),
     ("unshare", "util-linux"),
+    ("chrt", "util-linux"),
     ("timeout", "coreutils"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
@@ -27,6 +28,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("podman", "podman"),
     ("file", "file"),
     ("sha256sum", "coreutils"),
+    // `cargo xtask vm-test`, and xtask's own boot test, which under
+    // CI=true fails without qemu.
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("strip", "binutils"),
 ];
 
 /// Commands only `cargo xtask bench` needs.

@@ -76,7 +76,21 @@ impl Lab {
         count: u32,
         interval_secs: f64,
     ) -> Result<PingStats> {
-        Self::ping_with(from, to.into(), count, interval_secs, None)
+        Self::ping_with(from, to.into(), count, interval_secs, None, None)
+    }
+
+    /// `ping` run under SCHED_FIFO at `priority` (`chrt -f`): on a
+    /// PREEMPT_RT kernel its sends and replies preempt ordinary tasks on
+    /// the same CPU, also inside their softirq processing.
+    pub fn ping_fifo(
+        &self,
+        from: &LabNode,
+        to: impl Into<IpAddr>,
+        count: u32,
+        interval_secs: f64,
+        priority: u8,
+    ) -> Result<PingStats> {
+        Self::ping_with(from, to.into(), count, interval_secs, None, Some(priority))
     }
 
     /// `ping` with `payload` bytes of ICMP data (`ping -s`); a payload of
@@ -89,7 +103,7 @@ impl Lab {
         interval_secs: f64,
         payload: u32,
     ) -> Result<PingStats> {
-        Self::ping_with(from, to.into(), count, interval_secs, Some(payload))
+        Self::ping_with(from, to.into(), count, interval_secs, Some(payload), None)
     }
 
     /// `ping` (iputils picks ICMPv6 for an IPv6 address, as `ping -6`).
@@ -99,6 +113,7 @@ impl Lab {
         count: u32,
         interval_secs: f64,
         payload: Option<u32>,
+        fifo: Option<u8>,
     ) -> Result<PingStats> {
         ensure!(
             (1..=100_000).contains(&count),
@@ -108,8 +123,15 @@ impl Lab {
             interval_secs.is_finite() && (0.001..=60.0).contains(&interval_secs),
             "ping interval {interval_secs}s is out of range"
         );
-        let (count_arg, interval_arg, to_arg) =
-            (count.to_string(), interval_secs.to_string(), to.to_string());
+        // The wait for a late reply stretches with the lab's time scale:
+        // in an emulated guest a reply can take longer than a second.
+        let wait = crate::support::time_scale();
+        let (count_arg, interval_arg, to_arg, wait_arg) = (
+            count.to_string(),
+            interval_secs.to_string(),
+            to.to_string(),
+            wait.to_string(),
+        );
         let size_arg = payload.map(|bytes| bytes.to_string());
         let mut args = vec![
             "netns",
@@ -123,7 +145,7 @@ impl Lab {
             "-i",
             &interval_arg,
             "-W",
-            "1",
+            &wait_arg,
         ];
         if let Some(size) = &size_arg {
             args.extend(["-s", size.as_str()]);
@@ -131,13 +153,22 @@ impl Lab {
         args.push(&to_arg);
         // The run takes about count * interval plus the 1 s wait for the
         // last reply; the margin only matters if ping itself gets stuck.
-        let timeout = Duration::from_secs_f64(f64::from(count) * interval_secs + 10.0);
-        let output = netns::run_with_timeout("ip", &args, timeout)?;
+        let timeout =
+            Duration::from_secs_f64(f64::from(count) * interval_secs + 10.0 + f64::from(wait));
+        let prio = fifo.map(|p| p.to_string());
+        let (program, args) = match &prio {
+            Some(p) => (
+                "chrt",
+                ["-f", p.as_str(), "ip"].into_iter().chain(args).collect(),
+            ),
+            None => ("ip", args),
+        };
+        let output = netns::run_with_timeout(program, &args, timeout)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         parse_ping_summary(&stdout).with_context(|| {
             format!(
                 "`{}` printed no summary ({}): {} {}",
-                describe("ip", &args),
+                describe(program, &args),
                 output.status,
                 stdout.trim(),
                 String::from_utf8_lossy(&output.stderr).trim()
