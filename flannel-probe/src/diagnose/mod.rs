@@ -163,15 +163,7 @@ fn diagnose_one(inp: &Inputs<'_>) -> Report {
             *drops.entry(((inp.drop_reason)(w.reason), d)).or_default() += n;
         }
     }
-    let mut drops: Vec<DropReport> = drops
-        .into_iter()
-        .map(|((reason, direction), packets)| DropReport {
-            reason,
-            direction,
-            packets,
-        })
-        .collect();
-    drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+    let drops = drop_reports(drops);
 
     let unattributed_inner = inp
         .window
@@ -280,7 +272,16 @@ fn diagnose_overlays(inp: &Inputs<'_>) -> Report {
         u.rx_dropped += o.rx_dropped;
     }
     report.peers.sort_by_key(|p| p.ip());
-    report.drops = drops
+    report.drops = drop_reports(drops);
+    report
+        .findings
+        .sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
+    report
+}
+
+/// Drops by (reason, direction), most first.
+fn drop_reports(drops: BTreeMap<(String, &'static str), u64>) -> Vec<DropReport> {
+    let mut v: Vec<DropReport> = drops
         .into_iter()
         .map(|((reason, direction), packets)| DropReport {
             reason,
@@ -288,13 +289,8 @@ fn diagnose_overlays(inp: &Inputs<'_>) -> Report {
             packets,
         })
         .collect();
-    report
-        .drops
-        .sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
-    report
-        .findings
-        .sort_by(|a, b| a.severity.cmp(&b.severity).then(a.code.cmp(&b.code)));
-    report
+    v.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+    v
 }
 
 /// `o` is the IPv4 overlay looked for by default on a node that runs only

@@ -57,6 +57,21 @@ pub struct AgentNode {
     /// Attachments that vanished and were restored since the start.
     #[serde(default)]
     pub attach_gaps: u64,
+    /// The local VTEPs of the other overlays watched (dual-stack: the
+    /// IPv6 one of `flannel-v6.1` beside `local_vtep`), so that `mesh`
+    /// matches this node's peers of either family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_vteps: Vec<String>,
+}
+
+impl AgentNode {
+    /// Every local VTEP of this node, `local_vtep` first.
+    pub fn vteps(&self) -> impl Iterator<Item = &str> {
+        self.local_vtep
+            .as_deref()
+            .into_iter()
+            .chain(self.other_vteps.iter().map(String::as_str))
+    }
 }
 
 impl From<&NodeInfo> for AgentNode {
@@ -72,6 +87,13 @@ impl From<&NodeInfo> for AgentNode {
             port_bound: n.port_bound,
             kernel: n.kernel.clone(),
             attach_gaps: n.attach_gaps,
+            other_vteps: n
+                .overlays
+                .iter()
+                .skip(1)
+                .filter_map(|o| o.local_vtep.clone())
+                .filter(|v| n.local_vtep.as_ref() != Some(v))
+                .collect(),
         }
     }
 }

@@ -186,6 +186,13 @@ struct Usable<'a> {
     edge_secs: f64,
 }
 
+/// Whether two VTEP addresses are of one family (an unparsable one is
+/// taken as IPv4, as agents before dual-stack sent only IPv4).
+fn same_family(a: &str, b: &str) -> bool {
+    let v6 = |s: &str| s.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_ipv6());
+    v6(a) == v6(b)
+}
+
 /// How far apart `a`'s and `b`'s readings were, start and end added. The
 /// agents' clocks say it finely; when the mesh knows when it asked and was
 /// answered, that bounds it too (a node whose clock is off cannot widen it).
@@ -424,11 +431,13 @@ pub(crate) fn compute(
             }
         }
         if let (Ok(s), Ok(e), false) = (&r.start, &r.end, restarted) {
-            // A node without a known VTEP cannot be matched with its peers.
-            if let Some(vtep) = e.node.local_vtep.as_deref()
-                && !usable.iter().any(|u| u.vtep == vtep)
-                && !duplicated.iter().any(|d| d == vtep)
-            {
+            // A node without a known VTEP cannot be matched with its peers;
+            // a dual-stack node is matched once per family, by that
+            // family's VTEP.
+            for vtep in e.node.vteps() {
+                if usable.iter().any(|u| u.vtep == vtep) || duplicated.iter().any(|d| d == vtep) {
+                    continue;
+                }
                 usable.push(Usable {
                     agent: &r.agent,
                     vtep,
@@ -446,7 +455,9 @@ pub(crate) fn compute(
     let mut links = Vec::new();
     for a in &usable {
         for b in &usable {
-            if a.vtep == b.vtep {
+            // Links within one family: a node's IPv4 VTEP sends to the
+            // others' IPv4 VTEPs only.
+            if a.vtep == b.vtep || a.agent == b.agent || !same_family(a.vtep, b.vtep) {
                 continue;
             }
             let sent = delta(a.start, a.end, b.vtep, |p| p.tx_encap_packets);
@@ -664,6 +675,63 @@ mod tests {
         assert!(m.findings[0].summary.contains("from gladius to eq14-001"));
         assert_eq!(m.exit_code(), 1);
         assert!(m.nodes.iter().all(|n| n.reachable));
+    }
+
+    /// Dual-stack: every node also has an IPv6 VTEP; gladius's IPv6 VXLAN
+    /// to eq14-001 loses 40 of 100, its IPv4 VXLAN none. The links are per
+    /// family, never IPv4 to IPv6, and only the IPv6 one is lossy.
+    #[test]
+    fn a_dual_stack_mesh_has_links_per_family() {
+        const G6: &str = "fd00:192:0:2::11";
+        const E6: &str = "fd00:192:0:2::13";
+        let dual = |c: Counters, v6: &str| {
+            let mut c = c;
+            c.node.other_vteps = vec![v6.into()];
+            c
+        };
+        let r = vec![
+            AgentReading {
+                agent: "http://192.0.2.11:9465".into(),
+                start: Ok(with(with(dual(node("gladius", G), G6), E, 0, 0), E6, 0, 0)),
+                end: Ok(with(
+                    with(dual(node("gladius", G), G6), E, 100, 100),
+                    E6,
+                    100,
+                    100,
+                )),
+                brackets: None,
+                edge_secs: 0.0,
+            },
+            AgentReading {
+                agent: "http://192.0.2.13:9465".into(),
+                start: Ok(with(with(dual(node("eq14-001", E), E6), G, 0, 0), G6, 0, 0)),
+                end: Ok(with(
+                    with(dual(node("eq14-001", E), E6), G, 100, 100),
+                    G6,
+                    100,
+                    60,
+                )),
+                brackets: None,
+                edge_secs: 0.0,
+            },
+        ];
+        let m = compute(&r, 10.0, 2.0);
+        assert_eq!(m.links.len(), 4, "{:?}", m.links);
+        let l = |a, b| m.link(a, b).map(|l| (l.sent, l.received, l.loss_pct));
+        assert_eq!(l(G, E), Some((100, 100, 0.0)));
+        assert_eq!(l(E, G), Some((100, 100, 0.0)));
+        assert_eq!(l(G6, E6), Some((100, 60, 40.0)));
+        assert_eq!(l(E6, G6), Some((100, 100, 0.0)));
+        assert!(l(G, E6).is_none() && l(G6, E).is_none());
+        let lossy: Vec<_> = m
+            .findings
+            .iter()
+            .filter(|f| f.code == "UNDERLAY_LOSS")
+            .map(|f| (f.from.as_deref(), f.to.as_deref()))
+            .collect();
+        assert_eq!(lossy, [(Some(G6), Some(E6))]);
+        // The node list is one entry per agent, by its first VTEP.
+        assert_eq!(m.nodes.len(), 2);
     }
 
     /// eq14-001's overlay took a new MAC; gladius and momonoke keep the old

@@ -503,6 +503,7 @@ fn promtool_accepts_the_served_metrics() {
             port_bound: false,
             kernel: "6.18.0".into(),
             attach_gaps: 0,
+            other_vteps: Vec::new(),
         },
         peers: vec![PeerCumulative {
             peer: "192.0.2.11".into(),

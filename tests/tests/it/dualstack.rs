@@ -70,6 +70,20 @@ fn one_overlay_deleted(family: IpFamily) -> Option<(Lab, Value, PingStats, PingS
     Some((lab, r, v4, v6))
 }
 
+/// The incident's three findings, on `overlay`.
+fn assert_incident_on(found: &[(String, Option<String>)], overlay: &str) {
+    for want in [
+        "OVERLAY_DEVICE_MISSING",
+        "VXLAN_NOT_DECAPSULATED",
+        "VXLAN_PORT_NOT_BOUND",
+    ] {
+        assert!(
+            found.contains(&(want.into(), Some(overlay.into()))),
+            "{want} on {overlay}: {found:?}"
+        );
+    }
+}
+
 fn finish(run: ProbeRun, node: &str) -> (i32, Value) {
     reports::finish(run, node)
 }
@@ -205,16 +219,7 @@ fn flannel_v6_deleted_is_found_alone_while_flannel_1_is_healthy() {
     assert!(v4.all_received(), "IPv4 still works: {v4:?}");
     assert_eq!(v6.received, 0, "IPv6 to eq14-001's pod is gone: {v6:?}");
     let found = serious_on(&r);
-    for want in [
-        "OVERLAY_DEVICE_MISSING",
-        "VXLAN_NOT_DECAPSULATED",
-        "VXLAN_PORT_NOT_BOUND",
-    ] {
-        assert!(
-            found.contains(&(want.into(), Some("flannel-v6.1".into()))),
-            "{want} on flannel-v6.1: {found:?}"
-        );
-    }
+    assert_incident_on(&found, "flannel-v6.1");
     // gladius's 3 IPv6 echo requests arrived on the uplink, none was
     // decapsulated.
     let g6 = reports::peer(&r, "fd00:192:0:2::11");
@@ -244,16 +249,7 @@ fn flannel_1_deleted_is_found_alone_while_flannel_v6_is_healthy() {
     assert_eq!(v4.received, 0, "IPv4 to eq14-001's pod is gone: {v4:?}");
     assert!(v6.all_received(), "IPv6 still works: {v6:?}");
     let found = serious_on(&r);
-    for want in [
-        "OVERLAY_DEVICE_MISSING",
-        "VXLAN_NOT_DECAPSULATED",
-        "VXLAN_PORT_NOT_BOUND",
-    ] {
-        assert!(
-            found.contains(&(want.into(), Some("flannel.1".into()))),
-            "{want} on flannel.1: {found:?}"
-        );
-    }
+    assert_incident_on(&found, "flannel.1");
     assert!(
         found.iter().all(|(_, o)| o.as_deref() == Some("flannel.1")),
         "nothing wrong on flannel-v6.1: {found:?}"
@@ -443,4 +439,93 @@ fn the_agent_keeps_watching_an_overlay_it_has_seen() {
         .finish(Duration::from_secs(20))
         .expect("the agent exits");
     assert_eq!(code, 0);
+}
+
+/// `mesh` on a dual-stack lab: links per family (IPv4 VTEP to IPv4 VTEPs,
+/// IPv6 to IPv6, never across), and 40 % of gladius's IPv6 VXLAN to
+/// eq14-001 dropped by the switch names exactly that IPv6 link, while the
+/// same two nodes' IPv4 link is clean.
+#[test]
+fn the_mesh_has_links_per_family_and_names_the_lossy_ipv6_link() {
+    let Some(mut lab) = lab(Family::Dual) else {
+        return;
+    };
+    let runs: Vec<ProbeRun> = lab
+        .nodes
+        .iter()
+        .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
+        .collect();
+    lab.fault_on(
+        IpFamily::V6,
+        &Fault::LinkLoss {
+            node: "eq14-001".into(),
+            peer: "gladius".into(),
+            percent: 40,
+        },
+    )
+    .expect("IPv6 link loss");
+    let lab = &lab;
+    let (out, code) = std::thread::scope(|s| {
+        // Every pod pings every other pod over both families, 10/s, ~9 s.
+        let v4 = s.spawn(|| lab.traffic_on(IpFamily::V4, 90, 0.1));
+        let v6 = s.spawn(|| lab.traffic_on(IpFamily::V6, 90, 0.1));
+        std::thread::sleep(Duration::from_millis(1500));
+        let args: Vec<String> = [
+            "--agents",
+            &crate::mesh::agents(lab),
+            "--duration",
+            "6s",
+            "--format",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (code, out) = crate::mesh::mesh(lab, &args);
+        for t in [v4, v6] {
+            t.join().expect("traffic thread").expect("traffic");
+        }
+        (out, code)
+    });
+    let m: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("mesh JSON ({e}): {out}"));
+    assert_eq!(code, 1, "{m:#}");
+    let links = m["links"].as_array().expect("links");
+    assert_eq!(links.len(), 12, "6 per family: {m:#}");
+    for l in links {
+        let (from, to) = (
+            l["from"].as_str().unwrap_or(""),
+            l["to"].as_str().unwrap_or(""),
+        );
+        assert_eq!(from.contains(':'), to.contains(':'), "across families: {l}");
+    }
+    let lossy: Vec<(&str, &str)> = m["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["code"] == "UNDERLAY_LOSS")
+        .map(|f| {
+            (
+                f["from"].as_str().unwrap_or(""),
+                f["to"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(lossy, [("fd00:192:0:2::11", "fd00:192:0:2::13")], "{m:#}");
+    let link = |from: &str, to: &str| {
+        links
+            .iter()
+            .find(|l| l["from"] == from && l["to"] == to)
+            .unwrap_or_else(|| panic!("no link {from} -> {to}: {m:#}"))
+    };
+    let l6 = link("fd00:192:0:2::11", "fd00:192:0:2::13");
+    let loss = l6["loss_pct"].as_f64().expect("loss_pct");
+    assert!(l6["sent"].as_u64() >= Some(60), "{l6}");
+    assert!((15.0..65.0).contains(&loss), "{l6}");
+    let l4 = link("192.0.2.11", "192.0.2.13");
+    let lost = l4["lost"].as_u64().expect("lost");
+    assert!(l4["sent"].as_u64() >= Some(60), "{l4}");
+    assert!(
+        lost <= l4["in_flight_allowance"].as_u64().expect("allowance"),
+        "the IPv4 link is clean: {l4}"
+    );
+    drop(runs);
 }

@@ -10,7 +10,7 @@ use flannel_probe_tests::{
 use serde_json::Value;
 
 /// `mesh ARGS` run inside gladius (mesh needs no privileges: any node will do).
-fn mesh(lab: &Lab, args: &[String]) -> (i32, String) {
+pub(crate) fn mesh(lab: &Lab, args: &[String]) -> (i32, String) {
     let mut cmd = lab.node_command(lab.node("gladius"), &probe_bin());
     cmd.arg("mesh").args(args);
     let run = ProbeRun::spawn(cmd).expect("start mesh");
