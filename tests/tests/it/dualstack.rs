@@ -3,14 +3,14 @@
 //! overlays, each with its own state, its own family's per-peer counts
 //! (exact, for both families at once) and its own findings.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flannel_probe_tests::lab::netns;
 use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec, PingStats};
 use flannel_probe_tests::support::{
-    ProbeRun, agent_get,
+    ProbeRun, agent_get, probe_bin,
     reports::{self, serious},
-    start_agent, terminate,
+    scaled, start_agent, terminate,
 };
 use serde_json::Value;
 
@@ -419,10 +419,10 @@ fn the_agent_keeps_watching_an_overlay_it_has_seen() {
         "OVERLAY_DEVICE_MISSING".to_owned(),
         Some("flannel-v6.1".to_owned()),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
         let r = report(&e);
-        if serious_on(&r).contains(&want) || std::time::Instant::now() > deadline {
+        if serious_on(&r).contains(&want) || Instant::now() > deadline {
             break r;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -528,4 +528,89 @@ fn the_mesh_has_links_per_family_and_names_the_lossy_ipv6_link() {
         "the IPv4 link is clean: {l4}"
     );
     drop(runs);
+}
+
+/// flannel-v6.1 recreated (a CNI restart: new ifindex and MAC, peers
+/// reprogrammed) under `watch` on a dual-stack node: the overlay programs
+/// are attached to the new device within 2 s while flannel.1 keeps its
+/// own, and IPv6 decapsulation is counted again.
+#[test]
+fn a_recreated_flannel_v6_is_reattached_and_counts_again() {
+    let Some(mut lab) = lab(Family::Dual) else {
+        return;
+    };
+    let e = lab.node("eq14-001").clone();
+    let mut cmd = lab.node_command(&e, &probe_bin());
+    cmd.args(["watch", "--plain", "--format", "json", "--interval", "1s"]);
+    let mut run = ProbeRun::spawn(cmd).expect("start watch");
+    // "watching the overlay device" once per device (the log's fields
+    // may be coloured: the device is matched on the line alone).
+    let attached_v6 = |run: &mut ProbeRun, within: Duration| {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            run.wait_for("watching the overlay device", left)
+                .expect("attached");
+            if run
+                .stderr_lines
+                .last()
+                .is_some_and(|l| l.contains("flannel-v6.1"))
+            {
+                return;
+            }
+        }
+    };
+    attached_v6(&mut run, scaled(Duration::from_secs(60)));
+    let t0 = Instant::now();
+    lab.fault_on(
+        IpFamily::V6,
+        &Fault::RecreateOverlay {
+            node: "eq14-001".into(),
+        },
+    )
+    .expect("recreate flannel-v6.1");
+    attached_v6(&mut run, scaled(Duration::from_secs(10)));
+    let took = t0.elapsed();
+    let bound = scaled(Duration::from_secs(2));
+    assert!(took < bound, "re-attach took {took:?} (bound {bound:?})");
+    let (g, e2) = (lab.node("gladius"), lab.node("eq14-001"));
+    assert_ne!(
+        e2.vtep_mac6, e.vtep_mac6,
+        "a new MAC, as after a CNI restart"
+    );
+    let pod6 = e2.pod_ip6.expect("IPv6 pod");
+    let after = lab.ping(g, pod6, 20, 0.1).expect("IPv6 ping after");
+    assert_eq!(
+        after.received, 20,
+        "the recreated flannel-v6.1 carries traffic"
+    );
+    let v4 = lab.ping(g, e2.pod_ip, 5, 0.1).expect("IPv4 ping");
+    assert_eq!(v4.received, 5, "flannel.1 untouched");
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(run.pid());
+    let (code, out) = run.finish(scaled(Duration::from_secs(20))).expect("exits");
+    assert_eq!(code, 0);
+    let reports: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
+        .collect();
+    let decap_after = |peer: &str| -> u64 {
+        reports
+            .iter()
+            .rev()
+            .take(4)
+            .filter_map(|r| {
+                r["peers"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["peer"] == peer)
+                    .and_then(|p| p["rx_decap_packets"].as_u64())
+            })
+            .sum()
+    };
+    assert!(
+        decap_after("fd00:192:0:2::11") > 0,
+        "IPv6 decapsulation counted after the restart"
+    );
+    assert!(decap_after("192.0.2.11") > 0, "and IPv4's");
 }
