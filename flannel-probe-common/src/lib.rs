@@ -5,6 +5,8 @@
 //! kernel's `TcContext` (on `target_arch = "bpf"`) and for `&[u8]`, so the
 //! host unit tests exercise exactly the code the kernel runs.
 #![no_std]
+// The kernel half's direct-read bound is an inline-asm AND (see bpf.rs).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(any(test, feature = "frames"))]
 extern crate alloc;
