@@ -271,7 +271,7 @@ fn diagnose_overlays(inp: &Inputs<'_>) -> Report {
         u.other_packets += o.other_packets;
         u.rx_dropped += o.rx_dropped;
     }
-    report.peers.sort_by_key(|p| p.ip());
+    report.peers.sort_by_key(PeerReport::ip);
     report.drops = drop_reports(drops);
     report
         .findings

@@ -626,7 +626,7 @@ fn fdb_entry_stale(r: &Report, ix: &Index) -> Vec<Finding> {
         .filter_map(|p| {
             let mac = p.rx_vtep()?;
             let fdb_ip = *ix.fdb.get(&mac)?;
-            if Some(IpAddr::from(fdb_ip)) == p.ip() {
+            if Some(fdb_ip) == p.ip() {
                 return None;
             }
             let seen = mac_string(&mac);

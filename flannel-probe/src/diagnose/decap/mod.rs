@@ -55,11 +55,7 @@ impl Explained {
                     if reason == OTHERHOST || (forwarding_off && reason == IP_INADDRERRORS) {
                         continue;
                     }
-                    *inner
-                        .entry(IpAddr::from(*ip))
-                        .or_default()
-                        .entry(reason)
-                        .or_default() += n;
+                    *inner.entry(*ip).or_default().entry(reason).or_default() += n;
                 }
                 (Some(ip), None) if reason == UDP_CSUM => *csum.entry(ip).or_default() += n,
                 _ => {}
