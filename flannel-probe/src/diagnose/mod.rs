@@ -225,11 +225,17 @@ fn diagnose_overlays(inp: &Inputs<'_>) -> Report {
         }
         return r;
     }
+    // Each overlay's FDB MACs, once: the window's MACs and drops are
+    // sorted to their overlay against them.
+    let fdb_macs: Vec<FdbMacs> = all
+        .iter()
+        .map(|o| o.fdb.iter().map(|e| e.mac).collect())
+        .collect();
     let mut reports: Vec<Report> = all
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let window = overlay_window(inp.window, &all, i);
+            let window = overlay_window(inp.window, o, &fdb_macs, i);
             let first = i == 0;
             let mut r = diagnose_one(&Inputs {
                 window: &window,
@@ -309,16 +315,19 @@ fn ipv6_only_leftover(o: &NodeState, node: &NodeState, w: &Snapshot) -> bool {
             .any(|(ip, v)| ip.is_ipv4() && v.rx.packets > 0)
 }
 
-/// The part of `w` that overlay `i` of `all` is about: peers of its family,
+/// The VTEP MACs of one overlay's FDB.
+type FdbMacs = std::collections::HashSet<[u8; 6], foldhash::fast::RandomState>;
+
+/// The part of `w` that overlay `i` (`o`, whose FDB MACs are
+/// `fdb_macs[i]`) is about: peers of its family,
 /// drops by address of its family or by a MAC of its FDB, inner frames of
 /// its FDB's MACs; the first overlay also gets what no overlay's FDB names
 /// and the window-wide counts.
-fn overlay_window(w: &Snapshot, all: &[&NodeState], i: usize) -> Snapshot {
-    let o = all[i];
+fn overlay_window(w: &Snapshot, o: &NodeState, fdb_macs: &[FdbMacs], i: usize) -> Snapshot {
     let first = i == 0;
-    let in_fdb = |n: &NodeState, mac: &[u8; 6]| n.fdb.iter().any(|e| e.mac == *mac);
-    let mac_is_ours =
-        |mac: &[u8; 6]| in_fdb(o, mac) || (first && !all.iter().any(|n| in_fdb(n, mac)));
+    let mac_is_ours = |mac: &[u8; 6]| {
+        fdb_macs[i].contains(mac) || (first && !fdb_macs.iter().any(|m| m.contains(mac)))
+    };
     Snapshot {
         peers: w
             .peers
