@@ -395,6 +395,22 @@ pub fn start_agent(lab: &crate::lab::Lab, node: &crate::lab::LabNode, args: &[&s
     run
 }
 
+/// [`start_agent`] on every node of `lab` with a 1 s interval (what the
+/// mesh tests read); the agents stop when the runs are dropped.
+pub fn start_agents(lab: &crate::lab::Lab) -> Vec<ProbeRun> {
+    lab.nodes
+        .iter()
+        .map(|n| start_agent(lab, n, &["--interval", "1s"]))
+        .collect()
+}
+
+/// The reports `watch --format json` printed, one JSON object per line.
+pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
+        .collect()
+}
+
 /// What the probe attaches, and what a CNI would have attached, on a lab node.
 pub mod attached {
     use aya::programs::{SchedClassifier, TcAttachType};

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use flannel_probe_tests::lab::netns;
 use flannel_probe_tests::lab::{Family, Fault, IpFamily, Lab, LabSpec, PingStats};
 use flannel_probe_tests::support::{
-    ProbeRun, agent_get, probe_bin,
+    ProbeRun, agent_get, json_lines, probe_bin,
     reports::{self, serious},
-    scaled, start_agent, terminate,
+    scaled, start_agent, start_agents, terminate,
 };
 use serde_json::Value;
 
@@ -450,11 +450,7 @@ fn the_mesh_has_links_per_family_and_names_the_lossy_ipv6_link() {
     let Some(mut lab) = lab(Family::Dual) else {
         return;
     };
-    let runs: Vec<ProbeRun> = lab
-        .nodes
-        .iter()
-        .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
-        .collect();
+    let runs = start_agents(&lab);
     lab.fault_on(
         IpFamily::V6,
         &Fault::LinkLoss {
@@ -590,10 +586,7 @@ fn a_recreated_flannel_v6_is_reattached_and_counts_again() {
     terminate(run.pid());
     let (code, out) = run.finish(scaled(Duration::from_secs(20))).expect("exits");
     assert_eq!(code, 0);
-    let reports: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
-        .collect();
+    let reports = json_lines(&out);
     let decap_after = |peer: &str| -> u64 {
         reports
             .iter()

@@ -9,7 +9,7 @@ use flannel_probe_tests::{
     support::{
         ProbeRun, probe_bin,
         reports::{self, drops, finding, peer, serious},
-        start_agent,
+        start_agents,
     },
 };
 use serde_json::Value;
@@ -138,11 +138,7 @@ fn mesh_names_the_links_that_use_the_old_vtep_mac() {
     let Some((lab, old, new)) = lab() else {
         return;
     };
-    let _agents: Vec<ProbeRun> = lab
-        .nodes
-        .iter()
-        .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
-        .collect();
+    let _agents = start_agents(&lab);
     let agents = agents(&lab);
     let (code, out) = thread::scope(|s| {
         s.spawn(|| ping_all(&lab, 30));

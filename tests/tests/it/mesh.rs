@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
-    support::{ProbeRun, probe_bin, start_agent},
+    support::{ProbeRun, probe_bin, start_agents},
 };
 use serde_json::Value;
 
@@ -42,11 +42,7 @@ fn mesh_names_exactly_the_lossy_links() {
     let Some(mut lab) = Lab::for_test(LabSpec::default()) else {
         return;
     };
-    let runs: Vec<ProbeRun> = lab
-        .nodes
-        .iter()
-        .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
-        .collect();
+    let runs = start_agents(&lab);
     lab.fault(&Fault::UnderlayLoss {
         node: "eq14-001".into(),
         percent: 30,

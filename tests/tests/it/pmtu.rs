@@ -11,7 +11,7 @@ use flannel_probe_tests::{
     support::{
         ProbeRun, agent_get, probe_bin,
         reports::{finish, peer, serious, start},
-        scaled, start_agent, time_scale,
+        scaled, start_agents, time_scale,
     },
 };
 use serde_json::Value;
@@ -83,11 +83,7 @@ fn a_narrow_underlay_port_is_named_on_the_links_that_lose_large_packets() {
     let l = large(&lab, g, m);
     assert!(l.all_received(), "gladius -> momonoke is wide: {l:?}");
 
-    let runs: Vec<ProbeRun> = lab
-        .nodes
-        .iter()
-        .map(|n| start_agent(&lab, n, &["--interval", "1s"]))
-        .collect();
+    let runs = start_agents(&lab);
     let lab = &lab;
     let agents = agents(lab);
     let mut cmd = lab.node_command(g, &probe_bin());

@@ -8,7 +8,7 @@ use std::{
 
 use flannel_probe_tests::{
     lab::{Fault, Lab, LabSpec},
-    support::{ProbeRun, probe_bin, scaled},
+    support::{ProbeRun, json_lines, probe_bin, scaled},
 };
 use serde_json::Value;
 
@@ -71,10 +71,7 @@ fn recreated_overlay_is_reattached_within_two_seconds() {
     let (code, out) = run.finish(scaled(Duration::from_secs(20))).expect("exits");
     assert_eq!(code, 0);
 
-    let reports: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
-        .collect();
+    let reports = json_lines(&out);
     let last_decap = reports
         .iter()
         .rev()
