@@ -256,7 +256,7 @@ pub struct NodeInfo {
 }
 
 /// One watched overlay in `node.overlays[]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverlayReport {
     pub name: String,
     /// `ipv4` or `ipv6`: the family of its VTEPs.
@@ -284,6 +284,36 @@ pub struct OverlayReport {
     /// Routes via a gateway on the device (flannel's, one per remote pod
     /// subnet; the kernel's connected and link-local routes left out).
     pub routes: usize,
+}
+
+#[cfg(test)]
+impl OverlayReport {
+    /// An overlay on `eth0`, VNI 1, port 8472, with its MAC when up.
+    pub(crate) fn fixture(
+        name: &str,
+        family: VtepFamily,
+        state: OverlayState,
+        vtep: &str,
+        port_bound: bool,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            family,
+            state,
+            vni: Some(1),
+            vxlan_port: 8472,
+            port_bound,
+            local_vtep: Some(vtep.into()),
+            uplink: Some("eth0".into()),
+            uplink_source: None,
+            overlay_mac: (state == OverlayState::Up).then(|| "0e:00:00:00:06:11".into()),
+            mtu: Some(1450),
+            forwarding: Some(true),
+            fdb_entries: 2,
+            neighbours: 2,
+            routes: 2,
+        }
+    }
 }
 
 impl From<&NodeState> for OverlayReport {

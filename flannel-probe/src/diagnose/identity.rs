@@ -19,8 +19,8 @@ pub(super) const TOP_UNKNOWN: usize = 5;
 pub(super) struct Identity {
     /// The overlay is up, so the FDB is what names peers.
     fdb_exists: bool,
-    /// Pod networks: (network, mask), host byte order.
-    pod_nets: Vec<(u32, u32)>,
+    /// Pod networks of the overlay's family: (network, prefix length).
+    pod_nets: Vec<(IpAddr, u8)>,
     /// VTEP MACs the node knows (FDB and overlay neighbours): traffic
     /// carrying one of them from an address the FDB does not name is a
     /// peer whose entry is stale or missing, which the FDB rules report.
@@ -36,14 +36,11 @@ impl Identity {
             .routes
             .iter()
             .filter(|rt| overlay.is_some() && rt.oif == overlay)
-            // The Snapshot's peers are IPv4: so is the pod network they
-            // are checked against (an IPv6 overlay's routes are IPv6).
-            .filter_map(|rt| {
-                let mask = prefix_mask(rt.prefix_len);
-                Some((u32::from(crate::node::v4(rt.dst)?) & mask, mask))
-            })
+            // Of the overlay's family: flannel.1 routes IPv4 pod subnets,
+            // flannel-v6.1 IPv6 ones.
+            .map(|rt| (rt.dst, rt.prefix_len))
             // A default route via the overlay would make everything a pod.
-            .filter(|&(_, mask)| mask != 0)
+            .filter(|&(_, len)| len != 0)
             .collect();
         Self {
             fdb_exists: node.overlay_state() == OverlayState::Up,
@@ -58,11 +55,10 @@ impl Identity {
         }
     }
 
-    /// IPv4 pod networks only, until the node side knows IPv6 ones.
     pub(super) fn in_pod_network(&self, ip: IpAddr) -> bool {
-        let IpAddr::V4(ip) = ip else { return false };
-        let a = u32::from(ip);
-        self.pod_nets.iter().any(|&(net, mask)| a & mask == net)
+        self.pod_nets
+            .iter()
+            .any(|&(net, len)| prefix_contains(net, len, ip))
     }
 
     /// Why `p` is not a peer, or `None` when it is one.
@@ -86,11 +82,23 @@ impl Identity {
     }
 }
 
-fn prefix_mask(len: u8) -> u32 {
-    match len {
-        0 => 0,
-        1..=31 => u32::MAX << (32 - u32::from(len)),
-        _ => u32::MAX,
+/// Whether `ip` is in `net`/`len` (of the same family; never across).
+fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+    // The top `len` of `bits` bits set.
+    fn mask(len: u8, bits: u32) -> u128 {
+        let len = u32::from(len).min(bits);
+        if len == 0 { 0 } else { u128::MAX << (128 - len) }
+    }
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let m = mask(len, 32);
+            (u128::from(u32::from(n)) << 96) & m == (u128::from(u32::from(a)) << 96) & m
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let m = mask(len, 128);
+            u128::from(n) & m == u128::from(a) & m
+        }
+        _ => false,
     }
 }
 
@@ -142,4 +150,29 @@ pub(super) fn split(
         rx_dropped: 0,
     };
     (kept, sources, excluded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_contains;
+
+    #[test]
+    fn prefixes_of_both_families() {
+        let ip = |s: &str| s.parse().expect("address");
+        assert!(prefix_contains(ip("10.42.1.0"), 24, ip("10.42.1.54")));
+        assert!(!prefix_contains(ip("10.42.1.0"), 24, ip("10.42.2.54")));
+        assert!(prefix_contains(ip("10.42.0.0"), 16, ip("10.42.200.1")));
+        assert!(prefix_contains(ip("10.42.1.7"), 32, ip("10.42.1.7")));
+        assert!(!prefix_contains(ip("10.42.1.7"), 32, ip("10.42.1.8")));
+        assert!(prefix_contains(ip("2001:cafe:42:1::"), 64, ip("2001:cafe:42:1::54")));
+        assert!(!prefix_contains(ip("2001:cafe:42:1::"), 64, ip("2001:cafe:42:2::54")));
+        assert!(prefix_contains(ip("2001:cafe:42::"), 56, ip("2001:cafe:42:ff::1")));
+        assert!(prefix_contains(ip("fd00::1"), 128, ip("fd00::1")));
+        assert!(!prefix_contains(ip("fd00::1"), 128, ip("fd00::2")));
+        // Never across families, even where the bits would match.
+        assert!(!prefix_contains(ip("10.42.1.0"), 24, ip("::ffff:10.42.1.54")));
+        assert!(!prefix_contains(ip("::"), 96, ip("10.0.0.1")));
+        // A prefix longer than the family is the whole address.
+        assert!(prefix_contains(ip("10.0.0.1"), 40, ip("10.0.0.1")));
+    }
 }

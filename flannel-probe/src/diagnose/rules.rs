@@ -33,6 +33,7 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
         r,
         &explained,
         node.udp_in_csum_errors,
+        node.family,
     ));
     out.extend(vxlan_not_decapsulated(r, &explained));
     let port_mismatch = vxlan_port_mismatch(r);

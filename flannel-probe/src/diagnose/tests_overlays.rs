@@ -342,3 +342,29 @@ fn flannel_1_looked_for_on_an_ipv6_only_node_is_no_finding() {
     assert!(codes.contains(&("OVERLAY_DEVICE_MISSING", Some("flannel.1"))));
     assert!(codes.iter().all(|(_, o)| *o == Some("flannel.1")));
 }
+
+/// An IPv6 pod (in a pod subnet routed via flannel-v6.1) sending
+/// VXLAN-shaped UDP is an unknown source for the pod network, as an IPv4
+/// pod is on flannel.1; never a peer row.
+#[test]
+fn vxlan_from_an_ipv6_pod_address_is_an_unknown_source() {
+    let mut w = dual_window();
+    let pod = IpAddr::V6(v6("2001:cafe:42:1::54"));
+    w.peers.insert(pod, outer(30, 0));
+    let r = run_named(&w, &dual(healthy_node(), v6_overlay(true)), &|n| {
+        format!("REASON_{n}")
+    });
+    assert!(r.peers.iter().all(|p| p.peer != "2001:cafe:42:1::54"));
+    let u = &r.unknown_sources;
+    let listed: Vec<(&str, &str, u64)> = u
+        .sources
+        .iter()
+        .map(|s| (s.source.as_str(), s.why, s.rx_packets))
+        .collect();
+    assert_eq!(listed, vec![("2001:cafe:42:1::54", "pod network", 30)]);
+    assert!(
+        found(&r).contains(&("UNKNOWN_VXLAN_SOURCE", Some("flannel-v6.1"))),
+        "{:?}",
+        found(&r)
+    );
+}

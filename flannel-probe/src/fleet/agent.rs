@@ -62,6 +62,11 @@ pub struct AgentNode {
     /// matches this node's peers of either family.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_vteps: Vec<String>,
+    /// Every watched overlay, as the report's `node.overlays[]` (the
+    /// first is the one of the fields above): `/metrics` gives each its
+    /// `flannel_probe_overlay_*` series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<crate::report::OverlayReport>,
 }
 
 impl AgentNode {
@@ -94,6 +99,7 @@ impl From<&NodeInfo> for AgentNode {
                 .filter_map(|o| o.local_vtep.clone())
                 .filter(|v| n.local_vtep.as_ref() != Some(v))
                 .collect(),
+            overlays: n.overlays.clone(),
         }
     }
 }

@@ -161,10 +161,14 @@ pub(crate) enum Query {
     /// VTEP is sent to, at the window's end (`VTEP_MAC_STALE`).
     OverlayMac,
     Fdb,
+    /// Every watched overlay of every agent seen in the window: the local
+    /// VTEPs of its other overlays (dual-stack: `flannel-v6.1`'s IPv6 one),
+    /// so that its peers of either family are matched.
+    Overlays,
 }
 
 impl Query {
-    pub(crate) const ALL: [Query; 9] = [
+    pub(crate) const ALL: [Query; 10] = [
         Query::Info,
         Query::Up,
         Query::Scrapes,
@@ -174,6 +178,7 @@ impl Query {
         Query::Findings,
         Query::OverlayMac,
         Query::Fdb,
+        Query::Overlays,
     ];
 
     /// Its PromQL over `window` (a PromQL range).
@@ -201,13 +206,14 @@ impl Query {
             Query::Findings => "flannel_probe_finding == 1".into(),
             Query::OverlayMac => "flannel_probe_overlay_mac_info".into(),
             Query::Fdb => "flannel_probe_fdb_entry".into(),
+            Query::Overlays => format!("last_over_time(flannel_probe_overlay_info[{window}])"),
         }
     }
 }
 
 /// Every [`Query`]'s PromQL over one window, in [`Query::ALL`]'s order.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Queries([String; 9]);
+pub(crate) struct Queries([String; 10]);
 
 impl Queries {
     pub(crate) fn new(window: &str) -> Self {
@@ -233,13 +239,13 @@ pub(crate) struct Answers {
     /// The instant every query was evaluated at: the window's end.
     pub at: f64,
     pub window_secs: f64,
-    answers: [Vec<Sample>; 9],
+    answers: [Vec<Sample>; 10],
 }
 
 impl Answers {
     /// From the answers to [`Queries::all`], in its order.
     pub(crate) fn new(at: f64, window_secs: f64, answers: Vec<Vec<Sample>>) -> Result<Self> {
-        let Ok(answers) = <[Vec<Sample>; 9]>::try_from(answers) else {
+        let Ok(answers) = <[Vec<Sample>; 10]>::try_from(answers) else {
             bail!("the answers do not match the queries");
         };
         Ok(Self {
@@ -301,6 +307,7 @@ fn reading(a: &Answers, node: &Sample) -> AgentReading {
         vxlan_port: node.label("port").parse().unwrap_or(8472),
         vni: node.label("vni").parse().ok(),
         port_bound: true,
+        other_vteps: other_vteps(a, node),
         ..AgentNode::default()
     };
     let scrapes = mine(&a[Query::Scrapes]).first().map_or(0.0, |s| s.value);
@@ -423,6 +430,22 @@ fn reading(a: &Answers, node: &Sample) -> AgentReading {
             a.window_secs
         },
     }
+}
+
+/// The local VTEPs of `node`'s other watched overlays (agents older than
+/// `flannel_probe_overlay_info`, and single-overlay nodes, have none).
+fn other_vteps(a: &Answers, node: &Sample) -> Vec<String> {
+    let own = node.label("local_vtep");
+    let mut v: Vec<String> = a[Query::Overlays]
+        .iter()
+        .filter(|s| s.target() == node.target())
+        .map(|s| s.label("local_vtep"))
+        .filter(|v| !v.is_empty() && *v != own)
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The typed intermediate of the matrix, one reading per agent Prometheus
@@ -599,11 +622,11 @@ mod tests {
         assert!(packets.contains("[5m]") && packets.starts_with("sum by (job, instance"));
         assert!(q[Query::MaxLen].contains("offset 5m"));
         // A fixed number of queries, whatever the number of nodes.
-        assert_eq!(q.all().len(), 9);
+        assert_eq!(q.all().len(), 10);
         // Their answers are indexed by the same names, in order.
         let one = |v: f64| vec![sample(&[], v)];
-        let all: Vec<Vec<Sample>> = (0..9).map(|i| one(f64::from(i))).collect();
-        let a = Answers::new(AT, 300.0, all.clone()).expect("nine answers");
+        let all: Vec<Vec<Sample>> = (0..10).map(|i| one(f64::from(i))).collect();
+        let a = Answers::new(AT, 300.0, all.clone()).expect("ten answers");
         assert_eq!(
             (
                 a[Query::Info][0].value,
@@ -613,8 +636,12 @@ mod tests {
             (0.0, 1.0, 2.0)
         );
         assert_eq!(
-            (a[Query::Findings][0].value, a[Query::Fdb][0].value),
-            (6.0, 8.0)
+            (
+                a[Query::Findings][0].value,
+                a[Query::Fdb][0].value,
+                a[Query::Overlays][0].value
+            ),
+            (6.0, 8.0, 9.0)
         );
         assert!(Answers::new(AT, 300.0, all[1..].to_vec()).is_err());
     }
@@ -658,7 +685,7 @@ mod tests {
         let p = m.prometheus.as_ref().expect("prometheus");
         assert_eq!(
             (p.url.as_str(), p.evaluated_unix, p.queries.len()),
-            ("http://prom:9090", AT, 9)
+            ("http://prom:9090", AT, 10)
         );
         let json = serde_json::to_value(&m).expect("json");
         assert_eq!(json["source"], "prometheus");
@@ -768,6 +795,55 @@ mod tests {
             ),
             (40, 0, 60, 60, 1400)
         );
+    }
+
+    /// Dual-stack: each agent's `flannel_probe_overlay_info` names its
+    /// IPv6 VTEP beside node_info's IPv4 one; gladius's IPv6 VXLAN to
+    /// eq14-001 loses 40 of 100. The links are per family and only the
+    /// IPv6 one is lossy, as the agents' `/counters` would say.
+    #[test]
+    fn a_dual_stack_fleet_has_links_per_family() {
+        const G6: &str = "fd00:192:0:2::11";
+        const E6: &str = "fd00:192:0:2::13";
+        let mut a = Answers {
+            at: AT,
+            window_secs: 10.0,
+            ..Answers::default()
+        };
+        for (vtep, v6, host) in [(G, G6, "gladius"), (E, E6, "eq14-001")] {
+            a[Query::Info].push(with(
+                vtep,
+                &[("hostname", host), ("local_vtep", vtep), ("overlay", "flannel.1")],
+                1.0,
+            ));
+            for (o, local) in [("flannel.1", vtep), ("flannel-v6.1", v6)] {
+                a[Query::Overlays].push(with(vtep, &[("overlay", o), ("local_vtep", local)], 1.0));
+            }
+            a[Query::Up].push(with(vtep, &[], 1.0));
+            a[Query::Scrapes].push(with(vtep, &[], 10.0));
+        }
+        let mut packets = |from: &str, peer: &str, dir: &str, n: f64| {
+            a[Query::Packets].push(with(from, &[("peer", peer), ("direction", dir)], n));
+        };
+        for (from, to, to6) in [(G, E, E6), (E, G, G6)] {
+            packets(from, to, "tx", 100.0);
+            packets(from, to6, "tx", 100.0);
+            // What `from` received from the other node, by family.
+            packets(from, to, "rx", 100.0);
+            let lost = if from == E { 40.0 } else { 0.0 };
+            packets(from, to6, "rx", 100.0 - lost);
+        }
+        let readings = readings(&a);
+        let others = readings[0].end.as_ref().map(|c| c.node.other_vteps.clone());
+        assert_eq!(others, Ok(vec![G6.to_string()]));
+        let m = compute(&a, &Queries::new("10s"), "http://prom:9090", 2.0);
+        let ge6 = m.link(G6, E6).expect("IPv6 link gladius -> eq14-001");
+        assert_eq!((ge6.sent, ge6.received, ge6.lost), (100, 60, 40));
+        let ge = m.link(G, E).expect("IPv4 link");
+        assert_eq!((ge.sent, ge.received, ge.lost), (100, 100, 0));
+        assert!(m.link(G, E6).is_none() && m.link(G6, E).is_none(), "never across families");
+        let codes = codes(&m);
+        assert_eq!(codes, [("UNDERLAY_LOSS", Some(G6), Some(E6))]);
     }
 
     #[test]

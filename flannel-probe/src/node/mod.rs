@@ -23,6 +23,7 @@ use anyhow::{Context, anyhow};
 
 pub use fdb::NUD_PERMANENT;
 pub(crate) use fdb::{NUD_FAILED, NUD_INCOMPLETE};
+pub(crate) use snmp::csum_counter;
 pub use uplink::{NoUplink, UplinkSource};
 
 /// Flannel's VXLAN port, when the device names none.
@@ -323,8 +324,9 @@ pub struct NodeState {
     /// `net.ipv6.conf.all.forwarding` (see [`forwarding_sysctl`]); `None`
     /// if the file is missing or unreadable (or the overlay is missing).
     pub forwarding: Option<bool>,
-    /// The kernel's UDP `InCsumErrors` (`/proc/net/snmp`, cumulative since
-    /// the namespace was created); `None` if unreadable.
+    /// The kernel's UDP `InCsumErrors` of the overlay's family
+    /// (`/proc/net/snmp`, IPv6 `/proc/net/snmp6`'s `Udp6InCsumErrors`;
+    /// cumulative since the namespace was created); `None` if unreadable.
     pub udp_in_csum_errors: Option<u64>,
     /// The other watched overlays, in `--overlay` order (empty with one).
     pub other_overlays: Vec<NodeState>,
@@ -552,7 +554,7 @@ async fn discover_overlay(
         neighbours,
         routes: parsed_routes.iter().map(|r| r.entry.clone()).collect(),
         forwarding,
-        udp_in_csum_errors: snmp::udp_in_csum_errors(),
+        udp_in_csum_errors: snmp::udp_in_csum_errors(family),
         other_overlays: Vec::new(),
     })
 }

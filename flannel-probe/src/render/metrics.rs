@@ -17,7 +17,11 @@ use prometheus_client::{
 
 use flannel_probe_common::abi::LARGE_OUTER_LEN;
 
-use crate::{fleet::agent::Counters, report::Traffic};
+use crate::{
+    fleet::agent::Counters,
+    node::OverlayState,
+    report::{OverlayReport, Traffic},
+};
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -33,6 +37,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "flannel_probe_vxlan_port_bound",
     "flannel_probe_finding",
     "flannel_probe_node_info",
+    "flannel_probe_overlay_device_up",
+    "flannel_probe_overlay_port_bound",
+    "flannel_probe_overlay_info",
     "flannel_probe_overlay_mac_info",
     "flannel_probe_fdb_entry",
     "flannel_probe_datapath_reattach_total",
@@ -240,6 +247,55 @@ impl Collector for View {
             let one: Gauge = Gauge::default();
             one.set(1);
             one.encode(fam.encode_family(&l)?)?;
+        }
+        // Every watched overlay (dual-stack: flannel.1 and flannel-v6.1),
+        // the first also in the unlabelled gauges and node_info above.
+        for (name, help, of) in [
+            (
+                "flannel_probe_overlay_device_up",
+                "1 if this watched overlay device exists and is up",
+                (|o: &OverlayReport| o.state == OverlayState::Up) as fn(&OverlayReport) -> bool,
+            ),
+            (
+                "flannel_probe_overlay_port_bound",
+                "1 if a UDP socket of this overlay's family is bound to its VXLAN port",
+                |o: &OverlayReport| o.port_bound,
+            ),
+        ] {
+            let mut fam = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for o in &c.node.overlays {
+                let l: Labels<2> = [("overlay", &o.name), ("family", o.family.as_str())];
+                flag(of(o)).encode(fam.encode_family(&l)?)?;
+            }
+        }
+        {
+            let texts: Vec<[String; 2]> = c
+                .node
+                .overlays
+                .iter()
+                .map(|o| {
+                    [
+                        o.vni.map(|v| v.to_string()).unwrap_or_default(),
+                        o.vxlan_port.to_string(),
+                    ]
+                })
+                .collect();
+            ones(
+                &mut enc,
+                "flannel_probe_overlay_info",
+                "Always 1 per watched overlay: its family, local VTEP (underlay IPv4 or IPv6), uplink, VNI, port and MAC",
+                c.node.overlays.iter().zip(&texts).map(|(o, [vni, port])| {
+                    [
+                        ("overlay", o.name.as_str()),
+                        ("family", o.family.as_str()),
+                        ("local_vtep", o.local_vtep.as_deref().unwrap_or("")),
+                        ("uplink", o.uplink.as_deref().unwrap_or("")),
+                        ("vni", vni.as_str()),
+                        ("port", port.as_str()),
+                        ("mac", o.overlay_mac.as_deref().unwrap_or("")),
+                    ]
+                }),
+            )?;
         }
         ones(
             &mut enc,
@@ -466,6 +522,38 @@ mod tests {
         for line in l {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
             assert!(METRIC_NAMES.contains(&name), "{name} is not listed");
+        }
+    }
+
+    #[test]
+    fn every_watched_overlay_has_its_series() {
+        use crate::{node::VtepFamily, report::OverlayReport};
+        let overlay = OverlayReport::fixture;
+        let mut c = counters();
+        c.node.overlays = vec![
+            overlay("flannel.1", VtepFamily::Ipv4, OverlayState::Up, "192.0.2.11", true),
+            overlay(
+                "flannel-v6.1",
+                VtepFamily::Ipv6,
+                OverlayState::Missing,
+                "fd00:192:0:2::11",
+                false,
+            ),
+        ];
+        let text = encode(Arc::new(c)).expect("encode");
+        let l = lines(&text);
+        for want in [
+            r#"flannel_probe_overlay_device_up{overlay="flannel.1",family="ipv4"} 1"#,
+            r#"flannel_probe_overlay_device_up{overlay="flannel-v6.1",family="ipv6"} 0"#,
+            r#"flannel_probe_overlay_port_bound{overlay="flannel.1",family="ipv4"} 1"#,
+            r#"flannel_probe_overlay_port_bound{overlay="flannel-v6.1",family="ipv6"} 0"#,
+            r#"flannel_probe_overlay_info{overlay="flannel.1",family="ipv4",local_vtep="192.0.2.11",uplink="eth0",vni="1",port="8472",mac="0e:00:00:00:06:11"} 1"#,
+            r#"flannel_probe_overlay_info{overlay="flannel-v6.1",family="ipv6",local_vtep="fd00:192:0:2::11",uplink="eth0",vni="1",port="8472",mac=""} 1"#,
+            // The contract's unlabelled gauges stay the first overlay's.
+            "flannel_probe_overlay_up 1",
+            "flannel_probe_vxlan_port_bound 1",
+        ] {
+            assert!(l.contains(&want), "missing {want} in\n{text}");
         }
     }
 

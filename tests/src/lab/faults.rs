@@ -521,12 +521,8 @@ impl Lab {
                 )?;
             }
             Fault::BadChecksum { peer, count, .. } => {
-                ensure!(
-                    family == IpFamily::V4,
-                    "bad-checksum is only available on the IPv4 overlay (its datagrams are IPv4)"
-                );
                 let to = node.name.clone();
-                self.send_bad_checksums(peer, &to, *count)?;
+                self.send_bad_checksums_on(family, peer, &to, *count)?;
             }
             Fault::OverlayMacChange { .. } => {
                 let mac = random_mac()?;

@@ -304,7 +304,7 @@ fn ipv6_only_node_shows_flannel_v6_with_its_ipv6_vtep_and_fdb() {
     assert_eq!(r["node"]["local_vtep"], "fd00:192:0:2::13");
 }
 
-/// Every lab fault but `bad-checksum` (IPv4 datagrams) applies to the IPv6
+/// Every lab fault but `bad-checksum` (its own test below) applies to the IPv6
 /// overlay of a dual-stack lab and breaks IPv6 pod traffic where it
 /// should, leaving IPv4 alone.
 #[test]
@@ -606,4 +606,71 @@ fn a_recreated_flannel_v6_is_reattached_and_counts_again() {
         "IPv6 decapsulation counted after the restart"
     );
     assert!(decap_after("192.0.2.11") > 0, "and IPv4's");
+}
+
+/// `bad-checksum` on the IPv6 overlay: gladius's IPv6 VXLAN with a wrong
+/// UDP checksum is dropped (`UDP_CSUM`) before `flannel-v6.1`; the finding
+/// names the IPv6 peer and the overlay, its witness is `Udp6InCsumErrors`
+/// (`/proc/net/snmp6`, not IPv4's counter) and the remedy the IPv6 device.
+#[test]
+fn bad_checksums_over_ipv6_are_named_on_flannel_v6() {
+    let Some(mut lab) = lab(Family::Dual) else {
+        return;
+    };
+    const SENT: u32 = 20;
+    let e = lab.node("eq14-001").clone();
+    let run = reports::start_with(&lab, &e, 4, BOTH);
+    lab.fault_on(
+        IpFamily::V6,
+        &Fault::BadChecksum {
+            node: "eq14-001".into(),
+            peer: "gladius".into(),
+            count: SENT,
+        },
+    )
+    .unwrap_or_else(|err| panic!("inject bad-checksum: {err:#}"));
+    let (code, r) = finish(run, "eq14-001");
+    assert_eq!(code, 1, "{:#}", r["findings"]);
+    let g6 = "fd00:192:0:2::11";
+    let p = reports::peer(&r, g6);
+    assert_eq!(p["drops"]["UDP_CSUM"], SENT, "{p:#}");
+    assert_eq!(p["rx_encap_packets"], SENT, "{p:#}");
+    assert_eq!(p["rx_decap_packets"], 0, "{p:#}");
+    let f = r["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["code"] == "VXLAN_CHECKSUM_ERRORS")
+        .unwrap_or_else(|| panic!("no VXLAN_CHECKSUM_ERRORS: {:#}", r["findings"]));
+    assert_eq!(f["peer"], g6, "{f:#}");
+    assert_eq!(f["overlay"], "flannel-v6.1", "{f:#}");
+    // Nothing of gladius's IPv6 VXLAN got through: critical.
+    assert_eq!(f["severity"], "critical", "{f:#}");
+    let evidence: Vec<&str> = f["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.contains(&format!("Udp6InCsumErrors={SENT} (/proc/net/snmp6"))),
+        "{evidence:?}"
+    );
+    let fix = f["remediation"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("ethtool -K flannel-v6.1 tx-checksum-ip-generic off"),
+        "{f:#}"
+    );
+    // The IPv4 side saw none of it.
+    let found = serious_on(&r);
+    assert!(
+        found
+            .iter()
+            .all(|(_, o)| o.as_deref() == Some("flannel-v6.1")),
+        "nothing on flannel.1: {found:?}"
+    );
+    let g4 = reports::peer(&r, "192.0.2.11");
+    assert!(g4["drops"].get("UDP_CSUM").is_none(), "{g4:#}");
 }

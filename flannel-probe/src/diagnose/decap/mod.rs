@@ -169,13 +169,16 @@ pub(super) fn decap_filtered(r: &Report, ex: &Explained) -> Vec<Finding> {
 
 /// Per sending peer: VXLAN to our port dropped for a bad outer UDP
 /// checksum, the offload bug of flannel#1279 on the sender. `InCsumErrors`
-/// witnesses it (every UDP port, since the namespace was created).
+/// witnesses it (every UDP port of the overlay's `family`, since the
+/// namespace was created).
 pub(super) fn vxlan_checksum_errors(
     r: &Report,
     ex: &Explained,
     in_csum_errors: Option<u64>,
+    family: crate::node::VtepFamily,
 ) -> Vec<Finding> {
     let dev = &r.node.overlay;
+    let (path, counter) = crate::node::csum_counter(family);
     r.peers
         .iter()
         .filter_map(|p| {
@@ -200,9 +203,9 @@ pub(super) fn vxlan_checksum_errors(
                 ),
                 match in_csum_errors {
                     Some(c) => format!(
-                        "kernel UDP InCsumErrors={c} (/proc/net/snmp, since this network namespace started)"
+                        "kernel {counter}={c} ({path}, since this network namespace started)"
                     ),
-                    None => "kernel UDP InCsumErrors unreadable (/proc/net/snmp)".into(),
+                    None => format!("kernel {counter} unreadable ({path})"),
                 },
             ];
             f.remediation = format!(

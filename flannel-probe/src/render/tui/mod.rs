@@ -157,12 +157,30 @@ fn sort_col(k: SortKey) -> Col {
 /// The columns that fit in `width` cells, in display order, with their
 /// widths: the most important first, the sparkline takes what is left.
 pub(crate) fn columns(width: u16) -> Vec<(Col, u16)> {
+    columns_for(width, spec(Col::Peer).width)
+}
+
+/// The longest IPv6 address's text (RFC 5952), the widest a peer gets.
+const PEER_MAX: u16 = 39;
+
+/// The PEER column's width for `rows`: IPv4's 15 cells, wider for the
+/// IPv6 peers shown so their addresses are never cut.
+pub(crate) fn peer_width<'a>(rows: impl Iterator<Item = &'a PeerReport>) -> u16 {
+    let longest = rows.map(|p| p.peer.chars().count()).max().unwrap_or(0);
+    u16::try_from(longest)
+        .unwrap_or(PEER_MAX)
+        .clamp(spec(Col::Peer).width, PEER_MAX)
+}
+
+/// [`columns`] with a PEER column `peer` cells wide.
+pub(crate) fn columns_for(width: u16, peer: u16) -> Vec<(Col, u16)> {
+    let base = |c: &ColSpec| if c.col == Col::Peer { peer } else { c.width };
     let mut order: Vec<&ColSpec> = COLUMNS.iter().collect();
     order.sort_by_key(|c| c.priority);
     let mut used: u16 = 0;
     let mut keep: Vec<Col> = Vec::new();
     for c in order {
-        let need = c.width + if keep.is_empty() { 0 } else { SPACING };
+        let need = base(c) + if keep.is_empty() { 0 } else { SPACING };
         if used + need <= width {
             used += need;
             keep.push(c.col);
@@ -180,7 +198,7 @@ pub(crate) fn columns(width: u16) -> Vec<(Col, u16)> {
             let w = match c.col {
                 Col::Spark => c.width + spare,
                 _ if keep.len() == 1 => width,
-                _ => c.width,
+                _ => base(c),
             };
             (c.col, w)
         })
@@ -383,10 +401,28 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &WatchState) {
         sep(),
         Span::raw(format!("VTEP {}", n.local_vtep.as_deref().unwrap_or("-"))),
         sep(),
+    ];
+    // The other watched overlays (dual-stack: flannel-v6.1), each with
+    // its state, socket and VTEP.
+    for o in n.overlays.iter().skip(1) {
+        first.extend([
+            Span::raw(format!("{} ", o.name)),
+            Span::styled(format!(" {} ", o.state.as_str()), state_style(o.state)),
+            Span::raw(format!(" UDP {} ", o.vxlan_port)),
+            if o.port_bound {
+                Span::raw("bound").green()
+            } else {
+                Span::raw("NOT bound").red().bold()
+            },
+            Span::raw(format!(" VTEP {}", o.local_vtep.as_deref().unwrap_or("-"))),
+            sep(),
+        ]);
+    }
+    first.extend([
         Span::raw(format!("kernel {}", n.kernel)),
         sep(),
         Span::raw(format!("up {}", clock(state.uptime()))),
-    ];
+    ]);
     if state.paused {
         first.push(sep());
         first.push(Span::raw(" PAUSED ").reversed());
@@ -444,7 +480,7 @@ fn draw_table(frame: &mut Frame, area: Rect, state: &WatchState, rows: &[&PeerRe
     if area.height == 0 {
         return;
     }
-    let cols = columns(area.width);
+    let cols = columns_for(area.width, peer_width(rows.iter().copied()));
     let arrow = if state.reverse { '▲' } else { '▼' };
     let arrow = if state.sort == SortKey::Peer {
         // The peer's natural order is ascending.

@@ -196,6 +196,44 @@ fn header_shows_the_node() {
     assert!(second.contains("rx 15 pkt/s 17.8k bit/s"), "{second}");
 }
 
+/// Dual-stack: the header lists flannel-v6.1 beside flannel.1, and the
+/// PEER column widens so IPv6 peers are shown whole.
+#[test]
+fn dual_stack_header_and_whole_ipv6_peers() {
+    use crate::{node::VtepFamily, report::OverlayReport};
+    const LONG: &str = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1";
+    let mut r = healthy();
+    r.node.overlays = vec![
+        OverlayReport::fixture("flannel.1", VtepFamily::Ipv4, OverlayState::Up, "192.0.2.13", true),
+        OverlayReport::fixture(
+            "flannel-v6.1",
+            VtepFamily::Ipv6,
+            OverlayState::Missing,
+            "fd00:192:0:2::13",
+            false,
+        ),
+    ];
+    r.peers.push(peer(LONG, "0e:00:00:00:06:11", 3, 3, 3));
+    let buf = render(&state_with(r), 250, 20);
+    let top = lines(&buf)[0].clone();
+    for want in [
+        "flannel.1",
+        "UDP 8472 bound",
+        "flannel-v6.1",
+        " missing ",
+        "NOT bound",
+        "VTEP fd00:192:0:2::13",
+    ] {
+        assert!(top.contains(want), "{want:?} missing from {top:?}");
+    }
+    assert_eq!(fg_at(&buf, " missing "), Color::White, "white on red");
+    let text = screen(&buf);
+    assert!(text.contains(LONG), "the whole IPv6 peer:\n{text}");
+    // IPv4-only tables keep their 15-cell column.
+    assert_eq!(peer_width(healthy().peers.iter()), 15);
+    assert_eq!(peer_width(std::iter::once(&peer(LONG, "-", 0, 0, 0))), 35);
+}
+
 #[test]
 fn one_row_per_peer_with_rates() {
     let buf = render(&state_with(healthy()), 160, 40);
