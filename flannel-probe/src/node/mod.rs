@@ -349,14 +349,6 @@ impl NodeState {
     }
 }
 
-/// `a` if IPv4 (the pod-network check of `diagnose::identity` is IPv4's).
-pub(crate) fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }
-}
-
 /// Reads the node's overlay state over `handle` (which must belong to the
 /// network namespace to inspect, as must the calling thread: the sock_diag
 /// socket and `/proc/sys` are opened from it).

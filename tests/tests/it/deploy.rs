@@ -504,6 +504,7 @@ fn promtool_accepts_the_served_metrics() {
             kernel: "6.18.0".into(),
             attach_gaps: 0,
             other_vteps: Vec::new(),
+            overlays: Vec::new(),
         },
         peers: vec![PeerCumulative {
             peer: "192.0.2.11".into(),

@@ -156,6 +156,7 @@ fn sort_col(k: SortKey) -> Col {
 
 /// The columns that fit in `width` cells, in display order, with their
 /// widths: the most important first, the sparkline takes what is left.
+#[cfg(test)]
 pub(crate) fn columns(width: u16) -> Vec<(Col, u16)> {
     columns_for(width, spec(Col::Peer).width)
 }
