@@ -322,7 +322,7 @@ impl Lab {
     /// Injects `fault` on the overlay of `family` (`IpFamily::V6`:
     /// `flannel-v6.<VNI>`, its FDB, neighbours, forwarding sysctl, and
     /// IPv6-only nftables rules), leaving the other family's overlay as it
-    /// is. `BadChecksum` exists on IPv4 only.
+    /// is.
     pub fn fault_on(&mut self, family: IpFamily, fault: &Fault) -> Result<()> {
         self.inject(family, fault).with_context(|| {
             let on = match family {
