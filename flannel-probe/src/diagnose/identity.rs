@@ -87,7 +87,11 @@ fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     // The top `len` of `bits` bits set.
     fn mask(len: u8, bits: u32) -> u128 {
         let len = u32::from(len).min(bits);
-        if len == 0 { 0 } else { u128::MAX << (128 - len) }
+        if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len)
+        }
     }
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
@@ -164,13 +168,29 @@ mod tests {
         assert!(prefix_contains(ip("10.42.0.0"), 16, ip("10.42.200.1")));
         assert!(prefix_contains(ip("10.42.1.7"), 32, ip("10.42.1.7")));
         assert!(!prefix_contains(ip("10.42.1.7"), 32, ip("10.42.1.8")));
-        assert!(prefix_contains(ip("2001:cafe:42:1::"), 64, ip("2001:cafe:42:1::54")));
-        assert!(!prefix_contains(ip("2001:cafe:42:1::"), 64, ip("2001:cafe:42:2::54")));
-        assert!(prefix_contains(ip("2001:cafe:42::"), 56, ip("2001:cafe:42:ff::1")));
+        assert!(prefix_contains(
+            ip("2001:cafe:42:1::"),
+            64,
+            ip("2001:cafe:42:1::54")
+        ));
+        assert!(!prefix_contains(
+            ip("2001:cafe:42:1::"),
+            64,
+            ip("2001:cafe:42:2::54")
+        ));
+        assert!(prefix_contains(
+            ip("2001:cafe:42::"),
+            56,
+            ip("2001:cafe:42:ff::1")
+        ));
         assert!(prefix_contains(ip("fd00::1"), 128, ip("fd00::1")));
         assert!(!prefix_contains(ip("fd00::1"), 128, ip("fd00::2")));
         // Never across families, even where the bits would match.
-        assert!(!prefix_contains(ip("10.42.1.0"), 24, ip("::ffff:10.42.1.54")));
+        assert!(!prefix_contains(
+            ip("10.42.1.0"),
+            24,
+            ip("::ffff:10.42.1.54")
+        ));
         assert!(!prefix_contains(ip("::"), 96, ip("10.0.0.1")));
         // A prefix longer than the family is the whole address.
         assert!(prefix_contains(ip("10.0.0.1"), 40, ip("10.0.0.1")));

@@ -813,7 +813,11 @@ mod tests {
         for (vtep, v6, host) in [(G, G6, "gladius"), (E, E6, "eq14-001")] {
             a[Query::Info].push(with(
                 vtep,
-                &[("hostname", host), ("local_vtep", vtep), ("overlay", "flannel.1")],
+                &[
+                    ("hostname", host),
+                    ("local_vtep", vtep),
+                    ("overlay", "flannel.1"),
+                ],
                 1.0,
             ));
             for (o, local) in [("flannel.1", vtep), ("flannel-v6.1", v6)] {
@@ -841,7 +845,10 @@ mod tests {
         assert_eq!((ge6.sent, ge6.received, ge6.lost), (100, 60, 40));
         let ge = m.link(G, E).expect("IPv4 link");
         assert_eq!((ge.sent, ge.received, ge.lost), (100, 100, 0));
-        assert!(m.link(G, E6).is_none() && m.link(G6, E).is_none(), "never across families");
+        assert!(
+            m.link(G, E6).is_none() && m.link(G6, E).is_none(),
+            "never across families"
+        );
         let codes = codes(&m);
         assert_eq!(codes, [("UNDERLAY_LOSS", Some(G6), Some(E6))]);
     }

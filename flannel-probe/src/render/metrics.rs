@@ -531,7 +531,13 @@ mod tests {
         let overlay = OverlayReport::fixture;
         let mut c = counters();
         c.node.overlays = vec![
-            overlay("flannel.1", VtepFamily::Ipv4, OverlayState::Up, "192.0.2.11", true),
+            overlay(
+                "flannel.1",
+                VtepFamily::Ipv4,
+                OverlayState::Up,
+                "192.0.2.11",
+                true,
+            ),
             overlay(
                 "flannel-v6.1",
                 VtepFamily::Ipv6,

@@ -149,12 +149,25 @@ pub struct BadChecksums {
 pub fn send_bad_checksums(ns: &str, what: &BadChecksums, count: u32, gap: Duration) -> Result<()> {
     let (packet, dst) = match (what.src, what.dst, what.src_pod, what.dst_pod) {
         (IpAddr::V4(s), IpAddr::V4(d), IpAddr::V4(sp), IpAddr::V4(dp)) => {
-            let inner = inner_echo(what.src_vtep_mac, what.dst_vtep_mac, sp.octets(), dp.octets());
+            let inner = inner_echo(
+                what.src_vtep_mac,
+                what.dst_vtep_mac,
+                sp.octets(),
+                dp.octets(),
+            );
             let u = bad_checksum_datagram(s.octets(), d.octets(), what.port, what.vni, &inner);
-            (Ipv4Frame::new(s.octets(), d.octets(), 17, u).ip_packet(), what.dst)
+            (
+                Ipv4Frame::new(s.octets(), d.octets(), 17, u).ip_packet(),
+                what.dst,
+            )
         }
         (IpAddr::V6(s), IpAddr::V6(d), IpAddr::V6(sp), IpAddr::V6(dp)) => {
-            let inner = inner_echo6(what.src_vtep_mac, what.dst_vtep_mac, sp.octets(), dp.octets());
+            let inner = inner_echo6(
+                what.src_vtep_mac,
+                what.dst_vtep_mac,
+                sp.octets(),
+                dp.octets(),
+            );
             let p = bad_checksum_packet6(s.octets(), d.octets(), what.port, what.vni, &inner);
             (p, what.dst)
         }
@@ -164,7 +177,11 @@ pub fn send_bad_checksums(ns: &str, what: &BadChecksums, count: u32, gap: Durati
         // SAFETY: plain socket calls with valid, sized arguments on a
         // descriptor this closure owns and closes.
         unsafe {
-            let af = if dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+            let af = if dst.is_ipv4() {
+                libc::AF_INET
+            } else {
+                libc::AF_INET6
+            };
             let fd = libc::socket(af, libc::SOCK_RAW, libc::IPPROTO_RAW);
             ensure!(
                 fd >= 0,
@@ -249,7 +266,10 @@ mod tests {
 
     #[test]
     fn the_ipv6_checksum_is_set_and_wrong() {
-        let (src, dst) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11], [0xfd; 16]);
+        let (src, dst) = (
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 11],
+            [0xfd; 16],
+        );
         let p = bad_checksum_packet6(src, dst, 8472, 1, &[0xab; 20]);
         assert_eq!(p.len(), 40 + 8 + 8 + 20);
         assert_eq!(p[0] >> 4, 6);
@@ -259,7 +279,11 @@ mod tests {
         let sum = u16::from_be_bytes([udp[6], udp[7]]);
         assert!(sum != 0 && sum != 0xffff, "set: {sum:#x}");
         // Verified over the pseudo-header, a right sum folds to 0.
-        assert_ne!(checksum6(&src, &dst, 17, udp), 0, "the receiver must find it wrong");
+        assert_ne!(
+            checksum6(&src, &dst, 17, udp),
+            0,
+            "the receiver must find it wrong"
+        );
         let mut fixed = udp.to_vec();
         fixed[6..8].fill(0);
         let good = checksum6(&src, &dst, 17, &fixed);

@@ -204,7 +204,13 @@ fn dual_stack_header_and_whole_ipv6_peers() {
     const LONG: &str = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1";
     let mut r = healthy();
     r.node.overlays = vec![
-        OverlayReport::fixture("flannel.1", VtepFamily::Ipv4, OverlayState::Up, "192.0.2.13", true),
+        OverlayReport::fixture(
+            "flannel.1",
+            VtepFamily::Ipv4,
+            OverlayState::Up,
+            "192.0.2.13",
+            true,
+        ),
         OverlayReport::fixture(
             "flannel-v6.1",
             VtepFamily::Ipv6,
