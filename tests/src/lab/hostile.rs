@@ -74,6 +74,18 @@ fn wrong_sum(good: u16) -> u16 {
     if good == 0x1234 { 0x4321 } else { 0x1234 }
 }
 
+/// UDP header (source port 40000, checksum 0) + VXLAN header + `inner`.
+fn vxlan_datagram(port: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(16 + inner.len());
+    d.extend_from_slice(&40000u16.to_be_bytes());
+    d.extend_from_slice(&port.to_be_bytes());
+    d.extend_from_slice(&((16 + inner.len()) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(&vxlan_header(0x08, vni));
+    d.extend_from_slice(inner);
+    d
+}
+
 /// A VXLAN datagram (UDP header + VXLAN header + `inner`) from `src` to
 /// `dst`:`port` whose UDP checksum is set and wrong: a correct one over the
 /// pseudo-header, then replaced by another non-zero value.
@@ -84,14 +96,8 @@ pub fn bad_checksum_datagram(
     vni: u32,
     inner: &[u8],
 ) -> Vec<u8> {
-    let mut d = Vec::with_capacity(16 + inner.len());
-    let len = (16 + inner.len()) as u16;
-    d.extend_from_slice(&40000u16.to_be_bytes());
-    d.extend_from_slice(&port.to_be_bytes());
-    d.extend_from_slice(&len.to_be_bytes());
-    d.extend_from_slice(&[0, 0]);
-    d.extend_from_slice(&vxlan_header(0x08, vni));
-    d.extend_from_slice(inner);
+    let mut d = vxlan_datagram(port, vni, inner);
+    let len = d.len() as u16;
     let mut pseudo = Vec::with_capacity(12 + d.len());
     pseudo.extend_from_slice(&src);
     pseudo.extend_from_slice(&dst);
@@ -113,13 +119,7 @@ pub fn bad_checksum_packet6(
     vni: u32,
     inner: &[u8],
 ) -> Vec<u8> {
-    let mut d = Vec::with_capacity(16 + inner.len());
-    d.extend_from_slice(&40000u16.to_be_bytes());
-    d.extend_from_slice(&port.to_be_bytes());
-    d.extend_from_slice(&((16 + inner.len()) as u16).to_be_bytes());
-    d.extend_from_slice(&[0, 0]);
-    d.extend_from_slice(&vxlan_header(0x08, vni));
-    d.extend_from_slice(inner);
+    let d = vxlan_datagram(port, vni, inner);
     let good = checksum6(&src, &dst, 17, &d);
     // Ipv6Frame fills in the right sum: put the wrong one back after it.
     let mut p = Ipv6Frame::new(src, dst, 17, d).ip_packet();
