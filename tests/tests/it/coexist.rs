@@ -51,6 +51,7 @@ fn probe(lab: &Lab, node: &LabNode, args: &[&str]) -> ProbeRun {
 /// `secs` seconds and a `report --attach MODE --duration 1s` starts every
 /// 2 s beside it: the agent's counters equal the pings, exactly.
 fn serve_beside_reports(mode: &str, secs: u32) {
+    const MIN_REPORTS: u32 = 3;
     let Some(lab) = Lab::for_test(LabSpec::default()) else {
         return;
     };
@@ -69,7 +70,10 @@ fn serve_beside_reports(mode: &str, secs: u32) {
         .expect("start ping");
     let started = Instant::now();
     let mut reports = 0;
-    while started.elapsed() < Duration::from_secs(u64::from(secs)) {
+    // At least three reports however long each takes on a loaded machine
+    // (the verifier's start-up is most of one): the last ones may outlast
+    // the pings, which still tests two instances attached at once.
+    while started.elapsed() < Duration::from_secs(u64::from(secs)) || reports < MIN_REPORTS {
         let t0 = Instant::now();
         let out = lab
             .node_command(&e, &probe_bin())
@@ -100,7 +104,6 @@ fn serve_beside_reports(mode: &str, secs: u32) {
     assert_eq!(stats.transmitted, count);
     assert_eq!(stats.received, count, "the probes disturb nothing");
     eprintln!("{reports} reports ran beside serve --attach {mode}");
-    assert!(reports >= secs / 3, "only {reports} reports in {secs} s");
     // The agent samples every second.
     thread::sleep(Duration::from_millis(2500));
     let n = u64::from(count);

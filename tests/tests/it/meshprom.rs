@@ -200,7 +200,10 @@ fn both_meshes_name_the_one_lossy_link_and_agree() {
         eprintln!("{text}");
         assert_eq!(p["source"], "prometheus", "{p:#}");
         assert_eq!(a["source"], "agents");
-        assert_eq!(p["prometheus"]["queries"].as_array().map(Vec::len), Some(10));
+        assert_eq!(
+            p["prometheus"]["queries"].as_array().map(Vec::len),
+            Some(10)
+        );
         for m in [&a, &p] {
             assert_eq!(m["nodes"].as_array().map(Vec::len), Some(10), "{m:#}");
             assert!(
