@@ -10,15 +10,23 @@ pub const DIR_RX: u8 = 0;
 /// Packets leaving this node.
 pub const DIR_TX: u8 = 1;
 
-/// Per remote VTEP: outer (encapsulated) traffic on the uplink, both
-/// directions in one [`PeerSlot`]. A per-CPU array: each CPU appends the
-/// peers it meets, and [`STAT_PEERS_USED`] says how far.
+/// Per remote VTEP: the per-packet counters of outer (encapsulated)
+/// traffic on the uplink, both directions in one 64-byte [`PeerSlot`]. A
+/// per-CPU array: each CPU appends the peers it meets, and
+/// [`STAT_PEERS_USED`] says how far. The slot holds no key: the CPU's
+/// `PEER_INDEX` entry says whose it is.
 pub const MAP_PEERS: &str = "PEERS";
+/// Per remote VTEP, only for peers that sent or caused an anomaly
+/// (malformed VXLAN, another VNI or port, ICMP errors, a stale VTEP MAC):
+/// those counters, a [`PeerValue`] of which only the anomaly fields are
+/// used. A per-CPU pool of [`cold_slots`] entries, taken in order up to
+/// [`STAT_COLD_USED`]; the `PEER_INDEX` entry points at it.
+pub const MAP_PEER_COLD: &str = "PEER_COLD";
 /// Per VTEP MAC: inner frames on the overlay device, both directions in one
 /// [`MacSlot`]; laid out as `PEERS`, up to [`STAT_MACS_USED`].
 pub const MAP_INNER: &str = "INNER";
-/// Per-CPU open-addressed index of `PEERS`: key -> slot ([`PeerIndexSlot`]).
-/// Only the datapath reads it.
+/// Per-CPU open-addressed index of `PEERS`: key -> slot and cold slot
+/// ([`PeerIndexSlot`]). The agent reads it for the key of each slot.
 pub const MAP_PEER_INDEX: &str = "PEER_INDEX";
 /// The same for `INNER` ([`IndexSlot`]).
 pub const MAP_MAC_INDEX: &str = "MAC_INDEX";
@@ -54,8 +62,32 @@ pub const STAT_RX_NOT_LOCAL: u32 = 5;
 /// port that we did not send (quoted source not the local VTEP): forged or
 /// not ours.
 pub const STAT_ICMP_NOT_OURS: u32 = 6;
-/// Number of slots in `STATS`.
-pub const NUM_STATS: u32 = 8;
+/// Slots of `PEER_COLD` this CPU has taken.
+pub const STAT_COLD_USED: u32 = 7;
+/// Written by the agent, never by the programs: its heartbeat (CLOCK_BOOTTIME
+/// milliseconds), read by other instances. At 8 since the first version
+/// that had one, so instances of either version read each other's.
+pub const STAT_BEAT: u32 = 8;
+/// An anomaly of a peer without a cold slot found the pool full: its
+/// anomaly counters were not kept.
+pub const STAT_COLD_OVERFLOW: u32 = 9;
+/// Number of slots in `STATS`, the heartbeat's included.
+pub const NUM_STATS: u32 = 10;
+
+/// Slots of `PEER_COLD` for `max_peers`: anomalies are rare, so a pool of a
+/// quarter of the peers (at least 64, at most 1024) rather than a slot
+/// each; a fleet-wide anomaly beyond it is counted in
+/// [`STAT_COLD_OVERFLOW`].
+pub const fn cold_slots(max_peers: u32) -> u32 {
+    let q = max_peers / 4;
+    let q = if q < 64 { 64 } else { q };
+    let q = if q > 1024 { 1024 } else { q };
+    if q > max_peers && max_peers > 0 {
+        max_peers
+    } else {
+        q
+    }
+}
 
 /// Outer IPv4 total length above which an encapsulated packet is "large":
 /// the smallest usual underlay path MTU. WireGuard, Tailscale and cloud
@@ -191,23 +223,66 @@ pub struct IndexSlot {
     pub _pad: u32,
 }
 
-/// Entry of `PEER_INDEX`: which slot holds `key`.
+/// Entry of `PEER_INDEX`: which slots hold `key`'s counters on this CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerIndexSlot {
     /// [`peer_key`]; `[0, 0]` = free.
     pub key: PeerKey,
+    /// Its `PEERS` slot.
     pub slot: u32,
-    pub _pad: u32,
+    /// Its `PEER_COLD` slot plus one; 0 = none yet.
+    pub cold: u32,
 }
 
-/// Entry of `PEERS`: one CPU's counters of one peer.
+/// The per-packet counters of one direction in a [`PeerSlot`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HotCounters {
+    /// [`PeerCounters::packets`].
+    pub packets: u64,
+    /// [`PeerCounters::bytes`].
+    pub bytes: u64,
+    /// [`PeerCounters::large`].
+    pub large: u64,
+}
+
+/// Entry of `PEERS`: one CPU's per-packet counters of one peer, 64 bytes
+/// (one cache line when the allocator aligns it so). What only anomalies
+/// touch lives in `PEER_COLD`; the key lives in the index entry, which
+/// the packet reads anyway.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerSlot {
-    /// [`peer_key`] of the peer; `[0, 0]` = not used on this CPU.
-    pub key: PeerKey,
-    pub v: PeerValue,
+    pub rx: HotCounters,
+    pub tx: HotCounters,
+    /// [`PeerCounters::max_outer_len`] of each direction, saturated at
+    /// 65 535 (an IP packet's limit; it is compared with MTUs).
+    pub rx_max_outer_len: u16,
+    pub tx_max_outer_len: u16,
+    /// [`PeerCounters::last_inner_src`] (rx only).
+    pub last_inner_src: [u8; 6],
+    pub _pad: [u8; 6],
+}
+
+const _: () = assert!(size_of::<PeerSlot>() == 64);
+
+impl PeerSlot {
+    /// The slot as a [`PeerValue`] (its anomaly fields zero).
+    pub fn value(&self) -> PeerValue {
+        let dir = |h: &HotCounters, max: u16, inner: [u8; 6]| PeerCounters {
+            packets: h.packets,
+            bytes: h.bytes,
+            large: h.large,
+            max_outer_len: u32::from(max),
+            last_inner_src: inner,
+            ..PeerCounters::default()
+        };
+        PeerValue {
+            rx: dir(&self.rx, self.rx_max_outer_len, self.last_inner_src),
+            tx: dir(&self.tx, self.tx_max_outer_len, [0; 6]),
+        }
+    }
 }
 
 /// Entry of `INNER`: one CPU's counters of one VTEP MAC.
@@ -219,7 +294,9 @@ pub struct MacSlot {
     pub v: InnerValue,
 }
 
-/// Counters of one peer in a [`PeerSlot`]: both directions.
+/// Counters of one peer, both directions: what the agent sums from a
+/// [`PeerSlot`] and its `PEER_COLD` entry (the datapath writes only the
+/// anomaly fields of the latter).
 ///
 /// One entry per peer rather than per peer and direction halves what the
 /// agent reads. The ingress and egress hooks write disjoint halves, so

@@ -49,11 +49,12 @@ impl Key for PeerKey {
     }
 }
 
-/// A slot of a table whose first field is its key.
+/// A slot of a table, with its key or without one (then only the index
+/// entry says whose it is).
 pub(crate) trait Keyed {
     type K: Key;
-    /// Where the key of the slot at `p` is.
-    fn key(p: *mut Self) -> *mut Self::K;
+    /// Marks the slot at `p` as `key`'s, where the slot has a key field.
+    fn set_key(p: *mut Self, key: Self::K);
 }
 
 /// An entry of an index: a key and the slot that holds it.
@@ -63,18 +64,10 @@ pub(crate) trait Indexed {
     fn slot(p: *mut Self) -> *mut u32;
 }
 
-/// `Keyed` for a slot type (its key field `key`), and `Indexed` for its
-/// index entry type (fields `key` and `slot`), both with key type `$k`.
+/// `Indexed` for an index entry type (fields `key` and `slot`) with key
+/// type `$k`.
 macro_rules! tables {
-    ($($slot:ty, $index:ty => $k:ty;)*) => {$(
-        impl Keyed for $slot {
-            type K = $k;
-            fn key(p: *mut Self) -> *mut $k {
-                // SAFETY: a field of a live slot.
-                unsafe { &raw mut (*p).key }
-            }
-        }
-
+    ($($index:ty => $k:ty;)*) => {$(
         impl Indexed for $index {
             type K = $k;
             fn key(p: *mut Self) -> *mut $k {
@@ -90,14 +83,30 @@ macro_rules! tables {
 }
 
 tables! {
-    PeerSlot, PeerIndexSlot => PeerKey;
-    MacSlot, IndexSlot => u64;
+    PeerIndexSlot => PeerKey;
+    IndexSlot => u64;
 }
 
-/// This CPU's slot for `key` in `slots`, found through `index`; a new key
-/// takes the next free slot (`STATS[used]`) and sets `is_new`. `None` when
-/// `key` is 0, or the table or its probes are full (counted in
-/// `STATS[overflow]`).
+impl Keyed for MacSlot {
+    type K = u64;
+    #[inline(always)]
+    fn set_key(p: *mut Self, key: u64) {
+        // SAFETY: a field of a live slot.
+        unsafe { (*p).key = key };
+    }
+}
+
+impl Keyed for PeerSlot {
+    type K = PeerKey;
+    /// 64 bytes of counters and no key: the key is in `PEER_INDEX`.
+    #[inline(always)]
+    fn set_key(_: *mut Self, _: PeerKey) {}
+}
+
+/// This CPU's index entry and slot for `key` in `slots`, found through
+/// `index`; a new key takes the next free slot (`STATS[used]`) and sets
+/// `is_new`. `None` when `key` is 0, or the table or its probes are full
+/// (counted in `STATS[overflow]`).
 ///
 /// Per-CPU array lookups are inlined by the verifier, where a per-CPU
 /// hash lookup is a helper call: measured under `BPF_PROG_TEST_RUN`, the
@@ -129,7 +138,7 @@ pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
     used: u32,
     overflow: u32,
     is_new: &mut bool,
-) -> Option<*mut S> {
+) -> Option<(*mut I, *mut S)> {
     if key.is_empty() {
         return None;
     }
@@ -143,7 +152,7 @@ pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
         unsafe {
             let k = *I::key(e);
             if k.same(key) {
-                return slots.get_ptr_mut(*I::slot(e));
+                return Some((e, slots.get_ptr_mut(*I::slot(e))?));
             }
             if k.is_empty() {
                 let n = STATS.get_ptr_mut(used)?;
@@ -152,12 +161,12 @@ pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
                     bump(overflow);
                     return None;
                 };
-                *S::key(s) = key;
+                S::set_key(s, key);
                 *I::slot(e) = next;
                 *I::key(e) = key;
                 *n += 1;
                 *is_new = true;
-                return Some(s);
+                return Some((e, s));
             }
         }
         i += 1;

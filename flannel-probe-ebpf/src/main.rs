@@ -28,7 +28,7 @@ mod programs {
     };
     use flannel_probe_common::abi::{
         Config, DEFAULT_MAX_PEERS, DIR_RX, DIR_TX, DropConfig, DropKey, IndexSlot, MacSlot,
-        NUM_STATS, PeerIndexSlot, PeerSlot, index_slots,
+        NUM_STATS, PeerIndexSlot, PeerSlot, PeerValue, cold_slots, index_slots,
     };
 
     // Sizes are the defaults; the agent sets them at load (--max-peers).
@@ -39,6 +39,10 @@ mod programs {
     #[map(name = "PEER_INDEX")]
     pub(crate) static PEER_INDEX: PerCpuArray<PeerIndexSlot> =
         PerCpuArray::with_max_entries(index_slots(DEFAULT_MAX_PEERS), 0);
+
+    #[map(name = "PEER_COLD")]
+    pub(crate) static PEER_COLD: PerCpuArray<PeerValue> =
+        PerCpuArray::with_max_entries(cold_slots(DEFAULT_MAX_PEERS), 0);
 
     #[map(name = "INNER")]
     pub(crate) static INNER: PerCpuArray<MacSlot> =

@@ -18,7 +18,7 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
     let Some((src, dst)) = macs(ctx) else { return };
     let key = mac_key(if dir == DIR_RX { src } else { dst });
     let mut is_new = false;
-    let Some(s) = slot(
+    let Some((_, s)) = slot(
         &MAC_INDEX,
         &INNER,
         key,

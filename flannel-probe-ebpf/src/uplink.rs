@@ -7,8 +7,9 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::info;
 use flannel_probe_common::{
     abi::{
-        CONFIG_VNI_KNOWN, DIR_RX, FamilyConfig, PeerCounters, STAT_ICMP_NOT_OURS,
-        STAT_PEER_OVERFLOW, STAT_PEERS_USED, STAT_RX_NOT_LOCAL, mac_key, peer_key,
+        CONFIG_VNI_KNOWN, DIR_RX, FamilyConfig, HotCounters, PeerCounters, PeerIndexSlot, PeerSlot,
+        STAT_COLD_OVERFLOW, STAT_COLD_USED, STAT_ICMP_NOT_OURS, STAT_PEER_OVERFLOW,
+        STAT_PEERS_USED, STAT_RX_NOT_LOCAL, mac_key, peer_key,
     },
     parse::{
         Addr, Load, Outer, Ports, Vxlan, headers_len, outer_sizes, parse_outer_ports, wire_bytes,
@@ -17,13 +18,19 @@ use flannel_probe_common::{
 
 use crate::{
     counters::{bump, segments, slot},
-    programs::{CONFIG, PEER_INDEX, PEERS},
+    programs::{CONFIG, PEER_COLD, PEER_INDEX, PEERS, STATS},
 };
 
-/// This CPU's counters of `addr` in direction `dir`, created when new.
+/// This CPU's entry of one peer: its index entry and its per-packet slot.
+struct Peer {
+    e: *mut PeerIndexSlot,
+    s: *mut PeerSlot,
+}
+
+/// This CPU's entry of `addr`, created when new.
 #[inline(always)]
-fn peer(addr: Addr, dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut PeerCounters> {
-    let s = slot(
+fn peer(addr: Addr, mask: u32, is_new: &mut bool) -> Option<Peer> {
+    let (e, s) = slot(
         &PEER_INDEX,
         &PEERS,
         peer_key(addr),
@@ -32,21 +39,61 @@ fn peer(addr: Addr, dir: u8, mask: u32, is_new: &mut bool) -> Option<*mut PeerCo
         STAT_PEER_OVERFLOW,
         is_new,
     )?;
-    // SAFETY: a live slot; only the half for this direction is used.
-    Some(unsafe {
-        if dir == DIR_RX {
-            &raw mut (*s).v.rx
-        } else {
-            &raw mut (*s).v.tx
+    Some(Peer { e, s })
+}
+
+impl Peer {
+    /// The per-packet counters of direction `dir`, and its largest outer
+    /// length.
+    #[inline(always)]
+    fn hot(&self, dir: u8) -> (*mut HotCounters, *mut u16) {
+        // SAFETY: fields of a live slot; only the half for this direction
+        // is used.
+        unsafe {
+            if dir == DIR_RX {
+                (&raw mut (*self.s).rx, &raw mut (*self.s).rx_max_outer_len)
+            } else {
+                (&raw mut (*self.s).tx, &raw mut (*self.s).tx_max_outer_len)
+            }
         }
-    })
+    }
+
+    /// The anomaly counters of direction `dir`, in the peer's cold slot,
+    /// which the first anomaly takes from the pool. `None` when the pool is
+    /// full (counted in `STATS[STAT_COLD_OVERFLOW]`).
+    #[inline(always)]
+    fn cold(&self, dir: u8) -> Option<*mut PeerCounters> {
+        // SAFETY: this CPU's index entry and pool; nothing else of ours
+        // runs on this CPU meanwhile (see `counters::slot`).
+        unsafe {
+            let c = (*self.e).cold;
+            let v = if c != 0 {
+                PEER_COLD.get_ptr_mut(c - 1)?
+            } else {
+                let n = STATS.get_ptr_mut(STAT_COLD_USED)?;
+                let next = *n as u32;
+                let Some(v) = PEER_COLD.get_ptr_mut(next) else {
+                    bump(STAT_COLD_OVERFLOW);
+                    return None;
+                };
+                (*self.e).cold = next.wrapping_add(1);
+                *n += 1;
+                v
+            };
+            Some(if dir == DIR_RX {
+                &raw mut (*v).rx
+            } else {
+                &raw mut (*v).tx
+            })
+        }
+    }
 }
 
 /// VTEP_MAC_STALE: counts a decapsulatable frame whose inner destination
 /// is a unicast MAC other than our overlay's (the sender uses an old VTEP
 /// MAC of ours), and keeps that MAC. Broadcast and multicast are anyone's.
 #[inline(always)]
-fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, fam: &FamilyConfig, inner: usize, segs: u32) {
+fn stale_dst(ctx: &TcContext, p: &Peer, fam: &FamilyConfig, inner: usize, segs: u32) {
     // Compared as integers: a few instructions instead of a byte loop.
     let ours = mac_key(fam.overlay_mac);
     if ours == 0 {
@@ -58,6 +105,7 @@ fn stale_dst(ctx: &TcContext, c: *mut PeerCounters, fam: &FamilyConfig, inner: u
     if dst[0] & 1 != 0 || mac_key(dst) == ours {
         return;
     }
+    let Some(c) = p.cold(DIR_RX) else { return };
     // SAFETY: this CPU's slot of a live map entry.
     unsafe {
         (*c).stale_dst += u64::from(segs);
@@ -89,7 +137,13 @@ fn family<'a>(v4: &'a FamilyConfig, v6: &'a FamilyConfig, addr: Addr) -> &'a Fam
 /// outer IP length. `headers` is `headers_len` from the frame's start
 /// (0 for a packet that is not a super-packet).
 #[inline(always)]
-fn count_sizes(ctx: &TcContext, c: *mut PeerCounters, vx: &Vxlan, segs: u32, headers: usize) {
+fn count_sizes(
+    ctx: &TcContext,
+    (c, max_len): (*mut HotCounters, *mut u16),
+    vx: &Vxlan,
+    segs: u32,
+    headers: usize,
+) {
     let ip_len = (ctx.len() as usize).saturating_sub(vx.ip_offset) as u32;
     // SAFETY: the kernel's __sk_buff.
     let gso_size = unsafe { (*ctx.skb.skb).gso_size };
@@ -99,11 +153,12 @@ fn count_sizes(ctx: &TcContext, c: *mut PeerCounters, vx: &Vxlan, segs: u32, hea
         gso_size,
         headers.saturating_sub(vx.ip_offset) as u32,
     );
+    let max = if max > 0xffff { 0xffff } else { max as u16 };
     // SAFETY: this CPU's slot of a live map entry.
     unsafe {
         (*c).large += u64::from(large);
-        if max > (*c).max_outer_len {
-            (*c).max_outer_len = max;
+        if max > *max_len {
+            *max_len = max;
         }
     }
 }
@@ -118,7 +173,7 @@ fn count_frag_needed(fam: &FamilyConfig, vtep: Addr, quoted_src: Addr, mtu: u16,
         return;
     }
     let mut is_new = false;
-    if let Some(c) = peer(vtep, DIR_RX, mask, &mut is_new) {
+    if let Some(c) = peer(vtep, mask, &mut is_new).and_then(|p| p.cold(DIR_RX)) {
         // SAFETY: this CPU's slot of a live map entry.
         unsafe {
             (*c).frag_needed += 1;
@@ -154,9 +209,10 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
             }
             let addr = if dir == DIR_RX { vx.src } else { vx.dst };
             let mut is_new = false;
-            let Some(c) = peer(addr, dir, cfg.index_mask, &mut is_new) else {
+            let Some(p) = peer(addr, cfg.index_mask, &mut is_new) else {
                 return;
             };
+            let hot = p.hot(dir);
             // Who really sits at this address: FDB_ENTRY_STALE/MISSING
             // compare it with the FDB.
             let inner_src = if dir == DIR_RX && vx.malformed.is_none() {
@@ -176,24 +232,32 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
             } else {
                 u64::from(ctx.len())
             };
-            count_sizes(ctx, c, &vx, segs, headers);
+            count_sizes(ctx, hot, &vx, segs, headers);
             let vni_known = fam.flags & CONFIG_VNI_KNOWN != 0;
             // SAFETY: this CPU's slot of a live map entry.
             unsafe {
-                (*c).packets += u64::from(segs);
-                (*c).bytes += bytes;
-                if vx.malformed.is_some() {
-                    (*c).malformed += u64::from(segs);
-                } else if vni_known && vx.vni != fam.vni {
-                    (*c).other_vni += u64::from(segs);
-                    (*c).last_other_vni = vx.vni;
+                (*hot.0).packets += u64::from(segs);
+                (*hot.0).bytes += bytes;
+            }
+            if vx.malformed.is_some() {
+                if let Some(c) = p.cold(dir) {
+                    // SAFETY: as above.
+                    unsafe { (*c).malformed += u64::from(segs) };
+                }
+            } else if vni_known && vx.vni != fam.vni {
+                if let Some(c) = p.cold(dir) {
+                    // SAFETY: as above.
+                    unsafe {
+                        (*c).other_vni += u64::from(segs);
+                        (*c).last_other_vni = vx.vni;
+                    }
                 }
             }
             if let Some(mac) = inner_src {
                 // SAFETY: as above.
-                unsafe { (*c).last_inner_src = mac };
+                unsafe { (*p.s).last_inner_src = mac };
                 if !vni_known || vx.vni == fam.vni {
-                    stale_dst(ctx, c, fam, vx.inner_offset, segs);
+                    stale_dst(ctx, &p, fam, vx.inner_offset, segs);
                 }
             }
             if is_new {
@@ -215,7 +279,7 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                 return;
             }
             let mut is_new = false;
-            if let Some(c) = peer(src, DIR_RX, cfg.index_mask, &mut is_new) {
+            if let Some(c) = peer(src, cfg.index_mask, &mut is_new).and_then(|p| p.cold(DIR_RX)) {
                 // SAFETY: this CPU's slot of a live map entry.
                 unsafe {
                     (*c).other_port += u64::from(segments(ctx));
@@ -245,7 +309,7 @@ pub(crate) fn observe(ctx: &TcContext, dir: u8) {
                 return;
             }
             let mut is_new = false;
-            if let Some(c) = peer(vtep, DIR_RX, cfg.index_mask, &mut is_new) {
+            if let Some(c) = peer(vtep, cfg.index_mask, &mut is_new).and_then(|p| p.cold(DIR_RX)) {
                 // SAFETY: as above.
                 unsafe { (*c).icmp_port_unreachable += 1 };
             }

@@ -54,8 +54,9 @@ use flannel_probe::{
 };
 use flannel_probe_common::{
     abi::{
-        InnerCounters, InnerValue, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, PeerCounters,
-        PeerSlot, PeerValue, STAT_MACS_USED, STAT_PEERS_USED, mac_key, peer_key,
+        HotCounters, INDEX_PROBES, InnerCounters, InnerValue, MAP_INNER, MAP_PEER_INDEX, MAP_PEERS,
+        MAP_STATS, MacSlot, PeerIndexSlot, PeerKey, PeerSlot, STAT_MACS_USED, STAT_PEERS_USED,
+        mac_key, peer_index_start, peer_key,
     },
     frames::{Ipv4Frame, tcp, udp, vxlan_frame},
 };
@@ -146,18 +147,50 @@ fn real_main() -> Result<()> {
 }
 
 /// The probe's tables, opened by whoever holds them.
-struct Tables<P, I, S> {
+struct Tables<P, X, I, S> {
     peers: PerCpuArray<P, PeerSlot>,
+    index: PerCpuArray<X, PeerIndexSlot>,
     inner: PerCpuArray<I, MacSlot>,
     stats: PerCpuArray<S, u64>,
 }
 
-impl<P, I, S> Tables<P, I, S>
+impl<P, X, I, S> Tables<P, X, I, S>
 where
     P: BorrowMut<MapData> + Borrow<MapData>,
+    X: BorrowMut<MapData> + Borrow<MapData>,
     I: BorrowMut<MapData> + Borrow<MapData>,
     S: BorrowMut<MapData> + Borrow<MapData>,
 {
+    /// Enters `key` -> `slot` into every CPU's `PEER_INDEX` where the
+    /// datapath would look for it (its hashed start, then the next
+    /// entries), beside whatever the datapath entered itself.
+    fn index(&mut self, key: PeerKey, slot: u32) -> Result<()> {
+        let mask = self.index.len() - 1;
+        let start = peer_index_start(key, mask);
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
+        let mut placed = vec![false; cpus];
+        for probe in 0..INDEX_PROBES {
+            let at = start.wrapping_add(probe) & mask;
+            let mut v: Vec<PeerIndexSlot> = self.index.get(&at, 0)?.iter().copied().collect();
+            let mut changed = false;
+            for (c, e) in v.iter_mut().enumerate() {
+                if placed[c] || !(e.key == key || e.key == PeerKey::default()) {
+                    continue;
+                }
+                *e = PeerIndexSlot { key, slot, ..*e };
+                placed[c] = true;
+                changed = true;
+            }
+            if changed {
+                self.index.set(at, PerCpuValues::try_from(v)?, 0)?;
+            }
+            if placed.iter().all(|p| *p) {
+                return Ok(());
+            }
+        }
+        bail!("{MAP_PEER_INDEX} has no free entry for a synthetic peer: raise --max-peers")
+    }
+
     /// The slots in use on the busiest CPU: synthetic peers go after them.
     fn used(&self) -> Result<u32> {
         let v = self.stats.get(&STAT_PEERS_USED, 0)?;
@@ -167,27 +200,28 @@ where
     /// Writes peers `0..n` into slots `base..base + n` on every CPU, each
     /// CPU's slot holding `round` times a per-peer base count (healthy
     /// traffic both ways), and marks the slots used, as the datapath does
-    /// when it meets a peer.
+    /// when it meets a peer. Round 1 also enters them into the index (the
+    /// slots stay theirs after).
     fn fill(&mut self, base: u32, n: u32, round: u64) -> Result<()> {
         ensure!(n <= MAX_PEERS, "at most {MAX_PEERS} synthetic peers");
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
         for i in 0..n {
             let packets = round * (100 + u64::from(i % 7));
-            let outer = PeerCounters {
+            let outer = HotCounters {
                 packets,
                 bytes: packets * WIRE_BYTES,
-                ..Default::default()
+                large: 0,
             };
             let slot = PeerSlot {
-                key: peer_key(flannel_probe_common::parse::Addr::v4(peer_ip(i).octets())),
-                v: PeerValue {
-                    rx: PeerCounters {
-                        last_inner_src: peer_mac(i),
-                        ..outer
-                    },
-                    tx: outer,
-                },
+                rx: outer,
+                tx: outer,
+                last_inner_src: peer_mac(i),
+                ..Default::default()
             };
+            if round == 1 {
+                let key = peer_key(flannel_probe_common::parse::Addr::v4(peer_ip(i).octets()));
+                self.index(key, base + i)?;
+            }
             self.peers
                 .set(base + i, PerCpuValues::try_from(vec![slot; cpus])?, 0)
                 .with_context(|| format!("writing peer {i} into {MAP_PEERS}"))?;
@@ -219,12 +253,14 @@ where
 
 fn fill_datapath(dp: &mut Datapath, n: u32, round: u64) -> Result<()> {
     let ebpf = dp.ebpf_mut();
-    let [Some(p), Some(i), Some(s)] = ebpf.maps_disjoint_mut([MAP_PEERS, MAP_INNER, MAP_STATS])
+    let [Some(p), Some(x), Some(i), Some(s)] =
+        ebpf.maps_disjoint_mut([MAP_PEERS, MAP_PEER_INDEX, MAP_INNER, MAP_STATS])
     else {
-        bail!("the eBPF object lacks {MAP_PEERS}, {MAP_INNER} or {MAP_STATS}");
+        bail!("the eBPF object lacks {MAP_PEERS}, {MAP_PEER_INDEX}, {MAP_INNER} or {MAP_STATS}");
     };
     let mut t = Tables {
         peers: p.try_into()?,
+        index: x.try_into()?,
         inner: i.try_into()?,
         stats: s.try_into()?,
     };
@@ -264,6 +300,7 @@ fn fill_process(pid: u32, n: u32, every: Duration) -> Result<()> {
     };
     let mut t = Tables {
         peers: open(MAP_PEERS)?.try_into()?,
+        index: open(MAP_PEER_INDEX)?.try_into()?,
         inner: open(MAP_INNER)?.try_into()?,
         stats: open(MAP_STATS)?.try_into()?,
     };

@@ -45,7 +45,7 @@ pub(super) fn for_each<K: Pod, V: Pod>(
     // Falling back after some entries were handed over would count them
     // twice: only a kernel that refuses the first call gets the fallback.
     let mut delivered = false;
-    let batched = lookup_batch(data, None, &mut |k: &K, v: &V| {
+    let batched = lookup_batch(data, None, &mut |k: &K, _, v: &V| {
         delivered = true;
         f(k, v);
     });
@@ -62,21 +62,22 @@ pub(super) fn for_each<K: Pod, V: Pod>(
     Ok(())
 }
 
-/// Calls `f` with each CPU's value of the first `n` slots of a per-CPU
-/// array, in a batch where the kernel has them, else slot by slot.
+/// Calls `f(slot, cpu, value)` with each CPU's value of the first `n`
+/// slots of a per-CPU array, in a batch where the kernel has them, else
+/// slot by slot.
 pub(super) fn for_each_slot<V: Pod>(
     map: &PerCpuArray<&MapData, V>,
     data: &MapData,
     n: u32,
-    mut f: impl FnMut(&V),
+    mut f: impl FnMut(u32, usize, &V),
 ) -> io::Result<()> {
     if n == 0 {
         return Ok(());
     }
     let mut delivered = false;
-    let batched = lookup_batch(data, Some(n as usize), &mut |_: &u32, v: &V| {
+    let batched = lookup_batch(data, Some(n as usize), &mut |i: &u32, cpu, v: &V| {
         delivered = true;
-        f(v);
+        f(*i, cpu, v);
     });
     match batched {
         Err(e) if unsupported(&e) && !delivered => {}
@@ -84,19 +85,19 @@ pub(super) fn for_each_slot<V: Pod>(
     }
     for i in 0..n {
         let values = map.get(&i, 0).map_err(io::Error::other)?;
-        for v in values.iter() {
-            f(v);
+        for (cpu, v) in values.iter().enumerate() {
+            f(i, cpu, v);
         }
     }
     Ok(())
 }
 
 /// The batched walk: every entry, or the first `limit` (the order is the
-/// map's: index order for arrays).
+/// map's: index order for arrays), each CPU's value with its CPU.
 fn lookup_batch<K: Pod, V: Pod>(
     data: &MapData,
     limit: Option<usize>,
-    f: &mut impl FnMut(&K, &V),
+    f: &mut impl FnMut(&K, usize, &V),
 ) -> io::Result<()> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     // The kernel lays out one value per possible CPU, each rounded up to 8
@@ -170,7 +171,7 @@ fn lookup_batch<K: Pod, V: Pod>(
                 // SAFETY: as above, slot `cpu` of entry `i`.
                 let v: V =
                     unsafe { ptr::read_unaligned(vbytes.add(i * stride + cpu * slot).cast()) };
-                f(&key, &v);
+                f(&key, cpu, &v);
             }
         }
         if end {

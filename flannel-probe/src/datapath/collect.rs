@@ -10,8 +10,9 @@ use aya::{
 
 use super::batch;
 use flannel_probe_common::abi::{
-    DropKey, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEERS, MAP_STATS, MacSlot, NUM_STATS, PeerSlot,
-    PeerValue, STAT_DROP_OVERFLOW, STAT_ICMP_NOT_OURS, STAT_MAC_OVERFLOW, STAT_MACS_USED,
+    DropKey, InnerValue, MAP_DROPS, MAP_INNER, MAP_PEER_COLD, MAP_PEER_INDEX, MAP_PEERS, MAP_STATS,
+    MacSlot, NUM_STATS, PeerIndexSlot, PeerKey, PeerSlot, PeerValue, STAT_COLD_OVERFLOW,
+    STAT_COLD_USED, STAT_DROP_OVERFLOW, STAT_ICMP_NOT_OURS, STAT_MAC_OVERFLOW, STAT_MACS_USED,
     STAT_PEER_OVERFLOW, STAT_PEERS_USED, STAT_RX_NOT_LOCAL, key_mac, key_peer,
 };
 use flannel_probe_common::parse::Addr;
@@ -61,6 +62,10 @@ pub struct Overflow {
     pub peers: u64,
     pub macs: u64,
     pub drops: u64,
+    /// Anomalies (malformed, another VNI or port, ICMP errors, a stale
+    /// MAC) of peers that found the anomaly pool (`PEER_COLD`) full: not
+    /// counted for their peer.
+    pub anomalies: u64,
 }
 
 impl Snapshot {
@@ -92,6 +97,10 @@ impl Snapshot {
                 peers: self.overflow.peers.saturating_sub(earlier.overflow.peers),
                 macs: self.overflow.macs.saturating_sub(earlier.overflow.macs),
                 drops: self.overflow.drops.saturating_sub(earlier.overflow.drops),
+                anomalies: self
+                    .overflow
+                    .anomalies
+                    .saturating_sub(earlier.overflow.anomalies),
             },
             not_ours: NotOurs {
                 rx_not_local: (self.not_ours.rx_not_local)
@@ -190,7 +199,7 @@ fn read_stats(ebpf: &Ebpf) -> Result<Vec<Vec<u64>>> {
     let (stats, data) = per_cpu_array::<u64>(ebpf, MAP_STATS)?;
     // Slot by slot, each slot's CPUs one after the other.
     let mut all = Vec::new();
-    batch::for_each_slot(&stats, data, NUM_STATS, |v: &u64| all.push(*v))
+    batch::for_each_slot(&stats, data, NUM_STATS, |_, _, v: &u64| all.push(*v))
         .with_context(|| format!("reading the {MAP_STATS} map failed"))?;
     let cpus = all.len() / NUM_STATS as usize;
     Ok(all.chunks(cpus.max(1)).map(<[u64]>::to_vec).collect())
@@ -224,7 +233,7 @@ fn read_slots<S: Pod, R: Copy + Default + PartialEq, K, V: Copy>(
 ) -> Result<Vec<(K, V)>> {
     let (typed, data) = per_cpu_array::<S>(ebpf, name)?;
     let mut out = Vec::with_capacity(used as usize);
-    batch::for_each_slot(&typed, data, used, |s: &S| {
+    batch::for_each_slot(&typed, data, used, |_, _, s: &S| {
         let (k, v) = split(s);
         // The default key (0, or [0, 0]) is a slot this CPU never used.
         if k != R::default() {
@@ -250,15 +259,96 @@ fn fold_sorted<K: Ord + Copy, V>(mut v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTr
     out.into_iter().collect()
 }
 
-fn read_peers(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<IpAddr, PeerValue>> {
-    let slots = read_slots(
+/// Each CPU's keys of its `PEERS` and `PEER_COLD` slots, from its
+/// `PEER_INDEX`: `(cpu, slot) -> key` as two tables indexed by
+/// `slot * cpus + cpu`, `None` where the CPU has not used the slot.
+struct SlotKeys {
+    cpus: usize,
+    hot: Vec<Option<PeerKey>>,
+    cold: Vec<Option<PeerKey>>,
+}
+
+impl SlotKeys {
+    fn read(ebpf: &Ebpf, used: u32, cold_used: u32) -> Result<Self> {
+        let (index, data) = per_cpu_array::<PeerIndexSlot>(ebpf, MAP_PEER_INDEX)?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .context("counting the possible CPUs failed")?;
+        let mut keys = Self {
+            cpus,
+            hot: vec![None; used as usize * cpus],
+            cold: vec![None; cold_used as usize * cpus],
+        };
+        // The index is hashed: every entry is read. Entries are written
+        // before `STATS[used]` grows, which was read before this, so every
+        // slot below `used` has its entry.
+        batch::for_each_slot(&index, data, index.len(), |_, cpu, e: &PeerIndexSlot| {
+            if e.key == PeerKey::default() {
+                return;
+            }
+            if let Some(k) = keys.hot.get_mut(e.slot as usize * cpus + cpu) {
+                *k = Some(e.key);
+            }
+            if let Some(c) = e.cold.checked_sub(1)
+                && let Some(k) = keys.cold.get_mut(c as usize * cpus + cpu)
+            {
+                *k = Some(e.key);
+            }
+        })
+        .with_context(|| format!("reading the {MAP_PEER_INDEX} map failed"))?;
+        Ok(keys)
+    }
+}
+
+/// One CPU's values of a keyless slot table, with the key its index gives
+/// each slot (`keys`, laid out as [`SlotKeys`]).
+fn read_keyless<S: Pod>(
+    ebpf: &Ebpf,
+    name: &str,
+    used: u32,
+    keys: &[Option<PeerKey>],
+    cpus: usize,
+    value: fn(&S) -> PeerValue,
+    out: &mut Vec<(PeerKey, PeerValue)>,
+) -> Result<()> {
+    if used == 0 {
+        return Ok(());
+    }
+    let (typed, data) = per_cpu_array::<S>(ebpf, name)?;
+    batch::for_each_slot(&typed, data, used, |slot, cpu, s: &S| {
+        if let Some(Some(k)) = keys.get(slot as usize * cpus + cpu) {
+            out.push((*k, value(s)));
+        }
+    })
+    .with_context(|| format!("reading the {name} map failed"))
+}
+
+fn read_peers(ebpf: &Ebpf, used: u32, cold_used: u32) -> Result<BTreeMap<IpAddr, PeerValue>> {
+    let keys = SlotKeys::read(ebpf, used, cold_used)?;
+    let mut slots = Vec::with_capacity(used as usize);
+    read_keyless(
         ebpf,
         MAP_PEERS,
         used,
-        |s: &PeerSlot| (s.key, s.v),
-        |k| super::from_addr(key_peer(k)),
+        &keys.hot,
+        keys.cpus,
+        PeerSlot::value,
+        &mut slots,
     )?;
-    Ok(fold_sorted(slots, add_peer_value))
+    read_keyless(
+        ebpf,
+        MAP_PEER_COLD,
+        cold_used,
+        &keys.cold,
+        keys.cpus,
+        |v: &PeerValue| *v,
+        &mut slots,
+    )?;
+    let summed = fold_sorted(slots, add_peer_value);
+    Ok(summed
+        .into_iter()
+        .map(|(k, v)| (super::from_addr(key_peer(k)), v))
+        .collect())
 }
 
 fn read_inner(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<[u8; 6], InnerValue>> {
@@ -279,21 +369,23 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
             .and_then(|v| v.iter().max())
             .map_or(0, |n| u32::try_from(*n).unwrap_or(u32::MAX))
     };
-    const { assert!(STAT_MACS_USED < NUM_STATS && STAT_DROP_OVERFLOW < NUM_STATS) };
+    const { assert!(STAT_COLD_OVERFLOW < NUM_STATS && STAT_COLD_USED < NUM_STATS) };
     snap.overflow = Overflow {
         peers: sum(STAT_PEER_OVERFLOW),
         macs: sum(STAT_MAC_OVERFLOW),
         drops: sum(STAT_DROP_OVERFLOW),
+        anomalies: sum(STAT_COLD_OVERFLOW),
     };
     snap.not_ours = NotOurs {
         rx_not_local: sum(STAT_RX_NOT_LOCAL),
         icmp_not_ours: sum(STAT_ICMP_NOT_OURS),
     };
     let (peers_used, macs_used) = (used(STAT_PEERS_USED), used(STAT_MACS_USED));
+    let cold_used = used(STAT_COLD_USED);
     if parallel {
         let (peers, inner) = std::thread::scope(|s| {
             let inner = s.spawn(|| read_inner(ebpf, macs_used));
-            let peers = read_peers(ebpf, peers_used);
+            let peers = read_peers(ebpf, peers_used, cold_used);
             let inner = inner
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("reading the {MAP_INNER} map panicked")));
@@ -302,7 +394,7 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
         snap.peers = peers?;
         snap.inner = inner?;
     } else {
-        snap.peers = read_peers(ebpf, peers_used)?;
+        snap.peers = read_peers(ebpf, peers_used, cold_used)?;
         snap.inner = read_inner(ebpf, macs_used)?;
     }
     // The drop map belongs to an optional program: absent in older objects.

@@ -11,7 +11,8 @@
 //! hundred bytes on other kernels.
 use anyhow::{Context as _, Result, anyhow};
 use flannel_probe_common::abi::{
-    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_INDEX, MAP_PEERS, MAP_STATS, NUM_STATS, index_slots,
+    MAP_INNER, MAP_MAC_INDEX, MAP_PEER_COLD, MAP_PEER_INDEX, MAP_PEERS, MAP_STATS, NUM_STATS,
+    cold_slots, index_slots,
 };
 
 use super::EBPF_OBJECT;
@@ -41,14 +42,15 @@ const RINGBUF: u32 = 27;
 
 /// The map sizes the loader sets instead of the object's: the per-peer
 /// tables and their indexes follow `--max-peers`.
-pub(crate) fn max_entries(max_peers: u32) -> [(&'static str, u32); 5] {
+pub(crate) fn max_entries(max_peers: u32) -> [(&'static str, u32); 6] {
     [
         (MAP_PEERS, max_peers),
+        (MAP_PEER_COLD, cold_slots(max_peers)),
         (MAP_INNER, max_peers),
         (MAP_PEER_INDEX, index_slots(max_peers)),
         (MAP_MAC_INDEX, index_slots(max_peers)),
-        // One slot past the programs' for the heartbeat (`reclaim`).
-        (MAP_STATS, NUM_STATS + 1),
+        // The programs' slots and the heartbeat (`reclaim`).
+        (MAP_STATS, NUM_STATS),
     ]
 }
 
@@ -242,10 +244,10 @@ mod tests {
             .map(|m| m.bytes(2, 4096))
             .sum();
         // PEERS + INNER per peer, two index slots per peer in each index.
-        // A PeerSlot is 224 bytes (136 before the stale-MAC counters, +32,
-        // the path-MTU ones, +48, and the 16-byte IPv6-capable key, +8); a
-        // PEER_INDEX slot 24 (its key 16), a MAC_INDEX slot 16.
-        let per_peer = (8 + 224 * 2) + (8 + 40 * 2) + 2 * (8 + 24 * 2) + 2 * (8 + 16 * 2);
+        // A PeerSlot is 64 bytes (224 with its key and the anomaly
+        // counters, which moved to the PEER_COLD pool: 1024 slots for both
+        // sizes); a PEER_INDEX slot 24 (its key 16), a MAC_INDEX slot 16.
+        let per_peer = (8 + 64 * 2) + (8 + 40 * 2) + 2 * (8 + 24 * 2) + 2 * (8 + 16 * 2);
         assert_eq!(big - small, (65536 - 4096) * per_peer);
         let many: u64 = shapes(4096)
             .expect("shapes")

@@ -29,7 +29,7 @@ use aya::{
     maps::{Map, MapData, PerCpuArray, PerCpuValues},
     programs::loaded_programs,
 };
-use flannel_probe_common::abi::{MAP_STATS, NUM_STATS};
+use flannel_probe_common::abi::{MAP_STATS, STAT_BEAT};
 use futures::{StreamExt as _, TryStreamExt as _};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage};
 use netlink_packet_route::{
@@ -39,8 +39,8 @@ use netlink_packet_route::{
 
 use super::attach::{CLSACT_PRIORITY, Hook};
 
-/// The heartbeat's slot in `STATS`: the first one the programs never touch.
-pub(super) const BEAT_SLOT: u32 = NUM_STATS;
+/// The heartbeat's slot in `STATS`: one the programs never touch.
+pub(super) const BEAT_SLOT: u32 = STAT_BEAT;
 /// How often an instance beats.
 pub(super) const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// A beat older than this (ten missed beats) is a dead owner's.

@@ -10,6 +10,7 @@ use crate::{
     node::{NUD_FAILED, NUD_INCOMPLETE, NodeState, OverlayState, VtepFamily},
     report::{Finding, FindingCode, PeerReport, Report, Severity, mac_string},
 };
+use flannel_probe_common::abi::MAP_PEER_COLD;
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN (the parser's constant, as an MTU).
 const VXLAN_OVERHEAD: u32 = flannel_probe_common::parse::VXLAN_OVERHEAD as u32;
@@ -365,14 +366,29 @@ fn no_vxlan_traffic(r: &Report) -> Option<Finding> {
 
 fn map_overflow(r: &Report) -> Option<Finding> {
     let o = r.overflow;
-    (o.peers + o.macs + o.drops > 0).then(|| {
+    (o.peers + o.macs + o.drops + o.anomalies > 0).then(|| {
         let mut f = finding(FindingCode::MapOverflow, None);
-        f.summary = "more peers than the datapath's map slots: some were not counted".into();
-        f.evidence = vec![format!(
-            "new keys not stored: peers={} macs={} drops={}",
-            o.peers, o.macs, o.drops
-        )];
-        f.remediation = "raise --max-peers".into();
+        if o.peers + o.macs + o.drops > 0 {
+            f.summary = "more peers than the datapath's map slots: some were not counted".into();
+            f.evidence = vec![format!(
+                "new keys not stored: peers={} macs={} drops={}",
+                o.peers, o.macs, o.drops
+            )];
+            f.remediation = "raise --max-peers".into();
+        } else {
+            f.summary =
+                "more peers with anomalies than the datapath keeps apart: some anomalies were not counted"
+                    .into();
+            f.remediation =
+                "fix the anomalies already named (they are the same fault on more peers); below 4096 peers, raising --max-peers also grows the pool"
+                    .into();
+        }
+        if o.anomalies > 0 {
+            f.evidence.push(format!(
+                "anomalies of peers without a slot in {MAP_PEER_COLD}: {}",
+                o.anomalies
+            ));
+        }
         f
     })
 }

@@ -321,6 +321,24 @@ fn overflow_is_information() {
     assert_eq!(r.exit_code(), 0);
 }
 
+/// A full anomaly pool is said apart from a full peer table: raising
+/// --max-peers is not the cure there.
+#[test]
+fn a_full_anomaly_pool_is_information_with_its_own_evidence() {
+    let mut w = healthy_window();
+    w.overflow.anomalies = 7;
+    let r = run(&w, &healthy_node());
+    assert_eq!(codes(&r), vec!["MAP_OVERFLOW"]);
+    assert_eq!(r.exit_code(), 0);
+    let f = &r.findings[0];
+    assert!(f.summary.contains("anomalies"), "{}", f.summary);
+    assert_eq!(
+        f.evidence,
+        vec!["anomalies of peers without a slot in PEER_COLD: 7".to_string()]
+    );
+    assert!(!f.remediation.starts_with("raise"), "{}", f.remediation);
+}
+
 use crate::node::{NUD_FAILED, NUD_PERMANENT, NeighEntry, RouteEntry, Uplink};
 
 /// eq14-001's uplink.

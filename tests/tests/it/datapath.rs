@@ -421,6 +421,66 @@ fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
     );
 }
 
+/// Anomaly counters live in a pool smaller than the peer table
+/// (`cold_slots`: 64 for 256 peers): peers with anomalies beyond it keep
+/// their per-packet counts exact, and the anomalies that found no slot are
+/// counted as overflow, not lost silently. A peer that has a slot keeps
+/// counting every kind of anomaly in it.
+#[test]
+fn anomalies_beyond_the_cold_pool_are_overflow_and_packets_stay_exact() {
+    use flannel_probe_common::abi::cold_slots;
+    let Some(mut dp) = datapath_with(&LoadOptions {
+        max_peers: 256,
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    // One CPU: each CPU has a pool of its own.
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        .find(|c| pin(*c))
+        .expect("a CPU to pin to");
+    assert!(pin(cpu));
+    let pool = cold_slots(256);
+    assert_eq!(pool, 64);
+    let peer = |i: u32| [192, 0, 3, i as u8];
+    let mut no_i = vxlan_header(0x00, 1).to_vec();
+    no_i.extend_from_slice(&inner_frame());
+    for i in 0..100 {
+        let ok = to_host(vxlan_frame(peer(i), ME, 8472, 1, &inner_frame()));
+        run(&mut dp, Hook::UplinkIngress, &ok, None, 1);
+        let bad = to_host(Ipv4Frame::new(peer(i), ME, 17, udp(1, 8472, &no_i)));
+        run(&mut dp, Hook::UplinkIngress, &bad, None, 1);
+    }
+    // Peer 0 has a slot: another VNI and an ICMP error land in it too.
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(peer(0), ME, 8472, 42, &inner_frame())),
+        None,
+        3,
+    );
+    let sent = vxlan_frame(ME, peer(0), 8472, 1, &inner_frame());
+    let icmp = to_host(icmp_port_unreachable(peer(0), &sent.ip_packet()));
+    run(&mut dp, Hook::UplinkIngress, &icmp, None, 2);
+    let s = snap(&mut dp);
+    assert_eq!(s.peers.len(), 100);
+    for i in 0..100 {
+        let p = s.peers[&IpAddr::from(peer(i))];
+        let extra = if i == 0 { 3 } else { 0 };
+        assert_eq!(p.rx.packets, 2 + extra, "peer {i}: every packet");
+        let kept = u64::from(i < pool);
+        assert_eq!(
+            p.rx.malformed, kept,
+            "peer {i}: malformed where a slot was free"
+        );
+    }
+    let first = s.peers[&IpAddr::from(peer(0))];
+    assert_eq!((first.rx.other_vni, first.rx.last_other_vni), (3, 42));
+    assert_eq!(first.rx.icmp_port_unreachable, 2);
+    assert_eq!(s.overflow.anomalies, u64::from(100 - pool));
+    assert_eq!(s.overflow.peers, 0);
+}
+
 /// Thousands of peers, each CPU holding them in slots of its own (in
 /// another order on each CPU, as when CPUs meet peers in another order):
 /// the batched read, the per-CPU values summed by key, and (from the
@@ -430,8 +490,8 @@ fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
 fn big_tables_are_read_whole_and_summed_over_cpus() {
     use aya::maps::{PerCpuArray, PerCpuValues};
     use flannel_probe_common::abi::{
-        InnerCounters, InnerValue, MacSlot, PeerCounters, PeerSlot, PeerValue, STAT_MACS_USED,
-        STAT_PEERS_USED, mac_key, peer_key,
+        HotCounters, InnerCounters, InnerValue, MacSlot, PeerIndexSlot, PeerSlot, PeerValue,
+        STAT_COLD_USED, STAT_MACS_USED, STAT_PEERS_USED, mac_key, peer_key,
     };
     // Loaded unconfigured: the test fills the maps itself.
     if !require_root() {
@@ -454,36 +514,73 @@ fn big_tables_are_read_whole_and_summed_over_cpus() {
     let peer_at = |c: u32, s: u32| (s + c * 977) % N;
     {
         let ebpf = dp.ebpf_mut();
-        let [Some(p), Some(m), Some(st)] = ebpf.maps_disjoint_mut(["PEERS", "INNER", "STATS"])
+        let [Some(p), Some(x), Some(co), Some(m), Some(st)] =
+            ebpf.maps_disjoint_mut(["PEERS", "PEER_INDEX", "PEER_COLD", "INNER", "STATS"])
         else {
-            panic!("the object lacks PEERS, INNER or STATS");
+            panic!("the object lacks PEERS, PEER_INDEX, PEER_COLD, INNER or STATS");
         };
         let mut peers: PerCpuArray<_, PeerSlot> = p.try_into().expect("PEERS");
+        let mut index: PerCpuArray<_, PeerIndexSlot> = x.try_into().expect("PEER_INDEX");
+        let mut cold: PerCpuArray<_, PeerValue> = co.try_into().expect("PEER_COLD");
         let mut inner: PerCpuArray<_, MacSlot> = m.try_into().expect("INNER");
         let mut stats: PerCpuArray<_, u64> = st.try_into().expect("STATS");
+        // Each CPU's cold slots, taken in slot order by its peers with
+        // anomalies (every tenth).
+        let mut cold_used = vec![0u32; cpus];
         for s in 0..N {
             // CPU c holds (c + 1) * i rx packets and i + c tx packets of peer i.
             let values: Vec<PeerSlot> = (0..cpus as u32)
                 .map(|c| {
                     let i = peer_at(c, s);
                     PeerSlot {
-                        key: peer_key(Addr::v4((0x0a00_0000 + i).to_be_bytes())),
-                        v: PeerValue {
-                            rx: PeerCounters {
-                                packets: u64::from(c + 1) * u64::from(i),
-                                ..Default::default()
-                            },
-                            tx: PeerCounters {
-                                packets: u64::from(i + c),
-                                ..Default::default()
-                            },
+                        rx: HotCounters {
+                            packets: u64::from(c + 1) * u64::from(i),
+                            ..Default::default()
                         },
+                        tx: HotCounters {
+                            packets: u64::from(i + c),
+                            ..Default::default()
+                        },
+                        ..Default::default()
                     }
                 })
                 .collect();
             peers
                 .set(s, PerCpuValues::try_from(values).expect("values"), 0)
                 .expect("write a PEERS slot");
+            // The index is hashed; the agent reads all of it, so where an
+            // entry sits does not matter here.
+            let mut entries = Vec::new();
+            let mut colds = Vec::new();
+            for (c, used) in cold_used.iter_mut().enumerate() {
+                let i = peer_at(c as u32, s);
+                let mut e = PeerIndexSlot {
+                    key: peer_key(Addr::v4((0x0a00_0000 + i).to_be_bytes())),
+                    slot: s,
+                    cold: 0,
+                };
+                if i % 10 == 0 {
+                    *used += 1;
+                    e.cold = *used;
+                }
+                entries.push(e);
+                colds.push((e.cold, i));
+            }
+            index
+                .set(s, PerCpuValues::try_from(entries).expect("values"), 0)
+                .expect("write a PEER_INDEX entry");
+            // CPU c keeps c + 1 malformed packets of such a peer.
+            for (c, (at, i)) in colds.iter().enumerate() {
+                let Some(at) = at.checked_sub(1) else {
+                    continue;
+                };
+                let mut v: Vec<PeerValue> =
+                    cold.get(&at, 0).expect("cold").iter().copied().collect();
+                v[c].rx.malformed = c as u64 + 1;
+                v[c].rx.last_other_vni = *i;
+                cold.set(at, PerCpuValues::try_from(v).expect("values"), 0)
+                    .expect("write a PEER_COLD slot");
+            }
             let values: Vec<MacSlot> = (0..cpus as u32)
                 .map(|c| MacSlot {
                     key: mac_key(mac(peer_at(c, s))),
@@ -509,6 +606,14 @@ fn big_tables_are_read_whole_and_summed_over_cpus() {
                 )
                 .expect("write STATS");
         }
+        let used: Vec<u64> = cold_used.iter().map(|u| u64::from(*u)).collect();
+        stats
+            .set(
+                STAT_COLD_USED,
+                PerCpuValues::try_from(used).expect("values"),
+                0,
+            )
+            .expect("write STATS");
     }
     let n = cpus as u64;
     let cpu_sum = n * (n + 1) / 2;
@@ -524,6 +629,11 @@ fn big_tables_are_read_whole_and_summed_over_cpus() {
                 n * u64::from(i) + n * (n - 1) / 2,
                 "peer {i} tx"
             );
+            // A peer with anomalies has a cold slot on every CPU (each CPU
+            // met every peer), CPU c holding c + 1 malformed packets.
+            let (malformed, vni) = if i % 10 == 0 { (cpu_sum, i) } else { (0, 0) };
+            assert_eq!(p.rx.malformed, malformed, "peer {i} malformed");
+            assert_eq!(p.rx.last_other_vni, vni, "peer {i} last VNI");
             let m = s.inner[&mac(i)];
             assert_eq!(m.rx.packets, cpu_sum, "MAC {i} rx");
             assert_eq!(m.rx.bytes, 100 * n, "MAC {i} rx bytes");
