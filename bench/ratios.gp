@@ -12,6 +12,6 @@ plot 'bench/ratios.dat' using 1:2 with linespoints lw 2 pt 7 title 'TCP throughp
      'bench/ratios.dat' using 1:3 with linespoints lw 2 pt 5 title '64-byte UDP pps (received)', \
      'bench/ratios.dat' using 1:4 with points pt 6 ps 1.5 lc rgb '#9467bd' title 'control TCP (off/off)', \
      'bench/ratios.dat' using 1:5 with points pt 4 ps 1.5 lc rgb '#2ca02c' title 'control UDP (off/off)', \
-     0.98 with lines dt 2 lc rgb '#1f77b4' title 'TCP target 0.98', \
-     0.97 with lines dt 2 lc rgb '#ff7f0e' title 'UDP target 0.97', \
+     0.99 with lines dt 2 lc rgb '#1f77b4' title 'TCP target 0.99', \
+     0.98 with lines dt 2 lc rgb '#ff7f0e' title 'UDP target 0.98', \
      1 with lines lc rgb '#888888' notitle

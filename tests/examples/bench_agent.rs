@@ -60,7 +60,9 @@ use flannel_probe_common::{
     },
     frames::{Ipv4Frame, tcp, udp, vxlan_frame},
 };
-use flannel_probe_tests::synthetic::{MAX_PEERS, peer_ip, peer_mac, peer_subnet, peer_vtep_ip};
+use flannel_probe_tests::synthetic::{
+    MAX_PEERS, SUBNET_PREFIX, peer_ip, peer_mac, peer_subnet, peer_vtep_ip,
+};
 use serde_json::json;
 // Dependencies of the package's other targets, which an example sees too.
 use {clap as _, libc as _, percent_encoding as _, serde as _, serde_norway as _, tempfile as _};
@@ -335,7 +337,7 @@ fn node_with_peers(n: u32) -> NodeState {
     let mut routes: Vec<RouteEntry> = (0..n)
         .map(|i| RouteEntry {
             dst: peer_subnet(i).into(),
-            prefix_len: 24,
+            prefix_len: SUBNET_PREFIX,
             gateway: Some(peer_vtep_ip(i).into()),
             oif: Some(OVERLAY_IFINDEX),
             onlink: true,

@@ -5,28 +5,36 @@
 //! backend would (route, permanent neighbour, FDB entry per peer).
 //!
 //! The addresses never collide with the lab's own: underlays come from
-//! 198.18.0.0/15 (RFC 2544's benchmarking range), subnets from 10.128.0.0/9.
+//! 198.18.0.0/15 (RFC 2544's benchmarking range), subnets (/26s, so that
+//! 100 000 nodes fit) from 10.128.0.0/9.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-/// Synthetic peers available (subnets are /24s of 10.128.0.0/9).
-pub const MAX_PEERS: u32 = 1 << 15;
+/// Synthetic peers available: the underlay range's 131 070 addresses
+/// after 198.18.0.1, less a margin (subnets are /26s of 10.128.0.0/9:
+/// 131 072 of them).
+pub const MAX_PEERS: u32 = 131_000;
+
+/// Prefix length of a synthetic peer's pod subnet.
+pub const SUBNET_PREFIX: u8 = 26;
 
 /// Underlay (VTEP) address of peer `i`: 198.18.0.1 + i.
 pub fn peer_ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + (i % MAX_PEERS))
 }
 
-/// VTEP MAC of peer `i`: locally administered, `02:be:00:00:hi:lo`.
+/// VTEP MAC of peer `i`: locally administered, `02:be:00:top:hi:lo`.
 pub fn peer_mac(i: u32) -> [u8; 6] {
-    let [_, _, hi, lo] = (i % MAX_PEERS).to_be_bytes();
-    [0x02, 0xbe, 0, 0, hi, lo]
+    let [_, top, hi, lo] = (i % MAX_PEERS).to_be_bytes();
+    [0x02, 0xbe, 0, top, hi, lo]
 }
 
-/// Pod subnet (network address of a /24) of peer `i`.
+/// Pod subnet (network address of a /26) of peer `i`.
 pub fn peer_subnet(i: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((i % MAX_PEERS) << 8))
+    Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((i % MAX_PEERS) << (32 - SUBNET_PREFIX)),
+    )
 }
 
 /// The peer's overlay address, `<subnet>.0`: the next hop of its route.
@@ -47,7 +55,10 @@ pub fn flannel_scripts(dev: &str, from: u32, to: u32) -> (String, String) {
             peer_vtep_ip(i),
             crate::lab::format_mac(&peer_mac(i)),
         );
-        let _ = writeln!(ip, "route replace {subnet}/24 via {vtep} dev {dev} onlink");
+        let _ = writeln!(
+            ip,
+            "route replace {subnet}/{SUBNET_PREFIX} via {vtep} dev {dev} onlink"
+        );
         let _ = writeln!(
             ip,
             "neigh replace {vtep} lladdr {mac} dev {dev} nud permanent"
@@ -76,10 +87,12 @@ mod tests {
             (n as usize, n as usize, n as usize)
         );
         assert_eq!(peer_ip(0), Ipv4Addr::new(198, 18, 0, 1));
-        assert_eq!(peer_ip(n - 1), Ipv4Addr::new(198, 18, 128, 0));
-        assert_eq!(peer_subnet(1), Ipv4Addr::new(10, 128, 1, 0));
-        assert_eq!(peer_subnet(n - 1), Ipv4Addr::new(10, 255, 255, 0));
-        assert_eq!(peer_mac(0x1234), [0x02, 0xbe, 0, 0, 0x12, 0x34]);
+        // 198.18.0.1 + 130 999 = 198.19.255.184: inside 198.18.0.0/15.
+        assert_eq!(peer_ip(n - 1), Ipv4Addr::new(198, 19, 255, 184));
+        assert_eq!(peer_subnet(1), Ipv4Addr::new(10, 128, 0, 64));
+        // 10.128.0.0 + 130 999 * 64: inside 10.128.0.0/9.
+        assert_eq!(peer_subnet(n - 1), Ipv4Addr::new(10, 255, 237, 192));
+        assert_eq!(peer_mac(0x01_1234), [0x02, 0xbe, 0, 1, 0x12, 0x34]);
     }
 
     #[test]
@@ -87,10 +100,10 @@ mod tests {
         let (ip, bridge) = flannel_scripts("flannel.1", 2, 4);
         assert_eq!(
             ip,
-            "route replace 10.128.2.0/24 via 10.128.2.0 dev flannel.1 onlink\n\
-             neigh replace 10.128.2.0 lladdr 02:be:00:00:00:02 dev flannel.1 nud permanent\n\
-             route replace 10.128.3.0/24 via 10.128.3.0 dev flannel.1 onlink\n\
-             neigh replace 10.128.3.0 lladdr 02:be:00:00:00:03 dev flannel.1 nud permanent\n"
+            "route replace 10.128.0.128/26 via 10.128.0.128 dev flannel.1 onlink\n\
+             neigh replace 10.128.0.128 lladdr 02:be:00:00:00:02 dev flannel.1 nud permanent\n\
+             route replace 10.128.0.192/26 via 10.128.0.192 dev flannel.1 onlink\n\
+             neigh replace 10.128.0.192 lladdr 02:be:00:00:00:03 dev flannel.1 nud permanent\n"
         );
         assert_eq!(
             bridge,

@@ -260,87 +260,109 @@ fn fold_sorted<K: Ord + Copy, V>(mut v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTr
 }
 
 /// Each CPU's keys of its `PEERS` and `PEER_COLD` slots, from its
-/// `PEER_INDEX`: `(cpu, slot) -> key` as two tables indexed by
-/// `slot * cpus + cpu`, `None` where the CPU has not used the slot.
-struct SlotKeys {
-    cpus: usize,
-    hot: Vec<Option<PeerKey>>,
-    cold: Vec<Option<PeerKey>>,
+/// `PEER_INDEX`, kept from one read to the next.
+///
+/// The index is hashed, so finding a slot's key means reading all of it
+/// (at 128 CPUs and 4096 peers, 25 MB). But a CPU's slots are taken in
+/// order and never given back, so a slot's key never changes: the index
+/// is read again only when some CPU has taken a slot the cache does not
+/// know, as when a new peer appears.
+#[derive(Debug, Default)]
+pub(super) struct SlotKeys {
+    /// By CPU, the keys of slots `0..len`.
+    hot: Vec<Vec<PeerKey>>,
+    cold: Vec<Vec<PeerKey>>,
+    /// Times the index was read (for the tests and the debug log).
+    pub(super) index_reads: u64,
 }
 
 impl SlotKeys {
-    fn read(ebpf: &Ebpf, used: u32, cold_used: u32) -> Result<Self> {
+    /// Brings the keys up to `used` hot and `cold_used` cold slots per CPU
+    /// (`STATS`, maximum over CPUs), reading the index if needed.
+    fn update(&mut self, ebpf: &Ebpf, used: &[u64], cold_used: &[u64]) -> Result<()> {
+        let behind = |known: &[Vec<PeerKey>], want: &[u64]| {
+            want.iter()
+                .enumerate()
+                .any(|(cpu, n)| known.get(cpu).map_or(0, Vec::len) < *n as usize)
+        };
+        if !behind(&self.hot, used) && !behind(&self.cold, cold_used) {
+            return Ok(());
+        }
         let (index, data) = per_cpu_array::<PeerIndexSlot>(ebpf, MAP_PEER_INDEX)?;
         let cpus = aya::util::nr_cpus()
             .map_err(|(_, e)| e)
             .context("counting the possible CPUs failed")?;
-        let mut keys = Self {
-            cpus,
-            hot: vec![None; used as usize * cpus],
-            cold: vec![None; cold_used as usize * cpus],
-        };
-        // The index is hashed: every entry is read. Entries are written
-        // before `STATS[used]` grows, which was read before this, so every
-        // slot below `used` has its entry.
+        let width = |v: &[u64], cpu: usize| v.get(cpu).map_or(0, |n| *n as usize);
+        let mut hot: Vec<Vec<Option<PeerKey>>> =
+            (0..cpus).map(|c| vec![None; width(used, c)]).collect();
+        let mut cold: Vec<Vec<Option<PeerKey>>> =
+            (0..cpus).map(|c| vec![None; width(cold_used, c)]).collect();
         batch::for_each_slot(&index, data, index.len(), |_, cpu, e: &PeerIndexSlot| {
             if e.key == PeerKey::default() {
                 return;
             }
-            if let Some(k) = keys.hot.get_mut(e.slot as usize * cpus + cpu) {
+            if let Some(k) = hot.get_mut(cpu).and_then(|v| v.get_mut(e.slot as usize)) {
                 *k = Some(e.key);
             }
             if let Some(c) = e.cold.checked_sub(1)
-                && let Some(k) = keys.cold.get_mut(c as usize * cpus + cpu)
+                && let Some(k) = cold.get_mut(cpu).and_then(|v| v.get_mut(c as usize))
             {
                 *k = Some(e.key);
             }
         })
         .with_context(|| format!("reading the {MAP_PEER_INDEX} map failed"))?;
-        Ok(keys)
+        self.index_reads += 1;
+        // Up to the first slot whose entry was not there yet: the datapath
+        // writes the entry before it counts the slot, but without a barrier
+        // the agent may see the count first (not on x86). Later slots wait
+        // for the next read.
+        let known = |v: Vec<Vec<Option<PeerKey>>>| -> Vec<Vec<PeerKey>> {
+            v.into_iter()
+                .map(|keys| keys.into_iter().map_while(|k| k).collect())
+                .collect()
+        };
+        self.hot = known(hot);
+        self.cold = known(cold);
+        Ok(())
     }
 }
 
-/// One CPU's values of a keyless slot table, with the key its index gives
-/// each slot (`keys`, laid out as [`SlotKeys`]).
+/// Every CPU's values of a keyless slot table, each with the key
+/// `keys[cpu][slot]` (slots without one are skipped: the next read has
+/// them).
 fn read_keyless<S: Pod>(
     ebpf: &Ebpf,
     name: &str,
-    used: u32,
-    keys: &[Option<PeerKey>],
-    cpus: usize,
+    keys: &[Vec<PeerKey>],
     value: fn(&S) -> PeerValue,
     out: &mut Vec<(PeerKey, PeerValue)>,
 ) -> Result<()> {
-    if used == 0 {
+    let n = keys.iter().map(Vec::len).max().unwrap_or(0);
+    if n == 0 {
         return Ok(());
     }
     let (typed, data) = per_cpu_array::<S>(ebpf, name)?;
-    batch::for_each_slot(&typed, data, used, |slot, cpu, s: &S| {
-        if let Some(Some(k)) = keys.get(slot as usize * cpus + cpu) {
+    batch::for_each_slot(&typed, data, n as u32, |slot, cpu, s: &S| {
+        if let Some(k) = keys.get(cpu).and_then(|v| v.get(slot as usize)) {
             out.push((*k, value(s)));
         }
     })
     .with_context(|| format!("reading the {name} map failed"))
 }
 
-fn read_peers(ebpf: &Ebpf, used: u32, cold_used: u32) -> Result<BTreeMap<IpAddr, PeerValue>> {
-    let keys = SlotKeys::read(ebpf, used, cold_used)?;
-    let mut slots = Vec::with_capacity(used as usize);
-    read_keyless(
-        ebpf,
-        MAP_PEERS,
-        used,
-        &keys.hot,
-        keys.cpus,
-        PeerSlot::value,
-        &mut slots,
-    )?;
+fn read_peers(
+    ebpf: &Ebpf,
+    keys: &mut SlotKeys,
+    used: &[u64],
+    cold_used: &[u64],
+) -> Result<BTreeMap<IpAddr, PeerValue>> {
+    keys.update(ebpf, used, cold_used)?;
+    let mut slots = Vec::with_capacity(used.iter().sum::<u64>() as usize);
+    read_keyless(ebpf, MAP_PEERS, &keys.hot, PeerSlot::value, &mut slots)?;
     read_keyless(
         ebpf,
         MAP_PEER_COLD,
-        cold_used,
         &keys.cold,
-        keys.cpus,
         |v: &PeerValue| *v,
         &mut slots,
     )?;
@@ -358,7 +380,7 @@ fn read_inner(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<[u8; 6], InnerValue>> {
 
 /// Reads and sums every map; `parallel` reads the two big ones at once
 /// (the caller knows from the last read whether they are big).
-pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
+pub(super) fn read(ebpf: &Ebpf, keys: &mut SlotKeys, parallel: bool) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     let stats = read_stats(ebpf)?;
     let sum = |i: u32| stats.get(i as usize).map_or(0, |v| v.iter().sum());
@@ -380,12 +402,13 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
         rx_not_local: sum(STAT_RX_NOT_LOCAL),
         icmp_not_ours: sum(STAT_ICMP_NOT_OURS),
     };
-    let (peers_used, macs_used) = (used(STAT_PEERS_USED), used(STAT_MACS_USED));
-    let cold_used = used(STAT_COLD_USED);
+    let per_cpu = |i: u32| stats.get(i as usize).cloned().unwrap_or_default();
+    let (peers_used, cold_used) = (per_cpu(STAT_PEERS_USED), per_cpu(STAT_COLD_USED));
+    let macs_used = used(STAT_MACS_USED);
     if parallel {
         let (peers, inner) = std::thread::scope(|s| {
             let inner = s.spawn(|| read_inner(ebpf, macs_used));
-            let peers = read_peers(ebpf, peers_used, cold_used);
+            let peers = read_peers(ebpf, keys, &peers_used, &cold_used);
             let inner = inner
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("reading the {MAP_INNER} map panicked")));
@@ -394,7 +417,7 @@ pub(super) fn read(ebpf: &Ebpf, parallel: bool) -> Result<Snapshot> {
         snap.peers = peers?;
         snap.inner = inner?;
     } else {
-        snap.peers = read_peers(ebpf, peers_used, cold_used)?;
+        snap.peers = read_peers(ebpf, keys, &peers_used, &cold_used)?;
         snap.inner = read_inner(ebpf, macs_used)?;
     }
     // The drop map belongs to an optional program: absent in older objects.

@@ -144,6 +144,8 @@ pub struct Datapath {
     drops: std::result::Result<(DropConfig, DropReasons), String>,
     /// `PEERS` plus `INNER` entries at the last read.
     last_entries: usize,
+    /// Whose each CPU's `PEERS` slots are, kept between reads.
+    slot_keys: collect::SlotKeys,
     /// Slots of each index minus one.
     index_mask: u32,
     /// Tells other instances this one is alive (see `reclaim`).
@@ -210,6 +212,7 @@ impl Datapath {
             created_qdiscs: Vec::new(),
             drops,
             last_entries: 0,
+            slot_keys: collect::SlotKeys::default(),
             index_mask: index_slots(opts.max_peers) - 1,
             _heartbeat: heartbeat,
         };
@@ -362,12 +365,18 @@ impl Datapath {
     }
 
     /// Reads and sums every map now.
+    /// How often `PEER_INDEX` was read whole: once per read that found a
+    /// slot it did not know the key of (a new peer), not once per read.
+    pub fn index_reads(&self) -> u64 {
+        self.slot_keys.index_reads
+    }
+
     pub fn snapshot(&mut self) -> Result<Snapshot> {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
         }
         let parallel = self.last_entries > collect::PARALLEL_ABOVE;
-        let snap = collect::read(&self.ebpf, parallel)?;
+        let snap = collect::read(&self.ebpf, &mut self.slot_keys, parallel)?;
         self.last_entries = snap.peers.len() + snap.inner.len();
         Ok(snap)
     }

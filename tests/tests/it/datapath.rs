@@ -421,6 +421,55 @@ fn more_peers_than_slots_are_counted_as_overflow_not_failures() {
     );
 }
 
+/// The agent learns a slot's key from the hashed index, which it must read
+/// whole: it does so only when a CPU took a slot it does not know (a new
+/// peer, or a first anomaly), not on every read.
+#[test]
+fn the_index_is_read_again_only_for_new_slots() {
+    let Some(mut dp) = datapath() else {
+        return;
+    };
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        .find(|c| pin(*c))
+        .expect("a CPU to pin to");
+    assert!(pin(cpu));
+    let from_peer = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
+    assert_eq!(snap(&mut dp).peers.len(), 0);
+    let before = dp.index_reads();
+    run(&mut dp, Hook::UplinkIngress, &from_peer, None, 2);
+    assert_eq!(snap(&mut dp).peers[&IpAddr::from(PEER)].rx.packets, 2);
+    assert_eq!(dp.index_reads(), before + 1, "a new peer: read once");
+    for n in 1..=3 {
+        run(&mut dp, Hook::UplinkIngress, &from_peer, None, 1);
+        assert_eq!(snap(&mut dp).peers[&IpAddr::from(PEER)].rx.packets, 2 + n);
+    }
+    assert_eq!(dp.index_reads(), before + 1, "known slots: not read again");
+    // Its first anomaly takes a cold slot: read once more.
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(PEER, ME, 8472, 42, &inner_frame())),
+        None,
+        1,
+    );
+    let p = snap(&mut dp).peers[&IpAddr::from(PEER)];
+    assert_eq!((p.rx.packets, p.rx.other_vni), (6, 1));
+    assert_eq!(dp.index_reads(), before + 2);
+    run(
+        &mut dp,
+        Hook::UplinkIngress,
+        &to_host(vxlan_frame(OTHER, ME, 8472, 1, &inner_frame())),
+        None,
+        1,
+    );
+    let s = snap(&mut dp);
+    assert_eq!(
+        (s.peers.len(), s.peers[&IpAddr::from(OTHER)].rx.packets),
+        (2, 1)
+    );
+    assert_eq!(dp.index_reads(), before + 3);
+}
+
 /// Anomaly counters live in a pool smaller than the peer table
 /// (`cold_slots`: 64 for 256 peers): peers with anomalies beyond it keep
 /// their per-packet counts exact, and the anomalies that found no slot are

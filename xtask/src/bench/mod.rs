@@ -75,9 +75,12 @@ pub(crate) struct BenchArgs {
     /// Runs of each load with BPF statistics on, for the cost per hook run.
     #[arg(long, default_value_t = 3)]
     hook_runs: usize,
-    /// Peer counts for the agent's figures.
+    /// Peer counts for the running agent's figures (programmed in the lab).
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
     peers: Vec<u32>,
+    /// Peer counts for the read + sum + diagnose timings (in memory only).
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000,100000")]
+    timing_peers: Vec<u32>,
     /// Seconds the idle agents are watched.
     #[arg(long, default_value_t = 10)]
     idle_secs: u32,
@@ -146,6 +149,8 @@ const CONTROL_WAIT: Duration = Duration::from_millis(2000);
 /// Map slots the agent gets: one per peer, room for 10 000 synthetic peers
 /// next to the lab's own.
 const MAX_PEERS_SLOTS: u32 = 16_384;
+/// Map slots of the timings: room for 100 000 synthetic peers.
+const TIMING_SLOTS: u32 = 131_072;
 /// The lab: gladius (index 0) receives, momonoke (index 1) sends.
 const SERVER: &str = "gladius";
 const CLIENT: &str = "momonoke";
@@ -169,8 +174,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let max_peer = args.peers.iter().copied().max().unwrap_or(0);
     ensure!(
         max_peer < MAX_PEERS_SLOTS.min(synthetic::MAX_PEERS),
-        "at most {} synthetic peers",
+        "at most {} synthetic peers for --peers",
         MAX_PEERS_SLOTS.min(synthetic::MAX_PEERS) - 1
+    );
+    let max_timed = args.timing_peers.iter().copied().max().unwrap_or(0);
+    ensure!(
+        max_timed <= TIMING_SLOTS.min(synthetic::MAX_PEERS),
+        "at most {} synthetic peers for --timing-peers",
+        TIMING_SLOTS.min(synthetic::MAX_PEERS)
     );
     crate::setup::all()?;
     crate::setup::bench_packages()?;
@@ -195,6 +206,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let mut peers = args.peers.clone();
     peers.sort_unstable();
     peers.dedup();
+    let mut timed = args.timing_peers.clone();
+    timed.sort_unstable();
+    timed.dedup();
     let mut r = Results {
         machine: machine(),
         ..Results::default()
@@ -209,7 +223,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         bins: &bins,
         args: &args,
     };
-    r.settings = bench.settings(&peers);
+    r.settings = bench.settings(&peers, &timed);
     if args.parts.contains(&Part::Network) {
         bench.network(&mut r)?;
     }
@@ -217,7 +231,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         bench.hook_costs(&mut r)?;
     }
     if args.parts.contains(&Part::Agent) {
-        bench.agent(&mut r, &peers)?;
+        bench.agent(&mut r, &peers, &timed)?;
     }
     if args.parts.contains(&Part::Churn) {
         progress(format_args!(
@@ -303,7 +317,7 @@ impl Bench<'_> {
         a
     }
 
-    fn settings(&self, peers: &[u32]) -> Settings {
+    fn settings(&self, peers: &[u32], timed: &[u32]) -> Settings {
         let a = self.args;
         let in_pod = |node: &LabNode, args: &[String]| {
             format!("ip netns exec <pod of {}> {}", node.name, args.join(" "))
@@ -356,8 +370,8 @@ impl Bench<'_> {
             (
                 "agent timings".into(),
                 format!(
-                    "target/release/examples/bench_agent timing --peers {} --reps 15 --budget-secs 60 --max-peers {MAX_PEERS_SLOTS}",
-                    join(peers)
+                    "target/release/examples/bench_agent timing --peers {} --reps 15 --budget-secs 60 --max-peers {TIMING_SLOTS}",
+                    join(timed)
                 ),
             ),
             (
@@ -377,6 +391,8 @@ impl Bench<'_> {
             idle_secs: a.idle_secs,
             agent_secs: a.agent_secs,
             max_peers: MAX_PEERS_SLOTS,
+            timing_peers: timed.to_vec(),
+            timing_max_peers: TIMING_SLOTS,
             control: a.control,
             reference_pairs: a.reference_pairs,
             commands,
@@ -692,7 +708,7 @@ impl Bench<'_> {
     }
 
     /// Part 4: the agent idle, its timings, and the running agent with N peers.
-    fn agent(&self, r: &mut Results, peers: &[u32]) -> Result<()> {
+    fn agent(&self, r: &mut Results, peers: &[u32], timed: &[u32]) -> Result<()> {
         progress(format_args!("agent: idle for {} s", self.args.idle_secs));
         let agents = self.start_agents(&[])?;
         let marks = agents.iter().map(Agent::mark).collect::<Result<Vec<_>>>()?;
@@ -706,20 +722,20 @@ impl Bench<'_> {
 
         progress(format_args!(
             "agent: read + sum + diagnose with {} peers",
-            join(peers)
+            join(timed)
         ));
         let out = helper(
             &self.bins.helper,
             &[
                 "timing",
                 "--peers",
-                &join(peers),
+                &join(timed),
                 "--reps",
                 "15",
                 "--budget-secs",
                 "60",
                 "--max-peers",
-                &MAX_PEERS_SLOTS.to_string(),
+                &TIMING_SLOTS.to_string(),
             ],
         )?;
         for line in out.lines().filter(|l| !l.trim().is_empty()) {

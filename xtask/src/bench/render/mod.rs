@@ -3,9 +3,9 @@ use std::fmt::Write as _;
 
 use super::{
     results::{
-        CHURN_CPU_TARGET, DIAGNOSE_MS_TARGET, HOOK_NS_TARGET, Pair, REFERENCE_PROGRAM,
-        RSS_MB_TARGET, Results, Settings, TARGET_PEERS, TCP_RATIO_TARGET, UDP_RATIO_TARGET,
-        Workload, tcp_gbits, udp_kpps,
+        BIG_DIAGNOSE_MS_TARGET, BIG_PEERS, CHURN_CPU_TARGET, DIAGNOSE_MS_TARGET, HOOK_NS_TARGET,
+        OVERLAY_NS_TARGET, Pair, REFERENCE_PROGRAM, RSS_MB_TARGET, Results, Settings, TARGET_PEERS,
+        TCP_RATIO_TARGET, TRACER_NS_TARGET, UDP_RATIO_TARGET, Workload, tcp_gbits, udp_kpps,
     },
     stats::{self, Summary},
 };
@@ -20,6 +20,7 @@ pub(super) const BASELINE_JSON: &str = "bench/baseline.json";
 
 /// The uplink programs: the target on cost per run is about them.
 const UPLINK: [&str; 2] = ["uplink_ingress", "uplink_egress"];
+const OVERLAY: [&str; 2] = ["overlay_ingress", "overlay_egress"];
 
 /// One row of the summary table.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,11 +134,19 @@ fn upper_verdict(
     }
 }
 
-/// The five figures of the issue against their targets.
-pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
-    // The worst uplink program under either load (median over the runs),
-    // net of the do-nothing reference when it ran alongside.
-    let with_reference = !r.hook_ns(REFERENCE_PROGRAM, Workload::Tcp).is_empty();
+/// The programs of one hook kind, worst first: the verdict's value and
+/// its text (each program under each load, as counted and, for the
+/// classifiers (`net`), net of the do-nothing classifier when that ran
+/// alongside; the tracer runs from a tracepoint, which that reference
+/// does not stand for).
+fn hook_verdict(
+    r: &Results,
+    figure: &'static str,
+    programs: &[&str],
+    target: f64,
+    net: bool,
+) -> Verdict {
+    let with_reference = net && !r.hook_ns(REFERENCE_PROGRAM, Workload::Tcp).is_empty();
     let cost = |p: &str, w| {
         if with_reference {
             r.hook_net_ns(p, w)
@@ -145,7 +154,7 @@ pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
             r.hook_ns(p, w)
         }
     };
-    let worst_hook = UPLINK
+    let worst_hook = programs
         .iter()
         .flat_map(|p| {
             [Workload::Tcp, Workload::Udp64]
@@ -153,7 +162,7 @@ pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
                 .filter_map(move |w| Summary::of(&cost(p, w)).map(|s| (*p, w, s.median)))
         })
         .max_by(|a, b| a.2.total_cmp(&b.2));
-    let all_hooks = UPLINK
+    let all_hooks = programs
         .iter()
         .flat_map(|p| {
             [Workload::Tcp, Workload::Udp64]
@@ -181,11 +190,53 @@ pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    upper_verdict(
+        figure,
+        target,
+        "ns",
+        worst_hook.map(|(p, w, ns)| {
+            let what = if with_reference {
+                format!(
+                    "worst {ns:.0} ns of its own ({p}, {}); the statistics count {floor} for a program that does nothing, measured alongside; {all_hooks}",
+                    short(w)
+                )
+            } else {
+                format!("worst {ns:.0} ns ({p}, {}); {all_hooks}", short(w))
+            };
+            (ns, what)
+        }),
+    )
+}
+
+/// The read + sum + diagnose verdict at `peers` peers.
+fn timing_verdict(r: &Results, figure: &'static str, peers: u32, target: f64) -> Verdict {
     let timing = r
         .agent_timing
         .iter()
-        .find(|t| t.peers == TARGET_PEERS)
+        .find(|t| t.peers == peers)
         .and_then(|t| Summary::of(&t.total_us));
+    upper_verdict(
+        figure,
+        target,
+        "ms",
+        timing.map(|s| {
+            (
+                ms(s.median),
+                format!(
+                    "median {:.1} ms ({:.1}–{:.1}, n={})",
+                    ms(s.median),
+                    ms(s.min),
+                    ms(s.max),
+                    s.n
+                ),
+            )
+        }),
+    )
+}
+
+/// The figures of the issues against their targets: the first five
+/// (issue 7's), then those issue 16 added.
+pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
     let rss = r
         .agent_peers
         .iter()
@@ -206,44 +257,44 @@ pub(super) fn verdicts(r: &Results) -> Vec<Verdict> {
             &ratios(&r.reference_udp, udp_kpps),
             UDP_RATIO_TARGET,
         ),
-        upper_verdict(
+        hook_verdict(
+            r,
             "mean cost per hook run, uplink programs",
+            &UPLINK,
             HOOK_NS_TARGET,
-            "ns",
-            worst_hook.map(|(p, w, ns)| {
-                let what = if with_reference {
-                    format!(
-                        "worst {ns:.0} ns of its own ({p}, {}); the statistics count {floor} for a program that does nothing, measured alongside; {all_hooks}",
-                        short(w)
-                    )
-                } else {
-                    format!("worst {ns:.0} ns ({p}, {}); {all_hooks}", short(w))
-                };
-                (ns, what)
-            }),
+            true,
         ),
-        upper_verdict(
+        timing_verdict(
+            r,
             "read + sum + diagnose, 10 000 peers",
+            TARGET_PEERS,
             DIAGNOSE_MS_TARGET,
-            "ms",
-            timing.map(|s| {
-                (
-                    ms(s.median),
-                    format!(
-                        "median {:.1} ms ({:.1}–{:.1}, n={})",
-                        ms(s.median),
-                        ms(s.min),
-                        ms(s.max),
-                        s.n
-                    ),
-                )
-            }),
         ),
         upper_verdict(
             "agent peak RSS, 10 000 peers",
             RSS_MB_TARGET,
             "MB",
             rss.map(|mb| (mb, format!("{mb:.1} MB (VmHWM)"))),
+        ),
+        hook_verdict(
+            r,
+            "mean cost per hook run, overlay programs",
+            &OVERLAY,
+            OVERLAY_NS_TARGET,
+            true,
+        ),
+        hook_verdict(
+            r,
+            "mean cost per run, kfree_skb drop tracer",
+            &["kfree_skb"],
+            TRACER_NS_TARGET,
+            false,
+        ),
+        timing_verdict(
+            r,
+            "read + sum + diagnose, 100 000 peers",
+            BIG_PEERS,
+            BIG_DIAGNOSE_MS_TARGET,
         ),
     ]
 }
@@ -803,7 +854,7 @@ fn reproduce(o: &mut String, s: &Settings) {
     let _ = writeln!(o, "```sh");
     let _ = writeln!(
         o,
-        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}{}{}",
+        "cargo xtask bench --pairs {} --seconds {} --hook-runs {} --peers {}{}{}{}",
         s.pairs,
         s.seconds,
         s.hook_runs,
@@ -812,6 +863,18 @@ fn reproduce(o: &mut String, s: &Settings) {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(","),
+        if s.timing_peers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " --timing-peers {}",
+                s.timing_peers
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        },
         if s.control { " --control" } else { "" },
         if s.reference_pairs {
             " --reference-pairs"
