@@ -246,16 +246,21 @@ fn read_slots<S: Pod, R: Copy + Default + PartialEq, K, V: Copy>(
 
 /// One value per key, summed over the CPUs that hold it (each CPU keeps a
 /// key in a slot of its own); the map is built from sorted input in one
-/// pass.
-fn fold_sorted<K: Ord + Copy, V>(mut v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTreeMap<K, V> {
-    v.sort_unstable_by_key(|(k, _)| *k);
+/// pass. What is sorted is (key, position), not the values: a peer's is
+/// 208 bytes, and moving them about was most of the sort at 100 000
+/// peers.
+fn fold_sorted<K: Ord + Copy, V: Copy>(v: Vec<(K, V)>, add: fn(&mut V, &V)) -> BTreeMap<K, V> {
+    let mut order: Vec<(K, usize)> = v.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+    order.sort_unstable();
     let mut out: Vec<(K, V)> = Vec::with_capacity(v.len());
-    for (k, x) in v {
+    for (k, i) in order {
+        let x = &v[i].1;
         match out.last_mut() {
-            Some((last, sum)) if *last == k => add(sum, &x),
-            _ => out.push((k, x)),
+            Some((last, sum)) if *last == k => add(sum, x),
+            _ => out.push((k, *x)),
         }
     }
+    // Already sorted: the map is built without another sort.
     out.into_iter().collect()
 }
 
@@ -366,11 +371,13 @@ fn read_peers(
         |v: &PeerValue| *v,
         &mut slots,
     )?;
-    let summed = fold_sorted(slots, add_peer_value);
-    Ok(summed
+    // Keyed by address before the fold, so that the map is built from
+    // input sorted in its own order.
+    let slots = slots
         .into_iter()
         .map(|(k, v)| (super::from_addr(key_peer(k)), v))
-        .collect())
+        .collect();
+    Ok(fold_sorted(slots, add_peer_value))
 }
 
 fn read_inner(ebpf: &Ebpf, used: u32) -> Result<BTreeMap<[u8; 6], InnerValue>> {
