@@ -4,7 +4,7 @@ set title 'flannel-probe: probe on / probe off, per interleaved pair (hollow: of
 set xlabel 'pair (odd: off run first; even: on run first)'
 set ylabel 'on / off'
 set xrange [0.5:9.5]
-set yrange [0.745:1.362]
+set yrange [0.752:1.325]
 set xtics 1
 set grid ytics
 set key below
