@@ -153,6 +153,15 @@ fn pin(cpu: usize) -> bool {
     }
 }
 
+/// Pins the calling thread to the first CPU it may run on, so that every
+/// test run below meets the same CPU's tables.
+fn pin_to_a_cpu() {
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        .find(|c| pin(*c))
+        .expect("a CPU to pin to");
+    assert!(pin(cpu));
+}
+
 /// Each CPU keeps its own slots, in the order it meets peers: a peer seen
 /// on every CPU is still one peer, with every CPU's packets, and both
 /// directions of it share one entry.
@@ -429,10 +438,7 @@ fn the_index_is_read_again_only_for_new_slots() {
     let Some(mut dp) = datapath() else {
         return;
     };
-    let cpu = (0..libc::CPU_SETSIZE as usize)
-        .find(|c| pin(*c))
-        .expect("a CPU to pin to");
-    assert!(pin(cpu));
+    pin_to_a_cpu();
     let from_peer = to_host(vxlan_frame(PEER, ME, 8472, 1, &inner_frame()));
     assert_eq!(snap(&mut dp).peers.len(), 0);
     let before = dp.index_reads();
@@ -485,10 +491,7 @@ fn anomalies_beyond_the_cold_pool_are_overflow_and_packets_stay_exact() {
         return;
     };
     // One CPU: each CPU has a pool of its own.
-    let cpu = (0..libc::CPU_SETSIZE as usize)
-        .find(|c| pin(*c))
-        .expect("a CPU to pin to");
-    assert!(pin(cpu));
+    pin_to_a_cpu();
     let pool = cold_slots(256);
     assert_eq!(pool, 64);
     let peer = |i: u32| [192, 0, 3, i as u8];
