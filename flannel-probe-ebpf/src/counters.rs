@@ -155,16 +155,11 @@ pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
                 return Some((e, slots.get_ptr_mut(*I::slot(e))?));
             }
             if k.is_empty() {
-                let n = STATS.get_ptr_mut(used)?;
-                let next = *n as u32;
-                let Some(s) = slots.get_ptr_mut(next) else {
-                    bump(overflow);
-                    return None;
-                };
-                S::set_key(s, key);
-                *I::slot(e) = next;
-                *I::key(e) = key;
-                *n += 1;
+                let s = take(slots, used, overflow, |next, s| {
+                    S::set_key(s, key);
+                    *I::slot(e) = next;
+                    *I::key(e) = key;
+                })?;
                 *is_new = true;
                 return Some((e, s));
             }
@@ -173,6 +168,32 @@ pub(crate) fn slot<K: Key, I: Indexed<K = K>, S: Keyed<K = K>>(
     }
     bump(overflow);
     None
+}
+
+/// Takes this CPU's next free slot of `pool`, which `STATS[used]` counts:
+/// `claim` gets its number and place (to enter it in an index) before the
+/// count grows, so that the agent, which reads the count first, finds the
+/// entry of every counted slot. `None` when the pool is full (counted in
+/// `STATS[overflow]`).
+#[inline(always)]
+pub(crate) fn take<S>(
+    pool: &PerCpuArray<S>,
+    used: u32,
+    overflow: u32,
+    claim: impl FnOnce(u32, *mut S),
+) -> Option<*mut S> {
+    let n = STATS.get_ptr_mut(used)?;
+    // SAFETY: this CPU's counter; nothing else of ours runs on this CPU
+    // meanwhile (see `slot`).
+    let next = unsafe { *n } as u32;
+    let Some(s) = pool.get_ptr_mut(next) else {
+        bump(overflow);
+        return None;
+    };
+    claim(next, s);
+    // SAFETY: as above.
+    unsafe { *n += 1 };
+    Some(s)
 }
 
 /// Returns this CPU's value for `key`, inserting `V::default()` first when the

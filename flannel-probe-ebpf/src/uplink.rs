@@ -17,8 +17,8 @@ use flannel_probe_common::{
 };
 
 use crate::{
-    counters::{bump, segments, slot},
-    programs::{CONFIG, PEER_COLD, PEER_INDEX, PEERS, STATS},
+    counters::{bump, segments, slot, take},
+    programs::{CONFIG, PEER_COLD, PEER_INDEX, PEERS},
 };
 
 /// This CPU's entry of one peer: its index entry and its per-packet slot.
@@ -70,15 +70,9 @@ impl Peer {
             let v = if c != 0 {
                 PEER_COLD.get_ptr_mut(c - 1)?
             } else {
-                let n = STATS.get_ptr_mut(STAT_COLD_USED)?;
-                let next = *n as u32;
-                let Some(v) = PEER_COLD.get_ptr_mut(next) else {
-                    bump(STAT_COLD_OVERFLOW);
-                    return None;
-                };
-                (*self.e).cold = next.wrapping_add(1);
-                *n += 1;
-                v
+                take(&PEER_COLD, STAT_COLD_USED, STAT_COLD_OVERFLOW, |next, _| {
+                    (*self.e).cold = next.wrapping_add(1);
+                })?
             };
             Some(if dir == DIR_RX {
                 &raw mut (*v).rx

@@ -277,13 +277,13 @@ pub(super) struct SlotKeys {
     /// By CPU, the keys of slots `0..len`.
     hot: Vec<Vec<PeerKey>>,
     cold: Vec<Vec<PeerKey>>,
-    /// Times the index was read (for the tests and the debug log).
+    /// Times the index was read (`Datapath::index_reads`).
     pub(super) index_reads: u64,
 }
 
 impl SlotKeys {
-    /// Brings the keys up to `used` hot and `cold_used` cold slots per CPU
-    /// (`STATS`, maximum over CPUs), reading the index if needed.
+    /// Brings the keys up to `used[cpu]` hot and `cold_used[cpu]` cold
+    /// slots of each CPU (`STATS`), reading the index if needed.
     fn update(&mut self, ebpf: &Ebpf, used: &[u64], cold_used: &[u64]) -> Result<()> {
         let behind = |known: &[Vec<PeerKey>], want: &[u64]| {
             want.iter()
@@ -409,13 +409,13 @@ pub(super) fn read(ebpf: &Ebpf, keys: &mut SlotKeys, parallel: bool) -> Result<S
         rx_not_local: sum(STAT_RX_NOT_LOCAL),
         icmp_not_ours: sum(STAT_ICMP_NOT_OURS),
     };
-    let per_cpu = |i: u32| stats.get(i as usize).cloned().unwrap_or_default();
+    let per_cpu = |i: u32| stats.get(i as usize).map_or(&[][..], Vec::as_slice);
     let (peers_used, cold_used) = (per_cpu(STAT_PEERS_USED), per_cpu(STAT_COLD_USED));
     let macs_used = used(STAT_MACS_USED);
     if parallel {
         let (peers, inner) = std::thread::scope(|s| {
             let inner = s.spawn(|| read_inner(ebpf, macs_used));
-            let peers = read_peers(ebpf, keys, &peers_used, &cold_used);
+            let peers = read_peers(ebpf, keys, peers_used, cold_used);
             let inner = inner
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("reading the {MAP_INNER} map panicked")));
@@ -424,7 +424,7 @@ pub(super) fn read(ebpf: &Ebpf, keys: &mut SlotKeys, parallel: bool) -> Result<S
         snap.peers = peers?;
         snap.inner = inner?;
     } else {
-        snap.peers = read_peers(ebpf, keys, &peers_used, &cold_used)?;
+        snap.peers = read_peers(ebpf, keys, peers_used, cold_used)?;
         snap.inner = read_inner(ebpf, macs_used)?;
     }
     // The drop map belongs to an optional program: absent in older objects.

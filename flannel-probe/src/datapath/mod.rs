@@ -364,13 +364,13 @@ impl Datapath {
             .collect()
     }
 
-    /// Reads and sums every map now.
     /// How often `PEER_INDEX` was read whole: once per read that found a
     /// slot it did not know the key of (a new peer), not once per read.
     pub fn index_reads(&self) -> u64 {
         self.slot_keys.index_reads
     }
 
+    /// Reads and sums every map now.
     pub fn snapshot(&mut self) -> Result<Snapshot> {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
