@@ -47,14 +47,8 @@ pub fn peer_vtep_ip(i: u32) -> Ipv4Addr {
 /// address (onlink), a permanent neighbour entry for that address and a
 /// permanent FDB entry sending its MAC to its underlay address.
 pub fn flannel_scripts(dev: &str, from: u32, to: u32) -> (String, String) {
-    let mut ip = String::new();
-    let mut bridge = String::new();
-    for i in from..to.min(MAX_PEERS) {
-        let (subnet, vtep, mac) = (
-            peer_subnet(i),
-            peer_vtep_ip(i),
-            crate::lab::format_mac(&peer_mac(i)),
-        );
+    per_peer(from, to, |ip, bridge, p| {
+        let (subnet, vtep, mac, under) = (p.subnet, p.vtep, &p.mac, p.underlay);
         let _ = writeln!(
             ip,
             "route replace {subnet}/{SUBNET_PREFIX} via {vtep} dev {dev} onlink"
@@ -65,9 +59,48 @@ pub fn flannel_scripts(dev: &str, from: u32, to: u32) -> (String, String) {
         );
         let _ = writeln!(
             bridge,
-            "fdb replace {mac} dev {dev} dst {} self permanent",
-            peer_ip(i)
+            "fdb replace {mac} dev {dev} dst {under} self permanent"
         );
+    })
+}
+
+/// Scripts removing what [`flannel_scripts`] programmed for peers
+/// `from..to`, so a later measurement on the node starts from the lab's own
+/// state (the node's netlink dumps grow with every entry left).
+pub fn unprogram_scripts(dev: &str, from: u32, to: u32) -> (String, String) {
+    per_peer(from, to, |ip, bridge, p| {
+        let (subnet, vtep, mac, under) = (p.subnet, p.vtep, &p.mac, p.underlay);
+        let _ = writeln!(ip, "route del {subnet}/{SUBNET_PREFIX} dev {dev}");
+        let _ = writeln!(ip, "neigh del {vtep} dev {dev}");
+        let _ = writeln!(bridge, "fdb del {mac} dev {dev} dst {under} self");
+    })
+}
+
+/// One synthetic peer's addresses, as the scripts write them.
+struct Peer {
+    subnet: Ipv4Addr,
+    vtep: Ipv4Addr,
+    mac: String,
+    underlay: Ipv4Addr,
+}
+
+/// `line` for every peer of `from..to` (capped at [`MAX_PEERS`]), into the
+/// `ip` and the `bridge` script.
+fn per_peer(
+    from: u32,
+    to: u32,
+    mut line: impl FnMut(&mut String, &mut String, &Peer),
+) -> (String, String) {
+    let mut ip = String::new();
+    let mut bridge = String::new();
+    for i in from..to.min(MAX_PEERS) {
+        let p = Peer {
+            subnet: peer_subnet(i),
+            vtep: peer_vtep_ip(i),
+            mac: crate::lab::format_mac(&peer_mac(i)),
+            underlay: peer_ip(i),
+        };
+        line(&mut ip, &mut bridge, &p);
     }
     (ip, bridge)
 }
@@ -75,6 +108,23 @@ pub fn flannel_scripts(dev: &str, from: u32, to: u32) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_programmed_entry_has_its_removal() {
+        let (ip, bridge) = flannel_scripts("flannel.1", 3, 7);
+        let (ip_del, bridge_del) = unprogram_scripts("flannel.1", 3, 7);
+        assert_eq!(ip.lines().count(), 8);
+        assert_eq!(bridge.lines().count(), 4);
+        // The same object (first argument after the verb) in the same order.
+        let objects = |s: &str, verb: &str| -> Vec<String> {
+            s.lines()
+                .map(|l| l.replacen(verb, "", 1))
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        assert_eq!(objects(&ip, "replace"), objects(&ip_del, "del"));
+        assert_eq!(objects(&bridge, "replace"), objects(&bridge_del, "del"));
+    }
 
     #[test]
     fn peers_are_distinct_and_outside_the_lab() {

@@ -806,6 +806,13 @@ impl Bench<'_> {
             // A refresh in progress finishes before the signal is seen.
             a.stop(slow)?;
         }
+        // Part 5 measures serve on this node "quiet": without the synthetic
+        // peers' routes, neighbours and FDB entries, which its netlink dumps
+        // would otherwise read every second.
+        let (ip, bridge) = synthetic::unprogram_scripts(&node.overlay, 0, programmed);
+        self.lab
+            .batch(&node.ns, &ip, &bridge)
+            .with_context(|| format!("removing {programmed} synthetic peers from {}", node.name))?;
         Ok(())
     }
 }
