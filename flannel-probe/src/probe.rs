@@ -14,7 +14,7 @@ use crate::{
     },
     diagnose::{Inputs, diagnose},
     node::{
-        DiscoverOptions, NoUplink, NodeState, UplinkChoice, VtepFamily, discover, discover_after,
+        DiscoverOptions, NoUplink, NodeState, Tables, UplinkChoice, VtepFamily, discover_after,
     },
     report::{OverlayChange, Report, mac_string},
 };
@@ -44,6 +44,9 @@ pub(crate) const DEFAULT_MAP_MEMORY_LIMIT: u64 = 64 << 20;
 
 pub(crate) struct Probe {
     handle: rtnetlink::Handle,
+    /// Neighbours, FDB and routes, kept from notifications between
+    /// refreshes.
+    tables: Tables,
     opts: DiscoverOptions,
     dp: Datapath,
     node: NodeState,
@@ -106,7 +109,9 @@ impl Probe {
             rtnetlink::new_connection().context("opening a netlink socket failed")?;
         tokio::spawn(conn);
         let mut opts = options.discover.clone();
-        let node = discover(&handle, &opts).await?;
+        // Subscribed before the first dump: nothing changed meanwhile is missed.
+        let mut tables = Tables::subscribed();
+        let node = discover_after(&handle, &opts, None, &mut tables).await?;
         remember_overlays(&mut opts, &node);
         let dp = Datapath::load(&LoadOptions {
             max_peers: options.max_peers,
@@ -114,6 +119,7 @@ impl Probe {
         })?;
         let mut probe = Self {
             handle,
+            tables,
             opts,
             dp,
             node,
@@ -335,7 +341,13 @@ impl Probe {
     /// (`serve` and `watch` call this every interval).
     pub(crate) async fn refresh(&mut self) -> Result<()> {
         let previous = self.uplink_at.as_ref().map(|(name, _)| name.clone());
-        self.node = discover_after(&self.handle, &self.opts, previous.as_deref()).await?;
+        self.node = discover_after(
+            &self.handle,
+            &self.opts,
+            previous.as_deref(),
+            &mut self.tables,
+        )
+        .await?;
         remember_overlays(&mut self.opts, &self.node);
         self.sync()?;
         self.self_check();
@@ -485,7 +497,7 @@ enum LinkNote<'a> {
 /// The notifications in one datagram, read without parsing their
 /// attributes beyond `IFLA_IFNAME`.
 fn link_notes(buf: &[u8]) -> impl Iterator<Item = LinkNote<'_>> {
-    use netlink_packet_core::{NetlinkBuffer, NlasIterator};
+    use netlink_packet_core::NlasIterator;
     const RTM_NEWLINK: u16 = 16;
     const RTM_DELLINK: u16 = 17;
     const RTM_SETLINK: u16 = 19;
@@ -493,47 +505,34 @@ fn link_notes(buf: &[u8]) -> impl Iterator<Item = LinkNote<'_>> {
     const NLMSG_DONE: u16 = 3;
     const LINK_HEADER_LEN: usize = 16;
     const IFLA_IFNAME: u16 = 3;
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let Ok(msg) = NetlinkBuffer::new_checked(rest) else {
-            rest = &[];
-            return Some(LinkNote::Unknown);
+    crate::node::datagram_messages(buf).map(|m| {
+        let Some((kind, payload, _)) = m else {
+            return LinkNote::Unknown;
         };
-        let len = usize::try_from(msg.length()).unwrap_or(usize::MAX);
-        // Messages are 4-byte aligned in the datagram.
-        let next = len.saturating_add(3) & !3;
-        let note = match msg.message_type() {
-            RTM_NEWLINK | RTM_DELLINK | RTM_SETLINK => {
-                let payload = msg.payload();
-                match payload.get(..LINK_HEADER_LEN) {
-                    Some(h) => {
-                        // ifinfomsg: family, pad, type (u16), index (i32).
-                        let index = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
-                        let name = NlasIterator::new(&payload[LINK_HEADER_LEN..])
-                            .map_while(Result::ok)
-                            .find(|a| a.kind() == IFLA_IFNAME)
-                            .and_then(|a| {
-                                // The attribute's bytes (4-byte header, then
-                                // the NUL-terminated name) outlive the view.
-                                let len = usize::from(a.length());
-                                let v = a.into_inner().get(4..len)?;
-                                let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
-                                std::str::from_utf8(&v[..end]).ok()
-                            });
-                        LinkNote::Link { index, name }
-                    }
-                    None => LinkNote::Unknown,
+        match kind {
+            RTM_NEWLINK | RTM_DELLINK | RTM_SETLINK => match payload.get(..LINK_HEADER_LEN) {
+                Some(h) => {
+                    // ifinfomsg: family, pad, type (u16), index (i32).
+                    let index = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+                    let name = NlasIterator::new(&payload[LINK_HEADER_LEN..])
+                        .map_while(Result::ok)
+                        .find(|a| a.kind() == IFLA_IFNAME)
+                        .and_then(|a| {
+                            // The attribute's bytes (4-byte header, then
+                            // the NUL-terminated name) outlive the view.
+                            let len = usize::from(a.length());
+                            let v = a.into_inner().get(4..len)?;
+                            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+                            std::str::from_utf8(&v[..end]).ok()
+                        });
+                    LinkNote::Link { index, name }
                 }
-            }
+                None => LinkNote::Unknown,
+            },
             NLMSG_NOOP | NLMSG_DONE => LinkNote::Other,
             t if t >= LINK_TYPES_END => LinkNote::Other,
             _ => LinkNote::Unknown,
-        };
-        rest = rest.get(next..).unwrap_or(&[]);
-        Some(note)
+        }
     })
 }
 

@@ -15,6 +15,7 @@ mod links;
 mod routes;
 mod snmp;
 mod sockdiag;
+mod tables;
 mod uplink;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -24,6 +25,7 @@ use anyhow::{Context, anyhow};
 pub use fdb::NUD_PERMANENT;
 pub(crate) use fdb::{NUD_FAILED, NUD_INCOMPLETE};
 pub(crate) use snmp::csum_counter;
+pub(crate) use tables::Tables;
 pub use uplink::{NoUplink, UplinkSource};
 
 /// Flannel's VXLAN port, when the device names none.
@@ -315,7 +317,8 @@ pub struct NodeState {
     pub port_bound: bool,
     /// FDB entries of the overlay device.
     pub fdb: Vec<FdbEntry>,
-    /// Neighbours of `family` on the overlay device.
+    /// Unicast neighbours of `family` on the overlay device (the NOARP
+    /// entries of multicast groups it joined are left out).
     pub neighbours: Vec<NeighEntry>,
     /// Routes of `family` of the main table (all devices).
     pub routes: Vec<RouteEntry>,
@@ -355,21 +358,24 @@ impl NodeState {
 ///
 /// A missing overlay device is not an error; a missing explicitly named
 /// uplink is.
+#[cfg(test)]
 pub(crate) async fn discover(
     handle: &rtnetlink::Handle,
     opts: &DiscoverOptions,
 ) -> anyhow::Result<NodeState> {
-    discover_after(handle, opts, None).await
+    discover_after(handle, opts, None, &mut Tables::dumping()).await
 }
 
 /// [`discover`] for a probe that runs on: `previous` is the uplink it
 /// chose before, kept by `auto` when several interfaces qualify and
 /// nothing else tells them apart (the overlay, whose `dev` named it, may
-/// be gone: the incident).
+/// be gone: the incident). Neighbours, FDB and routes come from `tables`,
+/// which dumps only what its notifications cannot vouch for.
 pub(crate) async fn discover_after(
     handle: &rtnetlink::Handle,
     opts: &DiscoverOptions,
     previous: Option<&str>,
+    tables: &mut Tables,
 ) -> anyhow::Result<NodeState> {
     let hostname = hostname().context("gethostname(2) failed")?;
     let kernel = kernel_release().context("uname(2) failed")?;
@@ -377,7 +383,13 @@ pub(crate) async fn discover_after(
     let all_links = links::dump_links(handle).await?;
     let names = opts.resolve(|name| all_links.iter().any(|l| l.name == name));
     let addrs = links::dump_addrs(handle).await?;
-    let routes4 = routes::dump_main_ipv4(handle).await?;
+    let overlay_ifindexes: Vec<u32> = all_links
+        .iter()
+        .filter(|l| names.contains(&l.name))
+        .map(|l| l.index)
+        .collect();
+    tables.begin(&all_links, &addrs, &overlay_ifindexes);
+    let routes4 = tables.routes(handle, false).await?;
     let families: Vec<VtepFamily> = names
         .iter()
         .map(|name| {
@@ -388,7 +400,7 @@ pub(crate) async fn discover_after(
     // IPv6 routes only when an IPv6 overlay is watched: an IPv4-only node
     // is read exactly as before.
     let routes6 = if families.contains(&VtepFamily::Ipv6) {
-        routes::dump_main_ipv6(handle).await?
+        tables.routes(handle, true).await?
     } else {
         Vec::new()
     };
@@ -407,7 +419,7 @@ pub(crate) async fn discover_after(
     };
     let mut states = Vec::with_capacity(names.len());
     for (name, family) in names.iter().zip(families) {
-        let mut st = discover_overlay(handle, opts, previous, &facts, name, family).await?;
+        let mut st = discover_overlay(handle, opts, previous, &facts, tables, name, family).await?;
         st.hostname.clone_from(&hostname);
         st.kernel.clone_from(&kernel);
         states.push(st);
@@ -432,6 +444,7 @@ async fn discover_overlay(
     opts: &DiscoverOptions,
     previous: Option<&str>,
     facts: &NodeFacts<'_>,
+    tables: &mut Tables,
     name: &str,
     family: VtepFamily,
 ) -> anyhow::Result<NodeState> {
@@ -461,8 +474,8 @@ async fn discover_overlay(
 
     let (fdb, neighbours) = match &overlay {
         Some(o) => (
-            fdb::dump_fdb(handle, o.ifindex).await?,
-            fdb::dump_neighbours(handle, o.ifindex, ipv6).await?,
+            tables.fdb(handle, o.ifindex).await?,
+            tables.neighbours(handle, o.ifindex, ipv6).await?,
         ),
         None => (Vec::new(), Vec::new()),
     };
@@ -614,6 +627,31 @@ pub(crate) fn kernel_release() -> std::io::Result<String> {
         .map(|&c| c as u8)
         .collect();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The messages of one netlink datagram: each as (type, payload, the whole
+/// message), or `None` for one whose header does not parse (the rest of the
+/// datagram is then skipped).
+pub(crate) fn datagram_messages(buf: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8], &[u8])>> {
+    use netlink_packet_core::NetlinkBuffer;
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let Ok(msg) = NetlinkBuffer::new_checked(rest) else {
+            rest = &[];
+            return Some(None);
+        };
+        let len = usize::try_from(msg.length()).unwrap_or(usize::MAX);
+        let (kind, here) = (msg.message_type(), rest);
+        let whole = here.get(..len).unwrap_or(here);
+        // After the 16-byte nlmsghdr.
+        let payload = whole.get(16..).unwrap_or(&[]);
+        // Messages are 4-byte aligned in the datagram.
+        rest = here.get(len.saturating_add(3) & !3..).unwrap_or(&[]);
+        Some(Some((kind, payload, whole)))
+    })
 }
 
 /// A netlink message through the kernel's wire format and back: the unit
@@ -1000,7 +1038,7 @@ mod tests {
             Some(NoUplink::Several(vec!["eth0".into(), "eth1".into()]))
         );
         let st = with_handle(&ns, false, |h| async move {
-            discover_after(&h, &opts(), Some("eth0")).await
+            discover_after(&h, &opts(), Some("eth0"), &mut Tables::dumping()).await
         })
         .expect("discover");
         assert_eq!(st.uplink.map(|u| u.ifindex), Some(eth0));
@@ -1188,6 +1226,118 @@ mod tests {
         assert_eq!(st.local_vtep, Some(v6("fd00:192:0:2::13")));
         assert!(!st.port_bound);
         assert!(st.fdb.is_empty() && st.neighbours.is_empty());
+    }
+
+    /// The tables as the refresh sees them: each overlay's FDB,
+    /// neighbours and routes.
+    type Seen = Vec<(String, Vec<FdbEntry>, Vec<NeighEntry>, Vec<RouteEntry>)>;
+
+    fn seen(st: &NodeState) -> Seen {
+        st.overlays()
+            .map(|o| {
+                (
+                    o.overlay_name.clone(),
+                    o.fdb.clone(),
+                    o.neighbours.clone(),
+                    o.routes.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// A dual-stack node read by a probe that keeps its tables from
+    /// notifications: after every kind of change, what it sees is what a
+    /// fresh dump says, and it dumps only where the kernel does not notify
+    /// (IPv4 routes flushed with a downed device or a deleted address, a
+    /// recreated overlay).
+    #[test]
+    fn kept_tables_follow_the_kernel_and_dump_only_when_they_must() {
+        let Some(ns) = Netns::for_test() else { return };
+        underlay(&ns);
+        flannel(&ns, 8472);
+        flannel6(&ns);
+        let ns = &ns;
+        let out = with_handle(ns, false, |h| async move {
+            let mut tables = Tables::subscribed();
+            // The dumps before and after one refresh.
+            let mut step = async |what: &str| -> anyhow::Result<(tables::Dumps, tables::Dumps)> {
+                let before = tables.dumps;
+                let kept = discover_after(&h, &opts(), None, &mut tables).await?;
+                let fresh = discover(&h, &opts()).await?;
+                assert_eq!(seen(&kept), seen(&fresh), "after {what}");
+                Ok((before, tables.dumps))
+            };
+            let (_, first) = step("the first read").await?;
+            // Two overlays: FDB and neighbours of each, routes of each family.
+            assert_eq!(
+                first,
+                tables::Dumps {
+                    fdb: 2,
+                    neigh: 2,
+                    routes: 2
+                }
+            );
+
+            // Peers come, change and go: all notified, nothing dumped.
+            for i in 2..40 {
+                ns.ip(&format!(
+                    "route add 10.42.{i}.0/24 via 10.42.{i}.0 dev flannel.1 onlink"
+                ));
+                ns.ip(&format!(
+                    "neigh add 10.42.{i}.0 lladdr 0e:00:00:00:01:{i:02x} dev flannel.1 nud permanent"
+                ));
+                ns.bridge(&format!(
+                    "fdb append 0e:00:00:00:01:{i:02x} dev flannel.1 dst 192.0.2.{i} self permanent"
+                ));
+            }
+            ns.ip("-6 route add 2001:cafe:42:2::/64 via 2001:cafe:42:2:: dev flannel-v6.1 onlink");
+            ns.ip("route replace 10.42.2.0/24 via 10.42.3.0 dev flannel.1 onlink");
+            ns.ip("neigh del 10.42.4.0 dev flannel.1");
+            ns.ip("route del 10.42.5.0/24");
+            ns.bridge("fdb del 0e:00:00:00:01:06 dev flannel.1 dst 192.0.2.6 self");
+            ns.ip("-6 neigh del 2001:cafe:42:1:: dev flannel-v6.1");
+            // Neighbours of other devices, and a pod's veth coming and going.
+            ns.ip("neigh add 192.0.2.77 lladdr 02:00:00:00:00:77 dev eth0");
+            ns.ip("link add vethpod type veth peer name vethpodp");
+            ns.ip("link set vethpod up");
+            ns.ip("link del vethpod");
+            assert_eq!(step("peers changing").await?.1, first, "nothing dumped");
+
+            // A MAC moved to another remote: `append` and `replace` are the
+            // same notification, so the FDB (only) is dumped.
+            ns.bridge("fdb replace 0e:00:00:00:01:03 dev flannel.1 dst 192.0.2.200 self permanent");
+            let (before, after) = step("a remote replaced").await?;
+            assert_eq!(after.fdb, before.fdb + 1);
+            assert_eq!((after.neigh, after.routes), (before.neigh, before.routes));
+            ns.bridge("fdb append 0e:00:00:00:01:03 dev flannel.1 dst 192.0.2.201 self permanent");
+            step("a remote appended").await?;
+
+            // A device with routes goes down: IPv4 flushes them unnotified.
+            ns.add_nic("dummy9");
+            ns.ip("route add 10.99.0.0/24 dev dummy9");
+            step("a route via dummy9").await?;
+            ns.ip("link set dummy9 down");
+            let (before, after) = step("dummy9 down").await?;
+            assert_eq!(after.routes, before.routes + 2, "routes dumped again");
+            assert_eq!((after.fdb, after.neigh), (before.fdb, before.neigh));
+
+            // An address deleted takes the routes it was the source of.
+            ns.ip("addr add 192.0.2.99/24 dev eth0");
+            ns.ip("route add 10.98.0.0/24 via 192.0.2.1 dev eth0 src 192.0.2.99");
+            step("a route from 192.0.2.99").await?;
+            ns.ip("addr del 192.0.2.99/24 dev eth0");
+            let (before, after) = step("192.0.2.99 deleted").await?;
+            assert_eq!(after.routes, before.routes + 2);
+
+            // flannel.1 recreated: its tables are read anew.
+            ns.ip("link del flannel.1");
+            flannel(ns, 8472);
+            let (before, after) = step("flannel.1 recreated").await?;
+            assert_eq!(after.fdb, before.fdb + 1);
+            assert_eq!(after.neigh, before.neigh + 1);
+            Ok(after)
+        });
+        assert!(out.expect("kept tables").fdb >= 3);
     }
 
     #[test]

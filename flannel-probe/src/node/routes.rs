@@ -16,6 +16,8 @@ use super::RouteEntry;
 pub(super) struct ParsedRoute {
     pub(super) entry: RouteEntry,
     pub(super) priority: u32,
+    /// `rtm_tos`: part of the route's identity.
+    pub(super) tos: u8,
 }
 
 /// All IPv4 routes of the main table, in kernel order.
@@ -119,6 +121,7 @@ pub(super) fn parse(msg: &RouteMessage) -> Option<ParsedRoute> {
             onlink,
         },
         priority,
+        tos: msg.header.tos,
     })
 }
 
@@ -146,6 +149,7 @@ mod tests {
                 onlink: false,
             },
             priority,
+            tos: 0,
         }
     }
 

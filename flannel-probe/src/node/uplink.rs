@@ -315,6 +315,7 @@ mod tests {
                 onlink: false,
             },
             priority: 0,
+            tos: 0,
         }
     }
 

@@ -130,6 +130,11 @@ pub(crate) struct BenchArgs {
     /// bench/results.json (after editing bench/analysis.md, say).
     #[arg(long)]
     render: bool,
+    /// Measure this flannel-probe binary instead of building the
+    /// workspace's (another commit's release build, for a before/after in
+    /// one session).
+    #[arg(long)]
+    probe_bin: Option<PathBuf>,
 }
 
 /// The second run of a pair.
@@ -185,7 +190,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     crate::setup::all()?;
     crate::setup::bench_packages()?;
-    let probe = crate::probe(Profile::Release)?;
+    let probe = match &args.probe_bin {
+        Some(p) => {
+            ensure!(p.is_file(), "--probe-bin {}: no such file", p.display());
+            p.clone()
+        }
+        None => crate::probe(Profile::Release)?,
+    };
     crate::cargo(&[
         "build",
         "--release",
@@ -213,6 +224,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         machine: machine(),
         ..Results::default()
     };
+    if let Some(p) = &args.probe_bin {
+        // The figures are that binary's, not this checkout's.
+        r.machine.commit = format!("{} measuring {}", r.machine.commit, p.display());
+    }
     let lab = Lab::up(LabSpec {
         nodes: 2,
         ..LabSpec::default()
