@@ -104,7 +104,7 @@ pub(crate) struct Tables {
     links_up: BTreeSet<u32>,
     addrs: Vec<(u32, IpAddr)>,
     last_resync: Instant,
-    /// Dumps made, per table kind (the tests' and the bench's witness).
+    /// Dumps made, per table kind (the tests' witness).
     pub(crate) dumps: Dumps,
 }
 
@@ -185,7 +185,9 @@ impl Tables {
         for i in overlays {
             self.devices.entry(*i).or_default();
         }
-        if self.sock.is_none() || self.last_resync.elapsed() >= RESYNC {
+        // Every RESYNC, trust no table (without the socket none is ever
+        // fresh: each is dumped at every refresh anyway).
+        if self.last_resync.elapsed() >= RESYNC {
             self.stale_all();
         }
         self.drain();
@@ -195,11 +197,12 @@ impl Tables {
             .map(|l| l.index)
             .collect();
         let lost: BTreeSet<u32> = self.links_up.difference(&up).copied().collect();
-        let routes_via_lost = [&self.routes4, &self.routes6].iter().any(|t| {
-            t.entries
-                .values()
-                .any(|r| r.entry.oif.is_some_and(|o| lost.contains(&o)))
-        });
+        let routes_via_lost = !lost.is_empty()
+            && [&self.routes4, &self.routes6].iter().any(|t| {
+                t.entries
+                    .values()
+                    .any(|r| r.entry.oif.is_some_and(|o| lost.contains(&o)))
+            });
         // An address added only adds routes (notified); one removed can
         // take routes with it unnotified. IPv6 link-local addresses come
         // and go with every pod's veth and are no route's source.
@@ -298,7 +301,7 @@ impl Tables {
             self.dumps.neigh += 1;
             dev.neigh.entries = dumped
                 .into_iter()
-                .filter(|e| !e.ip.is_multicast())
+                .filter(|e| kept_neighbour(e.ip))
                 .map(|e| (e.ip, e))
                 .collect();
             dev.neigh.fresh = self.sock.is_some();
@@ -335,6 +338,13 @@ impl Tables {
         }
         Ok(table.entries.values().cloned().collect())
     }
+}
+
+/// Whether a neighbour is kept: multicast groups' NOARP entries are
+/// created as the device joins them, without a notification, so no view
+/// of them can be kept (dumped or notified, they are left out).
+fn kept_neighbour(ip: IpAddr) -> bool {
+    !ip.is_multicast()
 }
 
 /// A socket subscribed to neighbour and route changes, with a large
@@ -417,9 +427,7 @@ fn apply(
             new,
             entry,
         } => {
-            // Multicast groups' NOARP entries are created as the device joins
-            // them, without a notification: no view of them can be kept.
-            if entry.ip.is_multicast() {
+            if !kept_neighbour(entry.ip) {
                 return true;
             }
             if let Some(d) = devices.get_mut(&ifindex) {
