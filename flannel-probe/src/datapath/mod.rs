@@ -146,6 +146,8 @@ pub struct Datapath {
     last_entries: usize,
     /// Whose each CPU's `PEERS` slots are, kept between reads.
     slot_keys: collect::SlotKeys,
+    /// The rows of the last read, their memory kept for the next.
+    read_buffers: collect::ReadBuffers,
     /// Slots of each index minus one.
     index_mask: u32,
     /// Tells other instances this one is alive (see `reclaim`).
@@ -213,6 +215,7 @@ impl Datapath {
             drops,
             last_entries: 0,
             slot_keys: collect::SlotKeys::default(),
+            read_buffers: collect::ReadBuffers::default(),
             index_mask: index_slots(opts.max_peers) - 1,
             _heartbeat: heartbeat,
         };
@@ -376,7 +379,12 @@ impl Datapath {
             l.flush();
         }
         let parallel = self.last_entries > collect::PARALLEL_ABOVE;
-        let snap = collect::read(&self.ebpf, &mut self.slot_keys, parallel)?;
+        let snap = collect::read(
+            &self.ebpf,
+            &mut self.slot_keys,
+            &mut self.read_buffers,
+            parallel,
+        )?;
         self.last_entries = snap.peers.len() + snap.inner.len();
         Ok(snap)
     }

@@ -14,6 +14,10 @@ use crate::{
     report::{PeerReport, UnknownSource, UnknownSources},
 };
 
+/// Sets of a route or an FDB entry per peer: 100 000 of them at 100 000
+/// peers, where SipHash was most of building them.
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// How many unknown sources are listed by address; the rest are summed, so
 /// that a flood of forged sources costs a fixed amount of report.
 pub(super) const TOP_UNKNOWN: usize = 5;
@@ -26,11 +30,11 @@ pub(super) struct Identity {
     /// their masked addresses. A lookup per prefix length in use (one or
     /// two) rather than a scan of every route: with a route per node the
     /// scan made the diagnosis quadratic (10 000 peers: 0.4 s).
-    pod_nets: HashMap<(bool, u8), HashSet<u128>>,
+    pod_nets: HashMap<(bool, u8), FastSet<u128>>,
     /// VTEP MACs the node knows (FDB and overlay neighbours): traffic
     /// carrying one of them from an address the FDB does not name is a
     /// peer whose entry is stale or missing, which the FDB rules report.
-    known_macs: HashSet<[u8; 6]>,
+    known_macs: FastSet<[u8; 6]>,
 }
 
 impl Identity {
@@ -38,7 +42,7 @@ impl Identity {
         let overlay = node.overlay.as_ref().map(|o| o.ifindex);
         // Every route via the overlay leads into the pod network (another
         // node's pod subnet); nothing else is routed through it.
-        let mut pod_nets: HashMap<(bool, u8), HashSet<u128>> = HashMap::new();
+        let mut pod_nets: HashMap<(bool, u8), FastSet<u128>> = HashMap::new();
         for (v6, len, net) in node
             .routes
             .iter()
@@ -118,33 +122,37 @@ fn prefix_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
 /// listed, the rest summed).
 pub(super) fn split(
     id: &Identity,
-    peers: Vec<PeerReport>,
+    mut peers: Vec<PeerReport>,
     not_ours: NotOurs,
 ) -> (Vec<PeerReport>, UnknownSources, HashSet<IpAddr>) {
-    let mut kept = Vec::with_capacity(peers.len());
     let mut excluded = HashSet::new();
     let mut unknown: Vec<UnknownSource> = Vec::new();
-    for p in peers {
-        match id.not_a_peer(&p) {
-            None => kept.push(p),
-            Some(why) => {
-                excluded.extend(p.ip());
-                // Rows with nothing in the window (an address only met
-                // before) are not worth a line.
-                let packets =
-                    p.traffic.rx_encap_packets + p.rx_other_port + p.traffic.icmp_port_unreachable;
-                if packets + p.traffic.tx_encap_packets > 0 {
-                    unknown.push(UnknownSource {
-                        source: p.peer,
-                        why,
-                        rx_packets: packets,
-                        rx_other_vni: p.rx_other_vni,
-                        rx_malformed: p.rx_malformed,
-                        icmp_port_unreachable: p.traffic.icmp_port_unreachable,
-                        tx_packets: p.traffic.tx_encap_packets,
-                    });
-                }
-            }
+    // Taken out in place: the peers (nearly all rows) are not moved, which
+    // at 100 000 rows of some 400 bytes was a sixth of the diagnosis.
+    let mut whys = Vec::new();
+    let out: Vec<PeerReport> = peers
+        .extract_if(.., |p| {
+            let why = id.not_a_peer(p);
+            whys.extend(why);
+            why.is_some()
+        })
+        .collect();
+    for (p, why) in out.into_iter().zip(whys) {
+        excluded.extend(p.ip());
+        // Rows with nothing in the window (an address only met before) are
+        // not worth a line.
+        let packets =
+            p.traffic.rx_encap_packets + p.rx_other_port + p.traffic.icmp_port_unreachable;
+        if packets + p.traffic.tx_encap_packets > 0 {
+            unknown.push(UnknownSource {
+                source: p.peer,
+                why,
+                rx_packets: packets,
+                rx_other_vni: p.rx_other_vni,
+                rx_malformed: p.rx_malformed,
+                icmp_port_unreachable: p.traffic.icmp_port_unreachable,
+                tx_packets: p.traffic.tx_encap_packets,
+            });
         }
     }
     unknown.sort_by(|a, b| {
@@ -161,7 +169,7 @@ pub(super) fn split(
         icmp_not_ours: not_ours.icmp_not_ours,
         rx_dropped: 0,
     };
-    (kept, sources, excluded)
+    (peers, sources, excluded)
 }
 
 #[cfg(test)]

@@ -521,23 +521,19 @@ pub(super) struct Index {
     /// FDB: VTEP MAC -> underlay address (entries with a MAC and a dst),
     /// joined with the Snapshot's peers.
     pub fdb: FastMap<[u8; 6], IpAddr>,
-    /// VTEP MACs the FDB sends somewhere (either family).
-    fdb_macs: BTreeSet<[u8; 6]>,
     /// Usable neighbour entries: gateway -> MAC.
     neigh: FastMap<IpAddr, [u8; 6]>,
 }
 
 impl Index {
     pub(super) fn new(node: &NodeState) -> Self {
-        let programmed = || {
-            node.fdb
+        Self {
+            fdb: node
+                .fdb
                 .iter()
                 .filter(|e| e.mac != [0; 6])
                 .filter_map(|e| e.dst.map(|d| (e.mac, d)))
-        };
-        Self {
-            fdb: programmed().collect(),
-            fdb_macs: programmed().map(|(mac, _)| mac).collect(),
+                .collect(),
             neigh: node
                 .neighbours
                 .iter()
@@ -556,7 +552,7 @@ fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
         .iter()
         .filter_map(|&(dst, len, gw)| {
             let mac = *ix.neigh.get(&gw)?;
-            if ix.fdb_macs.contains(&mac) {
+            if ix.fdb.contains_key(&mac) {
                 return None;
             }
             let m = mac_string(&mac);
