@@ -117,8 +117,10 @@ fn lookup_batch<K: Pod, V: Pod>(
         if batch_now == 0 {
             return Ok(());
         }
-        keys.resize(batch * size_of::<K>(), 0);
-        values.resize(batch * stride / 8, 0);
+        // Sized for this call, not the largest: reading 10 slots of a
+        // per-CPU array should not fault in a megabyte every second.
+        keys.resize(batch_now * size_of::<K>(), 0);
+        values.resize(batch_now * stride / 8, 0);
         // SAFETY: bpf_attr is plain data; all-zero is its "unset" state.
         let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
         // SAFETY: writing the batch member of a zeroed union.
@@ -163,7 +165,7 @@ fn lookup_batch<K: Pod, V: Pod>(
         left -= got;
         let vbytes = values.as_ptr().cast::<u8>();
         for i in 0..got {
-            // SAFETY: i < got <= batch, so both reads stay inside the
+            // SAFETY: i < got <= batch_now, so both reads stay inside the
             // buffers; Pod types accept any bytes; reads are unaligned-safe.
             let key: K =
                 unsafe { ptr::read_unaligned(keys.as_ptr().add(i * size_of::<K>()).cast()) };
