@@ -46,9 +46,9 @@ pub(super) fn all(r: &Report, inp: &Inputs<'_>, ix: &Index) -> Vec<Finding> {
     out.extend(port_mismatch);
     out.extend(peer_silent(r));
     out.extend(vni_mismatch(r));
-    let routes = overlay_routes(node);
+    let routes = overlay_routes(node, ix);
     out.extend(fdb_entry_missing(r, &routes, ix));
-    out.extend(neigh_entry_missing(r, node, &routes, ix));
+    out.extend(neigh_entry_missing(r, node, &routes));
     out.extend(fdb_entry_stale(r, ix));
     out.extend(forwarding_disabled(r, node));
     out.extend(mtu_mismatch(r, node));
@@ -499,8 +499,10 @@ fn vni_mismatch(r: &Report) -> Vec<Finding> {
 /// overlay's family).
 type Route = (IpAddr, u8, IpAddr);
 
-/// The routes via the overlay device.
-fn overlay_routes(node: &NodeState) -> Vec<Route> {
+/// The routes via the overlay device, each with its gateway's usable
+/// neighbour MAC: looked up once here for both rules that need it (one
+/// route per node: at 100 000 peers a second lookup each was 5 ms).
+fn overlay_routes(node: &NodeState, ix: &Index) -> Vec<(Route, Option<[u8; 6]>)> {
     let Some(o) = &node.overlay else {
         return Vec::new();
     };
@@ -508,6 +510,7 @@ fn overlay_routes(node: &NodeState) -> Vec<Route> {
         .iter()
         .filter(|rt| rt.oif == Some(o.ifindex))
         .filter_map(|rt| rt.gateway.map(|g| (rt.dst, rt.prefix_len, g)))
+        .map(|route| (route, ix.neigh.get(&route.2).copied()))
         .collect()
 }
 
@@ -544,14 +547,14 @@ impl Index {
     }
 }
 
-fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
+fn fdb_entry_missing(r: &Report, routes: &[(Route, Option<[u8; 6]>)], ix: &Index) -> Vec<Finding> {
     // VTEP MAC -> the address its VXLAN arrives from; only built when an
     // entry is missing.
     let mut seen: Option<FastMap<[u8; 6], IpAddr>> = None;
     routes
         .iter()
-        .filter_map(|&(dst, len, gw)| {
-            let mac = *ix.neigh.get(&gw)?;
+        .filter_map(|&((dst, len, gw), mac)| {
+            let mac = mac?;
             if ix.fdb.contains_key(&mac) {
                 return None;
             }
@@ -588,11 +591,15 @@ fn fdb_entry_missing(r: &Report, routes: &[Route], ix: &Index) -> Vec<Finding> {
         .collect()
 }
 
-fn neigh_entry_missing(r: &Report, node: &NodeState, routes: &[Route], ix: &Index) -> Vec<Finding> {
+fn neigh_entry_missing(
+    r: &Report,
+    node: &NodeState,
+    routes: &[(Route, Option<[u8; 6]>)],
+) -> Vec<Finding> {
     let missing: Vec<Route> = routes
         .iter()
-        .copied()
-        .filter(|(_, _, gw)| !ix.neigh.contains_key(gw))
+        .filter(|(_, mac)| mac.is_none())
+        .map(|(route, _)| *route)
         .collect();
     if missing.is_empty() {
         return Vec::new();
