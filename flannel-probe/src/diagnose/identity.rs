@@ -15,8 +15,8 @@ use crate::{
     report::{PeerReport, UnknownSource, UnknownSources},
 };
 
-/// Sets of a route or an FDB entry per peer: 100 000 of them at 100 000
-/// peers, where SipHash was most of building them.
+/// Sets with an entry per route or per FDB entry, so one per peer: at
+/// 100 000 peers SipHash was most of building them.
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// How many unknown sources are listed by address; the rest are summed, so
@@ -25,6 +25,7 @@ pub(super) const TOP_UNKNOWN: usize = 5;
 
 /// The node's view of who may be a peer.
 pub(super) struct Identity<'a> {
+    /// Read again for the known-MAC set, the first time a row needs it.
     node: &'a NodeState,
     /// The overlay is up, so the FDB is what names peers.
     fdb_exists: bool,
