@@ -677,29 +677,20 @@ fn node_matching(node: &NodeState) -> Matching {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::NetlinkMessage;
     use netlink_packet_route::{
         RouteNetlinkMessage as R,
         link::{LinkAttribute, LinkMessage},
     };
 
     use super::{LinkNote, LinkWatch, link_notes};
-
-    /// One notification as the kernel sends it.
-    fn raw(m: R) -> Vec<u8> {
-        let mut m = NetlinkMessage::from(m);
-        m.finalize();
-        let mut buf = vec![0; m.buffer_len()];
-        m.serialize(&mut buf);
-        buf
-    }
+    use crate::node::notification;
 
     fn link_msg(new: bool, index: u32, name: &str) -> Vec<u8> {
         let mut l = LinkMessage::default();
         l.header.index = index;
         l.attributes.push(LinkAttribute::Mtu(1450));
         l.attributes.push(LinkAttribute::IfName(name.into()));
-        raw(if new { R::NewLink(l) } else { R::DelLink(l) })
+        notification(if new { R::NewLink(l) } else { R::DelLink(l) })
     }
 
     /// Whether one notification wakes `w` (it reads as exactly one).
@@ -733,7 +724,7 @@ mod tests {
         let mut l = LinkMessage::default();
         l.header.index = 3;
         assert_eq!(
-            link_notes(&raw(R::NewLink(l))).collect::<Vec<_>>(),
+            link_notes(&notification(R::NewLink(l))).collect::<Vec<_>>(),
             [LinkNote::Link {
                 index: 3,
                 name: None

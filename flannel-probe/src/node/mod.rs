@@ -654,6 +654,17 @@ pub(crate) fn datagram_messages(buf: &[u8]) -> impl Iterator<Item = Option<(u16,
     })
 }
 
+/// One rtnetlink notification as the kernel sends it (header and all): the
+/// unit tests' datagrams for the link watch and the kept tables.
+#[cfg(test)]
+pub(crate) fn notification(m: netlink_packet_route::RouteNetlinkMessage) -> Vec<u8> {
+    let mut m = netlink_packet_core::NetlinkMessage::from(m);
+    m.finalize();
+    let mut buf = vec![0; m.buffer_len()];
+    m.serialize(&mut buf);
+    buf
+}
+
 /// A netlink message through the kernel's wire format and back: the unit
 /// tests' stand-in for what the kernel sends.
 #[cfg(test)]

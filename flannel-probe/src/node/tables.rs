@@ -538,15 +538,7 @@ mod tests {
     };
 
     use super::*;
-
-    /// One notification as the kernel sends it.
-    fn raw(m: RouteNetlinkMessage) -> Vec<u8> {
-        let mut m = NetlinkMessage::from(m);
-        m.finalize();
-        let mut buf = vec![0; m.buffer_len()];
-        m.serialize(&mut buf);
-        buf
-    }
+    use crate::node::notification;
 
     fn fdb_msg(ifindex: u32, mac: [u8; 6], dst: [u8; 4]) -> NeighbourMessage {
         let mut m = NeighbourMessage::default();
@@ -579,33 +571,33 @@ mod tests {
     #[test]
     fn only_tracked_devices_and_the_main_table_are_decoded() {
         let tracked = |i: u32| i == 4;
-        let mut dgram = raw(RouteNetlinkMessage::NewNeighbour(fdb_msg(
+        let mut dgram = notification(RouteNetlinkMessage::NewNeighbour(fdb_msg(
             4,
             MAC,
             [192, 0, 2, 7],
         )));
         // A bridge learning a pod's MAC on another device.
-        dgram.extend(raw(RouteNetlinkMessage::NewNeighbour(fdb_msg(
+        dgram.extend(notification(RouteNetlinkMessage::NewNeighbour(fdb_msg(
             9, MAC, [0; 4],
         ))));
-        dgram.extend(raw(RouteNetlinkMessage::DelNeighbour(fdb_msg(
+        dgram.extend(notification(RouteNetlinkMessage::DelNeighbour(fdb_msg(
             4,
             MAC,
             [192, 0, 2, 7],
         ))));
-        dgram.extend(raw(RouteNetlinkMessage::NewRoute(route_msg(
+        dgram.extend(notification(RouteNetlinkMessage::NewRoute(route_msg(
             254,
             RouteFlags::Onlink,
         ))));
-        dgram.extend(raw(RouteNetlinkMessage::NewRoute(route_msg(
+        dgram.extend(notification(RouteNetlinkMessage::NewRoute(route_msg(
             255,
             RouteFlags::empty(),
         ))));
-        dgram.extend(raw(RouteNetlinkMessage::NewRoute(route_msg(
+        dgram.extend(notification(RouteNetlinkMessage::NewRoute(route_msg(
             254,
             RouteFlags::Cloned,
         ))));
-        dgram.extend(raw(RouteNetlinkMessage::DelRoute(route_msg(
+        dgram.extend(notification(RouteNetlinkMessage::DelRoute(route_msg(
             254,
             RouteFlags::Onlink,
         ))));
@@ -652,7 +644,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_read_distrusts_the_tables() {
-        let whole = raw(RouteNetlinkMessage::NewNeighbour(fdb_msg(
+        let whole = notification(RouteNetlinkMessage::NewNeighbour(fdb_msg(
             4,
             MAC,
             [192, 0, 2, 7],
