@@ -515,6 +515,12 @@ fn reference(ifaces: &[&str]) -> Result<()> {
 
 /// `struct __sk_buff` is UAPI: 192 bytes.
 const SKB_SIZE: usize = 192;
+/// GSO segments and size a test run's ctx_in gives the skb.
+type Gso = (u32, u32);
+/// Offsets of `gso_segs` and `gso_size` in it, which `BPF_PROG_TEST_RUN`
+/// copies into the test skb's shared info.
+const SKB_GSO_SEGS: usize = 164;
+const SKB_GSO_SIZE: usize = 176;
 
 /// Cost per run of each classifier on each kind of frame it meets, from
 /// `BPF_PROG_TEST_RUN` with a kernel-side repeat.
@@ -540,25 +546,47 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
         f.dst_mac = LOCAL_MAC;
         f.build()
     };
+    // A TCP segment of a pod's stream, as GSO/GRO hands the uplink 44 of
+    // them at once (the lab's TCP case): gso_segs and gso_size come from
+    // ctx_in, the data is the first segment's (test runs take one page).
+    let inner_tcp = || -> Vec<u8> {
+        let mut f = Ipv4Frame::new(
+            [10, 42, 2, 54],
+            [10, 42, 1, 54],
+            6,
+            tcp(5201, 40000, 8, 1448),
+        );
+        f.src_mac = peer_mac(0);
+        f.dst_mac = LOCAL_MAC;
+        f.build()
+    };
     // Test runs use loopback, whose MAC is all zeros: PACKET_HOST.
     let outer = |mut f: Ipv4Frame| {
         f.dst_mac = [0; 6];
         f.build()
     };
-    let frames: Vec<(&str, Vec<u8>)> = vec![
+    let frames: Vec<(&str, Vec<u8>, Option<Gso>)> = vec![
         (
             "vxlan_udp64",
             outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner(64))),
+            None,
         ),
         (
             "vxlan_1400",
             outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner(1372))),
+            None,
+        ),
+        (
+            "vxlan_tcp_gso44",
+            outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner_tcp())),
+            Some((44, 1448)),
         ),
         (
             "tcp_not_vxlan",
             outer(Ipv4Frame::new(peer, me, 6, tcp(5201, 40000, 5, 64))),
+            None,
         ),
-        ("inner_udp64", inner(64)),
+        ("inner_udp64", inner(64), None),
     ];
     let mut out = serde_json::Map::new();
     let mut measured = serde_json::Map::new();
@@ -584,10 +612,14 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
             .program_mut(program)
             .ok_or_else(|| anyhow!("no program {program}"))?
             .try_into()?;
-        let ctx = [0u8; SKB_SIZE];
         let mut per_frame = serde_json::Map::new();
         let mut per_frame_stats = serde_json::Map::new();
-        for (name, frame) in &frames {
+        for (name, frame, gso) in &frames {
+            let mut ctx = [0u8; SKB_SIZE];
+            if let Some((segs, size)) = gso {
+                ctx[SKB_GSO_SEGS..SKB_GSO_SEGS + 4].copy_from_slice(&segs.to_ne_bytes());
+                ctx[SKB_GSO_SIZE..SKB_GSO_SIZE + 4].copy_from_slice(&size.to_ne_bytes());
+            }
             // Uplinks see outer frames, the overlay device inner ones.
             if uplink == name.starts_with("inner") {
                 continue;

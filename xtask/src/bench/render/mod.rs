@@ -1088,6 +1088,9 @@ fn frame_text(frame: &str) -> &str {
     match frame {
         "vxlan_udp64" => "VXLAN carrying a 64-byte UDP datagram (counted)",
         "vxlan_1400" => "VXLAN carrying a full-size datagram (counted)",
+        "vxlan_tcp_gso44" => {
+            "VXLAN carrying a TCP segment as one of 44 (gso_segs, gso_size 1448; counted as 44)"
+        }
         "tcp_not_vxlan" => "TCP, not VXLAN (passed over)",
         "inner_udp64" => "inner 64-byte UDP datagram (counted per VTEP MAC)",
         other => other,
