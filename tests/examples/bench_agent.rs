@@ -521,6 +521,8 @@ type Gso = (u32, u32);
 /// copies into the test skb's shared info.
 const SKB_GSO_SEGS: usize = 164;
 const SKB_GSO_SIZE: usize = 176;
+/// The TCP payload per segment of the GSO case (a 1500-byte overlay MTU's).
+const GSO_MSS: u32 = 1448;
 
 /// Cost per run of each classifier on each kind of frame it meets, from
 /// `BPF_PROG_TEST_RUN` with a kernel-side repeat.
@@ -535,31 +537,14 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
     }))?;
     let peer = [192, 0, 2, 12];
     let me = LOCAL.octets();
-    let inner = |payload: usize| -> Vec<u8> {
-        let mut f = Ipv4Frame::new(
-            [10, 42, 2, 54],
-            [10, 42, 1, 54],
-            17,
-            udp(40000, 5201, &vec![0; payload]),
-        );
+    // A pod's frame to a pod behind this node.
+    let inner_l4 = |proto: u8, l4: Vec<u8>| -> Vec<u8> {
+        let mut f = Ipv4Frame::new([10, 42, 2, 54], [10, 42, 1, 54], proto, l4);
         f.src_mac = peer_mac(0);
         f.dst_mac = LOCAL_MAC;
         f.build()
     };
-    // A TCP segment of a pod's stream, as GSO/GRO hands the uplink 44 of
-    // them at once (the lab's TCP case): gso_segs and gso_size come from
-    // ctx_in, the data is the first segment's (test runs take one page).
-    let inner_tcp = || -> Vec<u8> {
-        let mut f = Ipv4Frame::new(
-            [10, 42, 2, 54],
-            [10, 42, 1, 54],
-            6,
-            tcp(5201, 40000, 8, 1448),
-        );
-        f.src_mac = peer_mac(0);
-        f.dst_mac = LOCAL_MAC;
-        f.build()
-    };
+    let inner = |payload: usize| inner_l4(17, udp(40000, 5201, &vec![0; payload]));
     // Test runs use loopback, whose MAC is all zeros: PACKET_HOST.
     let outer = |mut f: Ipv4Frame| {
         f.dst_mac = [0; 6];
@@ -576,10 +561,20 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
             outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner(1372))),
             None,
         ),
+        // A TCP segment of a pod's stream, as GSO/GRO hands the uplink 44
+        // of them at once (the lab's TCP case): gso_segs and gso_size come
+        // from ctx_in, the data is the first segment's (a test run takes
+        // one page).
         (
             "vxlan_tcp_gso44",
-            outer(vxlan_frame(peer, me, VXLAN_PORT, 1, &inner_tcp())),
-            Some((44, 1448)),
+            outer(vxlan_frame(
+                peer,
+                me,
+                VXLAN_PORT,
+                1,
+                &inner_l4(6, tcp(5201, 40000, 8, GSO_MSS as usize)),
+            )),
+            Some((44, GSO_MSS)),
         ),
         (
             "tcp_not_vxlan",
@@ -615,14 +610,14 @@ fn hooks(repeat: u32) -> Result<serde_json::Value> {
         let mut per_frame = serde_json::Map::new();
         let mut per_frame_stats = serde_json::Map::new();
         for (name, frame, gso) in &frames {
+            // Uplinks see outer frames, the overlay device inner ones.
+            if uplink == name.starts_with("inner") {
+                continue;
+            }
             let mut ctx = [0u8; SKB_SIZE];
             if let Some((segs, size)) = gso {
                 ctx[SKB_GSO_SEGS..SKB_GSO_SEGS + 4].copy_from_slice(&segs.to_ne_bytes());
                 ctx[SKB_GSO_SIZE..SKB_GSO_SIZE + 4].copy_from_slice(&size.to_ne_bytes());
-            }
-            // Uplinks see outer frames, the overlay device inner ones.
-            if uplink == name.starts_with("inner") {
-                continue;
             }
             let mut data_out = vec![0u8; frame.len() + 256];
             // What the kernel's statistics (when on) count for these runs.
